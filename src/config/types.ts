@@ -1,0 +1,71 @@
+/**
+ * The shape of a Sluice config file after validation and defaulting. The JSON Schema in
+ * schema/sluice.schema.json describes the file; src/config/load.ts turns a file into this.
+ */
+export type Protocol = 'tcp' | 'udp';
+export type Forwarding = 'dsr-l2' | 'ipip';
+export type CaptureEngine = 'batch' | 'cap';
+
+export interface BackendConfig {
+  /** IPv4 or IPv6 address, canonical text form (as produced by net.SocketAddress / normalizeAddress). */
+  address: string;
+  /** Integer >= 0; 0 means no new flows (draining). Default 1. */
+  weight: number;
+}
+
+export interface ServiceConfig {
+  name: string;
+  /** Canonical IPv4 or IPv6 text form. */
+  vip: string;
+  family: 4 | 6;
+  /** 1..65535, or 0 meaning every port ("port": "all" in the file). */
+  port: number;
+  protocol: Protocol;
+  forwarding: Forwarding;
+  /** Maglev table size, prime. Default 65537. */
+  tableSize: number;
+  backends: BackendConfig[];
+}
+
+export interface FlowTableConfig {
+  /** Maximum tracked flows (rounded up to a power of two internally). Default 1048576. */
+  capacity: number;
+  tcpIdleTimeoutS: number; // default 300
+  tcpClosingTimeoutS: number; // after FIN or RST, default 10
+  udpIdleTimeoutS: number; // default 30
+}
+
+export interface CaptureConfig {
+  /** 'batch': Sluice's own batching addon (default); 'cap': the stock cap package. */
+  engine: CaptureEngine;
+  /** Kernel capture buffer in MiB. Default 32. */
+  bufferMiB: number;
+  /** Most frames handled per event-loop turn (batch engine). Default 256. */
+  batchSize: number;
+}
+
+export interface SafetyConfig {
+  /** Start even if the kernel forwards IP on the capture interface. Default false. */
+  allowHostForwarding: boolean;
+  /** Start even if a VIP is configured on a local interface. Default false. */
+  allowLocalVip: boolean;
+}
+
+export interface SluiceConfig {
+  /** Interface frames are captured on. */
+  interface: string;
+  /** Interface frames are sent on; defaults to `interface` (one-armed, "on a stick"). */
+  egressInterface: string;
+  /** Outer source addresses for ipip; default: the egress interface's first address of that family. */
+  encapSource4?: string;
+  encapSource6?: string;
+  /** murmur3 seed of the flow hash; every instance of a cluster must use the same. Default 0. */
+  hashSeed: number;
+  services: ServiceConfig[];
+  flowTable: FlowTableConfig;
+  capture: CaptureConfig;
+  safety: SafetyConfig;
+  metrics: { listen: string };
+  admin: { socket: string };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
+}

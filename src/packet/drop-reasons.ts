@@ -1,0 +1,47 @@
+/**
+ * Every reason a frame is not forwarded. Index = slot in the data plane's drop counter array;
+ * the name is the `reason` label of sluice_dropped_packets_total. Append only: indexes are
+ * stable across versions so counter snapshots stay comparable.
+ */
+export const DROP_REASONS = [
+  'ok', // 0: not a drop; parse success
+  // parse (src/packet/parse.ts)
+  'truncated_ethernet',
+  'truncated_vlan',
+  'unsupported_ethertype',
+  'truncated_ipv4',
+  'bad_ip_version',
+  'bad_ihl',
+  'bad_total_length',
+  'bad_ipv4_checksum',
+  'ipv4_options',
+  'ipv4_fragment',
+  'truncated_ipv6',
+  'bad_payload_length',
+  'ipv6_extension_header',
+  'ipv6_fragment',
+  'unsupported_protocol',
+  'truncated_tcp',
+  'bad_tcp_data_offset',
+  'truncated_udp',
+  'bad_udp_length',
+  'bad_tcp_options',
+  // forwarder (src/dataplane/forwarder.ts)
+  'no_service',
+  'no_backend',
+  'no_neighbor',
+  'loop',
+  'encap_too_big',
+  'tx_error',
+  'capture_truncated',
+  'mptcp_join_unknown_token',
+] as const;
+
+export type DropReasonName = (typeof DROP_REASONS)[number];
+
+/** Name -> index, for code that wants `Drop.bad_ihl` rather than a magic number. */
+export const Drop = Object.freeze(
+  Object.fromEntries(DROP_REASONS.map((n, i) => [n, i])) as { [K in DropReasonName]: number },
+);
+
+export const DROP_REASON_COUNT = DROP_REASONS.length;

@@ -1,0 +1,150 @@
+/**
+ * What changed between two config generations, so a reload can apply service and backend
+ * changes in place and refuse (or warn about) the settings that only a restart can apply.
+ * Services are matched by name and backends by address; file order never counts as a change,
+ * because table order comes from backend identity (see src/hash/).
+ */
+import type { BackendConfig, ServiceConfig, SluiceConfig } from './types.js';
+
+export type ServiceField = 'vip' | 'port' | 'protocol' | 'forwarding' | 'tableSize';
+
+export interface FieldChange {
+  field: ServiceField;
+  prev: string | number;
+  next: string | number;
+}
+
+export interface WeightChange {
+  address: string;
+  prev: number;
+  next: number;
+}
+
+export interface ServiceDiff {
+  name: string;
+  /** Changed service fields, in the order of ServiceField. */
+  fields: FieldChange[];
+  /** In the new file's order. */
+  backendsAdded: BackendConfig[];
+  /** In the old file's order. */
+  backendsRemoved: BackendConfig[];
+  weightsChanged: WeightChange[];
+}
+
+export interface ConfigDiff {
+  /** Services only in `next`, in its order. */
+  servicesAdded: ServiceConfig[];
+  /** Services only in `prev`, in its order. */
+  servicesRemoved: ServiceConfig[];
+  /** Services in both whose fields or backends differ, in `next`'s order. */
+  servicesChanged: ServiceDiff[];
+  /** Changed settings that take effect only after a restart, named by their file path. */
+  restartRequired: string[];
+  /** Other changed top-level settings, applied by a reload, named by their file path. */
+  settingsChanged: string[];
+  /** Nothing changed at all. */
+  empty: boolean;
+}
+
+const SERVICE_FIELDS: readonly ServiceField[] = ['vip', 'port', 'protocol', 'forwarding', 'tableSize'];
+
+type Setting = readonly [path: string, read: (c: SluiceConfig) => string | number | boolean | undefined];
+
+/** Bound to the interfaces, sockets and buffers opened at start-up. */
+const RESTART_SETTINGS: readonly Setting[] = [
+  ['interface', (c) => c.interface],
+  ['egressInterface', (c) => c.egressInterface],
+  ['capture.engine', (c) => c.capture.engine],
+  ['capture.bufferMiB', (c) => c.capture.bufferMiB],
+  ['capture.batchSize', (c) => c.capture.batchSize],
+  ['metrics.listen', (c) => c.metrics.listen],
+  ['admin.socket', (c) => c.admin.socket],
+  ['flowTable.capacity', (c) => c.flowTable.capacity],
+];
+
+const RELOADABLE_SETTINGS: readonly Setting[] = [
+  ['hashSeed', (c) => c.hashSeed],
+  ['encap.source4', (c) => c.encapSource4],
+  ['encap.source6', (c) => c.encapSource6],
+  ['flowTable.tcpIdleTimeoutS', (c) => c.flowTable.tcpIdleTimeoutS],
+  ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
+  ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],
+  ['safety.allowHostForwarding', (c) => c.safety.allowHostForwarding],
+  ['safety.allowLocalVip', (c) => c.safety.allowLocalVip],
+  ['log.level', (c) => c.log.level],
+];
+
+function changedSettings(settings: readonly Setting[], prev: SluiceConfig, next: SluiceConfig): string[] {
+  return settings.filter(([, read]) => read(prev) !== read(next)).map(([path]) => path);
+}
+
+function diffService(prev: ServiceConfig, next: ServiceConfig): ServiceDiff {
+  const fields: FieldChange[] = [];
+  for (const field of SERVICE_FIELDS) {
+    if (prev[field] !== next[field]) fields.push({ field, prev: prev[field], next: next[field] });
+  }
+  const before = new Map(prev.backends.map((b) => [b.address, b]));
+  const after = new Map(next.backends.map((b) => [b.address, b]));
+  const weightsChanged: WeightChange[] = [];
+  for (const b of next.backends) {
+    const old = before.get(b.address);
+    if (old && old.weight !== b.weight) weightsChanged.push({ address: b.address, prev: old.weight, next: b.weight });
+  }
+  return {
+    name: next.name,
+    fields,
+    backendsAdded: next.backends.filter((b) => !before.has(b.address)),
+    backendsRemoved: prev.backends.filter((b) => !after.has(b.address)),
+    weightsChanged,
+  };
+}
+
+function serviceChanged(d: ServiceDiff): boolean {
+  return d.fields.length + d.backendsAdded.length + d.backendsRemoved.length + d.weightsChanged.length > 0;
+}
+
+export function diffConfigs(prev: SluiceConfig, next: SluiceConfig): ConfigDiff {
+  const before = new Map(prev.services.map((s) => [s.name, s]));
+  const after = new Map(next.services.map((s) => [s.name, s]));
+  const servicesChanged: ServiceDiff[] = [];
+  for (const s of next.services) {
+    const old = before.get(s.name);
+    if (!old) continue;
+    const d = diffService(old, s);
+    if (serviceChanged(d)) servicesChanged.push(d);
+  }
+  const servicesAdded = next.services.filter((s) => !before.has(s.name));
+  const servicesRemoved = prev.services.filter((s) => !after.has(s.name));
+  const restartRequired = changedSettings(RESTART_SETTINGS, prev, next);
+  const settingsChanged = changedSettings(RELOADABLE_SETTINGS, prev, next);
+  return {
+    servicesAdded,
+    servicesRemoved,
+    servicesChanged,
+    restartRequired,
+    settingsChanged,
+    empty:
+      servicesAdded.length + servicesRemoved.length + servicesChanged.length + restartRequired.length + settingsChanged.length === 0,
+  };
+}
+
+function describeService(d: ServiceDiff): string {
+  const parts: string[] = [];
+  if (d.backendsAdded.length > 0) parts.push(`+${d.backendsAdded.length} backend${d.backendsAdded.length === 1 ? '' : 's'}`);
+  if (d.backendsRemoved.length > 0) parts.push(`-${d.backendsRemoved.length} backend${d.backendsRemoved.length === 1 ? '' : 's'}`);
+  if (d.weightsChanged.length > 0) parts.push(`${d.weightsChanged.length} weight${d.weightsChanged.length === 1 ? '' : 's'}`);
+  for (const f of d.fields) parts.push(`${f.field} ${f.prev}->${f.next}`);
+  return `${d.name}(${parts.join(', ')})`;
+}
+
+/** One line for logs, e.g. `services +1 -0 ~1: added dns; changed web(+1 backend, 2 weights); restart required: interface`. */
+export function summarizeDiff(d: ConfigDiff): string {
+  if (d.empty) return 'no changes';
+  const parts: string[] = [];
+  if (d.servicesAdded.length > 0) parts.push(`added ${d.servicesAdded.map((s) => s.name).join(', ')}`);
+  if (d.servicesRemoved.length > 0) parts.push(`removed ${d.servicesRemoved.map((s) => s.name).join(', ')}`);
+  if (d.servicesChanged.length > 0) parts.push(`changed ${d.servicesChanged.map(describeService).join(', ')}`);
+  if (d.settingsChanged.length > 0) parts.push(`settings ${d.settingsChanged.join(', ')}`);
+  if (d.restartRequired.length > 0) parts.push(`restart required: ${d.restartRequired.join(', ')}`);
+  return `services +${d.servicesAdded.length} -${d.servicesRemoved.length} ~${d.servicesChanged.length}: ${parts.join('; ')}`;
+}

@@ -1,0 +1,233 @@
+/*
+ * gen: a bounded 64-byte UDP packet generator for the Sluice pps lab.
+ *
+ * Sends prebuilt Ethernet/IPv4/UDP frames on one interface through an AF_PACKET raw socket,
+ * in sendmmsg batches. The UDP source port cycles over `flows` values so every flow hashes
+ * differently. It always stops by itself: after `count` frames or `duration` seconds,
+ * whichever comes first (or on SIGINT/SIGTERM), then prints one JSON line to stdout.
+ *
+ * Frames are 60 bytes on the wire (14 Ethernet + 20 IPv4 + 8 UDP + 18 payload), i.e. the
+ * 64-byte minimum Ethernet frame once a NIC appends the 4-byte FCS (veths have none).
+ *
+ * usage: gen -i IF -d DSTMAC -S SRCIP [-D DSTIP] [-p DPORT] [-P SPORTBASE] [-f FLOWS]
+ *            [-n COUNT] [-t SECONDS] [-r PPS] [-b BATCH] [-s SRCMAC]
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FRAME_LEN 60
+#define MAX_BATCH 1024
+#define MAX_FLOWS 65536
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static void die(const char *what) {
+  fprintf(stderr, "gen: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: gen -i IF -d DSTMAC -S SRCIP [-D DSTIP=198.51.100.10] [-p DPORT=53]\n"
+          "           [-P SPORTBASE=10000] [-f FLOWS=1024] [-n COUNT=10000000] [-t SECONDS=10]\n"
+          "           [-r PPS=0 (max)] [-b BATCH=64] [-s SRCMAC (default: IF's MAC)]\n");
+  exit(2);
+}
+
+static int parse_mac(const char *s, uint8_t mac[6]) {
+  unsigned v[6];
+  if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+  for (int i = 0; i < 6; i++) {
+    if (v[i] > 255) return -1;
+    mac[i] = (uint8_t)v[i];
+  }
+  return 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t acc) {
+  for (size_t i = 0; i + 1 < n; i += 2) acc += (uint32_t)(p[i] << 8 | p[i + 1]);
+  if (n & 1) acc += (uint32_t)(p[n - 1] << 8);
+  return acc;
+}
+
+static uint16_t fold(uint32_t acc) {
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return (uint16_t)~acc;
+}
+
+static void build_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
+                        uint32_t dip, uint16_t sport, uint16_t dport) {
+  memset(f, 0, FRAME_LEN);
+  memcpy(f, dmac, 6);
+  memcpy(f + 6, smac, 6);
+  f[12] = 0x08; f[13] = 0x00;
+  uint8_t *ip = f + 14;
+  const uint16_t ip_len = FRAME_LEN - 14;
+  ip[0] = 0x45;
+  ip[2] = (uint8_t)(ip_len >> 8); ip[3] = (uint8_t)ip_len;
+  ip[6] = 0x40; /* DF */
+  ip[8] = 64;   /* TTL */
+  ip[9] = 17;   /* UDP */
+  memcpy(ip + 12, &sip, 4); /* both already in network order */
+  memcpy(ip + 16, &dip, 4);
+  uint16_t ck = fold(sum16(ip, 20, 0));
+  ip[10] = (uint8_t)(ck >> 8); ip[11] = (uint8_t)ck;
+  uint8_t *udp = ip + 20;
+  const uint16_t udp_len = ip_len - 20;
+  udp[0] = (uint8_t)(sport >> 8); udp[1] = (uint8_t)sport;
+  udp[2] = (uint8_t)(dport >> 8); udp[3] = (uint8_t)dport;
+  udp[4] = (uint8_t)(udp_len >> 8); udp[5] = (uint8_t)udp_len;
+  memcpy(udp + 8, "sluice-native-bench", udp_len - 8 < 19 ? udp_len - 8 : 19);
+  /* UDP checksum over the pseudo-header, header and payload. */
+  uint32_t acc = sum16(ip + 12, 8, 0) + 17 + udp_len;
+  uint16_t uck = fold(sum16(udp, udp_len, acc));
+  if (uck == 0) uck = 0xffff;
+  udp[6] = (uint8_t)(uck >> 8); udp[7] = (uint8_t)uck;
+}
+
+int main(int argc, char **argv) {
+  const char *ifname = NULL, *dmac_s = NULL, *smac_s = NULL, *sip_s = NULL;
+  const char *dip_s = "198.51.100.10";
+  long dport = 53, sport_base = 10000, flows = 1024, batch = 64;
+  unsigned long long count = 10000000ULL;
+  double duration = 10.0, rate = 0.0;
+  int opt;
+  while ((opt = getopt(argc, argv, "i:d:s:S:D:p:P:f:n:t:r:b:h")) != -1) {
+    switch (opt) {
+      case 'i': ifname = optarg; break;
+      case 'd': dmac_s = optarg; break;
+      case 's': smac_s = optarg; break;
+      case 'S': sip_s = optarg; break;
+      case 'D': dip_s = optarg; break;
+      case 'p': dport = strtol(optarg, NULL, 10); break;
+      case 'P': sport_base = strtol(optarg, NULL, 10); break;
+      case 'f': flows = strtol(optarg, NULL, 10); break;
+      case 'n': count = strtoull(optarg, NULL, 10); break;
+      case 't': duration = strtod(optarg, NULL); break;
+      case 'r': rate = strtod(optarg, NULL); break;
+      case 'b': batch = strtol(optarg, NULL, 10); break;
+      default: usage();
+    }
+  }
+  if (!ifname || !dmac_s || !sip_s) usage();
+  if (duration <= 0 || duration > 3600) { fprintf(stderr, "gen: -t must be in (0, 3600]\n"); return 2; }
+  if (count == 0) { fprintf(stderr, "gen: -n must be > 0\n"); return 2; }
+  if (flows < 1 || flows > MAX_FLOWS || sport_base < 1 || sport_base + flows - 1 > 65535) {
+    fprintf(stderr, "gen: flows must fit in source ports [SPORTBASE, 65535]\n");
+    return 2;
+  }
+  if (batch < 1 || batch > MAX_BATCH) { fprintf(stderr, "gen: -b must be in [1, %d]\n", MAX_BATCH); return 2; }
+  if (dport < 1 || dport > 65535) { fprintf(stderr, "gen: bad -p\n"); return 2; }
+
+  uint8_t dmac[6], smac[6];
+  if (parse_mac(dmac_s, dmac)) { fprintf(stderr, "gen: bad -d MAC '%s'\n", dmac_s); return 2; }
+  struct in_addr sip, dip;
+  if (inet_pton(AF_INET, sip_s, &sip) != 1) { fprintf(stderr, "gen: bad -S '%s'\n", sip_s); return 2; }
+  if (inet_pton(AF_INET, dip_s, &dip) != 1) { fprintf(stderr, "gen: bad -D '%s'\n", dip_s); return 2; }
+
+  int fd = socket(AF_PACKET, SOCK_RAW, 0); /* protocol 0: send only, receives nothing */
+  if (fd < 0) die("socket(AF_PACKET)");
+  unsigned ifindex = if_nametoindex(ifname);
+  if (!ifindex) die(ifname);
+  if (smac_s) {
+    if (parse_mac(smac_s, smac)) { fprintf(stderr, "gen: bad -s MAC '%s'\n", smac_s); return 2; }
+  } else {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
+    if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) die("SIOCGIFHWADDR");
+    memcpy(smac, ifr.ifr_hwaddr.sa_data, 6);
+  }
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_ifindex = (int)ifindex;
+  sll.sll_protocol = 0;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) die("bind");
+
+  uint8_t *frames = malloc((size_t)flows * FRAME_LEN);
+  if (!frames) die("malloc");
+  for (long i = 0; i < flows; i++)
+    build_frame(frames + i * FRAME_LEN, dmac, smac, sip.s_addr, dip.s_addr,
+                (uint16_t)(sport_base + i), (uint16_t)dport);
+
+  static struct mmsghdr msgs[MAX_BATCH];
+  static struct iovec iovs[MAX_BATCH];
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  unsigned long long sent = 0, send_errors = 0, calls = 0;
+  long next_flow = 0;
+  const double t0 = now_s();
+  const double t_end = t0 + duration;
+  double t = t0;
+  while (!stop_requested && sent < count) {
+    t = now_s();
+    if (t >= t_end) break;
+    unsigned long long want = (unsigned long long)batch;
+    if (rate > 0) {
+      /* Pace: never get ahead of rate * elapsed. */
+      double allowed = rate * (t - t0) - (double)sent;
+      if (allowed < 1.0) {
+        double wait = (1.0 - allowed) / rate;
+        if (wait > 0.001) wait = 0.001;
+        struct timespec ts = {0, (long)(wait * 1e9)};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+      if ((double)want > allowed) want = (unsigned long long)allowed;
+    }
+    if (want > count - sent) want = count - sent;
+    for (unsigned long long k = 0; k < want; k++) {
+      iovs[k].iov_base = frames + next_flow * FRAME_LEN;
+      iovs[k].iov_len = FRAME_LEN;
+      msgs[k].msg_hdr.msg_iov = &iovs[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      msgs[k].msg_hdr.msg_name = NULL;
+      msgs[k].msg_hdr.msg_namelen = 0;
+      if (++next_flow == flows) next_flow = 0;
+    }
+    int n = sendmmsg(fd, msgs, (unsigned)want, 0);
+    calls++;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS || errno == EAGAIN) { send_errors++; continue; }
+      die("sendmmsg");
+    }
+    sent += (unsigned long long)n;
+    /* Frames the kernel did not take are skipped, not retried: the next batch moves on. */
+  }
+  const double seconds = now_s() - t0;
+  printf("{\"sent\":%llu,\"seconds\":%.6f,\"pps\":%.0f,\"sendErrors\":%llu,\"calls\":%llu,"
+         "\"flows\":%ld,\"frameBytes\":%d,\"batch\":%ld,\"rateLimit\":%.0f}\n",
+         sent, seconds, seconds > 0 ? (double)sent / seconds : 0.0, send_errors, calls, flows,
+         FRAME_LEN, batch, rate);
+  fflush(stdout);
+  free(frames);
+  close(fd);
+  return 0;
+}

@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+/**
+ * sluice run | check | status | flows | reload
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfigFile, ConfigError, formatIssues } from './config/load.js';
+import { Daemon, StartupError } from './runtime/daemon.js';
+import { createLogger } from './observe/log.js';
+import { adminRequest } from './observe/admin-client.js';
+import { VERSION } from './version.js';
+
+const DEFAULT_SOCKET = '/run/sluice/admin.sock';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+/** The admin socket: --socket, else the one named by --config, else the default. */
+function socketFrom(opts: { socket?: string; config?: string }): string {
+  if (opts.socket) return opts.socket;
+  if (opts.config) {
+    try {
+      return loadConfigFile(opts.config).admin.socket;
+    } catch {
+      // fall through to the default
+    }
+  }
+  return DEFAULT_SOCKET;
+}
+
+function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+async function admin(opts: { socket?: string; config?: string }, method: string, path: string): Promise<unknown> {
+  const { status, body } = await adminRequest(socketFrom(opts), method, path);
+  if (status >= 400) {
+    const msg = typeof body === 'object' && body && 'error' in body ? String((body as { error: unknown }).error) : JSON.stringify(body);
+    throw new Error(`admin API answered ${status}: ${msg}`);
+  }
+  return body;
+}
+
+type Status = {
+  version: string;
+  generation: number;
+  config: string;
+  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number };
+  flows: { active: number; capacity: number; created: number; evictions: number };
+  traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
+  drops: Record<string, number>;
+  lastReload: { at: string; ok: boolean; message: string } | null;
+  services: { name: string; vip: string; port: number | string; protocol: string; forwarding: string; backends: { address: string; weight: number; mac: string | null; problem: string | null; packets: number; flowsCreated: number }[] }[];
+};
+
+function printStatus(s: Status): void {
+  console.log(`sluice ${s.version}  generation ${s.generation}  config ${s.config}`);
+  console.log(`data plane: ${s.dataplane.up ? 'up' : 'DOWN'} (engine ${s.dataplane.engine}, pid ${s.dataplane.pid}, restarts ${s.dataplane.restarts})`);
+  console.log(`flows: ${s.flows.active} active of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
+  console.log(`frames: ${s.traffic.rxFrames} in, ${s.traffic.txFrames} out, ${s.traffic.txErrors} tx errors, ${s.traffic.captureDropped} capture drops`);
+  const drops = Object.entries(s.drops);
+  console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (s.lastReload) console.log(`last reload: ${s.lastReload.at} ${s.lastReload.ok ? 'ok' : 'REFUSED'}: ${s.lastReload.message}`);
+  const rows: (string | number)[][] = [];
+  for (const svc of s.services) {
+    for (const b of svc.backends) {
+      rows.push([svc.name, `${svc.vip}:${svc.port}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
+    }
+  }
+  console.log();
+  console.log(table(['SERVICE', 'VIP', 'MODE', 'BACKEND', 'WEIGHT', 'MAC', 'FLOWS', 'PACKETS'], rows));
+}
+
+const program = new Command();
+program.name('sluice').description('Layer-4 packet-forwarding load balancer').version(VERSION, '-v, --version');
+
+program
+  .command('run')
+  .description('run the balancer with a config file (needs CAP_NET_RAW and CAP_NET_ADMIN)')
+  .requiredOption('-c, --config <file>', 'config file (JSON)')
+  .option('--log-level <level>', 'trace|debug|info|warn|error (overrides the config)')
+  .action(async (opts: { config: string; logLevel?: string }) => {
+    let level = opts.logLevel;
+    if (!level) {
+      try {
+        level = loadConfigFile(opts.config).log.level;
+      } catch {
+        level = 'info';
+      }
+    }
+    const log = createLogger(level);
+    const daemon = new Daemon(opts.config, log);
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ event: 'signal', signal }, 'stopping');
+      void daemon.stop().then(() => process.exit(0));
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    try {
+      await daemon.start();
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      log.error({ event: 'start_failed', error: msg }, 'sluice could not start');
+      process.stderr.write(`sluice: ${msg}\n`);
+      await daemon.stop().catch(() => undefined);
+      process.exit(e instanceof StartupError ? 2 : 1);
+    }
+  });
+
+program
+  .command('check')
+  .description('validate a config file; exit 0 if valid, 2 if not')
+  .argument('<file>', 'config file (JSON)')
+  .option('--json', 'machine-readable output')
+  .action((file: string, opts: { json?: boolean }) => {
+    try {
+      const cfg = loadConfigFile(file);
+      if (opts.json) console.log(JSON.stringify({ ok: true, services: cfg.services.length }));
+      else console.log(`${file}: ok (${cfg.services.length} services, ${cfg.services.reduce((n, s) => n + s.backends.length, 0)} backends)`);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      if (opts.json) console.log(JSON.stringify({ ok: false, issues: e.issues }));
+      else process.stderr.write(`${file}: invalid\n${formatIssues(e)}\n`);
+      process.exitCode = 2;
+    }
+  });
+
+const withSocket = (c: Command): Command =>
+  c.option('-s, --socket <path>', `admin socket (default: from --config, else ${DEFAULT_SOCKET})`).option('-c, --config <file>', 'read the admin socket path from this config');
+
+withSocket(program.command('status').description('show the running instance: generation, data plane, services, backends, drops'))
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { socket?: string; config?: string; json?: boolean }) => {
+    const s = (await admin(opts, 'GET', '/status')) as Status;
+    if (opts.json) console.log(JSON.stringify(s, null, 2));
+    else printStatus(s);
+  });
+
+withSocket(program.command('flows').description('list tracked flows (bounded)'))
+  .option('--vip <address>', 'only flows to this VIP')
+  .option('--backend <address>', 'only flows on this backend')
+  .option('--client <address>', 'only flows from this client address')
+  .option('--limit <n>', 'at most this many rows (max 10000)', positiveInt, 100)
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { socket?: string; config?: string; vip?: string; backend?: string; client?: string; limit: number; json?: boolean }) => {
+    const q = new URLSearchParams({ limit: String(opts.limit) });
+    if (opts.vip) q.set('vip', opts.vip);
+    if (opts.backend) q.set('backend', opts.backend);
+    if (opts.client) q.set('client', opts.client);
+    const out = (await admin(opts, 'GET', `/flows?${q}`)) as {
+      total: number;
+      rows: { protocol: string; client: string; clientPort: number; vip: string; port: number; backend: string; service: string; ageMs: number; idleMs: number; state: string }[];
+    };
+    if (opts.json) {
+      console.log(JSON.stringify(out, null, 2));
+      return;
+    }
+    console.log(
+      table(
+        ['PROTO', 'CLIENT', 'VIP', 'SERVICE', 'BACKEND', 'AGE_S', 'IDLE_S', 'STATE'],
+        out.rows.map((r) => [r.protocol, `${r.client}:${r.clientPort}`, `${r.vip}:${r.port}`, r.service, r.backend, (r.ageMs / 1000).toFixed(1), (r.idleMs / 1000).toFixed(1), r.state]),
+      ),
+    );
+    console.log(`${out.rows.length} of ${out.total} matching flows shown`);
+  });
+
+withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
+  const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
+  const r = body as { ok: boolean; message: string };
+  if (status === 200) console.log(`reloaded: ${r.message}`);
+  else {
+    process.stderr.write(`reload refused: ${r.message}\n`);
+    process.exitCode = 1;
+  }
+});
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  process.stderr.write(`sluice: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
+

@@ -1,0 +1,56 @@
+import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
+import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
+
+/**
+ * Layout of the data plane's counter array: one Float64Array, written on the hot path by index,
+ * copied to the control process on a timer and read by prom-client at scrape time.
+ */
+export const G = {
+  rxFrames: 0,
+  rxBytes: 1,
+  txFrames: 2,
+  txBytes: 3,
+  txErrors: 4,
+  flowsCreated: 5,
+  flowsActive: 6,
+  flowCapacity: 7,
+  flowEvictions: 8,
+  flowExpirations: 9,
+  captureReceived: 10,
+  captureDropped: 11,
+  captureIfDropped: 12,
+  generation: 13,
+  dataplaneRssBytes: 14,
+  dataplaneCpuUserUs: 15,
+  dataplaneCpuSystemUs: 16,
+  batches: 17,
+  flowsRemapped: 18,
+  mptcpLearnedV0: 19,
+  mptcpLearnedV1: 20,
+  mptcpTokensActive: 21,
+  mptcpJoinsSteered: 22,
+  mptcpJoinsUnknown: 23,
+  mptcpCollisions: 24,
+  mptcpEvictions: 25,
+  mptcpMalformed: 26,
+  mptcpRefreshed: 27,
+} as const;
+export const GLOBAL_COUNT = 32;
+
+export const DROPS_BASE = GLOBAL_COUNT;
+/** Per service id: packets, bytes, flows created. */
+export const SERVICE_BASE = DROPS_BASE + DROP_REASON_COUNT;
+export const SERVICE_STRIDE = 3;
+/** Per backend id: packets, bytes, flows created. */
+export const BACKEND_BASE = SERVICE_BASE + MAX_SERVICES * SERVICE_STRIDE;
+export const BACKEND_STRIDE = 3;
+export const COUNTER_LENGTH = BACKEND_BASE + MAX_BACKENDS * BACKEND_STRIDE;
+
+export function newCounters(): Float64Array {
+  return new Float64Array(COUNTER_LENGTH);
+}
+
+/** Length of the prefix that holds every counter up to backend id `maxBackendId` (what a snapshot needs to copy). */
+export function usedLength(maxBackendId: number): number {
+  return BACKEND_BASE + (maxBackendId + 1) * BACKEND_STRIDE;
+}

@@ -1,0 +1,240 @@
+import { Drop } from '../packet/drop-reasons.js';
+import { ParsedPacket } from '../packet/parsed-packet.js';
+import { parseFrame } from '../packet/parse.js';
+import { flowHash } from '../hash/murmur3.js';
+import { FlowTable } from './flow-table.js';
+import { ServiceTable } from './service-table.js';
+import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
+import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE, newCounters } from './counters.js';
+import type { DataplaneSpec } from './spec.js';
+import { encapHeaderLen, writeEncap } from '../packet/encap.js';
+
+const FWD_DSR = 0;
+const FWD_IPIP = 1;
+const ETH_HEADER = 14;
+const ENCAP_TTL = 64;
+
+export interface ForwarderOptions {
+  flowCapacity: number;
+  tcpIdleMs: number;
+  tcpClosingMs: number;
+  udpIdleMs: number;
+}
+
+/**
+ * The per-packet path: parse -> match service -> flow lookup -> Maglev on a miss -> rewrite or
+ * encapsulate into the transmit slot. Everything it touches is preallocated; a frame that cannot be
+ * forwarded returns 0 and is counted under its drop reason.
+ */
+export class Forwarder {
+  readonly counters: Float64Array = newCounters();
+  readonly flows: FlowTable;
+  readonly #p = new ParsedPacket();
+  readonly #services = new ServiceTable(MAX_SERVICES);
+
+  // Per service id.
+  readonly #svcTables: (Int32Array | null)[] = new Array<Int32Array | null>(MAX_SERVICES).fill(null);
+  readonly #svcForwarding = new Uint8Array(MAX_SERVICES);
+
+  // Per backend id.
+  readonly #beService = new Int32Array(MAX_BACKENDS).fill(-1);
+  readonly #beHasMac = new Uint8Array(MAX_BACKENDS);
+  readonly #beMac = new Uint8Array(MAX_BACKENDS * 6);
+  readonly #beAddr = new Uint8Array(MAX_BACKENDS * 16);
+  readonly #beFamily = new Uint8Array(MAX_BACKENDS);
+  /** Per backend id, a view of its address (4 or 16 bytes), made at apply time for the encapsulator. */
+  readonly #beAddrView: (Uint8Array | null)[] = new Array<Uint8Array | null>(MAX_BACKENDS).fill(null);
+
+  readonly #egressMac = new Uint8Array(6);
+  #egressMtu = 1500;
+  readonly #src4 = new Uint8Array(4);
+  readonly #src6 = new Uint8Array(16);
+  #hasSrc4 = false;
+  #hasSrc6 = false;
+  #hashSeed = 0;
+  #generation = 0;
+  #ipId = 0;
+  #maxBackendId = 0;
+
+  constructor(opts: ForwarderOptions) {
+    this.flows = new FlowTable(opts.flowCapacity, {
+      tcpIdleMs: opts.tcpIdleMs,
+      tcpClosingMs: opts.tcpClosingMs,
+      udpIdleMs: opts.udpIdleMs,
+    });
+    this.counters[G.flowCapacity] = this.flows.capacity;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get maxBackendId(): number {
+    return this.#maxBackendId;
+  }
+
+  /** Swap in a new generation. Flows whose backend left the config are forgotten so their next packet takes the new table. */
+  apply(spec: DataplaneSpec): void {
+    this.#services.clear();
+    this.#svcTables.fill(null);
+    this.#beService.fill(-1);
+    this.#beHasMac.fill(0);
+    for (const s of spec.services) {
+      this.#services.add(s.vip, s.protocol, s.port, s.id);
+      this.#svcTables[s.id] = s.table;
+      this.#svcForwarding[s.id] = s.forwarding === 'ipip' ? FWD_IPIP : FWD_DSR;
+    }
+    for (const b of spec.backends) {
+      this.#beService[b.id] = b.serviceId;
+      this.#beFamily[b.id] = b.addr.length === 4 ? 4 : 6;
+      this.#beAddr.set(b.addr, b.id * 16);
+      this.#beAddrView[b.id] = this.#beAddr.subarray(b.id * 16, b.id * 16 + b.addr.length);
+      if (b.nextHopMac) {
+        this.#beMac.set(b.nextHopMac, b.id * 6);
+        this.#beHasMac[b.id] = 1;
+      }
+      if (b.id > this.#maxBackendId) this.#maxBackendId = b.id;
+    }
+    this.#egressMac.set(spec.egressMac);
+    this.#egressMtu = spec.egressMtu;
+    this.#hasSrc4 = spec.encapSource4 !== null;
+    if (spec.encapSource4) this.#src4.set(spec.encapSource4);
+    this.#hasSrc6 = spec.encapSource6 !== null;
+    if (spec.encapSource6) this.#src6.set(spec.encapSource6);
+    this.#hashSeed = spec.hashSeed >>> 0;
+    this.#generation = spec.generation;
+    this.counters[G.generation] = spec.generation;
+
+    const beService = this.#beService;
+    let dropped = 0;
+    this.flows.forEachSlot((slot) => {
+      const be = this.flows.backendOf(slot);
+      if (be < 0 || be >= MAX_BACKENDS || beService[be] !== this.flows.serviceOf(slot)) {
+        this.flows.remove(slot);
+        dropped++;
+      }
+    });
+    this.counters[G.flowsRemapped] += dropped;
+    this.counters[G.flowsActive] = this.flows.size;
+  }
+
+  /**
+   * Forward one frame: `rx[0..len)` in, the frame to send written at `tx[0..)`. Returns the
+   * number of bytes to send, or 0 when the frame was dropped (and counted).
+   */
+  forward(rx: Buffer, len: number, tx: Buffer, nowMs: number): number {
+    const c = this.counters;
+    const p = this.#p;
+    c[G.rxFrames]++;
+    c[G.rxBytes] += len;
+
+    const reason = parseFrame(rx, len, p);
+    if (reason !== Drop.ok) return this.#drop(reason);
+
+    const sid = this.#services.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, p.dstPort);
+    if (sid < 0) return this.#drop(Drop.no_service);
+
+    const hash = flowHash(rx, p, this.#hashSeed);
+    let slot = this.flows.lookup(rx, p, hash, nowMs);
+    let be = -1;
+    if (slot >= 0) {
+      be = this.flows.backendOf(slot);
+      if (this.#beService[be] !== sid) {
+        // The backend of record left the config: this flow moves to the current table.
+        this.flows.remove(slot);
+        c[G.flowsRemapped]++;
+        slot = -1;
+        be = -1;
+      } else {
+        this.flows.touch(slot, nowMs, p.tcpFlags);
+      }
+    }
+    if (be < 0) {
+      const table = this.#svcTables[sid];
+      if (table === null) return this.#drop(Drop.no_backend);
+      be = table[hash % table.length];
+      if (be < 0) return this.#drop(Drop.no_backend);
+      slot = this.flows.insert(rx, p, hash, nowMs, be, sid, this.#generation);
+      this.flows.touch(slot, nowMs, p.tcpFlags);
+      c[G.flowsCreated]++;
+      c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
+      c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+    }
+
+    if (this.#beHasMac[be] === 0) return this.#drop(Drop.no_neighbor);
+    const out = this.#svcForwarding[sid] === FWD_IPIP ? this.#encapsulate(rx, p, be, tx) : this.#rewrite(rx, len, be, tx);
+    if (out === 0) return 0;
+
+    c[SERVICE_BASE + sid * SERVICE_STRIDE]++;
+    c[SERVICE_BASE + sid * SERVICE_STRIDE + 1] += len;
+    c[BACKEND_BASE + be * BACKEND_STRIDE]++;
+    c[BACKEND_BASE + be * BACKEND_STRIDE + 1] += len;
+    return out;
+  }
+
+  /** dsr-l2: the frame unchanged but for its MAC addresses. */
+  #rewrite(rx: Buffer, len: number, be: number, tx: Buffer): number {
+    const mac = this.#beMac;
+    const m = be * 6;
+    // Never hand a frame back to the station it came from.
+    if (
+      rx[6] === mac[m] &&
+      rx[7] === mac[m + 1] &&
+      rx[8] === mac[m + 2] &&
+      rx[9] === mac[m + 3] &&
+      rx[10] === mac[m + 4] &&
+      rx[11] === mac[m + 5]
+    ) {
+      return this.#drop(Drop.loop);
+    }
+    rx.copy(tx, 0, 0, len);
+    for (let i = 0; i < 6; i++) {
+      tx[i] = mac[m + i];
+      tx[6 + i] = this.#egressMac[i];
+    }
+    return len;
+  }
+
+  /** ipip: a new Ethernet + outer IP header toward the backend, then the client's IP packet. */
+  #encapsulate(rx: Buffer, p: ParsedPacket, be: number, tx: Buffer): number {
+    const family = this.#beFamily[be];
+    const dst = this.#beAddrView[be];
+    if (dst === null || (family === 4 ? !this.#hasSrc4 : !this.#hasSrc6)) return this.#drop(Drop.no_backend);
+    const outerLen = encapHeaderLen(dst.length);
+    const innerLen = p.l3Length;
+    if (outerLen + innerLen > this.#egressMtu || ETH_HEADER + outerLen + innerLen > tx.length) {
+      return this.#drop(Drop.encap_too_big);
+    }
+    const mac = this.#beMac;
+    const m = be * 6;
+    for (let i = 0; i < 6; i++) {
+      tx[i] = mac[m + i];
+      tx[6 + i] = this.#egressMac[i];
+    }
+    tx[12] = family === 4 ? 0x08 : 0x86;
+    tx[13] = family === 4 ? 0x00 : 0xdd;
+    this.#ipId = (this.#ipId + 1) & 0xffff;
+    writeEncap(tx, ETH_HEADER, family === 4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, this.#ipId);
+    rx.copy(tx, ETH_HEADER + outerLen, p.l3Offset, p.l3Offset + innerLen);
+    return ETH_HEADER + outerLen + innerLen;
+  }
+
+  #drop(reason: number): number {
+    this.counters[DROPS_BASE + reason]++;
+    return 0;
+  }
+
+  /** Count a drop decided outside the forwarder (capture truncation, transmit errors). */
+  countDrop(reason: number): void {
+    this.counters[DROPS_BASE + reason]++;
+  }
+
+  /** Timer work: expire idle flows a bounded slice at a time; refresh gauges. */
+  tick(nowMs: number, sweepSlots: number): void {
+    this.flows.sweep(nowMs, sweepSlots);
+    const c = this.counters;
+    c[G.flowsActive] = this.flows.size;
+    c[G.flowEvictions] = this.flows.evictions;
+    c[G.flowExpirations] = this.flows.expirations;
+  }
+}

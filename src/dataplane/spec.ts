@@ -1,0 +1,61 @@
+import type { Forwarding } from '../config/types.js';
+
+/**
+ * What the control side hands the data plane for one table generation: everything resolved
+ * (addresses as bytes, next-hop MACs, Maglev tables as backend ids), so the data plane makes no
+ * decision that is not per packet.
+ */
+export interface ServiceSpec {
+  /** Stable id while a service of this name exists (counter slot). */
+  id: number;
+  name: string;
+  vip: Uint8Array;
+  protocol: number;
+  /** 0 = all ports. */
+  port: number;
+  forwarding: Forwarding;
+  /** Maglev table: backend ids, -1 where no backend can take new flows. */
+  table: Int32Array;
+  /** Steer MP_JOIN SYNs by token (issue: MPTCP-aware). */
+  mptcp: boolean;
+  /** What to do with an MP_JOIN whose token is unknown. */
+  mptcpUnknownJoin: 'drop' | 'hash';
+}
+
+export interface BackendSpec {
+  /** Stable id while this (service, address) exists; flows record it. */
+  id: number;
+  serviceId: number;
+  address: string;
+  addr: Uint8Array;
+  /** MAC of the next hop toward the backend on the egress interface; null = unresolved (counted drops). */
+  nextHopMac: Uint8Array | null;
+  weight: number;
+}
+
+export interface DataplaneSpec {
+  generation: number;
+  hashSeed: number;
+  services: ServiceSpec[];
+  backends: BackendSpec[];
+  egressMac: Uint8Array;
+  egressMtu: number;
+  encapSource4: Uint8Array | null;
+  encapSource6: Uint8Array | null;
+  /** BPF filter for the capture handle (derived from the services). */
+  filter: string;
+}
+
+export interface DataplaneInit {
+  engine: 'batch' | 'cap';
+  interface: string;
+  egressInterface: string;
+  bufferBytes: number;
+  batchSize: number;
+  flowCapacity: number;
+  tcpIdleMs: number;
+  tcpClosingMs: number;
+  udpIdleMs: number;
+  tokenCapacity: number;
+  spec: DataplaneSpec;
+}

@@ -1,0 +1,147 @@
+/**
+ * The data-plane process: owns the capture handle, the forwarder and its tables. Forked by the
+ * control process (src/daemon.ts) so that packet work never delays metrics, the admin API,
+ * health checks or the control plane, whatever the capture engine does to its event loop.
+ */
+import { Forwarder } from './forwarder.js';
+import { G, usedLength } from './counters.js';
+import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './limits.js';
+import type { CaptureEngine } from './engine.js';
+import type { DataplaneInit } from './spec.js';
+import type { FlowRow, FromDataplane, ToDataplane } from './messages.js';
+import { BatchEngine } from './engine-batch.js';
+import { CapEngine } from './engine-cap.js';
+
+let forwarder: Forwarder | null = null;
+let engine: CaptureEngine | null = null;
+let currentFilter = '';
+const timers: NodeJS.Timeout[] = [];
+
+function send(msg: FromDataplane): void {
+  if (process.connected) process.send?.(msg);
+}
+
+function publishCounters(): void {
+  if (!forwarder) return;
+  const c = forwarder.counters;
+  if (engine) {
+    const s = engine.stats();
+    c[G.captureReceived] = s.received;
+    c[G.captureDropped] = s.dropped;
+    c[G.captureIfDropped] = s.ifDropped;
+  }
+  const mem = process.memoryUsage.rss();
+  const cpu = process.cpuUsage();
+  c[G.dataplaneRssBytes] = mem;
+  c[G.dataplaneCpuUserUs] = cpu.user;
+  c[G.dataplaneCpuSystemUs] = cpu.system;
+  send({ type: 'counters', counters: c.slice(0, usedLength(forwarder.maxBackendId)) });
+}
+
+function start(init: DataplaneInit): void {
+  forwarder = new Forwarder({
+    flowCapacity: init.flowCapacity,
+    tcpIdleMs: init.tcpIdleMs,
+    tcpClosingMs: init.tcpClosingMs,
+    udpIdleMs: init.udpIdleMs,
+  });
+  forwarder.apply(init.spec);
+  currentFilter = init.spec.filter;
+  const opts = {
+    forwarder,
+    interface: init.interface,
+    egressInterface: init.egressInterface,
+    filter: init.spec.filter,
+    bufferBytes: init.bufferBytes,
+    batchSize: init.batchSize,
+  };
+  engine = init.engine === 'cap' ? new CapEngine(opts) : new BatchEngine(opts);
+  engine.start();
+  const fwd = forwarder;
+  timers.push(setInterval(() => fwd.tick(Date.now(), SWEEP_SLOTS_PER_TICK), SWEEP_INTERVAL_MS));
+  timers.push(setInterval(publishCounters, COUNTER_PUBLISH_MS));
+  send({ type: 'ready', engine: engine.name });
+}
+
+function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
+  const rows: FlowRow[] = [];
+  let total = 0;
+  const ids = msg.backendIds ? new Set(msg.backendIds) : null;
+  forwarder?.flows.forEach((f) => {
+    if (msg.vip && f.dst !== msg.vip) return;
+    if (msg.client && f.src !== msg.client) return;
+    if (ids && !ids.has(f.backendId)) return;
+    total++;
+    if (rows.length < msg.limit) {
+      rows.push({
+        protocol: f.protocol === 6 ? 'tcp' : 'udp',
+        client: f.src,
+        clientPort: f.srcPort,
+        vip: f.dst,
+        port: f.dstPort,
+        backendId: f.backendId,
+        serviceId: f.serviceIndex,
+        ageMs: f.ageMs,
+        idleMs: f.idleMs,
+        state: f.state === 2 ? 'closing' : 'active',
+      });
+    }
+  }, Date.now());
+  send({ type: 'flows', requestId: msg.requestId, rows, total });
+}
+
+function onMessage(msg: ToDataplane): void {
+  try {
+    switch (msg.type) {
+      case 'init':
+        start(msg.init);
+        break;
+      case 'generation':
+        if (!forwarder || !engine) return;
+        if (msg.spec.filter !== currentFilter) {
+          engine.setFilter(msg.spec.filter);
+          currentFilter = msg.spec.filter;
+        }
+        forwarder.apply(msg.spec);
+        publishCounters();
+        send({ type: 'applied', generation: msg.spec.generation });
+        break;
+      case 'flows':
+        listFlows(msg);
+        break;
+      case 'publish':
+        publishCounters();
+        break;
+      case 'shutdown':
+        shutdown(0);
+        break;
+    }
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (msg.type === 'init') {
+      send({ type: 'fatal', message });
+      shutdown(1);
+    } else if (msg.type === 'generation') {
+      send({ type: 'apply-failed', generation: msg.spec.generation, message });
+    }
+  }
+}
+
+function shutdown(code: number): void {
+  for (const t of timers) clearInterval(t);
+  try {
+    engine?.close();
+  } catch {
+    // closing a handle that failed to open
+  }
+  engine = null;
+  // Let the last IPC messages drain before leaving.
+  setTimeout(() => process.exit(code), 20);
+}
+
+process.on('message', (m) => onMessage(m as ToDataplane));
+process.on('disconnect', () => shutdown(0));
+process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => {
+  // The control process decides when we stop.
+});

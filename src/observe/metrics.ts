@@ -1,0 +1,140 @@
+/**
+ * Prometheus metrics. The data plane's counters arrive as a Float64Array snapshot; prom-client
+ * reads them at scrape time through collect() hooks, so nothing is copied per packet.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { DROP_REASONS } from '../packet/drop-reasons.js';
+import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE } from '../dataplane/counters.js';
+
+export interface LabelMaps {
+  /** service id -> service name */
+  services: ReadonlyMap<number, string>;
+  /** backend id -> { service name, address } */
+  backends: ReadonlyMap<number, { service: string; address: string }>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  #snapshot: Float64Array = new Float64Array(0);
+  #labels: LabelMaps = { services: new Map(), backends: new Map() };
+  readonly reloads: Counter<'result'>;
+  readonly configGeneration: Gauge;
+  readonly dataplaneUp: Gauge;
+  readonly dataplaneRestarts: Counter;
+  readonly neighbourUnresolved: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'sluice_control_' });
+    const snap = (): Float64Array => this.#snapshot;
+    const at = (i: number): number => (i < snap().length ? snap()[i] : 0);
+    const labels = (): LabelMaps => this.#labels;
+
+    const perService = (name: string, help: string, offset: number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['service'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [id, svc] of labels().services) this.inc({ service: svc }, at(SERVICE_BASE + id * SERVICE_STRIDE + offset));
+        },
+      });
+    };
+    const perBackend = (name: string, help: string, offset: number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['service', 'backend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [id, b] of labels().backends) {
+            this.inc({ service: b.service, backend: b.address }, at(BACKEND_BASE + id * BACKEND_STRIDE + offset));
+          }
+        },
+      });
+    };
+    const global = (name: string, help: string, index: number, kind: 'counter' | 'gauge'): void => {
+      if (kind === 'counter') {
+        new Counter({ name, help, registers, collect() { this.reset(); this.inc(at(index)); } });
+      } else {
+        new Gauge({ name, help, registers, collect() { this.set(at(index)); } });
+      }
+    };
+
+    perService('sluice_service_packets_total', 'Packets forwarded per service.', 0);
+    perService('sluice_service_bytes_total', 'Bytes forwarded per service (frame bytes as received).', 1);
+    perService('sluice_service_flows_created_total', 'New flows assigned per service.', 2);
+    perBackend('sluice_backend_packets_total', 'Packets forwarded per backend.', 0);
+    perBackend('sluice_backend_bytes_total', 'Bytes forwarded per backend (frame bytes as received).', 1);
+    perBackend('sluice_backend_flows_created_total', 'New flows assigned per backend.', 2);
+    new Counter({
+      name: 'sluice_dropped_packets_total',
+      help: 'Frames not forwarded, by reason.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (let r = 1; r < DROP_REASONS.length; r++) this.inc({ reason: DROP_REASONS[r] }, at(DROPS_BASE + r));
+      },
+    });
+    global('sluice_rx_frames_total', 'Frames handed to the forwarder by the capture engine.', G.rxFrames, 'counter');
+    global('sluice_rx_bytes_total', 'Bytes handed to the forwarder.', G.rxBytes, 'counter');
+    global('sluice_tx_frames_total', 'Frames transmitted.', G.txFrames, 'counter');
+    global('sluice_tx_bytes_total', 'Bytes transmitted (after rewrite or encapsulation).', G.txBytes, 'counter');
+    global('sluice_tx_errors_total', 'Frames the kernel refused to transmit.', G.txErrors, 'counter');
+    global('sluice_flows_created_total', 'Flows created.', G.flowsCreated, 'counter');
+    global('sluice_flows_active', 'Flows tracked now.', G.flowsActive, 'gauge');
+    global('sluice_flow_table_capacity', 'Flow table capacity (entries).', G.flowCapacity, 'gauge');
+    global('sluice_flow_table_evictions_total', 'Live flows evicted because their bucket was full.', G.flowEvictions, 'counter');
+    global('sluice_flow_table_expirations_total', 'Flows expired after their idle timeout.', G.flowExpirations, 'counter');
+    global('sluice_flows_remapped_total', 'Flows whose backend left the config and that moved to the current table.', G.flowsRemapped, 'counter');
+    global('sluice_capture_received_total', 'Frames the capture handle received (libpcap ps_recv).', G.captureReceived, 'counter');
+    global('sluice_capture_dropped_total', 'Frames dropped because the capture buffer was full (libpcap ps_drop).', G.captureDropped, 'counter');
+    global('sluice_capture_if_dropped_total', 'Frames dropped by the interface or driver (libpcap ps_ifdrop).', G.captureIfDropped, 'counter');
+    global('sluice_capture_batches_total', 'Batches handed to JavaScript by the capture engine.', G.batches, 'counter');
+    global('sluice_dataplane_generation', 'Table generation the data plane is forwarding with.', G.generation, 'gauge');
+    global('sluice_dataplane_resident_memory_bytes', 'Resident memory of the data-plane process.', G.dataplaneRssBytes, 'gauge');
+    new Counter({
+      name: 'sluice_dataplane_cpu_seconds_total',
+      help: 'CPU time of the data-plane process.',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ mode: 'user' }, at(G.dataplaneCpuUserUs) / 1e6);
+        this.inc({ mode: 'system' }, at(G.dataplaneCpuSystemUs) / 1e6);
+      },
+    });
+    global('sluice_mptcp_connections_learned_v0_total', 'MPTCP v0 connections whose token was learned.', G.mptcpLearnedV0, 'counter');
+    global('sluice_mptcp_connections_learned_v1_total', 'MPTCP v1 connections whose token was learned.', G.mptcpLearnedV1, 'counter');
+    global('sluice_mptcp_tokens_active', 'MPTCP tokens tracked now.', G.mptcpTokensActive, 'gauge');
+    global('sluice_mptcp_joins_steered_total', 'MP_JOIN SYNs steered to the backend of their connection.', G.mptcpJoinsSteered, 'counter');
+    global('sluice_mptcp_joins_unknown_token_total', 'MP_JOIN SYNs whose token was unknown.', G.mptcpJoinsUnknown, 'counter');
+    global('sluice_mptcp_token_collisions_total', 'Tokens learned for a different backend than the owner on record (first owner kept).', G.mptcpCollisions, 'counter');
+    global('sluice_mptcp_token_evictions_total', 'MPTCP token entries evicted because the table was full.', G.mptcpEvictions, 'counter');
+    global('sluice_mptcp_malformed_options_total', 'Packets with a malformed MPTCP option (forwarded as plain TCP).', G.mptcpMalformed, 'counter');
+
+    this.reloads = new Counter({ name: 'sluice_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.reloads.inc({ result: 'ok' }, 0);
+    this.reloads.inc({ result: 'failed' }, 0);
+    this.configGeneration = new Gauge({ name: 'sluice_config_generation', help: 'Generation of the config in force (starts at 1, +1 per applied reload).', registers });
+    this.dataplaneUp = new Gauge({ name: 'sluice_dataplane_up', help: '1 while the data-plane process is running and answering.', registers });
+    this.dataplaneRestarts = new Counter({ name: 'sluice_dataplane_restarts_total', help: 'Times the data-plane process was restarted after it died.', registers });
+    this.neighbourUnresolved = new Gauge({ name: 'sluice_backends_unresolved', help: 'Backends whose next-hop MAC is unknown (they take no new flows).', registers });
+  }
+
+  setSnapshot(s: Float64Array): void {
+    this.#snapshot = s;
+  }
+
+  get snapshot(): Float64Array {
+    return this.#snapshot;
+  }
+
+  setLabels(l: LabelMaps): void {
+    this.#labels = l;
+  }
+}

@@ -1,0 +1,516 @@
+/**
+ * The control process of one Sluice instance: loads and watches the config, checks the host,
+ * resolves next hops, builds table generations, supervises the data-plane process, and serves
+ * /metrics and the admin API. It never touches packets, so none of this waits on them.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Server } from 'node:http';
+import { loadConfigFile, ConfigError, formatIssues } from '../config/load.js';
+import { diffConfigs, summarizeDiff } from '../config/diff.js';
+import { ConfigWatcher } from '../config/watch.js';
+import type { SluiceConfig } from '../config/types.js';
+import { interfaceFacts, resolveNextHop, safetyProblems, type InterfaceFacts, type NextHop } from '../dataplane/host.js';
+import { formatMac as macToText } from '../packet/mac.js';
+import { MAX_BACKENDS, MAX_SERVICES } from '../dataplane/limits.js';
+import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../dataplane/counters.js';
+import { DROP_REASONS } from '../packet/drop-reasons.js';
+import type { DataplaneInit, DataplaneSpec } from '../dataplane/spec.js';
+import type { FlowRow, FromDataplane, ToDataplane } from '../dataplane/messages.js';
+import { IdAllocator, backendKey, buildSpec } from './generation.js';
+import { Metrics } from '../observe/metrics.js';
+import { jsonServer, listenTcp, listenUnix, sendJson } from '../observe/http.js';
+import type { Logger } from '../observe/log.js';
+import { VERSION } from '../version.js';
+
+const WORKER_PATH = fileURLToPath(new URL('../dataplane/worker.js', import.meta.url));
+const START_TIMEOUT_MS = 15_000;
+const APPLY_TIMEOUT_MS = 10_000;
+const NEIGHBOUR_RETRY_MS = 5_000;
+const RESOLVE_CONCURRENCY = 16;
+const FLOW_LIST_MAX = 10_000;
+
+/** A start-up problem the operator must fix; the CLI prints it and exits non-zero. */
+export class StartupError extends Error {}
+
+export class Daemon {
+  readonly metrics = new Metrics();
+  readonly #log: Logger;
+  readonly #configPath: string;
+  #config!: SluiceConfig;
+  #generation = 0;
+  readonly #serviceIds = new IdAllocator(MAX_SERVICES);
+  readonly #backendIds = new IdAllocator(MAX_BACKENDS);
+  #ingress!: InterfaceFacts;
+  #egress!: InterfaceFacts;
+  #nextHops = new Map<string, NextHop>();
+  #spec!: DataplaneSpec;
+  #worker: ChildProcess | null = null;
+  #engine = '';
+  #stopping = false;
+  #restarts = 0;
+  #watcher: ConfigWatcher | null = null;
+  #metricsServer: Server | null = null;
+  #adminServer: Server | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #queue: Promise<unknown> = Promise.resolve();
+  #requestId = 0;
+  readonly #flowRequests = new Map<number, (m: Extract<FromDataplane, { type: 'flows' }>) => void>();
+  #applyWaiters: { generation: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  #lastReload: { at: string; ok: boolean; message: string } | null = null;
+  #startedAt = new Date().toISOString();
+
+  constructor(configPath: string, log: Logger) {
+    this.#configPath = configPath;
+    this.#log = log;
+  }
+
+  get config(): SluiceConfig {
+    return this.#config;
+  }
+
+  async start(): Promise<void> {
+    let config: SluiceConfig;
+    try {
+      config = loadConfigFile(this.#configPath);
+    } catch (e) {
+      if (e instanceof ConfigError) throw new StartupError(`invalid config ${this.#configPath}:\n${formatIssues(e)}`);
+      throw e;
+    }
+    this.#ingress = await interfaceFacts(config.interface).catch((e: Error) => {
+      throw new StartupError(e.message);
+    });
+    this.#egress =
+      config.egressInterface === config.interface
+        ? this.#ingress
+        : await interfaceFacts(config.egressInterface).catch((e: Error) => {
+            throw new StartupError(e.message);
+          });
+    const problems = await safetyProblems({
+      interface: config.interface,
+      egressInterface: config.egressInterface,
+      vips: config.services.map((s) => s.vip),
+      allowHostForwarding: config.safety.allowHostForwarding,
+      allowLocalVip: config.safety.allowLocalVip,
+    });
+    if (problems.length > 0) throw new StartupError(`refusing to start:\n- ${problems.join('\n- ')}`);
+
+    this.#config = config;
+    this.#generation = 1;
+    await this.#resolveNextHops(config, true);
+    this.#spec = this.#build(config);
+
+    // Servers first: a bad listen address is reported before any packet is captured.
+    this.#metricsServer = jsonServer(async (_req, url, res) => {
+      if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' });
+      await this.#refreshCounters();
+      const body = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(body);
+    });
+    await listenTcp(this.#metricsServer, config.metrics.listen).catch((e: Error) => {
+      throw new StartupError(`cannot serve metrics on ${config.metrics.listen}: ${e.message}`);
+    });
+    this.#adminServer = jsonServer((req, url, res) => this.#admin(req.method ?? 'GET', url, res));
+    await listenUnix(this.#adminServer, config.admin.socket).catch((e: Error) => {
+      throw new StartupError(`cannot serve the admin API on ${config.admin.socket}: ${e.message}`);
+    });
+
+    await this.#startWorker();
+    this.metrics.configGeneration.set(this.#generation);
+
+    this.#watcher = new ConfigWatcher({
+      path: this.#configPath,
+      onConfig: (next) => {
+        void this.reload(next, 'file changed or SIGHUP');
+      },
+      onInvalid: (err) => {
+        this.metrics.reloads.inc({ result: 'failed' });
+        const message = err instanceof ConfigError ? formatIssues(err).replace(/\n/g, '; ') : String(err);
+        this.#lastReload = { at: new Date().toISOString(), ok: false, message };
+        this.#log.error({ event: 'reload_refused', config: this.#configPath, issues: message }, 'config reload refused; still forwarding with the previous config');
+      },
+    });
+    this.#watcher.start();
+    this.#timers.push(setInterval(() => void this.#retryNeighbours(), NEIGHBOUR_RETRY_MS));
+    this.#log.info(
+      {
+        event: 'started',
+        config: this.#configPath,
+        interface: config.interface,
+        egress: config.egressInterface,
+        engine: this.#engine,
+        services: config.services.length,
+        metrics: config.metrics.listen,
+        admin: config.admin.socket,
+      },
+      'sluice is forwarding',
+    );
+  }
+
+  async #resolveNextHops(config: SluiceConfig, initial: boolean): Promise<void> {
+    const wanted: { address: string; direct: boolean }[] = [];
+    const seen = new Set<string>();
+    for (const s of config.services) {
+      for (const b of s.backends) {
+        if (seen.has(b.address)) continue;
+        seen.add(b.address);
+        wanted.push({ address: b.address, direct: s.forwarding === 'dsr-l2' });
+      }
+    }
+    const results = new Map<string, NextHop>();
+    let i = 0;
+    const workers = Array.from({ length: Math.min(RESOLVE_CONCURRENCY, wanted.length) }, async () => {
+      while (i < wanted.length) {
+        const w = wanted[i++];
+        results.set(w.address, await resolveNextHop(w.address, config.egressInterface, w.direct));
+      }
+    });
+    await Promise.all(workers);
+    let unresolved = 0;
+    for (const [address, hop] of results) {
+      if (hop.problem) {
+        unresolved++;
+        const before = this.#nextHops.get(address);
+        if (initial || !before || before.problem !== hop.problem) {
+          this.#log.warn({ event: 'backend_unresolved', backend: address, problem: hop.problem }, 'backend takes no new flows until its next hop resolves');
+        }
+      }
+    }
+    this.metrics.neighbourUnresolved.set(unresolved);
+    this.#nextHops = results;
+  }
+
+  async #retryNeighbours(): Promise<void> {
+    const missing = [...this.#nextHops.values()].filter((h) => h.problem);
+    if (missing.length === 0 || this.#stopping) return;
+    await this.#serial(async () => {
+      let changed = false;
+      for (const h of missing) {
+        const direct = this.#config.services.some((s) => s.forwarding === 'dsr-l2' && s.backends.some((b) => b.address === h.address));
+        const now = await resolveNextHop(h.address, this.#config.egressInterface, direct, 500);
+        if (!now.problem) {
+          this.#nextHops.set(h.address, now);
+          changed = true;
+          this.#log.info({ event: 'backend_resolved', backend: h.address, mac: now.mac ? macToText(now.mac) : null }, 'backend next hop resolved');
+        }
+      }
+      if (changed) {
+        this.metrics.neighbourUnresolved.set([...this.#nextHops.values()].filter((h) => h.problem).length);
+        await this.#applyGeneration(this.#config);
+      }
+    });
+  }
+
+  #build(config: SluiceConfig): DataplaneSpec {
+    const spec = buildSpec({
+      config,
+      generation: this.#generation,
+      serviceIds: this.#serviceIds,
+      backendIds: this.#backendIds,
+      nextHops: this.#nextHops,
+      ingress: this.#ingress,
+      egress: this.#egress,
+    });
+    const services = new Map<number, string>();
+    const backends = new Map<number, { service: string; address: string }>();
+    for (const s of spec.services) services.set(s.id, s.name);
+    for (const b of spec.backends) backends.set(b.id, { service: spec.services.find((s) => s.id === b.serviceId)?.name ?? '?', address: b.address });
+    this.metrics.setLabels({ services, backends });
+    return spec;
+  }
+
+  #startWorker(): Promise<void> {
+    const cfg = this.#config;
+    const init: DataplaneInit = {
+      engine: cfg.capture.engine,
+      interface: cfg.interface,
+      egressInterface: cfg.egressInterface,
+      bufferBytes: cfg.capture.bufferMiB * 1024 * 1024,
+      batchSize: cfg.capture.batchSize,
+      flowCapacity: cfg.flowTable.capacity,
+      tcpIdleMs: cfg.flowTable.tcpIdleTimeoutS * 1000,
+      tcpClosingMs: cfg.flowTable.tcpClosingTimeoutS * 1000,
+      udpIdleMs: cfg.flowTable.udpIdleTimeoutS * 1000,
+      tokenCapacity: 1 << 18,
+      spec: this.#spec,
+    };
+    const worker = fork(WORKER_PATH, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.#worker = worker;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        worker.kill('SIGKILL');
+        reject(new StartupError(`the data-plane process did not start within ${START_TIMEOUT_MS} ms`));
+      }, START_TIMEOUT_MS);
+      let started = false;
+      worker.on('message', (m: FromDataplane) => {
+        if (m.type === 'ready') {
+          started = true;
+          clearTimeout(timer);
+          this.#engine = m.engine;
+          this.metrics.dataplaneUp.set(1);
+          resolve();
+        } else if (m.type === 'fatal') {
+          clearTimeout(timer);
+          reject(new StartupError(`the data plane could not start: ${m.message}`));
+        } else {
+          this.#onWorkerMessage(m);
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        this.metrics.dataplaneUp.set(0);
+        if (this.#worker === worker) this.#worker = null;
+        if (!started) {
+          reject(new StartupError(`the data-plane process exited during start (code ${code}, signal ${signal})`));
+          return;
+        }
+        for (const w of this.#applyWaiters) w.reject(new Error('data-plane process exited'));
+        this.#applyWaiters = [];
+        if (!this.#stopping) this.#onWorkerDied(code, signal);
+      });
+      worker.send({ type: 'init', init } satisfies ToDataplane);
+    });
+  }
+
+  #onWorkerDied(code: number | null, signal: string | null): void {
+    this.#restarts++;
+    this.metrics.dataplaneRestarts.inc();
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.#restarts, 6));
+    this.#log.error({ event: 'dataplane_died', code, signal, restartInMs: delay }, 'data-plane process died; restarting with the current generation');
+    setTimeout(() => {
+      if (this.#stopping) return;
+      this.#startWorker().then(
+        () => this.#log.info({ event: 'dataplane_restarted', engine: this.#engine }, 'data-plane process restarted'),
+        (e: Error) => this.#log.error({ event: 'dataplane_restart_failed', error: e.message }, 'data-plane restart failed'),
+      );
+    }, delay);
+  }
+
+  #onWorkerMessage(m: FromDataplane): void {
+    switch (m.type) {
+      case 'counters':
+        this.metrics.setSnapshot(m.counters);
+        break;
+      case 'applied':
+      case 'apply-failed': {
+        const waiters = this.#applyWaiters.filter((w) => w.generation === m.generation);
+        this.#applyWaiters = this.#applyWaiters.filter((w) => w.generation !== m.generation);
+        for (const w of waiters) {
+          if (m.type === 'applied') w.resolve();
+          else w.reject(new Error(m.message));
+        }
+        break;
+      }
+      case 'flows':
+        this.#flowRequests.get(m.requestId)?.(m);
+        this.#flowRequests.delete(m.requestId);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #send(msg: ToDataplane): boolean {
+    if (!this.#worker || !this.#worker.connected) return false;
+    this.#worker.send(msg);
+    return true;
+  }
+
+  /** Ask for a fresh counter snapshot (bounded wait), so a scrape right after traffic is exact. */
+  async #refreshCounters(): Promise<void> {
+    if (!this.#worker) return;
+    const before = this.metrics.snapshot;
+    this.#send({ type: 'publish' });
+    const deadline = Date.now() + 50;
+    while (this.metrics.snapshot === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Apply `config` as the next generation; on any failure the running generation stays. */
+  reload(next?: SluiceConfig, cause = 'admin'): Promise<{ ok: boolean; message: string }> {
+    return this.#serial(async () => {
+      let config = next;
+      try {
+        config ??= loadConfigFile(this.#configPath);
+        const d = diffConfigs(this.#config, config);
+        if (d.restartRequired.length > 0) {
+          throw new Error(`these settings change only with a restart: ${d.restartRequired.join(', ')}`);
+        }
+        const problems = await safetyProblems({
+          interface: config.interface,
+          egressInterface: config.egressInterface,
+          vips: config.services.map((s) => s.vip),
+          allowHostForwarding: config.safety.allowHostForwarding,
+          allowLocalVip: config.safety.allowLocalVip,
+        });
+        if (problems.length > 0) throw new Error(problems.join(' '));
+        await this.#resolveNextHops(config, false);
+        await this.#applyGeneration(config);
+        this.metrics.reloads.inc({ result: 'ok' });
+        const message = summarizeDiff(d);
+        this.#lastReload = { at: new Date().toISOString(), ok: true, message };
+        this.#log.info({ event: 'reloaded', cause, generation: this.#generation, changes: message }, 'config reloaded');
+        return { ok: true, message };
+      } catch (e) {
+        const message = e instanceof ConfigError ? formatIssues(e).replace(/\n/g, '; ') : (e as Error).message;
+        this.metrics.reloads.inc({ result: 'failed' });
+        this.#lastReload = { at: new Date().toISOString(), ok: false, message };
+        this.#log.error({ event: 'reload_refused', cause, issues: message }, 'config reload refused; still forwarding with the previous config');
+        return { ok: false, message };
+      }
+    });
+  }
+
+  async #applyGeneration(config: SluiceConfig): Promise<void> {
+    const generation = this.#generation + 1;
+    const prevGeneration = this.#generation;
+    this.#generation = generation;
+    let spec: DataplaneSpec;
+    try {
+      spec = this.#build(config);
+    } catch (e) {
+      this.#generation = prevGeneration;
+      throw e;
+    }
+    const applied = new Promise<void>((resolve, reject) => {
+      this.#applyWaiters.push({ generation, resolve, reject });
+      setTimeout(() => reject(new Error(`data plane did not apply generation ${generation} within ${APPLY_TIMEOUT_MS} ms`)), APPLY_TIMEOUT_MS);
+    });
+    if (!this.#send({ type: 'generation', spec })) {
+      this.#applyWaiters = this.#applyWaiters.filter((w) => w.generation !== generation);
+      this.#generation = prevGeneration;
+      throw new Error('the data-plane process is not running');
+    }
+    try {
+      await applied;
+    } catch (e) {
+      this.#generation = prevGeneration;
+      // Put the previous generation's labels back.
+      this.#build(this.#config);
+      throw e;
+    }
+    this.#config = config;
+    this.#spec = spec;
+    this.metrics.configGeneration.set(generation);
+  }
+
+  flows(filter: { vip?: string; backend?: string; client?: string; limit: number }): Promise<{ rows: (FlowRow & { backend: string; service: string })[]; total: number }> {
+    const backendIds = filter.backend
+      ? this.#spec.backends.filter((b) => b.address === filter.backend).map((b) => b.id)
+      : undefined;
+    const requestId = ++this.#requestId;
+    const limit = Math.max(1, Math.min(FLOW_LIST_MAX, filter.limit));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#flowRequests.delete(requestId);
+        reject(new Error('the data plane did not answer within 2 s'));
+      }, 2000);
+      this.#flowRequests.set(requestId, (m) => {
+        clearTimeout(timer);
+        resolve({
+          total: m.total,
+          rows: m.rows.map((r) => {
+            const b = this.#spec.backends.find((x) => x.id === r.backendId);
+            const s = this.#spec.services.find((x) => x.id === r.serviceId);
+            return { ...r, backend: b?.address ?? `#${r.backendId}`, service: s?.name ?? `#${r.serviceId}` };
+          }),
+        });
+      });
+      if (!this.#send({ type: 'flows', requestId, limit, vip: filter.vip, client: filter.client, backendIds })) {
+        clearTimeout(timer);
+        this.#flowRequests.delete(requestId);
+        reject(new Error('the data-plane process is not running'));
+      }
+    });
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    await this.#refreshCounters();
+    const c = this.metrics.snapshot;
+    const at = (i: number): number => (i < c.length ? c[i] : 0);
+    const drops: Record<string, number> = {};
+    for (let r = 1; r < DROP_REASONS.length; r++) if (at(DROPS_BASE + r) > 0) drops[DROP_REASONS[r]] = at(DROPS_BASE + r);
+    return {
+      version: VERSION,
+      startedAt: this.#startedAt,
+      config: this.#configPath,
+      generation: this.#generation,
+      dataplane: { engine: this.#engine, up: this.#worker !== null, pid: this.#worker?.pid ?? null, restarts: this.#restarts, generation: at(G.generation) },
+      interface: this.#config.interface,
+      egressInterface: this.#config.egressInterface,
+      lastReload: this.#lastReload,
+      flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
+      traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
+      drops,
+      services: this.#config.services.map((s) => ({
+        name: s.name,
+        vip: s.vip,
+        port: s.port === 0 ? 'all' : s.port,
+        protocol: s.protocol,
+        forwarding: s.forwarding,
+        backends: s.backends.map((b) => {
+          const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
+          const hop = this.#nextHops.get(b.address);
+          const base = BACKEND_BASE + id * BACKEND_STRIDE;
+          return {
+            address: b.address,
+            weight: b.weight,
+            mac: hop?.mac ? macToText(hop.mac) : null,
+            problem: hop?.problem ?? null,
+            packets: id >= 0 ? at(base) : 0,
+            bytes: id >= 0 ? at(base + 1) : 0,
+            flowsCreated: id >= 0 ? at(base + 2) : 0,
+          };
+        }),
+      })),
+    };
+  }
+
+  async #admin(method: string, url: URL, res: import('node:http').ServerResponse): Promise<void> {
+    if (method === 'GET' && url.pathname === '/status') return sendJson(res, 200, await this.status());
+    if (method === 'GET' && url.pathname === '/flows') {
+      const limit = Number(url.searchParams.get('limit') ?? 100);
+      if (!Number.isInteger(limit) || limit < 1) return sendJson(res, 400, { error: 'limit must be a positive integer' });
+      const out = await this.flows({
+        vip: url.searchParams.get('vip') ?? undefined,
+        backend: url.searchParams.get('backend') ?? undefined,
+        client: url.searchParams.get('client') ?? undefined,
+        limit,
+      });
+      return sendJson(res, 200, out);
+    }
+    if (method === 'POST' && url.pathname === '/reload') {
+      const r = await this.reload(undefined, 'admin');
+      return sendJson(res, r.ok ? 200 : 409, r);
+    }
+    return sendJson(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#watcher?.stop();
+    const worker = this.#worker;
+    if (worker) {
+      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
+      this.#send({ type: 'shutdown' });
+      const killer = setTimeout(() => worker.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(killer);
+    }
+    await Promise.all(
+      [this.#metricsServer, this.#adminServer].map(
+        (s) => new Promise<void>((r) => (s ? s.close(() => r()) : r())),
+      ),
+    );
+    this.#log.info({ event: 'stopped' }, 'sluice stopped');
+  }
+}
+
+

@@ -1,0 +1,140 @@
+/**
+ * Turns a validated config plus host facts into a DataplaneSpec: stable ids for services and
+ * backends, Maglev tables keyed by backend identity, the capture filter.
+ */
+import type { ServiceConfig, SluiceConfig } from '../config/types.js';
+import { addressBytes } from '../packet/address.js';
+import { buildMaglevTable } from '../hash/maglev.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/parsed-packet.js';
+import type { BackendSpec, DataplaneSpec, ServiceSpec } from '../dataplane/spec.js';
+import type { InterfaceFacts, NextHop } from '../dataplane/host.js';
+import { formatMac as macToText } from '../packet/mac.js';
+
+/**
+ * Stable small-integer ids for named things. A released id is not handed out again until every
+ * other id has been, so a flow that still names an old id cannot meet a newcomer by accident.
+ */
+export class IdAllocator {
+  readonly #ids = new Map<string, number>();
+  readonly #used: Uint8Array;
+  #next = 0;
+
+  constructor(readonly capacity: number) {
+    this.#used = new Uint8Array(capacity);
+  }
+
+  idOf(key: string): number | undefined {
+    return this.#ids.get(key);
+  }
+
+  acquire(key: string): number {
+    const have = this.#ids.get(key);
+    if (have !== undefined) return have;
+    for (let i = 0; i < this.capacity; i++) {
+      const id = (this.#next + i) % this.capacity;
+      if (!this.#used[id]) {
+        this.#used[id] = 1;
+        this.#ids.set(key, id);
+        this.#next = (id + 1) % this.capacity;
+        return id;
+      }
+    }
+    throw new Error(`more than ${this.capacity} ids in use`);
+  }
+
+  /** Release every key not in `keep`. */
+  retain(keep: Set<string>): void {
+    for (const [key, id] of this.#ids) {
+      if (!keep.has(key)) {
+        this.#ids.delete(key);
+        this.#used[id] = 0;
+      }
+    }
+  }
+
+  entries(): IterableIterator<[string, number]> {
+    return this.#ids.entries();
+  }
+}
+
+export function backendKey(serviceName: string, address: string): string {
+  return `${serviceName}|${address}`;
+}
+
+/** BPF filter matching exactly the configured services, tagged or not, and never our own frames. */
+export function captureFilter(services: readonly ServiceConfig[], ownMacs: readonly Uint8Array[]): string {
+  if (services.length === 0) return 'less 1';
+  const clauses = services.map((s) => `(dst host ${s.vip} and ${s.protocol}${s.port === 0 ? '' : ` dst port ${s.port}`})`);
+  const match = clauses.join(' or ');
+  const notOwn = ownMacs.map((m) => `not ether src ${macToText(m)}`).join(' and ');
+  return `${notOwn ? `${notOwn} and ` : ''}((${match}) or (vlan and (${match})))`;
+}
+
+export interface BuildInput {
+  config: SluiceConfig;
+  generation: number;
+  serviceIds: IdAllocator;
+  backendIds: IdAllocator;
+  nextHops: ReadonlyMap<string, NextHop>;
+  egress: InterfaceFacts;
+  ingress: InterfaceFacts;
+  /** Backends that may take new flows (health, drain): key -> false to exclude. Default all. */
+  eligible?: (serviceName: string, address: string) => boolean;
+}
+
+export function buildSpec(input: BuildInput): DataplaneSpec {
+  const { config, serviceIds, backendIds, nextHops, egress } = input;
+  const keepServices = new Set(config.services.map((s) => s.name));
+  const keepBackends = new Set(config.services.flatMap((s) => s.backends.map((b) => backendKey(s.name, b.address))));
+  serviceIds.retain(keepServices);
+  backendIds.retain(keepBackends);
+
+  const services: ServiceSpec[] = [];
+  const backends: BackendSpec[] = [];
+  for (const s of config.services) {
+    const sid = serviceIds.acquire(s.name);
+    const candidates: { key: string; weight: number; id: number }[] = [];
+    for (const b of s.backends) {
+      const id = backendIds.acquire(backendKey(s.name, b.address));
+      const hop = nextHops.get(b.address);
+      const mac = hop?.mac ?? null;
+      backends.push({ id, serviceId: sid, address: b.address, addr: addressBytes(b.address), nextHopMac: mac, weight: b.weight });
+      const eligible = input.eligible ? input.eligible(s.name, b.address) : true;
+      // A backend we cannot reach at L2 takes no new flows; it returns when its neighbour resolves.
+      if (mac && eligible && b.weight > 0) candidates.push({ key: b.address, weight: b.weight, id });
+    }
+    const idx = buildMaglevTable(candidates, s.tableSize);
+    const table = new Int32Array(s.tableSize);
+    for (let i = 0; i < table.length; i++) table[i] = idx[i] < 0 ? -1 : candidates[idx[i]].id;
+    services.push({
+      id: sid,
+      name: s.name,
+      vip: addressBytes(s.vip),
+      protocol: s.protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP,
+      port: s.port,
+      forwarding: s.forwarding,
+      table,
+      mptcp: false,
+      mptcpUnknownJoin: 'drop',
+    });
+  }
+  const pick = (family: 4 | 6, configured?: string): Uint8Array | null => {
+    if (configured) return addressBytes(configured);
+    const a = egress.addresses.find((x) => x.family === family);
+    return a ? addressBytes(a.address) : null;
+  };
+  const ownMacs = [input.ingress.mac];
+  if (macToText(egress.mac) !== macToText(input.ingress.mac)) ownMacs.push(egress.mac);
+  return {
+    generation: input.generation,
+    hashSeed: config.hashSeed,
+    services,
+    backends,
+    egressMac: egress.mac,
+    egressMtu: egress.mtu,
+    encapSource4: pick(4, config.encapSource4),
+    encapSource6: pick(6, config.encapSource6),
+    filter: captureFilter(config.services, ownMacs),
+  };
+}
+

@@ -118,3 +118,14 @@ export function copyFlowKey(frame: Uint8Array, p: ParsedPacket, out: Uint8Array)
 export function flowHashFromKey(key: Uint8Array, addrLen: number, seed: number): number {
   return murmur3_32(key, 0, addrLen + addrLen + 5, seed);
 }
+
+/**
+ * murmur3_32 of the 8 bytes w0 (little-endian) ++ w1 (little-endian), without a buffer.
+ * Used to score (key, instance) pairs for rendezvous hashing.
+ */
+export function murmur3Words2(w0: number, w1: number, seed: number): number {
+  let h = seed | 0;
+  h = mixBlock(h, w0 | 0);
+  h = mixBlock(h, w1 | 0);
+  return fmix(h, 8);
+}

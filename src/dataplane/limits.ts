@@ -1,5 +1,5 @@
 /** Named bounds of the data plane. Every table and array is sized from these, never grown per packet. */
-export const MAX_SERVICES = 1024;
+export const MAX_SERVICES = 4096;
 export const MAX_BACKENDS = 65536;
 /** Bytes reserved per frame slot in capture and transmit rings (jumbo frames fit). */
 export const FRAME_SLOT_BYTES = 10240;

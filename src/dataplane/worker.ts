@@ -67,7 +67,7 @@ function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
   const rows: FlowRow[] = [];
   let total = 0;
   const ids = msg.backendIds ? new Set(msg.backendIds) : null;
-  forwarder?.flows.forEach((f) => {
+  forwarder?.flows.forEach(Date.now(), (f) => {
     if (msg.vip && f.dst !== msg.vip) return;
     if (msg.client && f.src !== msg.client) return;
     if (ids && !ids.has(f.backendId)) return;
@@ -83,10 +83,10 @@ function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
         serviceId: f.serviceIndex,
         ageMs: f.ageMs,
         idleMs: f.idleMs,
-        state: f.state === 2 ? 'closing' : 'active',
+        state: f.state,
       });
     }
-  }, Date.now());
+  });
   send({ type: 'flows', requestId: msg.requestId, rows, total });
 }
 

@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Server } from 'node:http';
-import { loadConfigFile, ConfigError, formatIssues } from '../config/load.js';
+import { loadConfigFile, readConfigFile, ConfigError, formatIssues } from '../config/load.js';
 import { diffConfigs, summarizeDiff } from '../config/diff.js';
 import { ConfigWatcher } from '../config/watch.js';
 import type { SluiceConfig } from '../config/types.js';
@@ -71,8 +71,9 @@ export class Daemon {
 
   async start(): Promise<void> {
     let config: SluiceConfig;
+    let text: string;
     try {
-      config = loadConfigFile(this.#configPath);
+      ({ config, text } = readConfigFile(this.#configPath));
     } catch (e) {
       if (e instanceof ConfigError) throw new StartupError(`invalid config ${this.#configPath}:\n${formatIssues(e)}`);
       throw e;
@@ -121,6 +122,7 @@ export class Daemon {
 
     this.#watcher = new ConfigWatcher({
       path: this.#configPath,
+      initialText: text,
       onConfig: (next) => {
         void this.reload(next, 'file changed or SIGHUP');
       },

@@ -119,7 +119,8 @@ describe('Forwarder: dsr-l2 rewrites only the MAC addresses', () => {
   it('counts packets and bytes per backend', () => {
     const syn = tcp4(42000);
     const ack = tcp4(42000, TCP_ACK);
-    const address = ['10.99.0.11', '10.99.0.12', '10.99.0.13'].find((a) => macOf(a) === formatMac(h.send(syn).out, 0))!;
+    const picked = formatMac(h.send(syn).out, 0);
+    const address = ['10.99.0.11', '10.99.0.12', '10.99.0.13'].find((a) => macOf(a) === picked)!;
     h.send(ack);
     const base = BACKEND_BASE + h.bids.idOf(`web|${address}`)! * BACKEND_STRIDE;
     expect(h.fwd.counters[base]).toBe(2);

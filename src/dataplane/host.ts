@@ -28,7 +28,7 @@ export async function interfaceFacts(name: string): Promise<InterfaceFacts> {
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(name) || !existsSync(base)) {
     throw new Error(`interface ${JSON.stringify(name)} does not exist in this network namespace (see \`ip link\`)`);
   }
-  const mac = parseMac(readFileSync(`${base}/address`, 'utf8'));
+  const mac = parseMac(readFileSync(`${base}/address`, 'utf8').trim());
   const mtu = Number(readFileSync(`${base}/mtu`, 'utf8').trim());
   type AddrInfo = { addr_info?: { family: string; local: string; scope: string }[] };
   const info = await ipJson<AddrInfo[]>(['addr', 'show', 'dev', name]);

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { ServiceTable } from '../../src/dataplane/service-table.js';
+import { addressBytes } from '../../src/packet/address.js';
+import { captureFilter, IdAllocator } from '../../src/runtime/generation.js';
+import type { ServiceConfig } from '../../src/config/types.js';
+import { parseMac } from '../../src/packet/mac.js';
+
+function frameWith(addr: string): { buf: Uint8Array; off: number; len: number } {
+  const b = addressBytes(addr);
+  const buf = new Uint8Array(64);
+  buf.set(b, 30);
+  return { buf, off: 30, len: b.length };
+}
+
+describe('ServiceTable', () => {
+  const t = new ServiceTable(16);
+  t.add(addressBytes('198.51.100.10'), 6, 80, 1);
+  t.add(addressBytes('198.51.100.10'), 17, 53, 2);
+  t.add(addressBytes('198.51.100.10'), 6, 0, 3);
+  t.add(addressBytes('2001:db8:100::10'), 6, 80, 4);
+  t.add(addressBytes('198.51.100.11'), 17, 0, 5);
+
+  it.each([
+    { name: 'exact port TCP v4', addr: '198.51.100.10', proto: 6, port: 80, want: 1 },
+    { name: 'exact port UDP v4', addr: '198.51.100.10', proto: 17, port: 53, want: 2 },
+    { name: 'all-ports TCP catches other ports', addr: '198.51.100.10', proto: 6, port: 443, want: 3 },
+    { name: 'no UDP service on port 54', addr: '198.51.100.10', proto: 17, port: 54, want: -1 },
+    { name: 'IPv6 exact', addr: '2001:db8:100::10', proto: 6, port: 80, want: 4 },
+    { name: 'IPv6 other port', addr: '2001:db8:100::10', proto: 6, port: 81, want: -1 },
+    { name: 'IPv6 address whose first word equals an IPv4 VIP is not confused', addr: 'c633:640a::', proto: 6, port: 80, want: -1 },
+    { name: 'all-ports UDP', addr: '198.51.100.11', proto: 17, port: 1, want: 5 },
+    { name: 'unknown VIP', addr: '198.51.100.12', proto: 6, port: 80, want: -1 },
+  ])('$name', ({ addr, proto, port, want }) => {
+    const f = frameWith(addr);
+    expect(t.match(f.buf, f.off, f.len, proto, port)).toBe(want);
+  });
+
+  it('holds 1000 services and finds each', () => {
+    const big = new ServiceTable(1000);
+    for (let i = 0; i < 1000; i++) big.add(addressBytes(`10.0.${i >> 8}.${i & 255}`), 6, 1000 + i, i);
+    for (let i = 0; i < 1000; i++) {
+      const f = frameWith(`10.0.${i >> 8}.${i & 255}`);
+      expect(big.match(f.buf, f.off, f.len, 6, 1000 + i)).toBe(i);
+      expect(big.match(f.buf, f.off, f.len, 6, 999)).toBe(-1);
+    }
+  });
+});
+
+describe('IdAllocator', () => {
+  it('keeps ids stable while keys live and does not reuse a released id at once', () => {
+    const a = new IdAllocator(4);
+    expect(a.acquire('x')).toBe(0);
+    expect(a.acquire('y')).toBe(1);
+    expect(a.acquire('x')).toBe(0);
+    a.retain(new Set(['y']));
+    expect(a.acquire('z')).toBe(2);
+    expect(a.acquire('w')).toBe(3);
+    expect(a.acquire('v')).toBe(0);
+    expect(() => a.acquire('u')).toThrow(/more than 4/);
+  });
+});
+
+describe('captureFilter', () => {
+  const svc = (vip: string, protocol: 'tcp' | 'udp', port: number): ServiceConfig => ({ name: 'x', vip, family: vip.includes(':') ? 6 : 4, port, protocol, forwarding: 'dsr-l2', tableSize: 251, backends: [] });
+  it.each([
+    { name: 'no services matches nothing', services: [], want: 'less 1' },
+    {
+      name: 'TCP port and UDP all ports, tagged or not, never our own frames',
+      services: [svc('198.51.100.10', 'tcp', 80), svc('2001:db8::1', 'udp', 0)],
+      want: 'not ether src 02:00:00:00:00:02 and (((dst host 198.51.100.10 and tcp dst port 80) or (dst host 2001:db8::1 and udp)) or (vlan and ((dst host 198.51.100.10 and tcp dst port 80) or (dst host 2001:db8::1 and udp))))',
+    },
+  ])('$name', ({ services, want }) => {
+    expect(captureFilter(services, [parseMac('02:00:00:00:00:02')])).toBe(want);
+  });
+});

@@ -316,9 +316,13 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
     expect(r.ports['9998']).toBe(350);
   });
 
-  it('under a flood: many frames per batch, and a 10 ms timer in the same process keeps firing', async () => {
-    await B().call('setFilter', { filter: 'udp and dst port 9999' });
-    await B().call('reset');
+  it('overloaded by a flood: full batches, counted drops, and a 10 ms timer in the same process keeps firing', async () => {
+    // 30 us of simulated work per frame caps this receiver near 33k pps, well under the flood,
+    // so the ring stays full for the whole flood: the case where draining the ring inside one
+    // callback would starve the event loop. A batch of 64 is ~2 ms of work, so the loop turns
+    // several times per timer period.
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'udp and dst port 9999', batchSize: 64, spinUsPerFrame: 30 });
     const flood = await A().call<{ sent: number; errors: number; elapsedMs: number }>(
       'flood',
       { device: IF_A, dstMac: macB, srcIp: IP_A, dstIp: IP_B, dstPort: 9999, count: 400_000, maxMs: 3000 },
@@ -340,11 +344,11 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
         `captured ${r.frames} in ${r.batches} batches (avg ${avgBatch.toFixed(1)}, max ${r.maxBatch}) over ${r.windowMs.toFixed(0)} ms, ` +
         `pcap dropped ${r.stats!.dropped}, timer ${r.firesInWindow}/${expectedFires.toFixed(0)} fires, worst gap ${r.maxTimerGapMs.toFixed(1)} ms`,
     );
-    expect(r.frames).toBeGreaterThan(10_000);
+    expect(r.stats!.dropped).toBeGreaterThan(0); // the receiver really was overloaded
     expect(r.other).toBe(0);
     expect(avgBatch).toBeGreaterThan(1);
-    expect(r.maxBatch).toBeLessThanOrEqual(256);
-    expect(r.windowMs).toBeGreaterThan(50);
+    expect(r.maxBatch).toBe(64);
+    expect(r.windowMs).toBeGreaterThan(500);
     // Behaviour, not a latency bound: the loop got control between batches.
     expect(r.firesInWindow).toBeGreaterThanOrEqual(Math.floor(expectedFires / 2));
     expect(r.stats!.received).toBeGreaterThanOrEqual(r.frames);
@@ -372,6 +376,16 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
     expect(rb.frames).toBe(6); // 6 from a, none of its own 11
     for (const m of rb.macs) expect(m).toMatchObject({ dst: hex(macB), src: hex(macA) });
     expect((await A().call<Report>('report')).frames).toBe(11); // a did not see its own 6 either
+  });
+
+  it('flags frames longer than the slot as truncated and keeps slotSize bytes', async () => {
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'udp and dst port 9999', batchSize: 16, slotSize: 64 });
+    await A().call('udp', { host: IP_B, port: 9999, count: 10, size: 200 }); // 242-byte frames
+    const r = await settle(B(), (x) => x.frames >= 10, 3000);
+    expect(r.frames).toBe(10);
+    expect(r.truncated).toBe(10);
+    expect(r.macs[0]).toMatchObject({ len: 64, type: 0x0800 });
   });
 
   it('survives onBatch throwing and close() from inside onBatch', async () => {

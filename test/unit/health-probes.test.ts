@@ -27,11 +27,12 @@ import {
 } from '../../src/health/icmp.js';
 import { resolveCheck, type HealthCheckInput, type HealthTarget } from '../../src/health/types.js';
 
+/** Deadline of probes expected to time out; the others get a roomy 900 ms. */
 const TIMEOUT = 200;
 const hasIPv6Loopback = Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.family === 'IPv6' && a.address === '::1'));
 
 function target(address: string, port: number, check: HealthCheckInput): HealthTarget {
-  return { address, port, check: resolveCheck({ intervalMs: 1000, timeoutMs: TIMEOUT, ...check }) };
+  return { address, port, check: resolveCheck({ intervalMs: 1000, timeoutMs: 900, ...check }) };
 }
 
 /** Poll `cond` every 10 ms, at most `tries` times. */
@@ -207,7 +208,7 @@ describe('http probe', () => {
       open++;
       s.on('close', () => open--);
     });
-    const r = await probe(target('127.0.0.1', port, { type: 'http' }));
+    const r = await probe(target('127.0.0.1', port, { type: 'http', timeoutMs: TIMEOUT }));
     expect(r.ok).toBe(false);
     expect(r.error).toBe(`timeout after ${TIMEOUT} ms (waiting for response)`);
     await eventually(() => open === 0, 'server-side connection closed');
@@ -231,7 +232,7 @@ describe('http probe', () => {
       s.on('close', () => open--);
     });
     const ac = new AbortController();
-    const pending = probe(target('127.0.0.1', port, { type: 'http', timeoutMs: 900 }), ac.signal);
+    const pending = probe(target('127.0.0.1', port, { type: 'http' }), ac.signal);
     await eventually(() => requests === 1, 'request reached the server');
     ac.abort();
     expect(await pending).toMatchObject({ ok: false, error: 'aborted' });
@@ -262,7 +263,7 @@ describe('udp probe', () => {
       ok: false,
       error: 'reply did not contain "pong" (got "busy")',
     },
-    { name: 'udp no reply: timeout', check: { type: 'udp', send: 'ping' }, reply: () => null, ok: false, error: `timeout after ${TIMEOUT} ms (waiting for reply)` },
+    { name: 'udp no reply: timeout', check: { type: 'udp', send: 'ping', timeoutMs: TIMEOUT }, reply: () => null, ok: false, error: `timeout after ${TIMEOUT} ms (waiting for reply)` },
     { name: 'udp empty payload by default, empty reply accepted', check: { type: 'udp' }, reply: (m) => (m.length === 0 ? Buffer.alloc(0) : null), ok: true },
   ];
   for (const c of cases) {
@@ -425,7 +426,7 @@ function fakeRaw(sockets: FakeRawSocket[], fail?: Error): () => typeof RawSocket
 }
 
 describe('icmp echo matching (fake raw socket)', () => {
-  function icmpTarget(address: string, timeoutMs = TIMEOUT): HealthTarget {
+  function icmpTarget(address: string, timeoutMs = 900): HealthTarget {
     return target(address, 0, { type: 'icmp', timeoutMs });
   }
   function asReply6(request: Buffer): Buffer {

@@ -321,15 +321,20 @@ static void on_readable(uv_poll_t* h, int status, int events) {
   char failure[PCAP_ERRBUF_SIZE + 128];
   const char* fail = NULL;
   c->count = 0;
-  if (status < 0) {
-    snprintf(failure, sizeof failure, "capture on %s: poll error: %s", c->device, uv_strerror(status));
+  // At most one batch per loop turn: the poll is level-triggered, so frames left in the ring
+  // come back on the next turn, after timers and other I/O had their chance.
+  int n = pcap_dispatch(c->pcap, (int)c->batch, copy_frame, (u_char*)c);
+  if (n == PCAP_ERROR || n == PCAP_ERROR_IFACE_NOT_UP) {
+    // e.g. "The interface went down" / "The interface disappeared".
+    snprintf(failure, sizeof failure, "capture on %s stopped: %s", c->device, pcap_geterr(c->pcap));
     fail = failure;
-  } else {
-    // At most one batch per loop turn: the poll is level-triggered, so frames left in the ring
-    // come back on the next turn, after timers and other I/O had their chance.
-    int n = pcap_dispatch(c->pcap, (int)c->batch, copy_frame, (u_char*)c);
-    if (n == PCAP_ERROR) {
-      snprintf(failure, sizeof failure, "capture on %s stopped: %s", c->device, pcap_geterr(c->pcap));
+  } else if (status < 0) {
+    // libuv reports POLLERR as UV_EBADF and stops the poll. libpcap consumed and judged the
+    // socket error above and found it harmless (say, a down/up flap): resume.
+    int r = uv_poll_start(&c->poll, UV_READABLE, on_readable);
+    if (r != 0) {
+      snprintf(failure, sizeof failure, "capture on %s stopped: cannot resume polling: %s", c->device,
+               uv_strerror(r));
       fail = failure;
     }
   }
@@ -384,7 +389,7 @@ static napi_value capture_new(napi_env env, napi_callback_info info) {
   }
   pcap_set_snaplen(p, (int)snaplen);
   pcap_set_promisc(p, promisc ? 1 : 0);
-  pcap_set_buffer_size(p, (int)buffer_bytes);
+  pcap_set_buffer_size(p, buffer_bytes > 0x7fffffffu ? 0x7fffffff : (int)buffer_bytes);
   pcap_set_immediate_mode(p, immediate ? 1 : 0);
   if (!immediate) pcap_set_timeout(p, (int)timeout_ms);
   int rc = pcap_activate(p);

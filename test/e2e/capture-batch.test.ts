@@ -185,6 +185,7 @@ interface Report {
   firesInWindow: number;
   maxTimerGapMs: number;
   callbackErrors: number;
+  failed: boolean;
   errors: string[];
 }
 
@@ -410,5 +411,31 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
     await A().call('udp', { host: IP_B, port: 9999, count: 20 });
     r = await settle(B(), (x) => x.frames >= 20, 3000);
     expect(r.frames).toBe(20);
+  });
+
+  it('a link flap does not stop capture; a deleted interface is reported through onError', async () => {
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'udp and dst port 9999', batchSize: 64 });
+    sh('ip', ['-n', NS_B, 'link', 'set', IF_B, 'down']);
+    await sleep(50);
+    sh('ip', ['-n', NS_B, 'link', 'set', IF_B, 'up']);
+    sh('ip', ['-n', NS_B, 'neigh', 'replace', IP_A, 'lladdr', macA, 'dev', IF_B, 'nud', 'permanent']);
+    await sleep(100);
+    await A().call('udp', { host: IP_B, port: 9999, count: 20 });
+    let r = await settle(B(), (x) => x.frames >= 20, 3000);
+    expect(r.frames).toBe(20);
+    expect(r.failed).toBe(false);
+
+    // A throwaway link inside b, deleted under a running capture.
+    const x = `sl-cap${RUN_ID}-x`;
+    sh('ip', ['-n', NS_B, 'link', 'add', x, 'type', 'veth', 'peer', 'name', `sl-cap${RUN_ID}-y`]);
+    sh('ip', ['-n', NS_B, 'link', 'set', x, 'up']);
+    await B().call('closeCapture');
+    await B().call('capture', { device: x, filter: 'udp', batchSize: 8 });
+    sh('ip', ['-n', NS_B, 'link', 'del', x]);
+    r = await settle(B(), (y) => y.failed, 3000);
+    expect(r.failed).toBe(true);
+    expect(r.errors[0]).toMatch(/capture on sl-cap\d+-x stopped: .*interface disappeared/i);
+    await B().call('closeCapture');
   });
 });

@@ -433,6 +433,25 @@ describe('FlowTable: scale', () => {
   });
 });
 
+describe('FlowTable: load', () => {
+  // The two-bucket layout is chosen for this: at 50% load no insert should evict, and at 75%
+  // evictions stay rare (a 16-slot linear-probe window evicts about 1.3% of inserts at 75%).
+  const loads = [
+    { load: 0.5, maxEvictionRate: 0 },
+    { load: 0.75, maxEvictionRate: 0.001 },
+  ];
+  it.each(loads)('at $load load, evictions stay at or under $maxEvictionRate of inserts', ({ load, maxEvictionRate }) => {
+    const cap = 1 << 16;
+    const t = new FlowTable(cap, TIMEOUTS);
+    const next = rng(Math.round(load * 1000));
+    const n = Math.round(cap * load);
+    for (let i = 0; i < n; i++) insertFlow(t, randomFlow(next), T0, i);
+    expect(t.inserts).toBe(n);
+    expect(t.evictions).toBeLessThanOrEqual(Math.floor(n * maxEvictionRate));
+    expect(t.size).toBe(n - t.evictions);
+  });
+});
+
 describe('FlowTable: control-side iteration', () => {
   /** The WHATWG URL parser's IPv6 serialization is RFC 5952 compressed form: an independent oracle. */
   const canonicalV6 = (bytes: number[]): string => {

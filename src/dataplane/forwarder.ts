@@ -162,7 +162,7 @@ export class Forwarder {
     }
 
     if (this.#beHasMac[be] === 0) return this.#drop(Drop.no_neighbor);
-    const out = this.#svcForwarding[sid] === FWD_IPIP ? this.#encapsulate(rx, p, be, tx) : this.#rewrite(rx, len, be, tx);
+    const out = this.#svcForwarding[sid] === FWD_IPIP ? this.#encapsulate(rx, p, be, tx, hash) : this.#rewrite(rx, len, be, tx);
     if (out === 0) return 0;
 
     c[SERVICE_BASE + sid * SERVICE_STRIDE]++;
@@ -196,7 +196,7 @@ export class Forwarder {
   }
 
   /** ipip: a new Ethernet + outer IP header toward the backend, then the client's IP packet. */
-  #encapsulate(rx: Buffer, p: ParsedPacket, be: number, tx: Buffer): number {
+  #encapsulate(rx: Buffer, p: ParsedPacket, be: number, tx: Buffer, hash: number): number {
     const family = this.#beFamily[be];
     const dst = this.#beAddrView[be];
     if (dst === null || (family === 4 ? !this.#hasSrc4 : !this.#hasSrc6)) return this.#drop(Drop.no_backend);
@@ -213,8 +213,9 @@ export class Forwarder {
     }
     tx[12] = family === 4 ? 0x08 : 0x86;
     tx[13] = family === 4 ? 0x00 : 0xdd;
+    // IPv4: a fresh identification per packet; IPv6: a flow label per flow, so routers keep a flow on one path.
     this.#ipId = (this.#ipId + 1) & 0xffff;
-    writeEncap(tx, ETH_HEADER, family === 4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, this.#ipId);
+    writeEncap(tx, ETH_HEADER, family === 4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, family === 4 ? this.#ipId : hash & 0xfffff);
     rx.copy(tx, ETH_HEADER + outerLen, p.l3Offset, p.l3Offset + innerLen);
     return ETH_HEADER + outerLen + innerLen;
   }

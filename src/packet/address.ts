@@ -1,30 +1,47 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
-/** IPv4/IPv6 text -> 4 or 16 bytes. Config time only; throws on bad input. */
-export function addressBytes(text: string): Uint8Array {
-  if (isIPv4(text)) return Uint8Array.from(text.split('.').map(Number));
-  if (!isIPv6(text)) throw new Error(`not an IP address: ${JSON.stringify(text)}`);
-  let t = text;
-  const pct = t.indexOf('%');
-  if (pct >= 0) t = t.slice(0, pct);
-  // An embedded dotted quad (::ffff:1.2.3.4) becomes two hex groups.
-  const lastColon = t.lastIndexOf(':');
-  const tail = t.slice(lastColon + 1);
-  if (isIPv4(tail)) {
-    const b = tail.split('.').map(Number);
-    t = `${t.slice(0, lastColon + 1)}${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
+// Address text -> bytes. node:net decides validity; the conversion is ours. IPv6 text may use
+// :: compression and an embedded dotted IPv4 tail (::ffff:192.0.2.1); no zone ids.
+
+/** "192.0.2.1" -> 4 bytes. Throws on anything that is not a dotted-quad IPv4 address. */
+export function ipv4ToBytes(text: string): Uint8Array {
+  if (!isIPv4(text)) throw new Error(`invalid IPv4 address ${JSON.stringify(text)}: expected dotted quad like 192.0.2.1`);
+  return Uint8Array.from(text.split('.').map(Number));
+}
+
+/** "2001:db8::1" -> 16 bytes. Throws on anything that is not an IPv6 address. */
+export function ipv6ToBytes(text: string): Uint8Array {
+  if (!isIPv6(text) || text.includes('%')) {
+    throw new Error(`invalid IPv6 address ${JSON.stringify(text)}: expected e.g. 2001:db8::1 (no zone id)`);
   }
-  const [head, rest] = t.split('::') as [string, string | undefined];
-  const hs = head ? head.split(':') : [];
-  const rs = rest ? rest.split(':') : [];
-  const groups = rest === undefined ? hs : [...hs, ...new Array<string>(8 - hs.length - rs.length).fill('0'), ...rs];
+  let s = text;
+  // An embedded IPv4 tail stands for the last two 16-bit groups.
+  const lastColon = s.lastIndexOf(':');
+  const tail = s.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const v4 = ipv4ToBytes(tail);
+    s = `${s.slice(0, lastColon + 1)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
+  }
+  const dbl = s.indexOf('::');
+  const headGroups = dbl === -1 ? s.split(':') : s.slice(0, dbl) === '' ? [] : s.slice(0, dbl).split(':');
+  const restGroups = dbl === -1 || s.slice(dbl + 2) === '' ? [] : s.slice(dbl + 2).split(':');
+  const groups = new Array<string>(8).fill('0');
+  headGroups.forEach((g, i) => (groups[i] = g));
+  restGroups.forEach((g, i) => (groups[8 - restGroups.length + i] = g));
   const out = new Uint8Array(16);
   groups.forEach((g, i) => {
     const v = parseInt(g, 16);
-    out[i * 2] = v >> 8;
+    out[i * 2] = v >>> 8;
     out[i * 2 + 1] = v & 0xff;
   });
   return out;
+}
+
+/** Either family: 4 bytes for IPv4 text, 16 for IPv6 text. */
+export function ipToBytes(text: string): Uint8Array {
+  if (isIPv4(text)) return ipv4ToBytes(text);
+  if (isIPv6(text)) return ipv6ToBytes(text);
+  throw new Error(`invalid IP address ${JSON.stringify(text)}: expected IPv4 (192.0.2.1) or IPv6 (2001:db8::1)`);
 }
 
 /** 4 or 16 bytes at `off` -> canonical text (RFC 5952 compression for IPv6). Not for the hot path. */

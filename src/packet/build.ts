@@ -3,7 +3,6 @@
  * Lengths and checksums are right by default; every override field exists so a test can make
  * exactly one thing wrong and nothing else.
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import { parseMac } from './mac.js';
 import { ipv4HeaderChecksum, writeIpv4HeaderChecksum, writeTransportChecksum } from './checksum.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from './parsed-packet.js';
@@ -133,49 +132,8 @@ export interface BuiltFrame {
   payloadOffset: number;
 }
 
-// Address text -> bytes. node:net decides validity; the conversion is ours. IPv6 text may use
-// :: compression and an embedded dotted IPv4 tail (::ffff:192.0.2.1); no zone ids.
-
-/** "192.0.2.1" -> 4 bytes. Throws on anything that is not a dotted-quad IPv4 address. */
-export function ipv4ToBytes(text: string): Uint8Array {
-  if (!isIPv4(text)) throw new Error(`invalid IPv4 address ${JSON.stringify(text)}: expected dotted quad like 192.0.2.1`);
-  return Uint8Array.from(text.split('.').map(Number));
-}
-
-/** "2001:db8::1" -> 16 bytes. Throws on anything that is not an IPv6 address. */
-export function ipv6ToBytes(text: string): Uint8Array {
-  if (!isIPv6(text) || text.includes('%')) {
-    throw new Error(`invalid IPv6 address ${JSON.stringify(text)}: expected e.g. 2001:db8::1 (no zone id)`);
-  }
-  let s = text;
-  // An embedded IPv4 tail stands for the last two 16-bit groups.
-  const lastColon = s.lastIndexOf(':');
-  const tail = s.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const v4 = ipv4ToBytes(tail);
-    s = `${s.slice(0, lastColon + 1)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
-  }
-  const dbl = s.indexOf('::');
-  const headGroups = dbl === -1 ? s.split(':') : s.slice(0, dbl) === '' ? [] : s.slice(0, dbl).split(':');
-  const restGroups = dbl === -1 || s.slice(dbl + 2) === '' ? [] : s.slice(dbl + 2).split(':');
-  const groups = new Array<string>(8).fill('0');
-  headGroups.forEach((g, i) => (groups[i] = g));
-  restGroups.forEach((g, i) => (groups[8 - restGroups.length + i] = g));
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    out[i * 2] = v >>> 8;
-    out[i * 2 + 1] = v & 0xff;
-  });
-  return out;
-}
-
-/** Either family: 4 bytes for IPv4 text, 16 for IPv6 text. */
-export function ipToBytes(text: string): Uint8Array {
-  if (isIPv4(text)) return ipv4ToBytes(text);
-  if (isIPv6(text)) return ipv6ToBytes(text);
-  throw new Error(`invalid IP address ${JSON.stringify(text)}: expected IPv4 (192.0.2.1) or IPv6 (2001:db8::1)`);
-}
+import { ipv4ToBytes, ipv6ToBytes } from './address.js';
+export { ipv4ToBytes, ipv6ToBytes, ipToBytes } from './address.js';
 
 export const DEFAULT_SRC_MAC = '02:00:00:00:00:01';
 export const DEFAULT_DST_MAC = '02:00:00:00:00:02';

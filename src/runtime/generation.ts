@@ -3,7 +3,7 @@
  * backends, Maglev tables keyed by backend identity, the capture filter.
  */
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
-import { addressBytes } from '../packet/address.js';
+import { ipToBytes } from '../packet/address.js';
 import { buildMaglevTable } from '../hash/maglev.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/parsed-packet.js';
 import type { BackendSpec, DataplaneSpec, ServiceSpec } from '../dataplane/spec.js';
@@ -98,7 +98,7 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       const id = backendIds.acquire(backendKey(s.name, b.address));
       const hop = nextHops.get(b.address);
       const mac = hop?.mac ?? null;
-      backends.push({ id, serviceId: sid, address: b.address, addr: addressBytes(b.address), nextHopMac: mac, weight: b.weight });
+      backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight });
       const eligible = input.eligible ? input.eligible(s.name, b.address) : true;
       // A backend we cannot reach at L2 takes no new flows; it returns when its neighbour resolves.
       if (mac && eligible && b.weight > 0) candidates.push({ key: b.address, weight: b.weight, id });
@@ -109,7 +109,7 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
     services.push({
       id: sid,
       name: s.name,
-      vip: addressBytes(s.vip),
+      vip: ipToBytes(s.vip),
       protocol: s.protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP,
       port: s.port,
       forwarding: s.forwarding,
@@ -119,9 +119,9 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
     });
   }
   const pick = (family: 4 | 6, configured?: string): Uint8Array | null => {
-    if (configured) return addressBytes(configured);
+    if (configured) return ipToBytes(configured);
     const a = egress.addresses.find((x) => x.family === family);
-    return a ? addressBytes(a.address) : null;
+    return a ? ipToBytes(a.address) : null;
   };
   const ownMacs = [input.ingress.mac];
   if (macToText(egress.mac) !== macToText(input.ingress.mac)) ownMacs.push(egress.mac);

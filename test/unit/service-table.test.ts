@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceTable } from '../../src/dataplane/service-table.js';
-import { addressBytes } from '../../src/packet/address.js';
+import { ipToBytes } from '../../src/packet/address.js';
 import { captureFilter, IdAllocator } from '../../src/runtime/generation.js';
 import type { ServiceConfig } from '../../src/config/types.js';
 import { parseMac } from '../../src/packet/mac.js';
 
 function frameWith(addr: string): { buf: Uint8Array; off: number; len: number } {
-  const b = addressBytes(addr);
+  const b = ipToBytes(addr);
   const buf = new Uint8Array(64);
   buf.set(b, 30);
   return { buf, off: 30, len: b.length };
@@ -14,11 +14,11 @@ function frameWith(addr: string): { buf: Uint8Array; off: number; len: number } 
 
 describe('ServiceTable', () => {
   const t = new ServiceTable(16);
-  t.add(addressBytes('198.51.100.10'), 6, 80, 1);
-  t.add(addressBytes('198.51.100.10'), 17, 53, 2);
-  t.add(addressBytes('198.51.100.10'), 6, 0, 3);
-  t.add(addressBytes('2001:db8:100::10'), 6, 80, 4);
-  t.add(addressBytes('198.51.100.11'), 17, 0, 5);
+  t.add(ipToBytes('198.51.100.10'), 6, 80, 1);
+  t.add(ipToBytes('198.51.100.10'), 17, 53, 2);
+  t.add(ipToBytes('198.51.100.10'), 6, 0, 3);
+  t.add(ipToBytes('2001:db8:100::10'), 6, 80, 4);
+  t.add(ipToBytes('198.51.100.11'), 17, 0, 5);
 
   it.each([
     { name: 'exact port TCP v4', addr: '198.51.100.10', proto: 6, port: 80, want: 1 },
@@ -37,7 +37,7 @@ describe('ServiceTable', () => {
 
   it('holds 1000 services and finds each', () => {
     const big = new ServiceTable(1000);
-    for (let i = 0; i < 1000; i++) big.add(addressBytes(`10.0.${i >> 8}.${i & 255}`), 6, 1000 + i, i);
+    for (let i = 0; i < 1000; i++) big.add(ipToBytes(`10.0.${i >> 8}.${i & 255}`), 6, 1000 + i, i);
     for (let i = 0; i < 1000; i++) {
       const f = frameWith(`10.0.${i >> 8}.${i & 255}`);
       expect(big.match(f.buf, f.off, f.len, 6, 1000 + i)).toBe(i);

@@ -21,6 +21,7 @@ const CASE_LABEL = {
   sluiceCap: 'Sluice, capture engine "cap"',
 };
 const BAR = { sluiceVsCref: 0.75 };
+const DISTURBED = 0.05;
 
 const settings = JSON.parse(readFileSync(join(runDir, 'settings.json'), 'utf8'));
 const rawDir = join(runDir, 'raw');
@@ -45,6 +46,46 @@ function runFigures(raw) {
   // Each snapshot read its counters between t and tEnd; use the midpoints.
   const seconds = (b.t + b.tEnd) / 2 - (a.t + a.tEnd) / 2;
   const rate = (k) => (b[k] - a[k]) / seconds;
+  const share = (k) => Math.round((rate(k) / 1e9) * 1000) / 1000; // ns per s -> fraction of a CPU
+  const frac = (ns) => Math.round((ns / seconds / 1e9) * 1000) / 1000;
+  const threads = (snap) =>
+    new Map(
+      (snap.fwdThreads ?? '')
+        .split(' ')
+        .filter(Boolean)
+        .map((e) => e.split(':').map(Number))
+        .map(([tid, cpuNs, waitNs]) => [tid, { cpuNs, waitNs }]),
+    );
+  // The forwarder's busiest thread (Sluice: the data-plane loop) and what the rest of its
+  // process group used: those other threads share its CPU and are part of its cost.
+  const t0 = threads(a);
+  let hot = null;
+  let groupNs = 0;
+  for (const [tid, e] of threads(b)) {
+    const s0 = t0.get(tid);
+    if (!s0) continue;
+    const d = { cpuNs: e.cpuNs - s0.cpuNs, waitNs: e.waitNs - s0.waitNs };
+    groupNs += d.cpuNs;
+    if (!hot || d.cpuNs > hot.cpuNs) hot = d;
+  }
+  const fwd = a.fwdProcesses > 0 && hot != null;
+  const cpu = {
+    generator: share('genCpuNs'),
+    generatorWait: share('genWaitNs'),
+    forwarder: fwd ? share('fwdCpuNs') : null,
+    forwarderHotThread: fwd ? frac(hot.cpuNs) : null,
+    forwarderHotThreadWait: fwd ? frac(hot.waitNs) : null,
+    ksoftirqdGeneratorCpu: share('ksoftirqdGenCpuNs'),
+    ksoftirqdForwarderCpu: share('ksoftirqdFwdCpuNs'),
+  };
+  // Time the generator, or the forwarder's busiest thread, was runnable while something
+  // outside the benchmark held its CPU (a lower bound; the same formula as run.sh's).
+  // Above DISTURBED the figure is suspect.
+  const genOutside = cpu.generatorWait - cpu.ksoftirqdGeneratorCpu;
+  const fwdOutside = fwd
+    ? cpu.forwarderHotThreadWait - frac(groupNs - hot.cpuNs) - cpu.ksoftirqdForwarderCpu
+    : 0;
+  cpu.outsideLoad = Math.round(Math.max(0, genOutside, fwdOutside) * 1000) / 1000;
   const out = {
     pps: round(rate('sinkUdp')),
     generatorPps: round(rate('genTx')),
@@ -52,9 +93,13 @@ function runFigures(raw) {
     forwarderIngressPps: round(rate('fwdInRx')),
     sinkRxPps: round(rate('sinkRx')),
     windowSeconds: Math.round(seconds * 1000) / 1000,
+    cpu,
+    disturbed: cpu.outsideLoad > DISTURBED,
+    attempts: raw.attempts ?? 1,
     generator: raw.generator ?? null,
   };
   if (raw.forwarder) out.forwarder = raw.forwarder;
+  if (raw.sluiceMetrics) out.sluiceMetrics = raw.sluiceMetrics;
   if (raw.warning) out.warning = raw.warning;
   return out;
 }
@@ -75,6 +120,8 @@ for (const name of CASE_ORDER) {
     runs,
   };
   if (ok.length < runs.length) cases[name].failedRuns = runs.length - ok.length;
+  const disturbed = ok.filter((r) => r.disturbed).length;
+  if (disturbed) cases[name].disturbedRuns = disturbed;
 }
 
 const pps = (name) => cases[name]?.pps ?? null;
@@ -122,12 +169,12 @@ renameSync(tmp, outFile);
 
 // ---- table ----
 const fmt = (x) => (x == null ? '-' : x.toLocaleString('en-US'));
-const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'runs']];
+const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'fwd CPU', 'runs']];
 for (const name of CASE_ORDER) {
   const c = cases[name];
   if (!c) continue;
   if (c.error !== undefined) {
-    rows.push([CASE_LABEL[name], 'error', '-', '-', String(c.runs.length)]);
+    rows.push([CASE_LABEL[name], 'error', '-', '-', '-', String(c.runs.length)]);
     continue;
   }
   rows.push([
@@ -135,7 +182,10 @@ for (const name of CASE_ORDER) {
     fmt(c.pps),
     ratio(c.pps, pps('cref'))?.toFixed(3) ?? '-',
     fmt(c.generatorPps),
-    String(c.runs.length) + (c.failedRuns ? ` (${c.failedRuns} failed)` : ''),
+    median(c.runs.filter((r) => r.cpu?.forwarder != null).map((r) => r.cpu.forwarder))?.toFixed(2) ?? '-',
+    String(c.runs.length) +
+      (c.failedRuns ? ` (${c.failedRuns} failed)` : '') +
+      (c.disturbedRuns ? ` (${c.disturbedRuns} disturbed)` : ''),
   ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -157,4 +207,10 @@ console.log(
     `${result.bar.met == null ? 'not measured' : result.bar.met ? 'met' : 'NOT met'}), ` +
     `sluiceCap/cref ${ratios.sluiceCapVsCref ?? '-'}, cref/kernel ${ratios.crefVsKernel ?? '-'}`,
 );
+if (Object.values(cases).some((c) => c.disturbedRuns)) {
+  console.log(
+    `warning: in runs marked "disturbed" the generator or forwarder waited > ${DISTURBED * 100}% of the ` +
+      'window for a CPU taken by other processes: other load on the machine; repeat (BENCH_REPEAT) on a quiet machine',
+  );
+}
 console.log(`written: ${outFile}`);

@@ -15,6 +15,9 @@
 #   BENCH_GEN_BATCH=N    frames per sendmmsg call (default 64)
 #   BENCH_OUT=FILE       where to write the JSON (default native-bench/results/latest.json)
 #   BENCH_ID=ID          lab id, [0-9a-z]{1,8} (default: random)
+#   BENCH_QUIET_WAIT=S   before each measurement wait up to S s for the machine to be idle (default 30)
+#   BENCH_RETRIES=N      measure a run again if outside load took > 5% of the window (default 2)
+#   BENCH_READY_TIMEOUT=S how long a forwarder may take to start forwarding (default 30)
 #   BENCH_KEEP=1         keep the run directory (logs, configs, raw samples) under /tmp
 set -euo pipefail
 
@@ -39,12 +42,17 @@ GEN_BATCH=${BENCH_GEN_BATCH:-64}
 OUT=${BENCH_OUT:-"$HERE/results/latest.json"}
 LAB_ID=${BENCH_ID:-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-30}
+RETRIES=${BENCH_RETRIES:-2}
+DISTURBED_PCT=5
 # Capture settings shared by the C reference and Sluice's defaults (src/config/types.ts).
 SNAPLEN=10240
 BUFFER_MIB=32
 
 [[ "$WARMUP" =~ ^[0-9]+$ && "$WINDOW" =~ ^[1-9][0-9]*$ ]] || die "BENCH_WARMUP/BENCH_WINDOW must be whole seconds, window >= 1"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be >= 1"
+[[ "$QUIET_WAIT" =~ ^[0-9]+$ && "$RETRIES" =~ ^[0-9]+$ && "$READY_TIMEOUT" =~ ^[1-9][0-9]*$ ]] \
+  || die "BENCH_QUIET_WAIT, BENCH_RETRIES and BENCH_READY_TIMEOUT must be whole numbers"
 [[ "$RATE" =~ ^[0-9]+$ ]] || die "BENCH_RATE must be a whole number of pps (0 = max)"
 [[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
 for c in $CASES; do
@@ -55,6 +63,8 @@ done
 # Generator bounds: it stops after GEN_SECONDS or GEN_COUNT frames, whichever comes first.
 GEN_SECONDS=$(( WARMUP + WINDOW + 1 ))
 GEN_COUNT=$(( GEN_SECONDS * 5000000 ))
+# Longest one case can take; the C reference forwarder stops by itself after this.
+CASE_BOUND=$(( READY_TIMEOUT + (RETRIES + 1) * (GEN_SECONDS + QUIET_WAIT + 2) + 30 ))
 
 # ---- preconditions ----------------------------------------------------------------------
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, AF_PACKET)"
@@ -129,7 +139,7 @@ trap 'exit 143' TERM
 # ---- lab --------------------------------------------------------------------------------
 lab_up
 log "lab $LAB_ID up: $LAB_G -> $LAB_F -> $LAB_S"
-HOLD_SECONDS=$(( 600 + ($(echo "$CASES" | wc -w) * REPEAT) * (GEN_SECONDS + READY_TIMEOUT + 15) ))
+HOLD_SECONDS=$(( 600 + ($(echo "$CASES" | wc -w) * REPEAT) * CASE_BOUND ))
 ip netns exec "$LAB_G" sleep "$HOLD_SECONDS" & G_PID=$!; HOLDERS+=("$G_PID")
 ip netns exec "$LAB_F" sleep "$HOLD_SECONDS" & F_PID=$!; HOLDERS+=("$F_PID")
 ip netns exec "$LAB_S" sleep "$HOLD_SECONDS" & S_PID=$!; HOLDERS+=("$S_PID")
@@ -168,17 +178,116 @@ if_counters() { # PID IF
   echo "0 0 0 0"
 }
 
-snapshot() { # -> one JSON object
-  local t=$EPOCHREALTIME
-  local udp; udp=$(sink_udp)
-  local -a s g fin fout
+# "cpu_ns runqueue_wait_ns" summed over every thread of the given processes. The wait is time
+# a thread was runnable but something else ran on its CPU.
+sched_sum() { # PID...
+  local cpu=0 wait=0 p t a b c
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*/schedstat; do
+      [[ -e $t ]] || continue
+      read -r a b c 2>/dev/null < "$t" || continue
+      cpu=$(( cpu + a )); wait=$(( wait + b ))
+    done
+  done
+  echo "$cpu $wait"
+}
+
+# "tid:cpu_ns:wait_ns ..." for every thread of the given processes.
+sched_threads() { # PID...
+  local p t a b c tid out=""
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*/schedstat; do
+      [[ -e $t ]] || continue
+      read -r a b c 2>/dev/null < "$t" || continue
+      tid=${t%/schedstat}; tid=${tid##*/}
+      out+="$tid:$a:$b "
+    done
+  done
+  echo "${out% }"
+}
+
+# Every process of process group PGID (the forwarder and, for Sluice, its data-plane child).
+group_pids() { # PGID
+  local f stat rest
+  local -a fields
+  for f in /proc/[0-9]*/stat; do
+    read -r stat 2>/dev/null < "$f" || continue
+    rest=${stat##*) }
+    read -r -a fields <<< "$rest"
+    [[ ${fields[2]} == "$1" ]] && echo "${f//[^0-9]/}"
+  done
+  return 0
+}
+
+GEN_PID=""
+FWD_PIDS=()
+# Softirq work the kernel defers to these threads also delays the generator and forwarder;
+# their CPU time is recorded so it can be told apart from other load on the machine.
+KSOFTIRQD_PIDS=()
+for f in /proc/[0-9]*/comm; do
+  read -r comm 2>/dev/null < "$f" || continue
+  case "$comm" in "ksoftirqd/$GEN_CPU") KSOFTIRQD_PIDS[0]=${f//[^0-9]/} ;; esac
+  case "$comm" in "ksoftirqd/$FWD_CPU") KSOFTIRQD_PIDS[1]=${f//[^0-9]/} ;; esac
+done
+
+SNAP_KEYS=(t tEnd sinkUdp sinkRx genTx genTxDrop fwdInRx fwdInRxDrop fwdOutTx fwdOutTxDrop
+  genCpuNs genWaitNs fwdCpuNs fwdWaitNs fwdProcesses ksoftirqdGenCpuNs ksoftirqdFwdCpuNs fwdThreads)
+
+# Fills the associative array named $1 with every counter, read as close together as it can.
+snapshot() { # ARRAY_NAME
+  local -n out=$1
+  local -a gs fs k0 k1 s g fin fout
+  out[t]=$EPOCHREALTIME
+  read -r -a gs <<< "$(sched_sum $GEN_PID)"
+  read -r -a fs <<< "$(sched_sum "${FWD_PIDS[@]}")"
+  out[fwdThreads]=\"$(sched_threads "${FWD_PIDS[@]}")\"
+  read -r -a k0 <<< "$(sched_sum "${KSOFTIRQD_PIDS[0]:-}")"
+  read -r -a k1 <<< "$(sched_sum "${KSOFTIRQD_PIDS[1]:-}")"
+  out[sinkUdp]=$(sink_udp)
   read -r -a s <<< "$(if_counters "$S_PID" "$LAB_S_IF")"
   read -r -a g <<< "$(if_counters "$G_PID" "$LAB_G_IF")"
   read -r -a fin <<< "$(if_counters "$F_PID" "$LAB_FI_IF")"
   read -r -a fout <<< "$(if_counters "$F_PID" "$LAB_FE_IF")"
-  local t2=$EPOCHREALTIME
-  printf '{"t":%s,"tEnd":%s,"sinkUdp":%s,"sinkRx":%s,"genTx":%s,"genTxDrop":%s,"fwdInRx":%s,"fwdInRxDrop":%s,"fwdOutTx":%s,"fwdOutTxDrop":%s}' \
-    "$t" "$t2" "$udp" "${s[0]}" "${g[2]}" "${g[3]}" "${fin[0]}" "${fin[1]}" "${fout[2]}" "${fout[3]}"
+  out[tEnd]=$EPOCHREALTIME
+  out[sinkRx]=${s[0]} out[genTx]=${g[2]} out[genTxDrop]=${g[3]}
+  out[fwdInRx]=${fin[0]} out[fwdInRxDrop]=${fin[1]} out[fwdOutTx]=${fout[2]} out[fwdOutTxDrop]=${fout[3]}
+  out[genCpuNs]=${gs[0]} out[genWaitNs]=${gs[1]} out[fwdCpuNs]=${fs[0]} out[fwdWaitNs]=${fs[1]}
+  out[fwdProcesses]=${#FWD_PIDS[@]} out[ksoftirqdGenCpuNs]=${k0[0]} out[ksoftirqdFwdCpuNs]=${k1[0]}
+}
+
+snapshot_json() { # ARRAY_NAME
+  local -n snap=$1
+  local k sep=""
+  printf '{'
+  for k in "${SNAP_KEYS[@]}"; do printf '%s"%s":%s' "$sep" "$k" "${snap[$k]}"; sep=,; done
+  printf '}'
+}
+
+# Percent of the window that load from outside the benchmark took from the generator or from
+# the forwarder's busiest thread: time it was runnable but waited for its CPU, less what that
+# CPU's ksoftirqd and (for the forwarder) the forwarder's own other threads ran meanwhile.
+# A lower bound; report.mjs computes the same figure for the JSON.
+outside_load_pct() { # START_ARRAY END_ARRAY
+  local -n a0=$1 b0=$2
+  local us=$(( ${b0[t]/./} - ${a0[t]/./} ))
+  local g=$(( (b0[genWaitNs] - a0[genWaitNs]) - (b0[ksoftirqdGenCpuNs] - a0[ksoftirqdGenCpuNs]) ))
+  local -A c0 w0
+  local e tid cpu wait hot_cpu=-1 hot_wait=0 group_cpu=0
+  for e in ${a0[fwdThreads]//\"/}; do IFS=: read -r tid cpu wait <<< "$e"; c0[$tid]=$cpu; w0[$tid]=$wait; done
+  for e in ${b0[fwdThreads]//\"/}; do
+    IFS=: read -r tid cpu wait <<< "$e"
+    [[ -n ${c0[$tid]:-} ]] || continue
+    cpu=$(( cpu - c0[$tid] )); wait=$(( wait - w0[$tid] ))
+    group_cpu=$(( group_cpu + cpu ))
+    if (( cpu > hot_cpu )); then hot_cpu=$cpu; hot_wait=$wait; fi
+  done
+  local f=0
+  if (( hot_cpu >= 0 )); then
+    f=$(( hot_wait - (group_cpu - hot_cpu) - (b0[ksoftirqdFwdCpuNs] - a0[ksoftirqdFwdCpuNs]) ))
+  fi
+  if (( f > g )); then g=$f; fi
+  if (( g < 0 )); then g=0; fi
+  echo $(( g / 10 / (us > 0 ? us : 1) ))
 }
 
 # ---- traffic ----------------------------------------------------------------------------
@@ -213,18 +322,50 @@ wait_forwarding() { # PID LOGFILE
   return 1
 }
 
-# Measures one run of one case while its forwarder is up; writes $RUN/raw/CASE.R.json.
-measure() { # CASE R FORWARDER_JSON_FILE(optional, filled after stop)
-  local name=$1 r=$2 genout="$RUN/gen.$1.$2.json"
-  $(gen_cmd "$GEN_COUNT" "$GEN_SECONDS" "$RATE") > "$genout" &
-  local gpid=$!
-  sleep "$WARMUP"
-  local a b
-  a=$(snapshot)
-  sleep "$WINDOW"
-  b=$(snapshot)
-  wait "$gpid" || log "generator exited non-zero in $name"
-  MEASURE_JSON="\"start\":$a,\"end\":$b,\"generator\":$(cat "$genout" 2>/dev/null || echo null)"
+# Busy percent of the whole machine over 0.5 s, from /proc/stat.
+machine_busy_pct() {
+  local -a a b
+  read -r -a a < /proc/stat; sleep 0.5; read -r -a b < /proc/stat
+  local i tot=0 idle=0
+  for (( i = 1; i < ${#a[@]} && i <= 8; i++ )); do tot=$(( tot + b[i] - a[i] )); done
+  idle=$(( b[4] - a[4] + b[5] - a[5] ))
+  echo $(( tot > 0 ? 100 - idle * 100 / tot : 0 ))
+}
+
+# Waits up to QUIET_WAIT s for the machine to be mostly idle (other people's builds and tests
+# on a shared box skew a run badly).
+wait_quiet() {
+  local deadline=$(( SECONDS + QUIET_WAIT )) busy
+  while :; do
+    busy=$(machine_busy_pct)
+    (( busy <= 10 )) && return 0
+    if (( SECONDS >= deadline )); then log "machine still ${busy}% busy; measuring anyway"; return 0; fi
+  done
+}
+
+# Measures one run of one case while its forwarder is up; sets MEASURE_JSON. A run during
+# which outside load took more than DISTURBED_PCT of the window from the generator or the
+# forwarder is measured again, up to RETRIES times; the last attempt is kept either way.
+measure() { # CASE R
+  local name=$1 r=$2 genout="$RUN/gen.$1.$2.json" attempt load
+  declare -gA SNAP_A SNAP_B
+  for (( attempt = 0; attempt <= RETRIES; attempt++ )); do
+    wait_quiet
+    $(gen_cmd "$GEN_COUNT" "$GEN_SECONDS" "$RATE") > "$genout" &
+    GEN_PID=$!
+    FWD_PIDS=()
+    if [[ -n "$FWD_PGID" ]]; then mapfile -t FWD_PIDS < <(group_pids "$FWD_PGID"); fi
+    sleep "$WARMUP"
+    SNAP_A=(); snapshot SNAP_A
+    sleep "$WINDOW"
+    SNAP_B=(); snapshot SNAP_B
+    wait "$GEN_PID" || log "generator exited non-zero in $name"
+    GEN_PID=""
+    load=$(outside_load_pct SNAP_A SNAP_B)
+    (( load <= DISTURBED_PCT )) && break
+    (( attempt < RETRIES )) && log "$name: outside load took ${load}% of the window; measuring again"
+  done
+  MEASURE_JSON="\"attempts\":$(( attempt > RETRIES ? attempt : attempt + 1 )),\"start\":$(snapshot_json SNAP_A),\"end\":$(snapshot_json SNAP_B),\"generator\":$(cat "$genout" 2>/dev/null || echo null)"
 }
 
 write_raw() { # CASE R BODY
@@ -249,7 +390,7 @@ run_kernel() { # R
 run_cref() { # R
   local logf="$RUN/cref.$1.log" outf="$RUN/cref.$1.json"
   setsid ip netns exec "$LAB_F" taskset -c "$FWD_CPU" "$BUILD/ref-fwd" -i "$LAB_FI_IF" -o "$LAB_FE_IF" \
-    -m "$LAB_S_MAC" -v "$LAB_VIP" -B "$BUFFER_MIB" -s "$SNAPLEN" -t $(( GEN_SECONDS + READY_TIMEOUT + 30 )) \
+    -m "$LAB_S_MAC" -v "$LAB_VIP" -B "$BUFFER_MIB" -s "$SNAPLEN" -t "$CASE_BOUND" \
     > "$outf" 2> "$logf" &
   FWD_PGID=$!
   local pid=$FWD_PGID why
@@ -261,6 +402,19 @@ run_cref() { # R
     stop_forwarder
     write_raw cref "$1" "\"error\":\"$(json_str "$why")\""
   fi
+}
+
+# Sluice's own counters (non-zero sluice_* samples, not the process metrics) as JSON, or null.
+scrape_sluice_metrics() {
+  ip netns exec "$LAB_F" timeout 5 node --input-type=module -e '
+    const res = await fetch("http://127.0.0.1:9180/metrics");
+    const out = {};
+    for (const line of (await res.text()).split("\n")) {
+      const m = /^(sluice_[A-Za-z0-9_]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+      if (m && !m[1].startsWith("sluice_control_") && Number(m[2]) !== 0) out[m[1]] = Number(m[2]);
+    }
+    console.log(JSON.stringify(out));
+  ' 2>/dev/null | grep '^{' || echo null
 }
 
 run_sluice() { # CASE R ENGINE
@@ -298,8 +452,9 @@ EOF
   if why=$(wait_forwarding "$pid" "$logf"); then
     measure "$name" "$r"
     if alive "$pid"; then
+      local metrics; metrics=$(scrape_sluice_metrics)
       stop_forwarder
-      write_raw "$name" "$r" "$MEASURE_JSON"
+      write_raw "$name" "$r" "$MEASURE_JSON,\"sluiceMetrics\":$metrics"
     else
       stop_forwarder
       write_raw "$name" "$r" "$MEASURE_JSON,\"warning\":\"Sluice exited during the measurement: $(json_str "$(tail -n 5 "$logf")")\""

@@ -6,7 +6,7 @@
  */
 import type { BackendConfig, ServiceConfig, SluiceConfig } from './types.js';
 
-export type ServiceField = 'vip' | 'port' | 'protocol' | 'forwarding' | 'tableSize';
+export type ServiceField = 'vip' | 'port' | 'protocol' | 'forwarding' | 'tableSize' | 'mptcp' | 'mptcpUnknownJoin' | 'minPrimaries' | 'healthCheck' | 'affinity';
 
 export interface FieldChange {
   field: ServiceField;
@@ -29,6 +29,8 @@ export interface ServiceDiff {
   /** In the old file's order. */
   backendsRemoved: BackendConfig[];
   weightsChanged: WeightChange[];
+  /** Backends whose role or state (primary/spare, active/draining) changed. */
+  rolesChanged: { address: string; prev: string; next: string }[];
 }
 
 export interface ConfigDiff {
@@ -46,7 +48,13 @@ export interface ConfigDiff {
   empty: boolean;
 }
 
-const SERVICE_FIELDS: readonly ServiceField[] = ['vip', 'port', 'protocol', 'forwarding', 'tableSize'];
+const SERVICE_FIELDS: readonly ServiceField[] = ['vip', 'port', 'protocol', 'forwarding', 'tableSize', 'mptcp', 'mptcpUnknownJoin', 'minPrimaries', 'healthCheck', 'affinity'];
+
+/** Objects (health check, affinity) compare and print as JSON. */
+function fieldValue(s: ServiceConfig, f: ServiceField): string | number {
+  const v = s[f];
+  return typeof v === 'number' || typeof v === 'string' ? v : JSON.stringify(v ?? null);
+}
 
 type Setting = readonly [path: string, read: (c: SluiceConfig) => string | number | boolean | undefined];
 
@@ -60,15 +68,16 @@ const RESTART_SETTINGS: readonly Setting[] = [
   ['metrics.listen', (c) => c.metrics.listen],
   ['admin.socket', (c) => c.admin.socket],
   ['flowTable.capacity', (c) => c.flowTable.capacity],
-];
-
-const RELOADABLE_SETTINGS: readonly Setting[] = [
+  // The flow hash seed decides where every tracked flow lives: changing it live would strand them all.
   ['hashSeed', (c) => c.hashSeed],
-  ['encap.source4', (c) => c.encapSource4],
-  ['encap.source6', (c) => c.encapSource6],
   ['flowTable.tcpIdleTimeoutS', (c) => c.flowTable.tcpIdleTimeoutS],
   ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
   ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],
+];
+
+const RELOADABLE_SETTINGS: readonly Setting[] = [
+  ['encap.source4', (c) => c.encapSource4],
+  ['encap.source6', (c) => c.encapSource6],
   ['safety.allowHostForwarding', (c) => c.safety.allowHostForwarding],
   ['safety.allowLocalVip', (c) => c.safety.allowLocalVip],
   ['log.level', (c) => c.log.level],
@@ -81,14 +90,20 @@ function changedSettings(settings: readonly Setting[], prev: SluiceConfig, next:
 function diffService(prev: ServiceConfig, next: ServiceConfig): ServiceDiff {
   const fields: FieldChange[] = [];
   for (const field of SERVICE_FIELDS) {
-    if (prev[field] !== next[field]) fields.push({ field, prev: prev[field], next: next[field] });
+    const a = fieldValue(prev, field);
+    const b = fieldValue(next, field);
+    if (a !== b) fields.push({ field, prev: a, next: b });
   }
   const before = new Map(prev.backends.map((b) => [b.address, b]));
   const after = new Map(next.backends.map((b) => [b.address, b]));
   const weightsChanged: WeightChange[] = [];
+  const rolesChanged: { address: string; prev: string; next: string }[] = [];
   for (const b of next.backends) {
     const old = before.get(b.address);
     if (old && old.weight !== b.weight) weightsChanged.push({ address: b.address, prev: old.weight, next: b.weight });
+    if (old && (old.state !== b.state || old.role !== b.role)) {
+      rolesChanged.push({ address: b.address, prev: `${old.role}/${old.state}`, next: `${b.role}/${b.state}` });
+    }
   }
   return {
     name: next.name,
@@ -96,11 +111,12 @@ function diffService(prev: ServiceConfig, next: ServiceConfig): ServiceDiff {
     backendsAdded: next.backends.filter((b) => !before.has(b.address)),
     backendsRemoved: prev.backends.filter((b) => !after.has(b.address)),
     weightsChanged,
+    rolesChanged,
   };
 }
 
 function serviceChanged(d: ServiceDiff): boolean {
-  return d.fields.length + d.backendsAdded.length + d.backendsRemoved.length + d.weightsChanged.length > 0;
+  return d.fields.length + d.backendsAdded.length + d.backendsRemoved.length + d.weightsChanged.length + d.rolesChanged.length > 0;
 }
 
 export function diffConfigs(prev: SluiceConfig, next: SluiceConfig): ConfigDiff {
@@ -133,6 +149,7 @@ function describeService(d: ServiceDiff): string {
   if (d.backendsAdded.length > 0) parts.push(`+${d.backendsAdded.length} backend${d.backendsAdded.length === 1 ? '' : 's'}`);
   if (d.backendsRemoved.length > 0) parts.push(`-${d.backendsRemoved.length} backend${d.backendsRemoved.length === 1 ? '' : 's'}`);
   if (d.weightsChanged.length > 0) parts.push(`${d.weightsChanged.length} weight${d.weightsChanged.length === 1 ? '' : 's'}`);
+  if (d.rolesChanged.length > 0) parts.push(d.rolesChanged.map((r) => `${r.address} ${r.next}`).join(', '));
   for (const f of d.fields) parts.push(`${f.field} ${f.prev}->${f.next}`);
   return `${d.name}(${parts.join(', ')})`;
 }

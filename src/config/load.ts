@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import schema from '../../schema/sluice.schema.json' with { type: 'json' };
+import { resolveCheck, type HealthCheckInput } from '../health/types.js';
 import type {
+  AffinityConfig,
   BackendConfig,
   CaptureEngine,
   Forwarding,
@@ -378,6 +380,8 @@ function scanJson(text: string): ScanResult {
 interface RawBackend {
   address: string;
   weight?: number;
+  state?: 'active' | 'draining';
+  role?: 'primary' | 'spare';
 }
 interface RawService {
   name: string;
@@ -387,6 +391,11 @@ interface RawService {
   forwarding: Forwarding;
   tableSize?: number;
   backends: RawBackend[];
+  mptcp?: boolean;
+  mptcpUnknownJoin?: 'drop' | 'hash';
+  minPrimaries?: number;
+  healthCheck?: HealthCheckInput;
+  affinity?: Partial<AffinityConfig> & { mode: 'source-ip' };
 }
 interface RawConfig {
   interface: string;
@@ -776,6 +785,19 @@ function semanticIssues(doc: unknown): ConfigIssue[] {
       }
     }
 
+    const hc = svc.healthCheck;
+    if (isRecord(hc) && typeof hc.type === 'string') {
+      try {
+        resolveCheck(hc as unknown as HealthCheckInput, `services[${i}].healthCheck`);
+      } catch (e) {
+        const m = /^services\[\d+\]\.healthCheck\.(\w+): (.*)$/.exec((e as Error).message);
+        issues.push({ path: at('healthCheck', ...(m ? [m[1]] : [])), rule: 'health-check', message: m ? m[2] : (e as Error).message });
+      }
+      if (svc.port === 'all' && hc.type !== 'icmp' && hc.port === undefined) {
+        issues.push({ path: at('healthCheck', 'port'), rule: 'required', message: 'a service on all ports needs a health check port; add "port": N' });
+      }
+    }
+
     const backends = Array.isArray(svc.backends) ? svc.backends : [];
     const tableSize = svc.tableSize;
     if (typeof tableSize === 'number' && Number.isInteger(tableSize) && tableSize >= 3 && tableSize <= MAX_TABLE_SIZE) {
@@ -827,6 +849,8 @@ function buildService(s: RawService): ServiceConfig {
   const backends: BackendConfig[] = s.backends.map((b) => ({
     address: normalizeAddress(b.address) as string,
     weight: b.weight ?? CONFIG_DEFAULTS.weight,
+    state: b.state ?? 'active',
+    role: b.role ?? 'primary',
   }));
   return {
     name: s.name,
@@ -837,6 +861,13 @@ function buildService(s: RawService): ServiceConfig {
     forwarding: s.forwarding,
     tableSize: s.tableSize ?? CONFIG_DEFAULTS.tableSize,
     backends,
+    mptcp: s.protocol === 'tcp' && (s.mptcp ?? true),
+    mptcpUnknownJoin: s.mptcpUnknownJoin ?? 'drop',
+    minPrimaries: s.minPrimaries ?? 1,
+    ...(s.healthCheck ? { healthCheck: resolveCheck(s.healthCheck) } : {}),
+    ...(s.affinity
+      ? { affinity: { mode: s.affinity.mode, timeoutS: s.affinity.timeoutS ?? 300, ipv4Prefix: s.affinity.ipv4Prefix ?? 32, ipv6Prefix: s.affinity.ipv6Prefix ?? 64 } }
+      : {}),
   };
 }
 

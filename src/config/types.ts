@@ -1,3 +1,5 @@
+import type { HealthCheckConfig } from '../health/types.js';
+
 /**
  * The shape of a Sluice config file after validation and defaulting. The JSON Schema in
  * schema/sluice.schema.json describes the file; src/config/load.ts turns a file into this.
@@ -11,6 +13,17 @@ export interface BackendConfig {
   address: string;
   /** Integer >= 0; 0 means no new flows (draining). Default 1. */
   weight: number;
+  /** 'draining': no new flows, existing flows continue. Default 'active'. */
+  state: 'active' | 'draining';
+  /** 'spare': new flows only while fewer than the service's minPrimaries primaries are healthy. Default 'primary'. */
+  role: 'primary' | 'spare';
+}
+
+export interface AffinityConfig {
+  mode: 'source-ip';
+  timeoutS: number; // default 300
+  ipv4Prefix: number; // default 32
+  ipv6Prefix: number; // default 64
 }
 
 export interface ServiceConfig {
@@ -25,6 +38,15 @@ export interface ServiceConfig {
   /** Maglev table size, prime. Default 65537. */
   tableSize: number;
   backends: BackendConfig[];
+  /** Steer MP_JOIN subflows by token (TCP only). Default true. */
+  mptcp: boolean;
+  /** MP_JOIN with an unknown token: 'drop' (default) or 'hash'. */
+  mptcpUnknownJoin: 'drop' | 'hash';
+  /** Spares take new flows while fewer primaries than this are healthy. Default 1. */
+  minPrimaries: number;
+  /** Health check of every backend; absent = every backend counts as healthy. */
+  healthCheck?: HealthCheckConfig;
+  affinity?: AffinityConfig;
 }
 
 export interface FlowTableConfig {

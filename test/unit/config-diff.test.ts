@@ -17,8 +17,8 @@ function base(): Json & { services: ServiceJson[] } {
         protocol: 'tcp',
         forwarding: 'dsr-l2',
         backends: [
-          { address: '10.1.0.11', weight: 1 },
-          { address: '10.1.0.12', weight: 2 },
+          { address: '10.1.0.11', weight: 1, state: 'active', role: 'primary' },
+          { address: '10.1.0.12', weight: 2, state: 'active', role: 'primary' },
         ],
       },
       {
@@ -92,7 +92,10 @@ const cases: DiffCase[] = [
           protocol: 'tcp',
           forwarding: 'ipip',
           tableSize: 65537,
-          backends: [{ address: '10.1.0.31', weight: 1 }],
+          mptcp: true,
+          mptcpUnknownJoin: 'drop',
+          minPrimaries: 1,
+          backends: [{ address: '10.1.0.31', weight: 1, state: 'active', role: 'primary' }],
         },
       ],
       empty: false,
@@ -112,7 +115,10 @@ const cases: DiffCase[] = [
           protocol: 'udp',
           forwarding: 'dsr-l2',
           tableSize: 65537,
-          backends: [{ address: '10.1.0.21', weight: 1 }],
+          mptcp: false,
+          mptcpUnknownJoin: 'drop',
+          minPrimaries: 1,
+          backends: [{ address: '10.1.0.21', weight: 1, state: 'active', role: 'primary' }],
         },
       ],
       empty: false,
@@ -123,9 +129,9 @@ const cases: DiffCase[] = [
     name: 'backends added, removed and reweighted',
     edit: (d) => {
       d.services[0].backends = [
-        { address: '10.1.0.12', weight: 5 },
+        { address: '10.1.0.12', weight: 5, state: 'active', role: 'primary' },
         { address: '10.1.0.13' },
-        { address: '10.1.0.14', weight: 0 },
+        { address: '10.1.0.14', weight: 0, state: 'active', role: 'primary' },
       ];
     },
     want: {
@@ -134,11 +140,12 @@ const cases: DiffCase[] = [
           name: 'web',
           fields: [],
           backendsAdded: [
-            { address: '10.1.0.13', weight: 1 },
-            { address: '10.1.0.14', weight: 0 },
+            { address: '10.1.0.13', weight: 1, state: 'active', role: 'primary' },
+            { address: '10.1.0.14', weight: 0, state: 'active', role: 'primary' },
           ],
-          backendsRemoved: [{ address: '10.1.0.11', weight: 1 }],
+          backendsRemoved: [{ address: '10.1.0.11', weight: 1, state: 'active', role: 'primary' }],
           weightsChanged: [{ address: '10.1.0.12', prev: 2, next: 5 }],
+          rolesChanged: [],
         },
       ],
       empty: false,
@@ -158,16 +165,19 @@ const cases: DiffCase[] = [
             { field: 'protocol', prev: 'udp', next: 'tcp' },
             { field: 'forwarding', prev: 'dsr-l2', next: 'ipip' },
             { field: 'tableSize', prev: 65537, next: 251 },
+            // A TCP service steers MPTCP joins by default; a UDP one cannot.
+            { field: 'mptcp', prev: 'false', next: 'true' },
           ],
           backendsAdded: [],
           backendsRemoved: [],
           weightsChanged: [],
+          rolesChanged: [],
         },
       ],
       empty: false,
     },
     summary:
-      'services +0 -0 ~1: changed dns(vip 198.51.100.10->198.51.100.12, port 53->5353, protocol udp->tcp, forwarding dsr-l2->ipip, tableSize 65537->251)',
+      'services +0 -0 ~1: changed dns(vip 198.51.100.10->198.51.100.12, port 53->5353, protocol udp->tcp, forwarding dsr-l2->ipip, tableSize 65537->251, mptcp false->true)',
   },
   {
     name: 'renamed service is a removal plus an addition',
@@ -211,7 +221,7 @@ const cases: DiffCase[] = [
     summary: 'no changes',
   },
   {
-    name: 'settings a reload applies',
+    name: 'settings a reload applies, and those that need a restart',
     edit: (d) => {
       d.hashSeed = 7;
       d.encap = { source4: '192.0.2.5' };
@@ -220,12 +230,9 @@ const cases: DiffCase[] = [
       d.log = { level: 'debug' };
     },
     want: {
+      restartRequired: ['hashSeed', 'flowTable.tcpIdleTimeoutS', 'flowTable.tcpClosingTimeoutS', 'flowTable.udpIdleTimeoutS'],
       settingsChanged: [
-        'hashSeed',
         'encap.source4',
-        'flowTable.tcpIdleTimeoutS',
-        'flowTable.tcpClosingTimeoutS',
-        'flowTable.udpIdleTimeoutS',
         'safety.allowHostForwarding',
         'safety.allowLocalVip',
         'log.level',
@@ -233,7 +240,7 @@ const cases: DiffCase[] = [
       empty: false,
     },
     summary:
-      'services +0 -0 ~0: settings hashSeed, encap.source4, flowTable.tcpIdleTimeoutS, flowTable.tcpClosingTimeoutS, flowTable.udpIdleTimeoutS, safety.allowHostForwarding, safety.allowLocalVip, log.level',
+      'services +0 -0 ~0: settings encap.source4, safety.allowHostForwarding, safety.allowLocalVip, log.level; restart required: hashSeed, flowTable.tcpIdleTimeoutS, flowTable.tcpClosingTimeoutS, flowTable.udpIdleTimeoutS',
   },
   {
     name: 'everything at once',
@@ -247,7 +254,7 @@ const cases: DiffCase[] = [
     want: {
       servicesAdded: [expect.objectContaining({ name: 'ntp', port: 123 })],
       servicesRemoved: [expect.objectContaining({ name: 'dns' })],
-      servicesChanged: [expect.objectContaining({ name: 'web', backendsAdded: [{ address: '10.1.0.13', weight: 1 }] })],
+      servicesChanged: [expect.objectContaining({ name: 'web', backendsAdded: [{ address: '10.1.0.13', weight: 1, state: 'active', role: 'primary' }] })],
       // egressInterface defaults to interface, so it moves too.
       restartRequired: ['interface', 'egressInterface'],
       settingsChanged: ['log.level'],

@@ -89,8 +89,8 @@ const invalidCases: InvalidCase[] = [
   },
   {
     name: 'unknown service key',
-    edit: (d) => (svc(d).healthCheck = {}),
-    want: [{ path: '$.services[0].healthCheck', rule: 'additionalProperties' }],
+    edit: (d) => (svc(d).healthcheck = {}),
+    want: [{ path: '$.services[0].healthcheck', rule: 'additionalProperties' }],
   },
   {
     name: 'unknown key in a nested settings object',
@@ -470,9 +470,12 @@ describe('parseConfig accepts', () => {
           protocol: 'tcp',
           forwarding: 'dsr-l2',
           tableSize: 65537,
+          mptcp: true,
+          mptcpUnknownJoin: 'drop',
+          minPrimaries: 1,
           backends: [
-            { address: '10.1.0.11', weight: 1 },
-            { address: '10.1.0.12', weight: 2 },
+            { address: '10.1.0.11', weight: 1, state: 'active', role: 'primary' },
+            { address: '10.1.0.12', weight: 2, state: 'active', role: 'primary' },
           ],
         },
       ],
@@ -502,7 +505,7 @@ describe('parseConfig accepts', () => {
       ['dns', 53, 251, 4],
       ['anyport6', 0, 4099, 6],
     ]);
-    expect(c.services[0].backends[2]).toEqual({ address: '10.1.0.13', weight: 0 });
+    expect(c.services[0].backends[2]).toEqual({ address: '10.1.0.13', weight: 0, state: 'active', role: 'primary' });
   });
 
   const validCases: { name: string; edit: (d: Json) => void; check: (c: SluiceConfig) => void }[] = [
@@ -525,12 +528,12 @@ describe('parseConfig accepts', () => {
     },
     {
       name: 'backend weight defaults to 1 and backends keep file order',
-      edit: (d) => (svc(d).backends = [{ address: '10.1.0.13' }, { address: '10.1.0.2', weight: 5 }, { address: '10.1.0.1' }]),
+      edit: (d) => (svc(d).backends = [{ address: '10.1.0.13' }, { address: '10.1.0.2', weight: 5, state: 'active', role: 'primary' }, { address: '10.1.0.1' }]),
       check: (c) =>
         expect(c.services[0].backends).toEqual([
-          { address: '10.1.0.13', weight: 1 },
-          { address: '10.1.0.2', weight: 5 },
-          { address: '10.1.0.1', weight: 1 },
+          { address: '10.1.0.13', weight: 1, state: 'active', role: 'primary' },
+          { address: '10.1.0.2', weight: 5, state: 'active', role: 'primary' },
+          { address: '10.1.0.1', weight: 1, state: 'active', role: 'primary' },
         ]),
     },
     {
@@ -728,5 +731,37 @@ describe('configWarnings', () => {
     const found = configWarnings(parseConfig(JSON.stringify(doc)));
     expect(found).toHaveLength(warnings);
     if (warnings > 0) expect(found[0]).toMatchObject({ path: '$.services[0].tableSize', rule: 'table-size-small' });
+  });
+});
+
+describe('lifecycle and MPTCP settings', () => {
+  const base = (): Record<string, unknown> => JSON.parse(readFileSync(new URL('minimal.json', EXAMPLES), 'utf8')) as Record<string, unknown>;
+  const svc0 = (d: Record<string, unknown>): Record<string, unknown> => (d.services as Record<string, unknown>[])[0];
+  it.each([
+    { name: 'health check defaults applied', edit: (d: Record<string, unknown>) => (svc0(d).healthCheck = { type: 'http', path: '/healthz' }), check: (c: SluiceConfig) => expect(c.services[0].healthCheck).toMatchObject({ type: 'http', path: '/healthz', intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 }) },
+    { name: 'mptcp on by default for TCP', edit: () => undefined, check: (c: SluiceConfig) => expect([c.services[0].mptcp, c.services[0].mptcpUnknownJoin]).toEqual([true, 'drop']) },
+    { name: 'spare role, draining state, minPrimaries', edit: (d: Record<string, unknown>) => { svc0(d).minPrimaries = 2; (svc0(d).backends as Record<string, unknown>[])[1].role = 'spare'; (svc0(d).backends as Record<string, unknown>[])[0].state = 'draining'; }, check: (c: SluiceConfig) => expect([c.services[0].minPrimaries, c.services[0].backends[1].role, c.services[0].backends[0].state]).toEqual([2, 'spare', 'draining']) },
+    { name: 'affinity defaults', edit: (d: Record<string, unknown>) => (svc0(d).affinity = { mode: 'source-ip' }), check: (c: SluiceConfig) => expect(c.services[0].affinity).toEqual({ mode: 'source-ip', timeoutS: 300, ipv4Prefix: 32, ipv6Prefix: 64 }) },
+  ])('$name', ({ edit, check }) => {
+    const d = base();
+    edit(d);
+    check(parseConfig(JSON.stringify(d)));
+  });
+
+  it.each([
+    { name: 'health check timeout not below interval', edit: (d: Record<string, unknown>) => (svc0(d).healthCheck = { type: 'tcp', intervalMs: 500, timeoutMs: 500 }), path: '$.services[0].healthCheck.timeoutMs', rule: 'health-check' },
+    { name: 'health check type unknown', edit: (d: Record<string, unknown>) => (svc0(d).healthCheck = { type: 'smtp' }), path: '$.services[0].healthCheck.type', rule: 'enum' },
+    { name: 'all-ports service health check without a port', edit: (d: Record<string, unknown>) => { svc0(d).port = 'all'; svc0(d).healthCheck = { type: 'tcp' }; }, path: '$.services[0].healthCheck.port', rule: 'required' },
+    { name: 'backend role misspelt', edit: (d: Record<string, unknown>) => ((svc0(d).backends as Record<string, unknown>[])[0].role = 'backup'), path: '$.services[0].backends[0].role', rule: 'enum' },
+    { name: 'affinity prefix too long', edit: (d: Record<string, unknown>) => (svc0(d).affinity = { mode: 'source-ip', ipv4Prefix: 33 }), path: '$.services[0].affinity.ipv4Prefix', rule: 'maximum' },
+  ])('rejects: $name', ({ edit, path, rule }) => {
+    const d = base();
+    edit(d);
+    try {
+      parseConfig(JSON.stringify(d));
+      expect.unreachable('parseConfig accepted an invalid file');
+    } catch (e) {
+      expect((e as ConfigError).issues).toContainEqual(expect.objectContaining({ path, rule }));
+    }
   });
 });

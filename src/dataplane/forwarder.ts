@@ -8,6 +8,20 @@ import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
 import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE, newCounters } from './counters.js';
 import type { DataplaneSpec } from './spec.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
+import { IPPROTO_TCP } from '../packet/parsed-packet.js';
+import { MptcpInfo } from '../packet/mptcp-options.js';
+import {
+  LEARN_COLLISION,
+  LEARN_NEW,
+  MPTCP_ACTION_JOIN_SYN,
+  MPTCP_ACTION_LEARN_V0,
+  MPTCP_ACTION_LEARN_V1,
+  MPTCP_ACTION_MALFORMED,
+  MPTCP_ACTION_NONE,
+  MptcpTokenTable,
+  mptcpActionToken,
+  mptcpInspect,
+} from './mptcp-tokens.js';
 
 const FWD_DSR = 0;
 const FWD_IPIP = 1;
@@ -19,7 +33,12 @@ export interface ForwarderOptions {
   tcpIdleMs: number;
   tcpClosingMs: number;
   udpIdleMs: number;
+  /** MPTCP token table capacity (entries). Default 262144. */
+  tokenCapacity?: number;
 }
+
+/** How often a flow that holds an MPTCP token refreshes it (the token lives while any subflow does). */
+const TOKEN_TOUCH_MS = 1000;
 
 /**
  * The per-packet path: parse -> match service -> flow lookup -> Maglev on a miss -> rewrite or
@@ -29,12 +48,21 @@ export interface ForwarderOptions {
 export class Forwarder {
   readonly counters: Float64Array = newCounters();
   readonly flows: FlowTable;
+  readonly tokens: MptcpTokenTable;
   readonly #p = new ParsedPacket();
+  readonly #mptcp = new MptcpInfo();
+  /** Per flow slot: the MPTCP token of its connection, if learned (reset whenever the slot is filled). */
+  readonly #flowHasToken: Uint8Array;
+  readonly #flowToken: Uint32Array;
+  readonly #flowTokenTouched: Float64Array;
   readonly #services = new ServiceTable(MAX_SERVICES);
 
   // Per service id.
   readonly #svcTables: (Int32Array | null)[] = new Array<Int32Array | null>(MAX_SERVICES).fill(null);
   readonly #svcForwarding = new Uint8Array(MAX_SERVICES);
+  readonly #svcMptcp = new Uint8Array(MAX_SERVICES);
+  /** 1: an MP_JOIN with an unknown token is balanced like a new flow; 0: dropped. */
+  readonly #svcJoinHash = new Uint8Array(MAX_SERVICES);
 
   // Per backend id.
   readonly #beService = new Int32Array(MAX_BACKENDS).fill(-1);
@@ -63,6 +91,10 @@ export class Forwarder {
       udpIdleMs: opts.udpIdleMs,
     });
     this.counters[G.flowCapacity] = this.flows.capacity;
+    this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? 1 << 18, idleTimeoutMs: opts.tcpIdleMs });
+    this.#flowHasToken = new Uint8Array(this.flows.capacity);
+    this.#flowToken = new Uint32Array(this.flows.capacity);
+    this.#flowTokenTouched = new Float64Array(this.flows.capacity);
   }
 
   get generation(): number {
@@ -83,6 +115,8 @@ export class Forwarder {
       this.#services.add(s.vip, s.protocol, s.port, s.id);
       this.#svcTables[s.id] = s.table;
       this.#svcForwarding[s.id] = s.forwarding === 'ipip' ? FWD_IPIP : FWD_DSR;
+      this.#svcMptcp[s.id] = s.mptcp && s.protocol === IPPROTO_TCP ? 1 : 0;
+      this.#svcJoinHash[s.id] = s.mptcpUnknownJoin === 'hash' ? 1 : 0;
     }
     for (const b of spec.backends) {
       this.#beService[b.id] = b.serviceId;
@@ -134,6 +168,9 @@ export class Forwarder {
     const sid = this.#services.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, p.dstPort);
     if (sid < 0) return this.#drop(Drop.no_service);
 
+    const mptcp = p.protocol === IPPROTO_TCP && this.#svcMptcp[sid] === 1 ? mptcpInspect(rx, p, this.#mptcp) : MPTCP_ACTION_NONE;
+    if (mptcp === MPTCP_ACTION_MALFORMED) c[G.mptcpMalformed]++;
+
     const hash = flowHash(rx, p, this.#hashSeed);
     let slot = this.flows.lookup(rx, p, hash, nowMs);
     let be = -1;
@@ -147,18 +184,53 @@ export class Forwarder {
         be = -1;
       } else {
         this.flows.touch(slot, nowMs, p.tcpFlags);
+        if (this.#flowHasToken[slot] === 1 && nowMs - this.#flowTokenTouched[slot] >= TOKEN_TOUCH_MS) {
+          this.tokens.touch(this.#flowToken[slot], nowMs);
+          this.#flowTokenTouched[slot] = nowMs;
+        }
       }
     }
     if (be < 0) {
-      const table = this.#svcTables[sid];
-      if (table === null) return this.#drop(Drop.no_backend);
-      be = table[hash % table.length];
-      if (be < 0) return this.#drop(Drop.no_backend);
+      let token = -1;
+      if (mptcp === MPTCP_ACTION_JOIN_SYN) {
+        // A new subflow of an MPTCP connection: it belongs wherever that connection lives.
+        token = mptcpActionToken(rx, mptcp, this.#mptcp);
+        const owner = this.tokens.lookup(token, nowMs);
+        if (owner >= 0 && this.#beService[owner] === sid) {
+          be = owner;
+          c[G.mptcpJoinsSteered]++;
+        } else {
+          c[G.mptcpJoinsUnknown]++;
+          if (this.#svcJoinHash[sid] === 0) return this.#drop(Drop.mptcp_join_unknown_token);
+          token = -1;
+        }
+      }
+      if (be < 0) {
+        const table = this.#svcTables[sid];
+        if (table === null) return this.#drop(Drop.no_backend);
+        be = table[hash % table.length];
+        if (be < 0) return this.#drop(Drop.no_backend);
+      }
       slot = this.flows.insert(rx, p, hash, nowMs, be, sid, this.#generation);
       this.flows.touch(slot, nowMs, p.tcpFlags);
+      this.#flowHasToken[slot] = token >= 0 ? 1 : 0;
+      this.#flowToken[slot] = token >= 0 ? token : 0;
+      this.#flowTokenTouched[slot] = nowMs;
       c[G.flowsCreated]++;
       c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
       c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+    }
+
+    // Learn the connection's token before this packet leaves: the client opens joins ~1 ms later.
+    if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.#flowHasToken[slot] === 0) {
+      const token = mptcpActionToken(rx, mptcp, this.#mptcp);
+      const r = this.tokens.learn(token, be, sid, this.#mptcp.version, nowMs);
+      if (r !== LEARN_COLLISION) {
+        this.#flowHasToken[slot] = 1;
+        this.#flowToken[slot] = token;
+        this.#flowTokenTouched[slot] = nowMs;
+      }
+      if (r === LEARN_NEW) c[mptcp === MPTCP_ACTION_LEARN_V1 ? G.mptcpLearnedV1 : G.mptcpLearnedV0]++;
     }
 
     if (this.#beHasMac[be] === 0) return this.#drop(Drop.no_neighbor);
@@ -237,5 +309,10 @@ export class Forwarder {
     c[G.flowsActive] = this.flows.size;
     c[G.flowEvictions] = this.flows.evictions;
     c[G.flowExpirations] = this.flows.expirations;
+    this.tokens.sweep(nowMs, sweepSlots >>> 2);
+    c[G.mptcpTokensActive] = this.tokens.active;
+    c[G.mptcpCollisions] = this.tokens.collisions;
+    c[G.mptcpEvictions] = this.tokens.evictions;
+    c[G.mptcpRefreshed] = this.tokens.refreshed;
   }
 }

@@ -44,6 +44,7 @@ function start(init: DataplaneInit): void {
     tcpIdleMs: init.tcpIdleMs,
     tcpClosingMs: init.tcpClosingMs,
     udpIdleMs: init.udpIdleMs,
+    tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);
   currentFilter = init.spec.filter;

@@ -114,8 +114,8 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       port: s.port,
       forwarding: s.forwarding,
       table,
-      mptcp: false,
-      mptcpUnknownJoin: 'drop',
+      mptcp: s.mptcp,
+      mptcpUnknownJoin: s.mptcpUnknownJoin,
     });
   }
   const pick = (family: 4 | 6, configured?: string): Uint8Array | null => {

@@ -1,4 +1,5 @@
 import { describe, expect, it, beforeEach } from 'vitest';
+import { createHash } from 'node:crypto';
 import { Forwarder } from '../../src/dataplane/forwarder.js';
 import { buildFrame } from '../../src/packet/build.js';
 import { parseFrame } from '../../src/packet/parse.js';
@@ -10,6 +11,7 @@ import type { SluiceConfig } from '../../src/config/types.js';
 import type { NextHop } from '../../src/dataplane/host.js';
 import { parseMac, formatMac } from '../../src/packet/mac.js';
 import { MALFORMED_FRAMES } from '../fixtures/malformed-frames.js';
+import { LINUX_SERVER_KEY, LINUX_SERVER_TOKEN, CLIENT_KEY, optMpCapable, optMpJoinSyn, optNop, optTimestamps } from '../fixtures/mptcp-frames.js';
 
 const ROUTER_MAC = '02:00:00:00:00:01';
 const EGRESS_MAC = '02:00:00:00:00:02';
@@ -28,7 +30,7 @@ function config(overrides: Partial<SluiceConfig> = {}, backends4 = ['10.99.0.11'
       { name: 'dns', vip: '198.51.100.10', family: 4, port: 53, protocol: 'udp', forwarding: 'ipip', tableSize: 251, backends: backends4.map((a) => ({ address: a, weight: 1 })) },
       { name: 'web6', vip: '2001:db8:100::10', family: 6, port: 80, protocol: 'tcp', forwarding: 'dsr-l2', tableSize: 251, backends: ['fd00:99::11', 'fd00:99::12'].map((a) => ({ address: a, weight: 1 })) },
       { name: 'any', vip: '198.51.100.20', family: 4, port: 0, protocol: 'udp', forwarding: 'dsr-l2', tableSize: 251, backends: [{ address: '10.99.0.11', weight: 1 }] },
-    ],
+    ].map((svc) => ({ mptcp: svc.protocol === 'tcp', mptcpUnknownJoin: 'drop' as const, minPrimaries: 1, ...svc, backends: svc.backends.map((b) => ({ state: 'active' as const, role: 'primary' as const, ...b })) })),
     flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
     capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
     safety: { allowHostForwarding: false, allowLocalVip: false },
@@ -233,5 +235,117 @@ describe('Forwarder: generations keep established flows', () => {
       }
     }
     expect(moved).toBeGreaterThan(100);
+  });
+});
+
+describe('Forwarder: MPTCP subflows follow their connection', () => {
+  const opts = (bytes: number[]): Uint8Array => {
+    const padded = [...bytes];
+    while (padded.length % 4 !== 0) padded.push(1);
+    return Uint8Array.from(padded);
+  };
+  const seg = (sport: number, flags: number, options: number[], src = '10.99.1.2', payload?: string): Buffer =>
+    buildFrame({ eth: { src: ROUTER_MAC, dst: EGRESS_MAC }, ipv4: { src, dst: '198.51.100.10' }, tcp: { sport, dport: 80, flags, options: opts(options) }, payload });
+  const thirdAck = (sport: number, serverKey: readonly number[]): Buffer => seg(sport, TCP_ACK, optMpCapable({ version: 1, senderKey: CLIENT_KEY, receiverKey: serverKey }));
+  const firstData = (sport: number, serverKey: readonly number[]): Buffer =>
+    seg(sport, TCP_ACK | 0x08, optMpCapable({ version: 1, senderKey: CLIENT_KEY, receiverKey: serverKey, dataLevelLength: 5 }), '10.99.1.2', 'hello');
+  const joinSyn = (sport: number, token: number, src = '10.99.3.2'): Buffer =>
+    seg(sport, TCP_SYN, optMpJoinSyn({ backup: false, addressId: 2, token: [token >>> 24, (token >>> 16) & 255, (token >>> 8) & 255, token & 255], nonce: 7 }), src);
+  const keyFor = (i: number): number[] => [0xa1, 0x60, 0xa0, 0xcf, 0x9a, 0xc5, (i >> 8) & 255, i & 255];
+
+  it.each([
+    { name: 'third ACK (20-byte MP_CAPABLE) teaches the token', learn: (sport: number, key: number[]) => thirdAck(sport, key) },
+    { name: 'first data segment (22-byte form) when the third ACK was lost', learn: (sport: number, key: number[]) => firstData(sport, key) },
+  ])('$name; 200 joins from another address reach the same backend', ({ learn }) => {
+    const h = new Harness();
+    h.apply(config());
+    for (let i = 0; i < 200; i++) {
+      const sport = 10000 + i;
+      const first = formatMac(h.send(seg(sport, TCP_SYN, optMpCapable({ version: 1 }))).out, 0);
+      expect(formatMac(h.send(learn(sport, keyFor(i))).out, 0)).toBe(first);
+      const token = createHash('sha256').update(Buffer.from(keyFor(i))).digest().readUInt32BE(0);
+      const { len, out } = h.send(joinSyn(20000 + i, token));
+      expect(len).toBeGreaterThan(0);
+      expect(formatMac(out, 0)).toBe(first);
+    }
+    expect(h.fwd.counters[G.mptcpJoinsSteered]).toBe(200);
+    expect(h.fwd.counters[G.mptcpLearnedV1]).toBe(200);
+  });
+
+  it('the captured Linux key a160a0cf9ac55a3d learns token 464b4775', () => {
+    const h = new Harness();
+    h.apply(config());
+    const first = formatMac(h.send(seg(30000, TCP_SYN, optMpCapable({ version: 1 }))).out, 0);
+    h.send(thirdAck(30000, LINUX_SERVER_KEY));
+    expect(formatMac(h.send(joinSyn(30001, LINUX_SERVER_TOKEN)).out, 0)).toBe(first);
+  });
+
+  it('retransmitted key-carrying ACKs are idempotent (one learn, no collision)', () => {
+    const h = new Harness();
+    h.apply(config());
+    h.send(seg(31000, TCP_SYN, optMpCapable({ version: 1 })));
+    for (let i = 0; i < 5; i++) h.send(thirdAck(31000, LINUX_SERVER_KEY));
+    h.fwd.tick(2000, 1 << 16);
+    expect(h.fwd.counters[G.mptcpLearnedV1]).toBe(1);
+    expect(h.fwd.counters[G.mptcpCollisions]).toBe(0);
+    expect(h.fwd.counters[G.mptcpTokensActive]).toBe(1);
+  });
+
+  it('the same token learned for another backend is a counted collision; the first owner keeps its joins', () => {
+    const h = new Harness();
+    h.apply(config());
+    // Find two client ports whose connections land on different backends.
+    const macs = new Map<string, number>();
+    for (let p = 32000; macs.size < 2; p++) {
+      const m = formatMac(h.send(seg(p, TCP_SYN, optMpCapable({ version: 1 }))).out, 0);
+      if (!macs.has(m)) macs.set(m, p);
+    }
+    const [[ownerMac, ownerPort], [, otherPort]] = [...macs];
+    h.send(thirdAck(ownerPort, LINUX_SERVER_KEY));
+    h.send(thirdAck(otherPort, LINUX_SERVER_KEY));
+    h.fwd.tick(2000, 1 << 16);
+    expect(h.fwd.counters[G.mptcpCollisions]).toBe(1);
+    expect(formatMac(h.send(joinSyn(33000, LINUX_SERVER_TOKEN)).out, 0)).toBe(ownerMac);
+  });
+
+  it.each([
+    { name: 'drop (default): counted and not forwarded', policy: 'drop' as const, forwarded: false },
+    { name: 'hash: balanced like a new flow', policy: 'hash' as const, forwarded: true },
+  ])('unknown token, policy $name', ({ policy, forwarded }) => {
+    const h = new Harness();
+    const cfg = config();
+    cfg.services[0].mptcpUnknownJoin = policy;
+    h.apply(cfg);
+    expect(h.send(joinSyn(34000, 0xdeadbeef)).len > 0).toBe(forwarded);
+    expect(h.fwd.counters[G.mptcpJoinsUnknown]).toBe(1);
+    expect(h.drops('mptcp_join_unknown_token')).toBe(forwarded ? 0 : 1);
+  });
+
+  it('with "mptcp": false joins are plain new flows', () => {
+    const h = new Harness();
+    const cfg = config();
+    cfg.services[0].mptcp = false;
+    h.apply(cfg);
+    h.send(seg(35000, TCP_SYN, optMpCapable({ version: 1 })));
+    h.send(thirdAck(35000, LINUX_SERVER_KEY));
+    expect(h.send(joinSyn(35001, LINUX_SERVER_TOKEN)).len).toBeGreaterThan(0);
+    expect(h.fwd.counters[G.mptcpLearnedV1] + h.fwd.counters[G.mptcpJoinsSteered] + h.fwd.counters[G.mptcpJoinsUnknown]).toBe(0);
+  });
+
+  it('a malformed MPTCP option is counted and the packet forwarded as plain TCP', () => {
+    const h = new Harness();
+    h.apply(config());
+    // MP_CAPABLE of length 13 on an ACK: no valid form.
+    const bad = seg(36000, TCP_ACK, [30, 13, 0x01, 0x01, ...CLIENT_KEY, 0]);
+    expect(h.send(bad).len).toBeGreaterThan(0);
+    expect(h.fwd.counters[G.mptcpMalformed]).toBe(1);
+  });
+
+  it('plain TCP with timestamps is unaffected', () => {
+    const h = new Harness();
+    h.apply(config());
+    const syn = seg(37000, TCP_SYN, [...optNop(), ...optNop(), ...optTimestamps(1, 0)]);
+    expect(h.send(syn).len).toBe(syn.length);
+    expect(h.fwd.counters[G.mptcpMalformed] + h.fwd.counters[G.mptcpJoinsUnknown]).toBe(0);
   });
 });

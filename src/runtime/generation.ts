@@ -70,6 +70,12 @@ export function captureFilter(services: readonly ServiceConfig[], ownMacs: reado
   return `${notOwn ? `${notOwn} and ` : ''}((${match}) or (vlan and (${match})))`;
 }
 
+/** Runtime overrides an operator set through the admin API (drain, weight), by backendKey. */
+export interface BackendOverride {
+  state?: 'active' | 'draining';
+  weight?: number;
+}
+
 export interface BuildInput {
   config: SluiceConfig;
   generation: number;
@@ -78,8 +84,52 @@ export interface BuildInput {
   nextHops: ReadonlyMap<string, NextHop>;
   egress: InterfaceFacts;
   ingress: InterfaceFacts;
-  /** Backends that may take new flows (health, drain): key -> false to exclude. Default all. */
-  eligible?: (serviceName: string, address: string) => boolean;
+  /** Health of a backend of a service: false when its checks say it is down. Default: healthy. */
+  healthy?: (service: ServiceConfig, address: string) => boolean;
+  overrides?: ReadonlyMap<string, BackendOverride>;
+}
+
+/** Why a backend does or does not take new flows in a generation. */
+export type BackendRole = 'serving' | 'spare-serving' | 'spare-standby' | 'draining' | 'down' | 'unresolved';
+
+export interface EffectiveBackend {
+  address: string;
+  weight: number;
+  state: 'active' | 'draining';
+  role: 'primary' | 'spare';
+  status: BackendRole;
+}
+
+/**
+ * Which backends of a service take new flows: active, weight > 0, resolved and healthy primaries;
+ * while fewer than minPrimaries of those exist, spares in their configured order fill the gap.
+ */
+export function effectiveBackends(
+  s: ServiceConfig,
+  resolved: (address: string) => boolean,
+  healthy: (address: string) => boolean,
+  overrides?: ReadonlyMap<string, BackendOverride>,
+): EffectiveBackend[] {
+  const out: EffectiveBackend[] = s.backends.map((b) => {
+    const o = overrides?.get(backendKey(s.name, b.address));
+    const weight = o?.weight ?? b.weight;
+    const state = o?.state ?? b.state;
+    let status: BackendRole;
+    if (!resolved(b.address)) status = 'unresolved';
+    else if (!healthy(b.address)) status = 'down';
+    else if (state === 'draining' || weight === 0) status = 'draining';
+    else status = b.role === 'spare' ? 'spare-standby' : 'serving';
+    return { address: b.address, weight, state, role: b.role, status };
+  });
+  let serving = out.filter((b) => b.status === 'serving').length;
+  for (const b of out) {
+    if (serving >= s.minPrimaries) break;
+    if (b.status === 'spare-standby') {
+      b.status = 'spare-serving';
+      serving++;
+    }
+  }
+  return out;
 }
 
 export function buildSpec(input: BuildInput): DataplaneSpec {
@@ -93,15 +143,18 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
   const backends: BackendSpec[] = [];
   for (const s of config.services) {
     const sid = serviceIds.acquire(s.name);
+    const effective = effectiveBackends(
+      s,
+      (a) => (nextHops.get(a)?.mac ?? null) !== null,
+      (a) => (input.healthy ? input.healthy(s, a) : true),
+      input.overrides,
+    );
     const candidates: { key: string; weight: number; id: number }[] = [];
-    for (const b of s.backends) {
+    for (const b of effective) {
       const id = backendIds.acquire(backendKey(s.name, b.address));
-      const hop = nextHops.get(b.address);
-      const mac = hop?.mac ?? null;
+      const mac = nextHops.get(b.address)?.mac ?? null;
       backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight });
-      const eligible = input.eligible ? input.eligible(s.name, b.address) : true;
-      // A backend we cannot reach at L2 takes no new flows; it returns when its neighbour resolves.
-      if (mac && eligible && b.weight > 0) candidates.push({ key: b.address, weight: b.weight, id });
+      if (b.status === 'serving' || b.status === 'spare-serving') candidates.push({ key: b.address, weight: b.weight, id });
     }
     const idx = buildMaglevTable(candidates, s.tableSize);
     const table = new Int32Array(s.tableSize);

@@ -171,6 +171,72 @@ withSocket(program.command('flows').description('list tracked flows (bounded)'))
     console.log(`${out.rows.length} of ${out.total} matching flows shown`);
   });
 
+type BackendRow = {
+  service: string;
+  address: string;
+  weight: number;
+  role: string;
+  status: string;
+  overridden: boolean;
+  health: { check: string; state: string; lastError: string | null } | null;
+  mac: string | null;
+  activeFlows: number;
+  flowsCreated: number;
+  packets: number;
+};
+
+withSocket(program.command('backends').description('list backends: status in the current generation, health, active flows'))
+  .option('--service <name>', 'only this service')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { socket?: string; config?: string; service?: string; json?: boolean }) => {
+    const out = (await admin(opts, 'GET', '/backends')) as { backends: BackendRow[] };
+    const rows = out.backends.filter((b) => !opts.service || b.service === opts.service);
+    if (opts.json) {
+      console.log(JSON.stringify({ backends: rows }, null, 2));
+      return;
+    }
+    console.log(
+      table(
+        ['SERVICE', 'BACKEND', 'ROLE', 'WEIGHT', 'STATUS', 'HEALTH', 'ACTIVE_FLOWS', 'FLOWS', 'PACKETS'],
+        rows.map((b) => [
+          b.service,
+          b.address,
+          b.role,
+          b.weight,
+          `${b.status}${b.overridden ? ' (operator)' : ''}`,
+          b.health ? `${b.health.check} ${b.health.state}${b.health.lastError ? ` (${b.health.lastError})` : ''}` : '-',
+          b.activeFlows,
+          b.flowsCreated,
+          b.packets,
+        ]),
+      ),
+    );
+  });
+
+const operate = (name: 'drain' | 'undrain' | 'weight', description: string): Command => {
+  const c = withSocket(program.command(name).description(description)).argument('<backend>', 'backend address').option('--service <name>', 'only in this service (default: every service that has it)').option('--json', 'machine-readable output');
+  if (name === 'weight') c.argument('<weight>', 'new weight 0..1000');
+  return c.action(async (backend: string, ...rest: unknown[]) => {
+    const weight = name === 'weight' ? (rest[0] as string) : undefined;
+    const opts = (name === 'weight' ? rest[1] : rest[0]) as { socket?: string; config?: string; service?: string; json?: boolean };
+    if (weight !== undefined && !/^\d+$/.test(weight)) throw new InvalidArgumentError(`weight must be an integer 0..1000, got ${JSON.stringify(weight)}`);
+    const q = new URLSearchParams({ address: backend });
+    if (opts.service) q.set('service', opts.service);
+    if (weight !== undefined) q.set('weight', weight);
+    const { status, body } = await adminRequest(socketFrom(opts), 'POST', `/backends/${name}?${q}`);
+    const r = body as { ok?: boolean; message?: string; error?: string };
+    if (opts.json) console.log(JSON.stringify(body, null, 2));
+    else if (status === 200) console.log(r.message);
+    if (status !== 200) {
+      if (!opts.json) process.stderr.write(`sluice ${name}: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
+      process.exitCode = 1;
+    }
+  });
+};
+operate('drain', 'stop sending new flows to a backend; its existing flows continue until they end');
+operate('undrain', 'let a drained backend take new flows again');
+operate('weight', 'change a backend\'s weight at runtime (until the next restart)');
+
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
   const r = body as { ok: boolean; message: string };

@@ -5,6 +5,7 @@ export type ToDataplane =
   | { type: 'init'; init: DataplaneInit }
   | { type: 'generation'; spec: DataplaneSpec }
   | { type: 'flows'; requestId: number; limit: number; vip?: string; backendIds?: number[]; client?: string }
+  | { type: 'flow-counts'; requestId: number }
   | { type: 'publish' }
   | { type: 'shutdown' };
 
@@ -28,4 +29,5 @@ export type FromDataplane =
   | { type: 'applied'; generation: number }
   | { type: 'apply-failed'; generation: number; message: string }
   | { type: 'counters'; counters: Float64Array }
-  | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number };
+  | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
+  | { type: 'flow-counts'; requestId: number; counts: Map<number, number> };

@@ -110,6 +110,16 @@ function onMessage(msg: ToDataplane): void {
       case 'flows':
         listFlows(msg);
         break;
+      case 'flow-counts': {
+        const counts = new Map<number, number>();
+        const flows = forwarder?.flows;
+        flows?.forEachSlot((slot) => {
+          const b = flows.backendOf(slot);
+          counts.set(b, (counts.get(b) ?? 0) + 1);
+        }, Date.now());
+        send({ type: 'flow-counts', requestId: msg.requestId, counts });
+        break;
+      }
       case 'publish':
         publishCounters();
         break;

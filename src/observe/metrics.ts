@@ -22,6 +22,7 @@ export class Metrics {
   readonly dataplaneUp: Gauge;
   readonly dataplaneRestarts: Counter;
   readonly neighbourUnresolved: Gauge;
+  readonly healthTransitions: Counter<'to'>;
 
   constructor() {
     const registers = [this.registry];
@@ -123,6 +124,7 @@ export class Metrics {
     this.configGeneration = new Gauge({ name: 'sluice_config_generation', help: 'Generation of the config in force (starts at 1, +1 per applied reload).', registers });
     this.dataplaneUp = new Gauge({ name: 'sluice_dataplane_up', help: '1 while the data-plane process is running and answering.', registers });
     this.dataplaneRestarts = new Counter({ name: 'sluice_dataplane_restarts_total', help: 'Times the data-plane process was restarted after it died.', registers });
+    this.healthTransitions = new Counter({ name: 'sluice_health_transitions_total', help: 'Backend health state changes, by the state entered.', labelNames: ['to'], registers });
     this.neighbourUnresolved = new Gauge({ name: 'sluice_backends_unresolved', help: 'Backends whose next-hop MAC is unknown (they take no new flows).', registers });
   }
 

@@ -17,7 +17,11 @@ import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../dataplane/counte
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from '../dataplane/spec.js';
 import type { FlowRow, FromDataplane, ToDataplane } from '../dataplane/messages.js';
-import { IdAllocator, backendKey, buildSpec } from './generation.js';
+import { IdAllocator, backendKey, buildSpec, effectiveBackends, type BackendOverride } from './generation.js';
+import { HealthManager } from '../health/manager.js';
+import { healthTarget, targetKey, type HealthTarget } from '../health/types.js';
+import { sharedIcmpEcho } from '../health/icmp.js';
+import type { ServiceConfig } from '../config/types.js';
 import { Metrics } from '../observe/metrics.js';
 import { jsonServer, listenTcp, listenUnix, sendJson } from '../observe/http.js';
 import type { Logger } from '../observe/log.js';
@@ -29,6 +33,24 @@ const APPLY_TIMEOUT_MS = 10_000;
 const NEIGHBOUR_RETRY_MS = 5_000;
 const RESOLVE_CONCURRENCY = 16;
 const FLOW_LIST_MAX = 10_000;
+
+export interface BackendStatus {
+  service: string;
+  address: string;
+  weight: number;
+  state: 'active' | 'draining';
+  role: 'primary' | 'spare';
+  /** What the current generation does with it. */
+  status: string;
+  overridden: boolean;
+  health: { check: string; state: string; lastError: string | null; lastChange: string | null } | null;
+  mac: string | null;
+  problem: string | null;
+  activeFlows: number;
+  flowsCreated: number;
+  packets: number;
+  bytes: number;
+}
 
 /** A start-up problem the operator must fix; the CLI prints it and exits non-zero. */
 export class StartupError extends Error {}
@@ -56,14 +78,57 @@ export class Daemon {
   #queue: Promise<unknown> = Promise.resolve();
   #requestId = 0;
   readonly #flowRequests = new Map<number, (m: Extract<FromDataplane, { type: 'flows' }>) => void>();
+  readonly #countRequests = new Map<number, (m: Map<number, number>) => void>();
   #applyWaiters: { generation: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   #lastReload: { at: string; ok: boolean; message: string } | null = null;
+  readonly #overrides = new Map<string, BackendOverride>();
+  readonly #health: HealthManager;
+  #healthRebuild: NodeJS.Timeout | null = null;
   #startedAt = new Date().toISOString();
 
   constructor(configPath: string, log: Logger) {
     this.#configPath = configPath;
     this.#log = log;
+    this.#health = new HealthManager({
+      onChange: (key, from, to, detail) => {
+        this.metrics.healthTransitions.inc({ to });
+        this.#log.warn(
+          { event: 'health_change', backend: detail.target.address, port: detail.target.port, check: detail.target.check.type, from, to, error: detail.error ?? null },
+          `backend ${detail.target.address} is ${to}`,
+        );
+        if (detail.trafficChanged) this.#scheduleHealthRebuild();
+      },
+    });
   }
+
+  /** Several checks often change together: one generation for all of them. */
+  #scheduleHealthRebuild(): void {
+    if (this.#healthRebuild || this.#stopping) return;
+    this.#healthRebuild = setTimeout(() => {
+      this.#healthRebuild = null;
+      void this.#serial(() => this.#applyGeneration(this.#config)).catch((e: Error) =>
+        this.#log.error({ event: 'health_rebuild_failed', error: e.message }, 'could not apply the health change'),
+      );
+    }, 100);
+  }
+
+  static #targetOf(s: ServiceConfig, address: string): HealthTarget | null {
+    return s.healthCheck ? healthTarget(address, s.port, s.healthCheck) : null;
+  }
+
+  #healthTargets(config: SluiceConfig): HealthTarget[] {
+    const out: HealthTarget[] = [];
+    for (const s of config.services) for (const b of s.backends) {
+      const t = Daemon.#targetOf(s, b.address);
+      if (t) out.push(t);
+    }
+    return out;
+  }
+
+  #healthy = (s: ServiceConfig, address: string): boolean => {
+    const t = Daemon.#targetOf(s, address);
+    return t === null || this.#health.takesTraffic(t);
+  };
 
   get config(): SluiceConfig {
     return this.#config;
@@ -99,6 +164,8 @@ export class Daemon {
     this.#config = config;
     this.#generation = 1;
     await this.#resolveNextHops(config, true);
+    this.#health.setTargets(this.#healthTargets(config));
+    this.#health.start();
     this.#spec = this.#build(config);
 
     // Servers first: a bad listen address is reported before any packet is captured.
@@ -213,6 +280,8 @@ export class Daemon {
       nextHops: this.#nextHops,
       ingress: this.#ingress,
       egress: this.#egress,
+      healthy: this.#healthy,
+      overrides: this.#overrides,
     });
     const services = new Map<number, string>();
     const backends = new Map<number, { service: string; address: string }>();
@@ -308,6 +377,10 @@ export class Daemon {
         this.#flowRequests.get(m.requestId)?.(m);
         this.#flowRequests.delete(m.requestId);
         break;
+      case 'flow-counts':
+        this.#countRequests.get(m.requestId)?.(m.counts);
+        this.#countRequests.delete(m.requestId);
+        break;
       default:
         break;
     }
@@ -353,6 +426,7 @@ export class Daemon {
         });
         if (problems.length > 0) throw new Error(problems.join(' '));
         await this.#resolveNextHops(config, false);
+        this.#health.setTargets(this.#healthTargets(config));
         await this.#applyGeneration(config);
         this.metrics.reloads.inc({ result: 'ok' });
         const message = summarizeDiff(d);
@@ -432,6 +506,87 @@ export class Daemon {
     });
   }
 
+  /** Live flows per backend id (one scan of the flow table in the data plane). */
+  #flowCounts(): Promise<Map<number, number>> {
+    const requestId = ++this.#requestId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#countRequests.delete(requestId);
+        resolve(new Map());
+      }, 2000);
+      this.#countRequests.set(requestId, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      if (!this.#send({ type: 'flow-counts', requestId })) {
+        clearTimeout(timer);
+        this.#countRequests.delete(requestId);
+        resolve(new Map());
+      }
+    });
+  }
+
+  /** Every backend of every service: its role in the current generation, health, flows and traffic. */
+  async backends(): Promise<BackendStatus[]> {
+    await this.#refreshCounters();
+    const counts = await this.#flowCounts();
+    const c = this.metrics.snapshot;
+    const at = (i: number): number => (i < c.length ? c[i] : 0);
+    const out: BackendStatus[] = [];
+    for (const s of this.#config.services) {
+      const eff = effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides);
+      for (const b of eff) {
+        const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
+        const hop = this.#nextHops.get(b.address);
+        const target = Daemon.#targetOf(s, b.address);
+        const rec = target ? this.#health.recordOf(targetKey(target)) : undefined;
+        const base = BACKEND_BASE + id * BACKEND_STRIDE;
+        out.push({
+          service: s.name,
+          address: b.address,
+          weight: b.weight,
+          state: b.state,
+          role: b.role,
+          status: b.status,
+          overridden: this.#overrides.has(backendKey(s.name, b.address)),
+          health: target ? { check: target.check.type, state: rec?.state ?? 'unknown', lastError: rec?.lastError ?? null, lastChange: rec?.lastChangeAt ? new Date(rec.lastChangeAt).toISOString() : null } : null,
+          mac: hop?.mac ? macToText(hop.mac) : null,
+          problem: hop?.problem ?? null,
+          activeFlows: id >= 0 ? (counts.get(id) ?? 0) : 0,
+          flowsCreated: id >= 0 ? at(base + 2) : 0,
+          packets: id >= 0 ? at(base) : 0,
+          bytes: id >= 0 ? at(base + 1) : 0,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Operator action on one backend (or every service's backend at that address): drain, undrain, weight. */
+  operate(action: 'drain' | 'undrain' | 'weight', address: string, service?: string, weight?: number): Promise<{ ok: boolean; message: string; matched: string[] }> {
+    return this.#serial(async () => {
+      const matched: string[] = [];
+      for (const s of this.#config.services) {
+        if (service && s.name !== service) continue;
+        if (!s.backends.some((b) => b.address === address)) continue;
+        const key = backendKey(s.name, address);
+        const o = { ...(this.#overrides.get(key) ?? {}) };
+        if (action === 'drain') o.state = 'draining';
+        else if (action === 'undrain') o.state = 'active';
+        else o.weight = weight;
+        this.#overrides.set(key, o);
+        matched.push(s.name);
+      }
+      if (matched.length === 0) {
+        return { ok: false, message: `no backend ${address}${service ? ` in service ${service}` : ''}`, matched };
+      }
+      await this.#applyGeneration(this.#config);
+      const message = `${action} ${address}${action === 'weight' ? ` = ${weight}` : ''} in ${matched.join(', ')}: generation ${this.#generation}`;
+      this.#log.info({ event: 'backend_' + action, backend: address, services: matched, weight: weight ?? null, generation: this.#generation }, message);
+      return { ok: true, message, matched };
+    });
+  }
+
   async status(): Promise<Record<string, unknown>> {
     await this.#refreshCounters();
     const c = this.metrics.snapshot;
@@ -487,6 +642,20 @@ export class Daemon {
       });
       return sendJson(res, 200, out);
     }
+    if (method === 'GET' && url.pathname === '/backends') return sendJson(res, 200, { backends: await this.backends() });
+    const op = /^\/backends\/(drain|undrain|weight)$/.exec(url.pathname);
+    if (method === 'POST' && op) {
+      const address = url.searchParams.get('address');
+      if (!address) return sendJson(res, 400, { error: 'address is required' });
+      const service = url.searchParams.get('service') ?? undefined;
+      let weight: number | undefined;
+      if (op[1] === 'weight') {
+        weight = Number(url.searchParams.get('weight'));
+        if (!Number.isInteger(weight) || weight < 0 || weight > 1000) return sendJson(res, 400, { error: 'weight must be an integer 0..1000' });
+      }
+      const r = await this.operate(op[1] as 'drain' | 'undrain' | 'weight', address, service, weight);
+      return sendJson(res, r.ok ? 200 : 404, r);
+    }
     if (method === 'POST' && url.pathname === '/reload') {
       const r = await this.reload(undefined, 'admin');
       return sendJson(res, r.ok ? 200 : 409, r);
@@ -497,6 +666,9 @@ export class Daemon {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const t of this.#timers) clearInterval(t);
+    if (this.#healthRebuild) clearTimeout(this.#healthRebuild);
+    await this.#health.stop();
+    sharedIcmpEcho().close();
     this.#watcher?.stop();
     const worker = this.#worker;
     if (worker) {

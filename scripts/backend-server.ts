@@ -26,6 +26,8 @@ import type { BackendStats, TcpConnectionRecord } from './lib/reports.js';
 const MAX_RECENT_CONNECTIONS = 1000;
 const MAX_UDP_FLOWS = 100_000;
 const MAX_BYTES_RESPONSE = 1 << 30;
+// Bursts of new flows (thousands of first datagrams at once) overflow the default 208 KiB buffer.
+const UDP_RCVBUF = 4 * 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 
 interface Options {
@@ -297,14 +299,14 @@ async function startUdp(port: number, bind: string[] | undefined): Promise<void>
   };
   for (const address of addresses) {
     const v6 = address.includes(':');
-    const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true });
+    const sock = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, recvBufferSize: UDP_RCVBUF });
     sock.on('message', onMessage(sock));
     sock.on('error', (err) => process.stderr.write(`udp ${address}:${port}: ${err.message}\n`));
     await bindUdp(sock, port, address);
     sockets.push(sock);
   }
   // Fallback for addresses added after start (replies may then leave from another source).
-  const wildcard = createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: false });
+  const wildcard = createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: false, recvBufferSize: UDP_RCVBUF });
   wildcard.on('message', onMessage(wildcard));
   wildcard.on('error', (err) => process.stderr.write(`udp [::]:${port}: ${err.message}\n`));
   await bindUdp(wildcard, port, '::');

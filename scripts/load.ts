@@ -201,6 +201,9 @@ function oneRequest(): Promise<HttpResult> {
           if (size <= 65536) chunks.push(c);
         });
         res.on('error', (err) => finish({ ok: false, backend: null, status: res.statusCode ?? null, error: errCode(err) }));
+        res.on('close', () => {
+          if (!res.complete) finish({ ok: false, backend: null, status: res.statusCode ?? null, error: 'aborted' });
+        });
         res.on('end', () => {
           let backend = typeof res.headers['x-backend'] === 'string' ? res.headers['x-backend'] : null;
           if (!backend) {
@@ -448,12 +451,20 @@ async function runLong(): Promise<LongReport> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.connectConcurrency, opts.connections) }, opener));
-  await stoppableSleep(deadline - now());
+  // Run until the end, a stop request, or until no connection is left alive.
+  let ended: StopReason = 'duration';
+  while (!stopReason && now() < deadline) {
+    if (conns.every((c) => c.rec.broken)) {
+      ended = 'done';
+      break;
+    }
+    await stoppableSleep(Math.min(100, deadline - now()));
+  }
   // Let echoes in flight arrive (briefly), then close.
   const settleUntil = now() + Math.min(opts.stallMs, 2000);
   while (now() < settleUntil && conns.some((c) => !c.rec.broken && c.pending() > 0)) await sleep(10);
   for (const c of conns) c.close();
-  return report(stopReason ?? 'duration');
+  return report(stopReason ?? ended);
 }
 
 // ---- udp flows -------------------------------------------------------------------------

@@ -503,6 +503,9 @@ export class Lab {
       'net.ipv6.conf.default.accept_redirects': 0,
       'net.ipv6.conf.all.accept_ra': 0,
       'net.ipv6.conf.default.accept_ra': 0,
+      // Link flaps in tests must not lose the IPv6 addresses (IPv4 keeps them anyway).
+      'net.ipv6.conf.all.keep_addr_on_down': 1,
+      'net.ipv6.conf.default.keep_addr_on_down': 1,
     };
     if (ns === this.switchNs) {
       // The bridge needs no addresses; silence its IPv6 link-local chatter.

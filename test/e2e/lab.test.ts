@@ -34,7 +34,7 @@ if (!root && inCi) {
 
 const ROOT = repoRoot(import.meta.url);
 
-/** Compile when a lab script (scripts/**/*.ts) is missing from dist/ or older than its source. */
+/** Compile when a lab script (any .ts under scripts/) is missing from dist/ or older than its source. */
 function ensureBuilt(): void {
   const sources = readdirSync(join(ROOT, 'scripts'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
   const out = (src: string): string => join(ROOT, 'dist', 'scripts', src.replace(/\.ts$/, '.js'));

@@ -20,7 +20,10 @@ export interface InterfaceFacts {
   name: string;
   mac: Uint8Array;
   mtu: number;
+  /** Global addresses (encapsulation sources). */
   addresses: { family: 4 | 6; address: string }[];
+  /** Every address, link-local included (traffic the capture filter leaves to the kernel). */
+  allAddresses: string[];
 }
 
 export async function interfaceFacts(name: string): Promise<InterfaceFacts> {
@@ -32,10 +35,9 @@ export async function interfaceFacts(name: string): Promise<InterfaceFacts> {
   const mtu = Number(readFileSync(`${base}/mtu`, 'utf8').trim());
   type AddrInfo = { addr_info?: { family: string; local: string; scope: string }[] };
   const info = await ipJson<AddrInfo[]>(['addr', 'show', 'dev', name]);
-  const addresses = (info[0]?.addr_info ?? [])
-    .filter((a) => a.scope === 'global')
-    .map((a) => ({ family: (a.family === 'inet6' ? 6 : 4) as 4 | 6, address: a.local }));
-  return { name, mac, mtu, addresses };
+  const all = info[0]?.addr_info ?? [];
+  const addresses = all.filter((a) => a.scope === 'global').map((a) => ({ family: (a.family === 'inet6' ? 6 : 4) as 4 | 6, address: a.local }));
+  return { name, mac, mtu, addresses, allAddresses: all.map((a) => a.local) };
 }
 
 function readSysctl(path: string): string | null {

@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { isIPv4, isIPv6 } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type * as RawSocketModule from 'raw-socket';
-import { addressBytes, formatAddress } from '../packet/address.js';
+import { ipToBytes, formatAddress } from '../packet/address.js';
 
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP_DEST_UNREACH = 3;
@@ -148,7 +148,7 @@ function loadRawSocket(): RawSocketApi {
 }
 
 function canonical(address: string, family: 4 | 6): string {
-  return family === 4 ? address : formatAddress(addressBytes(address), 0, 16);
+  return family === 4 ? address : formatAddress(ipToBytes(address), 0, 16);
 }
 
 function messageOf(e: unknown): string {

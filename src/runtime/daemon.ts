@@ -282,6 +282,7 @@ export class Daemon {
       egress: this.#egress,
       healthy: this.#healthy,
       overrides: this.#overrides,
+      localAddresses: this.#ingress.allAddresses,
     });
     const services = new Map<number, string>();
     const backends = new Map<number, { service: string; address: string }>();

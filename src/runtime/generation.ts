@@ -61,13 +61,23 @@ export function backendKey(serviceName: string, address: string): string {
   return `${serviceName}|${address}`;
 }
 
-/** BPF filter matching exactly the configured services, tagged or not, and never our own frames. */
-export function captureFilter(services: readonly ServiceConfig[], ownMacs: readonly Uint8Array[]): string {
-  if (services.length === 0) return 'less 1';
-  const clauses = services.map((s) => `(dst host ${s.vip} and ${s.protocol}${s.port === 0 ? '' : ` dst port ${s.port}`})`);
-  const match = clauses.join(' or ');
-  const notOwn = ownMacs.map((m) => `not ether src ${macToText(m)}`).join(' and ');
-  return `${notOwn ? `${notOwn} and ` : ''}((${match}) or (vlan and (${match})))`;
+/**
+ * The kernel-side capture filter: every frame addressed to the ingress MAC, except our own
+ * frames, ARP, and traffic to the host's own addresses (which the kernel handles).
+ *
+ * Deliberately not narrowed to the VIPs and ports: a VIP/port BPF filter silently discards
+ * truncated and malformed frames (an out-of-bounds load rejects the packet), so they could
+ * never be counted by reason, and non-service traffic to the VIP would be invisible. The
+ * forwarder matches services itself and counts everything it does not forward. The length
+ * guards keep a truncated frame from being rejected by the address comparison.
+ */
+export function captureFilter(ingressMac: Uint8Array, ownMacs: readonly Uint8Array[], localAddresses: readonly string[]): string {
+  const parts = [`ether dst ${macToText(ingressMac)}`, ...ownMacs.map((m) => `not ether src ${macToText(m)}`), 'not arp'];
+  const v4 = localAddresses.filter((a) => !a.includes(':'));
+  const v6 = localAddresses.filter((a) => a.includes(':'));
+  if (v4.length > 0) parts.push(`not (ip and len >= 34 and (${v4.map((a) => `dst host ${a}`).join(' or ')}))`);
+  if (v6.length > 0) parts.push(`not (ip6 and len >= 54 and (${v6.map((a) => `dst host ${a}`).join(' or ')}))`);
+  return parts.join(' and ');
 }
 
 /** Runtime overrides an operator set through the admin API (drain, weight), by backendKey. */
@@ -87,6 +97,8 @@ export interface BuildInput {
   /** Health of a backend of a service: false when its checks say it is down. Default: healthy. */
   healthy?: (service: ServiceConfig, address: string) => boolean;
   overrides?: ReadonlyMap<string, BackendOverride>;
+  /** Addresses of the capture interface (host traffic the filter leaves to the kernel). */
+  localAddresses?: readonly string[];
 }
 
 /** Why a backend does or does not take new flows in a generation. */
@@ -187,7 +199,7 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
     egressMtu: egress.mtu,
     encapSource4: pick(4, config.encapSource4),
     encapSource6: pick(6, config.encapSource6),
-    filter: captureFilter(config.services, ownMacs),
+    filter: captureFilter(input.ingress.mac, ownMacs, input.localAddresses ?? []),
   };
 }
 

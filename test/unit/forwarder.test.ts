@@ -52,7 +52,7 @@ function hops(cfg: SluiceConfig, unresolved: string[] = []): Map<string, NextHop
   return m;
 }
 
-const iface = { name: 'sl-lb0', mac: parseMac(EGRESS_MAC), mtu: 1500, addresses: [{ family: 4 as const, address: '10.99.0.2' }, { family: 6 as const, address: 'fd00:99::2' }] };
+const iface = { name: 'sl-lb0', mac: parseMac(EGRESS_MAC), mtu: 1500, addresses: [{ family: 4 as const, address: '10.99.0.2' }, { family: 6 as const, address: 'fd00:99::2' }], allAddresses: ['10.99.0.2', 'fd00:99::2'] };
 
 class Harness {
   readonly fwd = new Forwarder({ flowCapacity: 4096, tcpIdleMs: 300_000, tcpClosingMs: 10_000, udpIdleMs: 30_000 });

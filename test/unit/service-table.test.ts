@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { ServiceTable } from '../../src/dataplane/service-table.js';
 import { ipToBytes } from '../../src/packet/address.js';
 import { captureFilter, IdAllocator } from '../../src/runtime/generation.js';
-import type { ServiceConfig } from '../../src/config/types.js';
 import { parseMac } from '../../src/packet/mac.js';
 
 function frameWith(addr: string): { buf: Uint8Array; off: number; len: number } {
@@ -61,15 +60,15 @@ describe('IdAllocator', () => {
 });
 
 describe('captureFilter', () => {
-  const svc = (vip: string, protocol: 'tcp' | 'udp', port: number): ServiceConfig => ({ name: 'x', vip, family: vip.includes(':') ? 6 : 4, port, protocol, forwarding: 'dsr-l2', tableSize: 251, backends: [] });
+  const mac = parseMac('02:00:00:00:00:02');
   it.each([
-    { name: 'no services matches nothing', services: [], want: 'less 1' },
+    { name: 'no local addresses', local: [] as string[], want: 'ether dst 02:00:00:00:00:02 and not ether src 02:00:00:00:00:02 and not arp' },
     {
-      name: 'TCP port and UDP all ports, tagged or not, never our own frames',
-      services: [svc('198.51.100.10', 'tcp', 80), svc('2001:db8::1', 'udp', 0)],
-      want: 'not ether src 02:00:00:00:00:02 and (((dst host 198.51.100.10 and tcp dst port 80) or (dst host 2001:db8::1 and udp)) or (vlan and ((dst host 198.51.100.10 and tcp dst port 80) or (dst host 2001:db8::1 and udp))))',
+      name: 'host traffic to local addresses of both families is left to the kernel',
+      local: ['10.99.0.2', 'fe80::1', 'fd00:99::2'],
+      want: 'ether dst 02:00:00:00:00:02 and not ether src 02:00:00:00:00:02 and not arp and not (ip and len >= 34 and (dst host 10.99.0.2)) and not (ip6 and len >= 54 and (dst host fe80::1 or dst host fd00:99::2))',
     },
-  ])('$name', ({ services, want }) => {
-    expect(captureFilter(services, [parseMac('02:00:00:00:00:02')])).toBe(want);
+  ])('$name', ({ local, want }) => {
+    expect(captureFilter(mac, [mac], local)).toBe(want);
   });
 });

@@ -1,0 +1,598 @@
+/**
+ * Owner sync: who holds a flow's state, sending it there, and asking for it.
+ *
+ * Ownership: the owners of a key are the top `replicas` (default 2: the owner and one replica)
+ * live instances by rendezvous hashing (src/hash/rendezvous.ts) of murmur3(key, OWNER_KEY_SEED)
+ * over the sorted live set. Adding or losing one instance keeps at least one of a key's two
+ * previous holders among its two new owners, so a query to both owners survives one change.
+ *
+ * publish(entries): each entry goes to its owners; the ones that are this instance are stored
+ * at once, the others are queued per destination (bounded, counted) and packed into PUBLISH
+ * datagrams as the transport has buffers (transport.ts BulkSource).
+ *
+ * query(kind, key): this instance's own store first if it is an owner; then QUERY to the other
+ * owners in parallel; the first FOUND answer wins; null when every asked owner answered NOT
+ * FOUND, on timeout, or at once when maxOutstandingQueries are already waiting (counted).
+ *
+ * Receiving PUBLISH: entries are stored even when this instance is not one of their owners in
+ * its current view (counted as storedNotOwner). During a view change the publisher's view and
+ * ours can differ for a heartbeat or two; the querier's view then matches the publisher's more
+ * often than ours, so dropping such entries would lose exactly the state the design exists to
+ * keep. The store is bounded and entries expire, so keeping them costs little.
+ *
+ * View changes: entries this instance holds are handed to owners that are new in the view
+ * (and to a peer that restarted while up, having lost its store), in slices of handoffSlice
+ * entries per event-loop turn so queries keep being answered. A newer job does not cancel an
+ * older one; at most MAX_HANDOFF_JOBS run, the oldest is dropped beyond that (counted).
+ */
+import { murmur3_32 } from '../hash/murmur3.js';
+import { rendezvousOwners } from '../hash/rendezvous.js';
+import {
+  MAX_TTL_MS,
+  PublishBodyWriter,
+  checkEntry,
+  validKeyLength,
+  writeAnswerBody,
+  writeQueryBody,
+  type AnswerBody,
+  type BackendIdentity,
+  type ControlMessage,
+  type EntryKind,
+  type MessageTypeName,
+  type PublishBody,
+  type QueryBody,
+  type SyncEntry,
+} from './codec.js';
+import type { OwnerStore, StoredEntry } from './owner-store.js';
+import type { BodyWriter } from './transport.js';
+
+/** Seed of the key hash for owner selection. Fixed: changing it moves every owner. */
+export const OWNER_KEY_SEED = 0x0c0ffee5;
+export const DEFAULT_REPLICAS = 2;
+export const DEFAULT_MAX_OUTSTANDING_QUERIES = 1024;
+export const DEFAULT_MAX_PENDING_PUBLISH = 1 << 20;
+export const DEFAULT_HANDOFF_SLICE = 4096;
+export const MAX_HANDOFF_JOBS = 8;
+/** Upper bounds (ms) of the query latency histogram buckets; one more bucket counts the rest. */
+export const QUERY_LATENCY_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50];
+
+/** What sync needs from the transport (transport.ts implements it; tests fake it). */
+export interface SyncTransport {
+  send(peerId: string, type: MessageTypeName, writeBody: BodyWriter): boolean;
+  kick(peerId: string): void;
+  setBulkSource(source: ((peerId: string, out: Buffer, off: number, max: number) => number) | undefined): void;
+}
+
+export interface SyncTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  /** Run fn soon, after pending I/O (handoff slices). */
+  defer(fn: () => void): void;
+}
+
+const defaultTimers: SyncTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+  defer: (fn) => void setImmediate(fn),
+};
+
+export interface SyncOptions {
+  selfId: string;
+  transport: SyncTransport;
+  store: OwnerStore;
+  /** Monotonic ms (expiry, latency). */
+  now: () => number;
+  replicas?: number;
+  maxOutstandingQueries?: number;
+  maxPendingPublish?: number;
+  handoffSlice?: number;
+  timers?: SyncTimers;
+}
+
+export interface QueryLatency {
+  /** Upper bounds in ms; counts has one more element, for slower answers. */
+  bucketsMs: readonly number[];
+  counts: number[];
+  sumMs: number;
+  count: number;
+}
+
+export interface SyncCounters {
+  /** Entries accepted by publish(). */
+  publishEntries: number;
+  /** Entries publish() refused (bad key length, ttl, service name or address). */
+  publishInvalid: number;
+  /** Entry copies dropped because maxPendingPublish were already queued. */
+  publishDropped: number;
+  /** Entry copies stored locally because this instance is one of their owners. */
+  publishLocal: number;
+  /** Entry copies written into PUBLISH datagrams. */
+  publishSent: number;
+  /** Entries received in PUBLISH messages. */
+  entriesReceived: number;
+  /** Received entries with ttl 0 (withdrawals). */
+  entriesWithdrawn: number;
+  /** Received entries stored although this instance is not one of their owners in its view. */
+  storedNotOwner: number;
+  /** Entry copies queued to new owners after a view change or a peer restart. */
+  handoffEntries: number;
+  /** Handoff jobs dropped because MAX_HANDOFF_JOBS were running. */
+  handoffJobsDropped: number;
+  /** query() calls. */
+  queries: number;
+  /** query() answered from this instance's own store. */
+  localHits: number;
+  /** QUERY datagrams sent. */
+  queriesSent: number;
+  /** query() resolved with a backend (local or remote). */
+  hits: number;
+  /** query() resolved null because every owner said NOT FOUND (or no other owner exists). */
+  misses: number;
+  /** query() resolved null on timeout. */
+  timeouts: number;
+  /** query() resolved null at once: maxOutstandingQueries were waiting. */
+  queryOverflow: number;
+  /** query() resolved null at once: no QUERY could be queued (invalid key or full queues). */
+  queryFailed: number;
+  /** ANSWERs for no waiting query (late, duplicate, or not matching what was asked). */
+  unmatchedAnswers: number;
+  /** QUERYs answered for peers. */
+  answersServed: number;
+  /** ... of which FOUND. */
+  answersFound: number;
+  /** FOUND answers stored locally because this instance is an owner that lacked the entry. */
+  readRepairs: number;
+  latency: QueryLatency;
+}
+
+export interface PublishResult {
+  /** Entries accepted. */
+  accepted: number;
+  /** Entries refused (see counters.publishInvalid). */
+  invalid: number;
+  /** Entry copies dropped on a full pending queue. */
+  dropped: number;
+  /** Entry copies stored locally. */
+  local: number;
+  /** Entry copies queued for peers. */
+  queued: number;
+}
+
+interface PendingQuery {
+  id: number;
+  kind: EntryKind;
+  key: Uint8Array;
+  asked: string[];
+  selfOwner: boolean;
+  startedAt: number;
+  timer: unknown;
+  resolve: (b: BackendIdentity | null) => void;
+}
+
+interface EntryQueue {
+  items: SyncEntry[];
+  head: number;
+}
+
+interface HandoffJob {
+  iterator: IterableIterator<StoredEntry>;
+  /** Destinations for one entry given its owners in the current view. */
+  targets: (entry: StoredEntry, owners: readonly string[]) => readonly string[];
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** murmur3 of the key bytes under OWNER_KEY_SEED: the rendezvous key hash. */
+export function ownerKeyHash(key: Uint8Array): number {
+  return murmur3_32(key, 0, key.length, OWNER_KEY_SEED);
+}
+
+/** The owners of a key among instances (ids and their hashInstanceId values), best first. */
+export function ownersOf(key: Uint8Array, ids: readonly string[], hashes: Uint32Array, replicas = DEFAULT_REPLICAS): string[] {
+  const out = new Int32Array(replicas);
+  const k = rendezvousOwners(ownerKeyHash(key), hashes, replicas, out);
+  const owners: string[] = new Array<string>(k);
+  for (let i = 0; i < k; i++) owners[i] = ids[out[i]];
+  return owners;
+}
+
+export class OwnerSync {
+  readonly counters: SyncCounters;
+  readonly selfId: string;
+  readonly replicas: number;
+  readonly #transport: SyncTransport;
+  readonly #store: OwnerStore;
+  readonly #now: () => number;
+  readonly #timers: SyncTimers;
+  readonly #maxOutstanding: number;
+  readonly #maxPending: number;
+  readonly #slice: number;
+  readonly #outstanding = new Map<number, PendingQuery>();
+  readonly #pending = new Map<string, EntryQueue>();
+  readonly #writer = new PublishBodyWriter();
+  readonly #ownerIdx: Int32Array;
+  readonly #validBackends = new WeakSet<BackendIdentity>();
+  #pendingTotal = 0;
+  #nextQueryId = 1;
+  #liveIds: readonly string[];
+  #liveHashes: Uint32Array;
+  #jobs: HandoffJob[] = [];
+  #jobScheduled = false;
+  #stopped = false;
+
+  constructor(opts: SyncOptions) {
+    this.selfId = opts.selfId;
+    this.replicas = opts.replicas ?? DEFAULT_REPLICAS;
+    this.#transport = opts.transport;
+    this.#store = opts.store;
+    this.#now = opts.now;
+    this.#timers = opts.timers ?? defaultTimers;
+    this.#maxOutstanding = opts.maxOutstandingQueries ?? DEFAULT_MAX_OUTSTANDING_QUERIES;
+    this.#maxPending = opts.maxPendingPublish ?? DEFAULT_MAX_PENDING_PUBLISH;
+    this.#slice = opts.handoffSlice ?? DEFAULT_HANDOFF_SLICE;
+    if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 8) throw new RangeError(`replicas ${this.replicas}: must be 1..8`);
+    this.#ownerIdx = new Int32Array(this.replicas);
+    this.#liveIds = [opts.selfId];
+    this.#liveHashes = new Uint32Array(0);
+    this.counters = {
+      publishEntries: 0,
+      publishInvalid: 0,
+      publishDropped: 0,
+      publishLocal: 0,
+      publishSent: 0,
+      entriesReceived: 0,
+      entriesWithdrawn: 0,
+      storedNotOwner: 0,
+      handoffEntries: 0,
+      handoffJobsDropped: 0,
+      queries: 0,
+      localHits: 0,
+      queriesSent: 0,
+      hits: 0,
+      misses: 0,
+      timeouts: 0,
+      queryOverflow: 0,
+      queryFailed: 0,
+      unmatchedAnswers: 0,
+      answersServed: 0,
+      answersFound: 0,
+      readRepairs: 0,
+      latency: { bucketsMs: QUERY_LATENCY_BUCKETS_MS, counts: new Array<number>(QUERY_LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 },
+    };
+    this.#transport.setBulkSource((peerId, out, off, max) => this.#fillPublish(peerId, out, off, max));
+  }
+
+  /** Queries waiting for an answer. */
+  get outstandingQueries(): number {
+    return this.#outstanding.size;
+  }
+
+  /** Entry copies queued for peers. */
+  get pendingPublish(): number {
+    return this.#pendingTotal;
+  }
+
+  /**
+   * The live set changed (sorted ids and their hashInstanceId values, this instance included).
+   * Re-routes queued entries of instances that left and hands stored entries to new owners.
+   */
+  setLive(ids: readonly string[], hashes: Uint32Array): void {
+    const oldIds = this.#liveIds;
+    const oldHashes = this.#liveHashes;
+    this.#liveIds = ids.slice();
+    this.#liveHashes = Uint32Array.from(hashes);
+    const live = new Set(ids);
+    for (const [peer, q] of this.#pending) {
+      if (live.has(peer)) continue;
+      const orphans = q.items.slice(q.head);
+      this.#pending.delete(peer);
+      this.#pendingTotal -= orphans.length;
+      for (const e of orphans) this.#route(e, peer);
+    }
+    if (this.#store.size === 0 || oldHashes.length === 0) return;
+    const self = this.selfId;
+    this.#addJob({
+      iterator: this.#store.values(),
+      targets: (entry, owners) => {
+        const before = ownersOf(entry.key, oldIds, oldHashes, this.replicas);
+        return owners.filter((o) => o !== self && !before.includes(o));
+      },
+    });
+  }
+
+  /** A peer restarted while up: give it back the entries it owns. */
+  peerRestarted(peerId: string): void {
+    if (this.#store.size === 0 || !this.#liveIds.includes(peerId)) return;
+    this.#addJob({ iterator: this.#store.values(), targets: (_e, owners) => (owners.includes(peerId) ? [peerId] : []) });
+  }
+
+  /** Owners of a key in the current view, best first. */
+  owners(key: Uint8Array): string[] {
+    if (this.#liveHashes.length === 0) return [this.selfId];
+    return ownersOf(key, this.#liveIds, this.#liveHashes, this.replicas);
+  }
+
+  /** True if this instance is one of the key's owners in the current view. */
+  isOwner(key: Uint8Array): boolean {
+    if (this.#liveHashes.length === 0) return true;
+    const k = rendezvousOwners(ownerKeyHash(key), this.#liveHashes, this.replicas, this.#ownerIdx);
+    for (let i = 0; i < k; i++) if (this.#liveIds[this.#ownerIdx[i]] === this.selfId) return true;
+    return false;
+  }
+
+  /** Send each entry to its owners (storing it here if this instance is one). */
+  publish(entries: Iterable<SyncEntry>): PublishResult {
+    const res: PublishResult = { accepted: 0, invalid: 0, dropped: 0, local: 0, queued: 0 };
+    for (const e of entries) {
+      if (!this.#valid(e)) {
+        res.invalid++;
+        this.counters.publishInvalid++;
+        continue;
+      }
+      res.accepted++;
+      this.counters.publishEntries++;
+      this.#route(e, undefined, res);
+    }
+    return res;
+  }
+
+  /**
+   * The backend of record for a key: from this instance's store if it owns the key, else from
+   * the other owners. Never rejects.
+   */
+  query(kind: EntryKind, key: Uint8Array, timeoutMs: number): Promise<BackendIdentity | null> {
+    const c = this.counters;
+    c.queries++;
+    if (this.#stopped || !validKeyLength(kind, key.length)) {
+      c.queryFailed++;
+      return Promise.resolve(null);
+    }
+    const owners = this.owners(key);
+    const remote: string[] = [];
+    let selfOwner = false;
+    for (const o of owners) {
+      if (o === this.selfId) selfOwner = true;
+      else remote.push(o);
+    }
+    if (selfOwner) {
+      const e = this.#store.lookup(kind, key, this.#now());
+      if (e !== undefined) {
+        c.hits++;
+        c.localHits++;
+        return Promise.resolve(e.backend);
+      }
+    }
+    if (remote.length === 0) {
+      c.misses++;
+      return Promise.resolve(null);
+    }
+    if (this.#outstanding.size >= this.#maxOutstanding) {
+      c.queryOverflow++;
+      return Promise.resolve(null);
+    }
+    let id = this.#nextQueryId;
+    while (this.#outstanding.has(id)) id = (id + 1) >>> 0 || 1;
+    this.#nextQueryId = (id + 1) >>> 0 || 1;
+    const body: QueryBody = { queryId: id, kind, key };
+    const write: BodyWriter = (out, off) => writeQueryBody(out, off, body);
+    const asked: string[] = [];
+    for (const peer of remote) if (this.#transport.send(peer, 'QUERY', write)) asked.push(peer);
+    c.queriesSent += asked.length;
+    if (asked.length === 0) {
+      c.queryFailed++;
+      return Promise.resolve(null);
+    }
+    return new Promise<BackendIdentity | null>((resolve) => {
+      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resolve };
+      q.timer = this.#timers.setTimeout(() => {
+        if (this.#outstanding.get(id) !== q) return;
+        this.#outstanding.delete(id);
+        c.timeouts++;
+        resolve(null);
+      }, timeoutMs);
+      this.#outstanding.set(id, q);
+    });
+  }
+
+  /** An authenticated PUBLISH, QUERY or ANSWER from a peer. */
+  handle(peerId: string, m: ControlMessage): void {
+    switch (m.type) {
+      case 'PUBLISH':
+        this.#onPublish(m.body);
+        break;
+      case 'QUERY':
+        this.#onQuery(peerId, m.body);
+        break;
+      case 'ANSWER':
+        this.#onAnswer(peerId, m.body);
+        break;
+      case 'HEARTBEAT':
+        break;
+    }
+  }
+
+  /** Resolve every waiting query with null and stop handoff work. */
+  stop(): void {
+    this.#stopped = true;
+    for (const q of this.#outstanding.values()) {
+      this.#timers.clearTimeout(q.timer);
+      q.resolve(null);
+    }
+    this.#outstanding.clear();
+    this.#jobs = [];
+    this.#transport.setBulkSource(undefined);
+  }
+
+  #valid(e: SyncEntry): boolean {
+    if (e === null || typeof e !== 'object' || !(e.key instanceof Uint8Array) || !validKeyLength(e.kind, e.key.length)) return false;
+    if (!Number.isInteger(e.ttlMs) || e.ttlMs < 0 || e.ttlMs > 0xffffffff) return false;
+    if (typeof e.backend === 'object' && e.backend !== null && this.#validBackends.has(e.backend)) return true;
+    if (checkEntry(e) !== undefined) return false;
+    this.#validBackends.add(e.backend);
+    return true;
+  }
+
+  /** Store locally and/or queue for the entry's owners (skipping `except`). */
+  #route(e: SyncEntry, except: string | undefined, res?: PublishResult): void {
+    const owners = this.owners(e.key);
+    for (const o of owners) {
+      if (o === except) continue;
+      if (o === this.selfId) {
+        this.#storeEntry(e);
+        this.counters.publishLocal++;
+        if (res) res.local++;
+      } else if (this.#enqueue(o, e)) {
+        if (res) res.queued++;
+      } else if (res) {
+        res.dropped++;
+      }
+    }
+  }
+
+  #enqueue(peer: string, e: SyncEntry): boolean {
+    if (this.#pendingTotal >= this.#maxPending) {
+      this.counters.publishDropped++;
+      return false;
+    }
+    let q = this.#pending.get(peer);
+    if (q === undefined) {
+      q = { items: [], head: 0 };
+      this.#pending.set(peer, q);
+    }
+    q.items.push(e);
+    this.#pendingTotal++;
+    if (q.items.length - q.head === 1) this.#transport.kick(peer);
+    return true;
+  }
+
+  #storeEntry(e: SyncEntry): void {
+    if (e.ttlMs === 0) this.#store.remove(e.kind, e.key);
+    else this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+  }
+
+  /** BulkSource: the next PUBLISH body for a peer, or 0. */
+  #fillPublish(peerId: string, out: Buffer, off: number, max: number): number {
+    const q = this.#pending.get(peerId);
+    if (q === undefined || q.head >= q.items.length) return 0;
+    const w = this.#writer;
+    w.begin(out, off, max);
+    const start = q.head;
+    while (q.head < q.items.length && w.add(q.items[q.head])) q.head++;
+    const n = q.head - start;
+    this.#pendingTotal -= n;
+    this.counters.publishSent += n;
+    if (q.head >= q.items.length) this.#pending.delete(peerId);
+    else if (q.head >= 4096 && q.head * 2 >= q.items.length) {
+      q.items = q.items.slice(q.head);
+      q.head = 0;
+    }
+    return n > 0 ? w.finish() : 0;
+  }
+
+  #onPublish(body: PublishBody): void {
+    const c = this.counters;
+    for (const e of body.entries) {
+      c.entriesReceived++;
+      if (e.ttlMs === 0) {
+        c.entriesWithdrawn++;
+        this.#store.remove(e.kind, e.key);
+        continue;
+      }
+      if (!this.isOwner(e.key)) c.storedNotOwner++;
+      this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+    }
+  }
+
+  #onQuery(peerId: string, body: QueryBody): void {
+    const now = this.#now();
+    const e = this.#store.lookup(body.kind, body.key, now);
+    const answer: AnswerBody =
+      e === undefined
+        ? { queryId: body.queryId, kind: body.kind, key: body.key, found: false, ttlMs: 0 }
+        : { queryId: body.queryId, kind: body.kind, key: body.key, found: true, backend: e.backend, ttlMs: Math.max(1, Math.ceil(e.expiresAt - now)) };
+    this.counters.answersServed++;
+    if (answer.found) this.counters.answersFound++;
+    this.#transport.send(peerId, 'ANSWER', (out, off) => writeAnswerBody(out, off, answer));
+  }
+
+  #onAnswer(peerId: string, body: AnswerBody): void {
+    const c = this.counters;
+    const q = this.#outstanding.get(body.queryId);
+    const at = q === undefined ? -1 : q.asked.indexOf(peerId);
+    if (q === undefined || at < 0 || q.kind !== body.kind || !sameBytes(q.key, body.key)) {
+      c.unmatchedAnswers++;
+      return;
+    }
+    if (body.found && body.backend !== undefined) {
+      this.#finish(q, body.backend);
+      c.hits++;
+      if (q.selfOwner && body.ttlMs > 0) {
+        this.#store.put(q.kind, q.key, body.backend, Math.min(body.ttlMs, MAX_TTL_MS), this.#now());
+        c.readRepairs++;
+      }
+      return;
+    }
+    q.asked.splice(at, 1);
+    if (q.asked.length === 0) {
+      this.#finish(q, null);
+      c.misses++;
+    }
+  }
+
+  #finish(q: PendingQuery, result: BackendIdentity | null): void {
+    this.#outstanding.delete(q.id);
+    this.#timers.clearTimeout(q.timer);
+    const ms = this.#now() - q.startedAt;
+    const lat = this.counters.latency;
+    let b = 0;
+    while (b < lat.bucketsMs.length && ms > lat.bucketsMs[b]) b++;
+    lat.counts[b]++;
+    lat.sumMs += ms;
+    lat.count++;
+    q.resolve(result);
+  }
+
+  #addJob(job: HandoffJob): void {
+    if (this.#stopped) return;
+    this.#jobs.push(job);
+    if (this.#jobs.length > MAX_HANDOFF_JOBS) {
+      this.#jobs.shift();
+      this.counters.handoffJobsDropped++;
+    }
+    this.#scheduleJobs();
+  }
+
+  #scheduleJobs(): void {
+    if (this.#jobScheduled || this.#jobs.length === 0) return;
+    this.#jobScheduled = true;
+    this.#timers.defer(() => {
+      this.#jobScheduled = false;
+      this.#runJobs();
+    });
+  }
+
+  /** One slice of the oldest handoff job. */
+  #runJobs(): void {
+    const job = this.#jobs[0];
+    if (job === undefined || this.#stopped) return;
+    const now = this.#now();
+    for (let n = 0; n < this.#slice; n++) {
+      const next = job.iterator.next();
+      if (next.done) {
+        this.#jobs.shift();
+        break;
+      }
+      const e = next.value;
+      const ttl = Math.ceil(e.expiresAt - now);
+      if (ttl <= 0) continue;
+      for (const peer of job.targets(e, this.owners(e.key))) {
+        if (this.#enqueue(peer, { kind: e.kind, key: e.key, backend: e.backend, ttlMs: Math.min(ttl, MAX_TTL_MS) })) this.counters.handoffEntries++;
+      }
+    }
+    this.#scheduleJobs();
+  }
+}

@@ -511,6 +511,11 @@ export class Lab {
       // The bridge needs no addresses; silence its IPv6 link-local chatter.
       base['net.ipv6.conf.all.disable_ipv6'] = 1;
       base['net.ipv6.conf.default.disable_ipv6'] = 1;
+      // A switch forwards frames, it does not judge IP headers: with br_netfilter built in, the
+      // bridge would validate (and drop) malformed IPv4/IPv6 before they reach the balancer.
+      base['net.bridge.bridge-nf-call-iptables'] = 0;
+      base['net.bridge.bridge-nf-call-ip6tables'] = 0;
+      base['net.bridge.bridge-nf-call-arptables'] = 0;
     } else if (ns === this.routerNs) {
       base['net.ipv4.ip_forward'] = 1;
       base['net.ipv6.conf.all.forwarding'] = 1;

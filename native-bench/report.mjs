@@ -22,6 +22,8 @@ const CASE_LABEL = {
 };
 const BAR = { sluiceVsCref: 0.75 };
 const DISTURBED = 0.05;
+const SATURATED_FORWARDED = 0.97;
+const SATURATED_CPU = 0.95;
 
 const settings = JSON.parse(readFileSync(join(runDir, 'settings.json'), 'utf8'));
 const rawDir = join(runDir, 'raw');
@@ -86,13 +88,29 @@ function runFigures(raw) {
     ? cpu.forwarderHotThreadWait - frac(groupNs - hot.cpuNs) - cpu.ksoftirqdForwarderCpu
     : 0;
   cpu.outsideLoad = Math.round(Math.max(0, genOutside, fwdOutside) * 1000) / 1000;
+  // Whole-core busy shares from /proc/stat: unlike task times they include softirq work (the
+  // forwarder's core also runs the sink side of every frame it sends).
+  const core = (busy, total) => {
+    const t = b[total] - a[total];
+    return t > 0 ? Math.round(((b[busy] - a[busy]) / t) * 1000) / 1000 : null;
+  };
+  cpu.generatorCore = core('genCoreBusyTicks', 'genCoreTotalTicks');
+  cpu.forwarderCore = core('fwdCoreBusyTicks', 'fwdCoreTotalTicks');
+  const pps = rate('sinkUdp');
+  const forwarderIngressPps = rate('fwdInRx');
   const out = {
-    pps: round(rate('sinkUdp')),
+    pps: round(pps),
     generatorPps: round(rate('genTx')),
     generatorDropPps: round(rate('genTxDrop')),
-    forwarderIngressPps: round(rate('fwdInRx')),
+    forwarderIngressPps: round(forwarderIngressPps),
     sinkRxPps: round(rate('sinkRx')),
     windowSeconds: Math.round(seconds * 1000) / 1000,
+    // A forwarder is saturated when it loses frames or its busiest thread has no idle time;
+    // an unsaturated one forwarded all the generator managed to offer.
+    saturated: fwd
+      ? pps < SATURATED_FORWARDED * forwarderIngressPps || cpu.forwarderHotThread >= SATURATED_CPU
+      : null,
+    ppsPerForwarderCore: fwd && cpu.forwarderCore ? round(pps / cpu.forwarderCore) : null,
     cpu,
     disturbed: cpu.outsideLoad > DISTURBED,
     attempts: raw.attempts ?? 1,
@@ -117,8 +135,10 @@ for (const name of CASE_ORDER) {
     pps: round(median(ok.map((r) => r.pps))),
     generatorPps: round(median(ok.map((r) => r.generatorPps))),
     forwarderIngressPps: round(median(ok.map((r) => r.forwarderIngressPps))),
+    ppsPerForwarderCore: round(median(ok.filter((r) => r.ppsPerForwarderCore != null).map((r) => r.ppsPerForwarderCore))),
     runs,
   };
+  if (ok.some((r) => r.saturated != null)) cases[name].saturatedRuns = ok.filter((r) => r.saturated).length;
   if (ok.length < runs.length) cases[name].failedRuns = runs.length - ok.length;
   const disturbed = ok.filter((r) => r.disturbed).length;
   if (disturbed) cases[name].disturbedRuns = disturbed;
@@ -130,6 +150,12 @@ const ratios = {
   sluiceCapVsCref: ratio(pps('sluiceCap'), pps('cref')),
   crefVsKernel: ratio(pps('cref'), pps('kernel')),
   sluiceVsKernel: ratio(pps('sluice'), pps('kernel')),
+  // Forwarded pps per busy forwarder core: comparable even when a forwarder was not
+  // saturated (then its pps is what the generator could offer, not what it could forward).
+  perCore: {
+    sluiceVsCref: ratio(cases.sluice?.ppsPerForwarderCore, cases.cref?.ppsPerForwarderCore),
+    sluiceCapVsCref: ratio(cases.sluiceCap?.ppsPerForwarderCore, cases.cref?.ppsPerForwarderCore),
+  },
 };
 
 let kernel = os.release();
@@ -169,12 +195,12 @@ renameSync(tmp, outFile);
 
 // ---- table ----
 const fmt = (x) => (x == null ? '-' : x.toLocaleString('en-US'));
-const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'fwd CPU', 'runs']];
+const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'fwd core', 'pps/fwd core', 'saturated', 'runs']];
 for (const name of CASE_ORDER) {
   const c = cases[name];
   if (!c) continue;
   if (c.error !== undefined) {
-    rows.push([CASE_LABEL[name], 'error', '-', '-', '-', String(c.runs.length)]);
+    rows.push([CASE_LABEL[name], 'error', '-', '-', '-', '-', '-', String(c.runs.length)]);
     continue;
   }
   rows.push([
@@ -182,7 +208,11 @@ for (const name of CASE_ORDER) {
     fmt(c.pps),
     ratio(c.pps, pps('cref'))?.toFixed(3) ?? '-',
     fmt(c.generatorPps),
-    median(c.runs.filter((r) => r.cpu?.forwarder != null).map((r) => r.cpu.forwarder))?.toFixed(2) ?? '-',
+    c.saturatedRuns == null
+      ? '-'
+      : median(c.runs.filter((r) => r.cpu?.forwarderCore != null).map((r) => r.cpu.forwarderCore))?.toFixed(2) ?? '-',
+    fmt(c.ppsPerForwarderCore),
+    c.saturatedRuns == null ? '-' : `${c.saturatedRuns}/${c.runs.length - (c.failedRuns ?? 0)}`,
     String(c.runs.length) +
       (c.failedRuns ? ` (${c.failedRuns} failed)` : '') +
       (c.disturbedRuns ? ` (${c.disturbedRuns} disturbed)` : ''),
@@ -207,6 +237,19 @@ console.log(
     `${result.bar.met == null ? 'not measured' : result.bar.met ? 'met' : 'NOT met'}), ` +
     `sluiceCap/cref ${ratios.sluiceCapVsCref ?? '-'}, cref/kernel ${ratios.crefVsKernel ?? '-'}`,
 );
+console.log(
+  `per busy forwarder core: sluice/cref ${ratios.perCore.sluiceVsCref ?? '-'}, ` +
+    `sluiceCap/cref ${ratios.perCore.sluiceCapVsCref ?? '-'}`,
+);
+const unsaturated = ['cref', 'sluice', 'sluiceCap'].filter(
+  (n) => cases[n]?.saturatedRuns != null && cases[n].saturatedRuns < cases[n].runs.length - (cases[n].failedRuns ?? 0),
+);
+if (unsaturated.length) {
+  console.log(
+    `note: ${unsaturated.join(', ')} kept up with the generator in some runs: there its pps is the ` +
+      'offered load, not its capacity; compare the per-core figures too',
+  );
+}
 if (Object.values(cases).some((c) => c.disturbedRuns)) {
   console.log(
     `warning: in runs marked "disturbed" the generator or forwarder waited > ${DISTURBED * 100}% of the ` +

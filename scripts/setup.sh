@@ -44,10 +44,9 @@ if [ "$node_major" -lt 18 ]; then
   exit 1
 fi
 
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund
-else
-  npm install --no-audit --no-fund
-fi
+# Not `npm ci`: the registry this project installs from does not serve every platform variant of
+# rollup's optional packages, so the lockfile cannot list them and `npm ci` refuses the lock.
+# `npm install` follows the committed lock for everything it does list.
+npm install --no-audit --no-fund
 npm run build
 echo "setup.sh: ready (node $(node --version), $(tcpdump --version 2>&1 | grep -m1 libpcap))"

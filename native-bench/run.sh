@@ -89,6 +89,10 @@ mkdir -p "$RUN/raw"
 HOLDERS=()      # one idle process per namespace, to read its /proc/PID/net counters
 FWD_PGID=""     # process group of the forwarder under test (setsid)
 
+# sleep that a trapped signal interrupts at once (bash runs traps only between commands).
+NAP_PID=""
+nap() { sleep "$1" & NAP_PID=$!; wait "$NAP_PID"; NAP_PID=""; }
+
 # True while PID exists and is not a zombie (kill -0 succeeds on zombies).
 alive() {
   local stat
@@ -123,7 +127,10 @@ stop_forwarder() {
 
 cleanup() {
   local rc=$?
+  set +e # best effort: every step below must run
   trap - EXIT INT TERM
+  [[ -n "${NAP_PID:-}" ]] && kill "$NAP_PID" 2>/dev/null
+  [[ -n "${GEN_PID:-}" ]] && kill "$GEN_PID" 2>/dev/null
   stop_forwarder
   local pid
   for pid in "${HOLDERS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -376,9 +383,9 @@ measure() { # CASE R
     GEN_PID=$!
     FWD_PIDS=()
     if [[ -n "$FWD_PGID" ]]; then mapfile -t FWD_PIDS < <(group_pids "$FWD_PGID"); fi
-    sleep "$WARMUP"
+    nap "$WARMUP"
     SNAP_A=(); snapshot SNAP_A
-    sleep "$WINDOW"
+    nap "$WINDOW"
     SNAP_B=(); snapshot SNAP_B
     wait "$GEN_PID" || log "generator exited non-zero in $name"
     GEN_PID=""

@@ -40,6 +40,8 @@ import { hashInstanceId } from '../hash/rendezvous.js';
 import { formatAddress, ipToBytes } from '../packet/address.js';
 import { MAC_BYTES, type MessageAuthenticator, type ReplayGuard } from './auth.js';
 
+export { MAC_BYTES };
+
 export const MAGIC = 0x534c4350;
 export const VERSION = 1;
 export const HEADER_BYTES = 36;

@@ -180,6 +180,7 @@ export class ControlPlane {
   #tick: ReturnType<typeof setInterval> | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #started = false;
+  #stopped = false;
 
   constructor(opts: ControlPlaneOptions) {
     const cfg = opts.cluster;
@@ -240,8 +241,9 @@ export class ControlPlane {
     this.#membership.onRestart((peerId) => this.#sync.peerRestarted(peerId));
   }
 
-  /** Bind the socket, send the first heartbeats, start the timers. */
+  /** Bind the socket, send the first heartbeats, start the timers. Once per instance. */
   async start(): Promise<void> {
+    if (this.#stopped) throw new Error('control plane: a stopped ControlPlane cannot start again; create a new one');
     if (this.#started) return;
     await this.#transport.start();
     this.#started = true;
@@ -260,6 +262,7 @@ export class ControlPlane {
     this.#tick = this.#sweep = undefined;
     this.#sync.stop();
     this.#started = false;
+    this.#stopped = true;
     await this.#transport.stop();
   }
 

@@ -34,6 +34,7 @@ export const G = {
   mptcpEvictions: 25,
   mptcpMalformed: 26,
   mptcpRefreshed: 27,
+  affinityEntries: 28,
 } as const;
 export const GLOBAL_COUNT = 32;
 

@@ -4,6 +4,7 @@ import { parseFrame } from '../packet/parse.js';
 import { flowHash } from '../hash/murmur3.js';
 import { FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
+import { AffinityTable, maskedSource } from './affinity-table.js';
 import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
 import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE, newCounters } from './counters.js';
 import type { DataplaneSpec } from './spec.js';
@@ -35,6 +36,17 @@ export interface ForwarderOptions {
   udpIdleMs: number;
   /** MPTCP token table capacity (entries). Default 262144. */
   tokenCapacity?: number;
+  /** Client-affinity table capacity (entries). Default 262144. */
+  affinityCapacity?: number;
+}
+
+/** murmur3's finalizer: a cheap, well-mixed integer hash step. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** How often a flow that holds an MPTCP token refreshes it (the token lives while any subflow does). */
@@ -63,6 +75,13 @@ export class Forwarder {
   readonly #svcMptcp = new Uint8Array(MAX_SERVICES);
   /** 1: an MP_JOIN with an unknown token is balanced like a new flow; 0: dropped. */
   readonly #svcJoinHash = new Uint8Array(MAX_SERVICES);
+  readonly #svcAffinity = new Uint8Array(MAX_SERVICES);
+  readonly #svcAffinityTimeout = new Float64Array(MAX_SERVICES);
+  readonly #svcPrefix4 = new Uint8Array(MAX_SERVICES);
+  readonly #svcPrefix6 = new Uint8Array(MAX_SERVICES);
+  readonly affinity: AffinityTable;
+  readonly #affinityKey = new Uint32Array(4);
+  readonly #affinityTimeoutOf = (sid: number): number => this.#svcAffinityTimeout[sid];
 
   // Per backend id.
   readonly #beService = new Int32Array(MAX_BACKENDS).fill(-1);
@@ -70,6 +89,8 @@ export class Forwarder {
   readonly #beMac = new Uint8Array(MAX_BACKENDS * 6);
   readonly #beAddr = new Uint8Array(MAX_BACKENDS * 16);
   readonly #beFamily = new Uint8Array(MAX_BACKENDS);
+  /** 1 while the backend is in its service's current Maglev table (affinity entries to others are redone). */
+  readonly #beServing = new Uint8Array(MAX_BACKENDS);
   /** Per backend id, a view of its address (4 or 16 bytes), made at apply time for the encapsulator. */
   readonly #beAddrView: (Uint8Array | null)[] = new Array<Uint8Array | null>(MAX_BACKENDS).fill(null);
 
@@ -95,6 +116,7 @@ export class Forwarder {
     this.#flowHasToken = new Uint8Array(this.flows.capacity);
     this.#flowToken = new Uint32Array(this.flows.capacity);
     this.#flowTokenTouched = new Float64Array(this.flows.capacity);
+    this.affinity = new AffinityTable(opts.affinityCapacity ?? 1 << 18);
   }
 
   get generation(): number {
@@ -111,15 +133,24 @@ export class Forwarder {
     this.#svcTables.fill(null);
     this.#beService.fill(-1);
     this.#beHasMac.fill(0);
+    this.#beServing.fill(0);
+    this.#svcAffinity.fill(0);
     for (const s of spec.services) {
       this.#services.add(s.vip, s.protocol, s.port, s.id);
       this.#svcTables[s.id] = s.table;
       this.#svcForwarding[s.id] = s.forwarding === 'ipip' ? FWD_IPIP : FWD_DSR;
       this.#svcMptcp[s.id] = s.mptcp && s.protocol === IPPROTO_TCP ? 1 : 0;
       this.#svcJoinHash[s.id] = s.mptcpUnknownJoin === 'hash' ? 1 : 0;
+      if (s.affinity) {
+        this.#svcAffinity[s.id] = 1;
+        this.#svcAffinityTimeout[s.id] = s.affinity.timeoutMs;
+        this.#svcPrefix4[s.id] = s.affinity.prefix4;
+        this.#svcPrefix6[s.id] = s.affinity.prefix6;
+      }
     }
     for (const b of spec.backends) {
       this.#beService[b.id] = b.serviceId;
+      this.#beServing[b.id] = b.serving ? 1 : 0;
       this.#beFamily[b.id] = b.addr.length === 4 ? 4 : 6;
       this.#beAddr.set(b.addr, b.id * 16);
       this.#beAddrView[b.id] = this.#beAddr.subarray(b.id * 16, b.id * 16 + b.addr.length);
@@ -208,7 +239,11 @@ export class Forwarder {
       if (be < 0) {
         const table = this.#svcTables[sid];
         if (table === null) return this.#drop(Drop.no_backend);
-        be = table[hash % table.length];
+        if (this.#svcAffinity[sid] === 1) {
+          be = this.#affinityBackend(rx, p, sid, table, nowMs);
+        } else {
+          be = table[hash % table.length];
+        }
         if (be < 0) return this.#drop(Drop.no_backend);
       }
       slot = this.flows.insert(rx, p, hash, nowMs, be, sid, this.#generation);
@@ -242,6 +277,21 @@ export class Forwarder {
     c[BACKEND_BASE + be * BACKEND_STRIDE]++;
     c[BACKEND_BASE + be * BACKEND_STRIDE + 1] += len;
     return out;
+  }
+
+  /**
+   * Client affinity: the backend of record for the client's prefix, else Maglev over a hash of
+   * the prefix (so every instance picks the same backend for a client without sharing state).
+   */
+  #affinityBackend(rx: Buffer, p: ParsedPacket, sid: number, table: Int32Array, nowMs: number): number {
+    const key = this.#affinityKey;
+    maskedSource(rx, p.srcAddrOffset, p.addrLen, p.addrLen === 4 ? this.#svcPrefix4[sid] : this.#svcPrefix6[sid], key);
+    const h = fmix(fmix(fmix(fmix(fmix(this.#hashSeed ^ sid) ^ key[0]) ^ key[1]) ^ key[2]) ^ key[3]);
+    const known = this.affinity.lookup(sid, key, h, nowMs, this.#svcAffinityTimeout[sid]);
+    if (known >= 0 && this.#beService[known] === sid && this.#beServing[known] === 1) return known;
+    const be = table[h % table.length];
+    if (be >= 0) this.affinity.set(sid, key, h, be, nowMs);
+    return be;
   }
 
   /** dsr-l2: the frame unchanged but for its MAC addresses. */
@@ -310,6 +360,8 @@ export class Forwarder {
     c[G.flowEvictions] = this.flows.evictions;
     c[G.flowExpirations] = this.flows.expirations;
     this.tokens.sweep(nowMs, sweepSlots >>> 2);
+    this.affinity.sweep(nowMs, sweepSlots >>> 2, this.#affinityTimeoutOf);
+    c[G.affinityEntries] = this.affinity.size;
     c[G.mptcpTokensActive] = this.tokens.active;
     c[G.mptcpCollisions] = this.tokens.collisions;
     c[G.mptcpEvictions] = this.tokens.evictions;

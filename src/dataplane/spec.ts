@@ -20,6 +20,8 @@ export interface ServiceSpec {
   mptcp: boolean;
   /** What to do with an MP_JOIN whose token is unknown. */
   mptcpUnknownJoin: 'drop' | 'hash';
+  /** Client affinity by source prefix; null = every flow hashed on its 5-tuple. */
+  affinity: { timeoutMs: number; prefix4: number; prefix6: number } | null;
 }
 
 export interface BackendSpec {
@@ -31,6 +33,8 @@ export interface BackendSpec {
   /** MAC of the next hop toward the backend on the egress interface; null = unresolved (counted drops). */
   nextHopMac: Uint8Array | null;
   weight: number;
+  /** In this generation's Maglev table (takes new flows). */
+  serving: boolean;
 }
 
 export interface DataplaneSpec {

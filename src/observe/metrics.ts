@@ -116,6 +116,7 @@ export class Metrics {
     global('sluice_mptcp_joins_unknown_token_total', 'MP_JOIN SYNs whose token was unknown.', G.mptcpJoinsUnknown, 'counter');
     global('sluice_mptcp_token_collisions_total', 'Tokens learned for a different backend than the owner on record (first owner kept).', G.mptcpCollisions, 'counter');
     global('sluice_mptcp_token_evictions_total', 'MPTCP token entries evicted because the table was full.', G.mptcpEvictions, 'counter');
+    global('sluice_affinity_entries', 'Client-affinity entries (service, client prefix -> backend) held now.', G.affinityEntries, 'gauge');
     global('sluice_mptcp_malformed_options_total', 'Packets with a malformed MPTCP option (forwarded as plain TCP).', G.mptcpMalformed, 'counter');
 
     this.reloads = new Counter({ name: 'sluice_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });

@@ -165,8 +165,9 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
     for (const b of effective) {
       const id = backendIds.acquire(backendKey(s.name, b.address));
       const mac = nextHops.get(b.address)?.mac ?? null;
-      backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight });
-      if (b.status === 'serving' || b.status === 'spare-serving') candidates.push({ key: b.address, weight: b.weight, id });
+      const serving = b.status === 'serving' || b.status === 'spare-serving';
+      backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight, serving });
+      if (serving) candidates.push({ key: b.address, weight: b.weight, id });
     }
     const idx = buildMaglevTable(candidates, s.tableSize);
     const table = new Int32Array(s.tableSize);
@@ -181,6 +182,7 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       table,
       mptcp: s.mptcp,
       mptcpUnknownJoin: s.mptcpUnknownJoin,
+      affinity: s.affinity ? { timeoutMs: s.affinity.timeoutS * 1000, prefix4: s.affinity.ipv4Prefix, prefix6: s.affinity.ipv6Prefix } : null,
     });
   }
   const pick = (family: 4 | 6, configured?: string): Uint8Array | null => {

@@ -349,3 +349,81 @@ describe('Forwarder: MPTCP subflows follow their connection', () => {
     expect(h.fwd.counters[G.mptcpMalformed] + h.fwd.counters[G.mptcpJoinsUnknown]).toBe(0);
   });
 });
+
+describe('Forwarder: client affinity (source-ip)', () => {
+  const withAffinity = (prefix4 = 32, backends?: string[]): SluiceConfig => {
+    const cfg = config({}, backends);
+    cfg.services[0].affinity = { mode: 'source-ip', timeoutS: 300, ipv4Prefix: prefix4, ipv6Prefix: 64 };
+    return cfg;
+  };
+  const from = (src: string, sport: number): Buffer => tcp4(sport, TCP_SYN, 80, src);
+
+  it('50 connections from one client, different source ports, land on one backend', () => {
+    const h = new Harness();
+    h.apply(withAffinity());
+    const macs = new Set<string>();
+    for (let i = 0; i < 50; i++) macs.add(formatMac(h.send(from('10.99.1.2', 40000 + i)).out, 0));
+    expect(macs.size).toBe(1);
+  });
+
+  it('different clients still spread over every backend', () => {
+    const h = new Harness();
+    h.apply(withAffinity());
+    const macs = new Set<string>();
+    for (let i = 0; i < 60; i++) macs.add(formatMac(h.send(from(`10.98.${i}.7`, 40000)).out, 0));
+    expect(macs.size).toBe(3);
+  });
+
+  it.each([
+    { name: '/24: two hosts of one subnet share a backend', prefix: 24, a: '10.99.1.2', b: '10.99.1.200', same: true },
+    { name: '/32: the key is the host', prefix: 32, a: '10.99.1.2', b: '10.99.1.2', same: true },
+  ])('$name', ({ prefix, a, b, same }) => {
+    const h = new Harness();
+    h.apply(withAffinity(prefix));
+    const x = formatMac(h.send(from(a, 41000)).out, 0);
+    const y = formatMac(h.send(from(b, 41001)).out, 0);
+    expect(x === y).toBe(same);
+  });
+
+  it('two instances with the same config agree on every client without sharing state', () => {
+    const one = new Harness();
+    const two = new Harness();
+    one.apply(withAffinity());
+    two.apply(withAffinity());
+    for (let i = 0; i < 100; i++) {
+      const src = `10.97.${i}.${i + 1}`;
+      expect(formatMac(two.send(from(src, 50000 + i)).out, 0)).toBe(formatMac(one.send(from(src, 42000 + i)).out, 0));
+    }
+  });
+
+  it('the entry outlives a backend addition; a removed backend releases its clients', () => {
+    const h = new Harness();
+    h.apply(withAffinity());
+    const before = new Map<string, string>();
+    for (let i = 0; i < 90; i++) before.set(`10.96.${i}.1`, formatMac(h.send(from(`10.96.${i}.1`, 43000)).out, 0));
+    h.apply(withAffinity(32, ['10.99.0.11', '10.99.0.12', '10.99.0.13', '10.99.0.14']));
+    for (const [src, mac] of before) expect(formatMac(h.send(from(src, 43001)).out, 0)).toBe(mac);
+    h.apply(withAffinity(32, ['10.99.0.11', '10.99.0.13', '10.99.0.14']));
+    let moved = 0;
+    for (const [src, mac] of before) {
+      const now = formatMac(h.send(from(src, 43002)).out, 0);
+      if (mac === macOf('10.99.0.12')) {
+        expect(now).not.toBe(mac);
+        moved++;
+      } else expect(now).toBe(mac);
+    }
+    expect(moved).toBeGreaterThan(0);
+  });
+
+  it('entries expire after timeoutS of no new connection', () => {
+    const h = new Harness();
+    const cfg = withAffinity();
+    cfg.services[0].affinity!.timeoutS = 10;
+    h.apply(cfg);
+    h.send(from('10.99.1.2', 44000), 1000);
+    h.fwd.tick(2000, 1 << 20);
+    expect(h.fwd.affinity.size).toBe(1);
+    h.fwd.tick(12_000, 1 << 20);
+    expect(h.fwd.affinity.size).toBe(0);
+  });
+});

@@ -197,6 +197,8 @@ export class Transport {
       this.#opts.onError?.(err);
     });
     this.#socket = socket;
+    // Bulk asked for before the socket existed (a publish before start) starts flowing now.
+    for (const q of this.#peers.values()) if (q.bulkWanted) this.#schedulePump();
   }
 
   async stop(): Promise<void> {

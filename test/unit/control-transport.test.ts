@@ -99,6 +99,27 @@ describe('Transport', () => {
     expect(a.peerQueues()[0].bulkPending).toBe(false);
   });
 
+  it('bulk asked for before start flows once the socket is bound', async () => {
+    const [pa, pb] = [await freePort('127.0.0.1'), await freePort('127.0.0.1')];
+    const got: ControlMessage[] = [];
+    const b = new Transport({ instanceId: 'lb-b', listenHost: '127.0.0.1', listenPort: pb, peers: [{ id: 'lb-a', host: '127.0.0.1', port: pa }], key: KEY, onMessage: (_f, m) => got.push(m) });
+    const a = new Transport({ instanceId: 'lb-a', listenHost: '127.0.0.1', listenPort: pa, peers: [{ id: 'lb-b', host: '127.0.0.1', port: pb }], key: KEY, onMessage: () => {} });
+    open.push(a, b);
+    await b.start();
+    let left = 3;
+    const w = new PublishBodyWriter();
+    a.setBulkSource((_peer, out, off, max) => {
+      if (left === 0) return 0;
+      left--;
+      w.begin(out, off, max);
+      w.add({ kind: 'token', key: tokenKey(left), backend: { service: 'web', address: '10.0.0.1' }, ttlMs: 1000 });
+      return w.finish();
+    });
+    a.kick('lb-b');
+    await a.start();
+    await waitFor(() => got.length === 3, 'three PUBLISH datagrams at lb-b');
+  });
+
   it('counts rejected datagrams by reason and does not hand them on', async () => {
     const { b, got } = await pair('127.0.0.1');
     const cases: { data: Uint8Array; reason: string }[] = [

@@ -116,6 +116,7 @@ describe('Transport', () => {
       return w.finish();
     });
     a.kick('lb-b');
+    await new Promise((r) => setTimeout(r, 5)); // the pump has run and found no socket
     await a.start();
     await waitFor(() => got.length === 3, 'three PUBLISH datagrams at lb-b');
   });

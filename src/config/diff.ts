@@ -70,6 +70,7 @@ const RESTART_SETTINGS: readonly Setting[] = [
   ['flowTable.capacity', (c) => c.flowTable.capacity],
   // The flow hash seed decides where every tracked flow lives: changing it live would strand them all.
   ['hashSeed', (c) => c.hashSeed],
+  ['cluster', (c) => JSON.stringify(c.cluster ?? null)],
   ['flowTable.tcpIdleTimeoutS', (c) => c.flowTable.tcpIdleTimeoutS],
   ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
   ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],

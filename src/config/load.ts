@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import schema from '../../schema/sluice.schema.json' with { type: 'json' };
 import { resolveCheck, type HealthCheckInput } from '../health/types.js';
+import { validateClusterConfig } from '../control/cluster-config.js';
 import type {
   AffinityConfig,
   BackendConfig,
@@ -409,6 +410,7 @@ interface RawConfig {
   metrics?: { listen?: string };
   admin?: { socket?: string };
   log?: { level?: SluiceConfig['log']['level'] };
+  cluster?: unknown;
 }
 
 let validator: ReturnType<typeof compileSchema> | undefined;
@@ -709,6 +711,11 @@ function semanticIssues(doc: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   if (!isRecord(doc)) return issues;
 
+  if (doc.cluster !== undefined) {
+    const c = validateClusterConfig(doc.cluster, '$.cluster');
+    if (!c.ok) for (const i of c.issues) issues.push({ path: i.path, rule: 'cluster', message: i.message });
+  }
+
   if (isRecord(doc.encap)) {
     for (const [key, family] of [['source4', 4], ['source6', 6]] as const) {
       const v = doc.encap[key];
@@ -885,6 +892,10 @@ function buildConfig(raw: RawConfig): SluiceConfig {
     admin: { ...d.admin, ...raw.admin },
     log: { ...d.log, ...raw.log },
   };
+  if (raw.cluster !== undefined) {
+    const c = validateClusterConfig(raw.cluster, '$.cluster');
+    if (c.ok) config.cluster = c.config;
+  }
   if (raw.encap?.source4 !== undefined) config.encapSource4 = normalizeAddress(raw.encap.source4);
   if (raw.encap?.source6 !== undefined) config.encapSource6 = normalizeAddress(raw.encap.source6);
   return config;

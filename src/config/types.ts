@@ -1,4 +1,5 @@
 import type { HealthCheckConfig } from '../health/types.js';
+import type { ClusterConfig } from '../control/cluster-config.js';
 
 /**
  * The shape of a Sluice config file after validation and defaulting. The JSON Schema in
@@ -90,4 +91,6 @@ export interface SluiceConfig {
   metrics: { listen: string };
   admin: { socket: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
+  /** Several instances sharing flow and token owners; absent = a single instance. */
+  cluster?: ClusterConfig;
 }

@@ -37,6 +37,9 @@ export interface ClusterConfig {
   queryTimeoutMs: number;
   /** Packets held per flow while its owner is asked; interpreted by the data plane. */
   holdPackets?: number;
+  /** Publish and query flow owners (default true). false: membership only, every instance on its own
+   * (what consistent hashing alone gives; useful to compare). */
+  sync: boolean;
 }
 
 export interface ClusterConfigIssue {
@@ -52,7 +55,7 @@ export const MAX_QUERY_TIMEOUT_MS = 50;
 export const MAX_PEERS = 64;
 const INSTANCE_ID = /^[a-z0-9_-]{1,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const KNOWN_FIELDS = new Set(['instanceId', 'listen', 'peers', 'keyFile', 'keyEnv', 'heartbeatMs', 'failureMs', 'queryTimeoutMs', 'holdPackets']);
+const KNOWN_FIELDS = new Set(['instanceId', 'listen', 'peers', 'keyFile', 'keyEnv', 'heartbeatMs', 'failureMs', 'queryTimeoutMs', 'holdPackets', 'sync']);
 const INLINE_KEY_FIELDS = new Set(['key', 'clusterKey', 'secret', 'psk']);
 
 export interface HostPort {
@@ -216,6 +219,7 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
   let holdPackets: number | undefined;
   if (raw.holdPackets !== undefined) holdPackets = intField(raw, 'holdPackets', path, 0, 0, 65_536, issues);
 
+  if (raw.sync !== undefined && typeof raw.sync !== 'boolean') issues.push({ path: `${path}.sync`, message: 'expected true or false' });
   if (issues.length > 0) return { ok: false, issues };
   const config: ClusterConfig = {
     instanceId: instanceId as string,
@@ -224,6 +228,7 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
     heartbeatMs,
     failureMs,
     queryTimeoutMs,
+    sync: raw.sync !== false,
   };
   if (hasFile) config.keyFile = raw.keyFile as string;
   if (hasEnv) config.keyEnv = raw.keyEnv as string;

@@ -765,3 +765,26 @@ describe('lifecycle and MPTCP settings', () => {
     }
   });
 });
+
+describe('cluster settings', () => {
+  const base = (): Record<string, unknown> => JSON.parse(readFileSync(new URL('minimal.json', EXAMPLES), 'utf8')) as Record<string, unknown>;
+  it('a valid cluster section is defaulted (sync on, heartbeat 200 ms, failure 1 s)', () => {
+    const d = base();
+    d.cluster = { instanceId: 'lb1', listen: '10.1.0.2:7946', peers: [{ id: 'lb2', address: '10.1.0.3:7946' }], keyEnv: 'SLUICE_CLUSTER_KEY' };
+    expect(parseConfig(JSON.stringify(d)).cluster).toMatchObject({ instanceId: 'lb1', sync: true, heartbeatMs: 200, failureMs: 1000 });
+  });
+  it.each([
+    { name: 'key written inline', cluster: { instanceId: 'lb1', listen: '10.1.0.2:7946', peers: [], key: 'abc' }, path: '$.cluster.key' },
+    { name: 'bad instance id', cluster: { instanceId: 'LB 1', listen: '10.1.0.2:7946', peers: [], keyEnv: 'K' }, path: '$.cluster.instanceId' },
+    { name: 'sync not a boolean', cluster: { instanceId: 'lb1', listen: '10.1.0.2:7946', peers: [], keyEnv: 'K', sync: 'yes' }, path: '$.cluster.sync' },
+  ])('rejects: $name', ({ cluster, path }) => {
+    const d = base();
+    d.cluster = cluster;
+    try {
+      parseConfig(JSON.stringify(d));
+      expect.unreachable('accepted');
+    } catch (e) {
+      expect((e as ConfigError).issues).toContainEqual(expect.objectContaining({ path, rule: 'cluster' }));
+    }
+  });
+});

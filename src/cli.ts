@@ -54,7 +54,7 @@ type Status = {
   traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
   drops: Record<string, number>;
   lastReload: { at: string; ok: boolean; message: string } | null;
-  services: { name: string; vip: string; port: number | string; protocol: string; forwarding: string; backends: { address: string; weight: number; mac: string | null; problem: string | null; packets: number; flowsCreated: number }[] }[];
+  services: { name: string; vip: string; port: number | string; protocol: string; forwarding: string; backends: { address: string; weight: number; status?: string; mac: string | null; problem: string | null; packets: number; flowsCreated: number }[] }[];
 };
 
 function printStatus(s: Status): void {
@@ -68,11 +68,11 @@ function printStatus(s: Status): void {
   const rows: (string | number)[][] = [];
   for (const svc of s.services) {
     for (const b of svc.backends) {
-      rows.push([svc.name, `${svc.vip}:${svc.port}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
+      rows.push([svc.name, `${svc.vip}:${svc.port}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
     }
   }
   console.log();
-  console.log(table(['SERVICE', 'VIP', 'MODE', 'BACKEND', 'WEIGHT', 'MAC', 'FLOWS', 'PACKETS'], rows));
+  console.log(table(['SERVICE', 'VIP', 'MODE', 'BACKEND', 'WEIGHT', 'STATUS', 'MAC', 'FLOWS', 'PACKETS'], rows));
 }
 
 const program = new Command();

@@ -612,13 +612,15 @@ export class Daemon {
         port: s.port === 0 ? 'all' : s.port,
         protocol: s.protocol,
         forwarding: s.forwarding,
-        backends: s.backends.map((b) => {
+        // Effective weight and status (operator overrides, health, spares), as /backends reports them.
+        backends: effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides).map((b) => {
           const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
           const hop = this.#nextHops.get(b.address);
           const base = BACKEND_BASE + id * BACKEND_STRIDE;
           return {
             address: b.address,
             weight: b.weight,
+            status: b.status,
             mac: hop?.mac ? macToText(hop.mac) : null,
             problem: hop?.problem ?? null,
             packets: id >= 0 ? at(base) : 0,

@@ -131,6 +131,10 @@ export interface ConfigService {
   tableSize?: number;
   /** Default: every lab backend of the VIP's family, weight 1. */
   backends?: { address: string; weight?: number }[];
+  /** MPTCP subflow steering (Sluice's default: true for TCP). Written only when given. */
+  mptcp?: boolean;
+  /** What to do with an MP_JOIN SYN whose token is unknown (Sluice's default: drop). Written only when given. */
+  mptcpUnknownJoin?: 'drop' | 'hash';
 }
 
 export interface ConfigOptions {
@@ -531,6 +535,8 @@ export class Lab {
       base['net.ipv4.conf.default.arp_ignore'] = 1;
       base['net.ipv4.conf.default.arp_announce'] = 2;
     }
+    // Two client paths are for MPTCP: make sure client and backends speak it (PROTOCOLS.md).
+    if (this.clientPaths === 2 && (ns === this.clientNs || [...this.#backends.values()].some((b) => b.ns === ns))) base['net.mptcp.enabled'] = 1;
     return base;
   }
 
@@ -724,6 +730,8 @@ export class Lab {
       const backends = given.map((x) => ({ address: x.address, weight: x.weight ?? 1 }));
       const out: Record<string, unknown> = { name: s.name, vip: s.vip, port: s.port, protocol: s.protocol, forwarding: s.forwarding ?? forwarding, backends };
       if (s.tableSize !== undefined) out['tableSize'] = s.tableSize;
+      if (s.mptcp !== undefined) out['mptcp'] = s.mptcp;
+      if (s.mptcpUnknownJoin !== undefined) out['mptcpUnknownJoin'] = s.mptcpUnknownJoin;
       return out;
     });
     const config: Record<string, unknown> = {

@@ -35,8 +35,14 @@ export const G = {
   mptcpMalformed: 26,
   mptcpRefreshed: 27,
   affinityEntries: 28,
+  ownerQueries: 29,
+  heldPackets: 30,
+  ownerQueryTimeouts: 31,
+  ownerHits: 32,
+  ownerMisses: 33,
+  flowsPublished: 34,
 } as const;
-export const GLOBAL_COUNT = 32;
+export const GLOBAL_COUNT = 48;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 /** Per service id: packets, bytes, flows created. */

@@ -86,6 +86,10 @@ export class BatchEngine implements CaptureEngine {
     return this.#rx.stats();
   }
 
+  sendFrame(buf: Buffer, len: number): boolean {
+    return this.#tx.sendOne(buf, len);
+  }
+
   close(): void {
     this.#rx.close();
     this.#tx.close();

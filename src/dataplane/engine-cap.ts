@@ -72,6 +72,15 @@ export class CapEngine implements CaptureEngine {
     return { received: this.#received, dropped: 0, ifDropped: 0 };
   }
 
+  sendFrame(buf: Buffer, len: number): boolean {
+    try {
+      this.#tx.send(buf, len);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   close(): void {
     this.#rx.close();
     if (this.#tx !== this.#rx) this.#tx.close();

@@ -12,6 +12,8 @@ export interface CaptureEngine {
   start(): void;
   setFilter(filter: string): void;
   stats(): CaptureStats;
+  /** Send one frame now, outside a batch (frames released after an owner query). */
+  sendFrame(buf: Buffer, len: number): boolean;
   close(): void;
 }
 

@@ -9,7 +9,8 @@ import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
 import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE, newCounters } from './counters.js';
 import type { DataplaneSpec } from './spec.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
-import { IPPROTO_TCP } from '../packet/parsed-packet.js';
+import { IPPROTO_TCP, TCP_SYN } from '../packet/parsed-packet.js';
+import { copyFlowKey } from '../hash/murmur3.js';
 import { MptcpInfo } from '../packet/mptcp-options.js';
 import {
   LEARN_COLLISION,
@@ -52,6 +53,19 @@ function fmix(h: number): number {
 /** How often a flow that holds an MPTCP token refreshes it (the token lives while any subflow does). */
 const TOKEN_TOUCH_MS = 1000;
 
+/** Owner queries in flight at once, frames held for them, and the longest a frame waits. */
+export const MAX_PENDING_QUERIES = 256;
+export const HOLD_SLOTS = 1024;
+const HOLD_SLOT_BYTES = 2048;
+export const QUERY_DEADLINE_MS = 50;
+/** A flow whose owner is being asked records backend PENDING - qid (always < -1). */
+const PENDING = -2;
+export const QUERY_FLOW = 0;
+export const QUERY_TOKEN = 1;
+
+/** How the data plane asks the control plane who owns a flow or a token (set by the worker). */
+export type OwnerQueryFn = (qid: number, kind: number, key: Uint8Array) => void;
+
 /**
  * The per-packet path: parse -> match service -> flow lookup -> Maglev on a miss -> rewrite or
  * encapsulate into the transmit slot. Everything it touches is preallocated; a frame that cannot be
@@ -82,6 +96,27 @@ export class Forwarder {
   readonly affinity: AffinityTable;
   readonly #affinityKey = new Uint32Array(4);
   readonly #affinityTimeoutOf = (sid: number): number => this.#svcAffinityTimeout[sid];
+
+  // Owner queries (several instances): a miss for a packet that belongs to an existing connection
+  // (a TCP non-SYN, an MP_JOIN with an unknown token) asks the flow's owner while its frames wait.
+  #ownerQuery: OwnerQueryFn | null = null;
+  #holdPerQuery = 8;
+  readonly #qActive = new Uint8Array(MAX_PENDING_QUERIES);
+  readonly #qSlot = new Int32Array(MAX_PENDING_QUERIES);
+  readonly #qService = new Int32Array(MAX_PENDING_QUERIES);
+  readonly #qHash = new Uint32Array(MAX_PENDING_QUERIES);
+  readonly #qKind = new Uint8Array(MAX_PENDING_QUERIES);
+  readonly #qToken = new Uint32Array(MAX_PENDING_QUERIES);
+  readonly #qDeadline = new Float64Array(MAX_PENDING_QUERIES);
+  readonly #qHeld = new Int32Array(MAX_PENDING_QUERIES);
+  #qCursor = 0;
+  #qCount = 0;
+  readonly #hold = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
+  readonly #holdViews: Buffer[] = [];
+  readonly #holdQuery = new Int32Array(HOLD_SLOTS).fill(-1);
+  readonly #holdLen = new Int32Array(HOLD_SLOTS);
+  #holdCursor = 0;
+  readonly #keyScratch = new Uint8Array(40);
 
   // Per backend id.
   readonly #beService = new Int32Array(MAX_BACKENDS).fill(-1);
@@ -117,6 +152,17 @@ export class Forwarder {
     this.#flowToken = new Uint32Array(this.flows.capacity);
     this.#flowTokenTouched = new Float64Array(this.flows.capacity);
     this.affinity = new AffinityTable(opts.affinityCapacity ?? 1 << 18);
+    for (let i = 0; i < HOLD_SLOTS; i++) this.#holdViews.push(this.#hold.subarray(i * HOLD_SLOT_BYTES, (i + 1) * HOLD_SLOT_BYTES));
+  }
+
+  /** Turn owner queries on (cluster with sync) or off. */
+  setOwnerQuery(fn: OwnerQueryFn | null, holdPerQuery = 8): void {
+    this.#ownerQuery = fn;
+    this.#holdPerQuery = Math.max(1, Math.min(64, holdPerQuery));
+  }
+
+  get pendingQueries(): number {
+    return this.#qCount;
   }
 
   get generation(): number {
@@ -174,6 +220,7 @@ export class Forwarder {
     let dropped = 0;
     this.flows.forEachSlot((slot) => {
       const be = this.flows.backendOf(slot);
+      if (be <= PENDING) return; // its owner query is in flight
       if (be < 0 || be >= MAX_BACKENDS || beService[be] !== this.flows.serviceOf(slot)) {
         this.flows.remove(slot);
         dropped++;
@@ -207,6 +254,7 @@ export class Forwarder {
     let be = -1;
     if (slot >= 0) {
       be = this.flows.backendOf(slot);
+      if (be <= PENDING) return this.#holdFrame(rx, len, PENDING - be);
       if (this.#beService[be] !== sid) {
         // The backend of record left the config: this flow moves to the current table.
         this.flows.remove(slot);
@@ -230,11 +278,22 @@ export class Forwarder {
         if (owner >= 0 && this.#beService[owner] === sid) {
           be = owner;
           c[G.mptcpJoinsSteered]++;
+        } else if (this.#ownerQuery !== null) {
+          // Another instance may have learned this connection: ask the token's owner.
+          const q = this.#startQuery(rx, p, hash, sid, QUERY_TOKEN, token, nowMs);
+          if (q >= 0) return this.#holdFrame(rx, len, q);
+          c[G.mptcpJoinsUnknown]++;
+          if (this.#svcJoinHash[sid] === 0) return this.#drop(Drop.mptcp_join_unknown_token);
+          token = -1;
         } else {
           c[G.mptcpJoinsUnknown]++;
           if (this.#svcJoinHash[sid] === 0) return this.#drop(Drop.mptcp_join_unknown_token);
           token = -1;
         }
+      } else if (this.#ownerQuery !== null && p.protocol === IPPROTO_TCP && (p.tcpFlags & TCP_SYN) === 0) {
+        // Mid-connection packet we have no state for (ECMP moved it here, or we restarted): ask its owner.
+        const q = this.#startQuery(rx, p, hash, sid, QUERY_FLOW, 0, nowMs);
+        if (q >= 0) return this.#holdFrame(rx, len, q);
       }
       if (be < 0) {
         const table = this.#svcTables[sid];
@@ -277,6 +336,127 @@ export class Forwarder {
     c[BACKEND_BASE + be * BACKEND_STRIDE]++;
     c[BACKEND_BASE + be * BACKEND_STRIDE + 1] += len;
     return out;
+  }
+
+  /** Open an owner query for this packet's flow (or token); -1 when every query slot is busy. */
+  #startQuery(rx: Buffer, p: ParsedPacket, hash: number, sid: number, kind: number, token: number, nowMs: number): number {
+    if (this.#qCount >= MAX_PENDING_QUERIES) return -1;
+    let q = this.#qCursor;
+    while (this.#qActive[q] === 1) q = (q + 1) % MAX_PENDING_QUERIES;
+    this.#qCursor = (q + 1) % MAX_PENDING_QUERIES;
+    const slot = this.flows.insert(rx, p, hash, nowMs, PENDING - q, sid, this.#generation);
+    this.#qActive[q] = 1;
+    this.#qCount++;
+    this.#qSlot[q] = slot;
+    this.#qService[q] = sid;
+    this.#qHash[q] = hash;
+    this.#qKind[q] = kind;
+    this.#qToken[q] = token >>> 0;
+    this.#qDeadline[q] = nowMs + QUERY_DEADLINE_MS;
+    this.#qHeld[q] = 0;
+    this.#flowHasToken[slot] = 0;
+    this.counters[G.ownerQueries]++;
+    const key = this.#keyScratch;
+    let keyLen: number;
+    if (kind === QUERY_TOKEN) {
+      key[0] = token >>> 24;
+      key[1] = (token >>> 16) & 255;
+      key[2] = (token >>> 8) & 255;
+      key[3] = token & 255;
+      keyLen = 4;
+    } else {
+      keyLen = copyFlowKey(rx, p, key);
+    }
+    // The control process gets a copy; a query is one per flow miss, not per packet.
+    (this.#ownerQuery as OwnerQueryFn)(q, kind, key.slice(0, keyLen));
+    return q;
+  }
+
+  /** Keep a frame until its flow's owner answers; counted, bounded per query and overall. */
+  #holdFrame(rx: Buffer, len: number, q: number): number {
+    if (this.#qActive[q] === 0 || this.#qHeld[q] >= this.#holdPerQuery || len > HOLD_SLOT_BYTES) return this.#drop(Drop.hold_overflow);
+    for (let i = 0; i < HOLD_SLOTS; i++) {
+      const h = (this.#holdCursor + i) % HOLD_SLOTS;
+      if (this.#holdQuery[h] < 0) {
+        rx.copy(this.#holdViews[h], 0, 0, len);
+        this.#holdQuery[h] = q;
+        this.#holdLen[h] = len;
+        this.#holdCursor = (h + 1) % HOLD_SLOTS;
+        this.#qHeld[q]++;
+        this.counters[G.heldPackets]++;
+        return 0;
+      }
+    }
+    return this.#drop(Drop.hold_overflow);
+  }
+
+  /**
+   * The owner's answer (a backend id of this instance, or -1: unknown / no answer): record the
+   * flow, then forward every frame it held through the normal path; `send` transmits each.
+   */
+  answer(q: number, backendId: number, nowMs: number, tx: Buffer, send: (len: number) => void): void {
+    if (q < 0 || q >= MAX_PENDING_QUERIES || this.#qActive[q] === 0) return;
+    this.#qActive[q] = 0;
+    this.#qCount--;
+    const c = this.counters;
+    const slot = this.#qSlot[q];
+    const sid = this.#qService[q];
+    const pendingHere = this.flows.backendOf(slot) === PENDING - q;
+    let be = backendId >= 0 && backendId < MAX_BACKENDS && this.#beService[backendId] === sid ? backendId : -1;
+    c[be >= 0 ? G.ownerHits : G.ownerMisses]++;
+    let dropHeld = false;
+    if (be < 0) {
+      if (this.#qKind[q] === QUERY_TOKEN) {
+        c[G.mptcpJoinsUnknown]++;
+        if (this.#svcJoinHash[sid] === 0) dropHeld = true;
+      }
+      const table = this.#svcTables[sid];
+      be = table === null ? -1 : table[this.#qHash[q] % table.length];
+      if (be < 0) dropHeld = true;
+    } else if (this.#qKind[q] === QUERY_TOKEN) {
+      c[G.mptcpJoinsSteered]++;
+      // Learn it here too, so the connection's next joins need no query.
+      this.tokens.learn(this.#qToken[q], be, sid, 1, nowMs);
+    }
+    if (pendingHere) {
+      if (dropHeld) {
+        this.flows.remove(slot);
+      } else {
+        this.flows.setBackend(slot, be);
+        if (this.#qKind[q] === QUERY_TOKEN) {
+          this.#flowHasToken[slot] = 1;
+          this.#flowToken[slot] = this.#qToken[q];
+          this.#flowTokenTouched[slot] = nowMs;
+        }
+        c[G.flowsCreated]++;
+        c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
+        c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+      }
+    }
+    for (let h = 0; h < HOLD_SLOTS; h++) {
+      if (this.#holdQuery[h] !== q) continue;
+      this.#holdQuery[h] = -1;
+      if (dropHeld || !pendingHere) {
+        this.#drop(dropHeld ? (this.#qKind[q] === QUERY_TOKEN ? Drop.mptcp_join_unknown_token : Drop.no_backend) : Drop.hold_overflow);
+        continue;
+      }
+      // Counted once already when it arrived; the replay is the same frame.
+      c[G.rxFrames]--;
+      c[G.rxBytes] -= this.#holdLen[h];
+      const out = this.forward(this.#holdViews[h], this.#holdLen[h], tx, nowMs);
+      if (out > 0) send(out);
+    }
+  }
+
+  /** Queries past their deadline get the table's answer (the control plane did not reply in time). */
+  expireQueries(nowMs: number, tx: Buffer, send: (len: number) => void): void {
+    if (this.#qCount === 0) return;
+    for (let q = 0; q < MAX_PENDING_QUERIES; q++) {
+      if (this.#qActive[q] === 1 && nowMs >= this.#qDeadline[q]) {
+        this.counters[G.ownerQueryTimeouts]++;
+        this.answer(q, -1, nowMs, tx, send);
+      }
+    }
   }
 
   /**
@@ -350,6 +530,33 @@ export class Forwarder {
   /** Count a drop decided outside the forwarder (capture truncation, transmit errors). */
   countDrop(reason: number): void {
     this.counters[DROPS_BASE + reason]++;
+  }
+
+  /**
+   * Entries other instances need around a change (DESIGN.md "Several instances"): every live flow
+   * whose backend differs from what the current table would pick for it, and every MPTCP token.
+   * Control-side work (allocates); called after a generation change and on a refresh timer.
+   */
+  publishable(nowMs: number, emit: (kind: number, key: Uint8Array, backendId: number) => void): number {
+    let n = 0;
+    const key = new Uint8Array(40);
+    this.flows.forEachSlot((slot) => {
+      const be = this.flows.backendOf(slot);
+      if (be < 0) return;
+      const sid = this.flows.serviceOf(slot);
+      const table = this.#svcTables[sid];
+      if (table !== null && this.#svcAffinity[sid] === 0 && table[this.flows.flowHashOf(slot, this.#hashSeed) % table.length] === be) return;
+      const len = this.flows.keyOf(slot, key);
+      emit(QUERY_FLOW, key.slice(0, len), be);
+      n++;
+    }, nowMs);
+    for (const t of this.tokens.entries(nowMs)) {
+      const tk = new Uint8Array([t.token >>> 24, (t.token >>> 16) & 255, (t.token >>> 8) & 255, t.token & 255]);
+      emit(QUERY_TOKEN, tk, t.backendId);
+      n++;
+    }
+    this.counters[G.flowsPublished] += n;
+    return n;
   }
 
   /** Timer work: expire idle flows a bounded slice at a time; refresh gauges. */

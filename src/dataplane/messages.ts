@@ -6,6 +6,12 @@ export type ToDataplane =
   | { type: 'generation'; spec: DataplaneSpec }
   | { type: 'flows'; requestId: number; limit: number; vip?: string; backendIds?: number[]; client?: string }
   | { type: 'flow-counts'; requestId: number }
+  /** Cluster with sync: turn owner queries on (holdPackets per flow) or off. */
+  | { type: 'owner-queries'; enabled: boolean; holdPackets: number }
+  /** The owner's answer to an owner-query: a local backend id, or -1. */
+  | { type: 'owner-answer'; qid: number; backendId: number }
+  /** Send the publishable entries now (after a generation change). */
+  | { type: 'publish-owners' }
   | { type: 'publish' }
   | { type: 'shutdown' };
 
@@ -30,4 +36,7 @@ export type FromDataplane =
   | { type: 'apply-failed'; generation: number; message: string }
   | { type: 'counters'; counters: Float64Array }
   | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
-  | { type: 'flow-counts'; requestId: number; counts: Map<number, number> };
+  | { type: 'flow-counts'; requestId: number; counts: Map<number, number> }
+  | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }
+  /** Entries for the owners: kind 0 flow / 1 token, key bytes, local backend id. */
+  | { type: 'owner-entries'; entries: { kind: number; key: Uint8Array; backendId: number }[] };

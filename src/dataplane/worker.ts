@@ -16,6 +16,32 @@ let forwarder: Forwarder | null = null;
 let engine: CaptureEngine | null = null;
 let currentFilter = '';
 const timers: NodeJS.Timeout[] = [];
+/** Where frames released after an owner query are built before they are sent. */
+const replayTx = Buffer.alloc(10240);
+const replaySend = (len: number): void => {
+  const c = forwarder?.counters;
+  if (!c || !engine) return;
+  if (engine.sendFrame(replayTx, len)) {
+    c[G.txFrames]++;
+    c[G.txBytes] += len;
+  } else {
+    c[G.txErrors]++;
+  }
+};
+const PUBLISH_CHUNK = 2000;
+
+function publishOwners(): void {
+  if (!forwarder) return;
+  let chunk: { kind: number; key: Uint8Array; backendId: number }[] = [];
+  forwarder.publishable(Date.now(), (kind, key, backendId) => {
+    chunk.push({ kind, key, backendId });
+    if (chunk.length >= PUBLISH_CHUNK) {
+      send({ type: 'owner-entries', entries: chunk });
+      chunk = [];
+    }
+  });
+  if (chunk.length > 0) send({ type: 'owner-entries', entries: chunk });
+}
 
 function send(msg: FromDataplane): void {
   if (process.connected) process.send?.(msg);
@@ -61,6 +87,8 @@ function start(init: DataplaneInit): void {
   const fwd = forwarder;
   timers.push(setInterval(() => fwd.tick(Date.now(), SWEEP_SLOTS_PER_TICK), SWEEP_INTERVAL_MS));
   timers.push(setInterval(publishCounters, COUNTER_PUBLISH_MS));
+  // Owner answers normally arrive well within the deadline; this catches the ones that do not.
+  timers.push(setInterval(() => fwd.expireQueries(Date.now(), replayTx, replaySend), 5));
   send({ type: 'ready', engine: engine.name });
 }
 
@@ -122,6 +150,15 @@ function onMessage(msg: ToDataplane): void {
       }
       case 'publish':
         publishCounters();
+        break;
+      case 'owner-queries':
+        forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key) => send({ type: 'owner-query', qid, kind, key }) : null, msg.holdPackets);
+        break;
+      case 'owner-answer':
+        forwarder?.answer(msg.qid, msg.backendId, Date.now(), replayTx, replaySend);
+        break;
+      case 'publish-owners':
+        publishOwners();
         break;
       case 'shutdown':
         shutdown(0);

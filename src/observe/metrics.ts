@@ -2,7 +2,8 @@
  * Prometheus metrics. The data plane's counters arrive as a Float64Array snapshot; prom-client
  * reads them at scrape time through collect() hooks, so nothing is copied per packet.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ControlPlane } from '../control/index.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE } from '../dataplane/counters.js';
 
@@ -23,6 +24,8 @@ export class Metrics {
   readonly dataplaneRestarts: Counter;
   readonly neighbourUnresolved: Gauge;
   readonly healthTransitions: Counter<'to'>;
+  readonly ownerQueryLatency: Histogram;
+  #cluster: ControlPlane | null = null;
 
   constructor() {
     const registers = [this.registry];
@@ -125,6 +128,98 @@ export class Metrics {
     this.configGeneration = new Gauge({ name: 'sluice_config_generation', help: 'Generation of the config in force (starts at 1, +1 per applied reload).', registers });
     this.dataplaneUp = new Gauge({ name: 'sluice_dataplane_up', help: '1 while the data-plane process is running and answering.', registers });
     this.dataplaneRestarts = new Counter({ name: 'sluice_dataplane_restarts_total', help: 'Times the data-plane process was restarted after it died.', registers });
+    global('sluice_owner_queries_total', 'Owner queries the data plane asked (a mid-connection packet or MP_JOIN with no local state).', G.ownerQueries, 'counter');
+    global('sluice_owner_query_hits_total', 'Owner queries answered with a backend.', G.ownerHits, 'counter');
+    global('sluice_owner_query_misses_total', 'Owner queries with no answer (the current table decided).', G.ownerMisses, 'counter');
+    global('sluice_owner_query_timeouts_total', 'Owner queries the data plane stopped waiting for.', G.ownerQueryTimeouts, 'counter');
+    global('sluice_owner_held_packets_total', 'Packets held while their flow\'s owner was asked.', G.heldPackets, 'counter');
+    global('sluice_owner_entries_published_total', 'Flow and token entries handed to the control plane for their owners.', G.flowsPublished, 'counter');
+    this.ownerQueryLatency = new Histogram({
+      name: 'sluice_owner_query_seconds',
+      help: 'Owner query round trip seen by the control process (answer or timeout).',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05],
+      registers,
+    });
+    const cluster = (): ControlPlane | null => this.#cluster;
+    new Gauge({
+      name: 'sluice_cluster_peer_up',
+      help: '1 while a peer sends valid heartbeats.',
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of cluster()?.status().peers ?? []) this.set({ peer: p.id }, p.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_cluster_generation_mismatch',
+      help: '1 while an up peer reports a different backend set than this instance.',
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of cluster()?.status().peers ?? []) this.set({ peer: p.id }, p.up && p.generationMismatch ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_messages_total',
+      help: 'Control messages by direction and type.',
+      labelNames: ['direction', 'type'],
+      registers,
+      collect() {
+        this.reset();
+        const c = cluster()?.counters;
+        if (!c) return;
+        for (const [type, n] of Object.entries(c.messagesIn)) this.inc({ direction: 'in', type }, n);
+        for (const [type, n] of Object.entries(c.messagesOut)) this.inc({ direction: 'out', type }, n);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_messages_rejected_total',
+      help: 'Control messages rejected (forged, replayed, truncated, oversized, ...), by reason.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        const c = cluster()?.counters;
+        if (!c) return;
+        for (const [reason, n] of Object.entries(c.rejected)) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_queries_total',
+      help: 'Owner queries handled by the control plane, by result.',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        const c = cluster()?.counters;
+        if (!c) return;
+        this.inc({ result: 'local_hit' }, c.localHits);
+        this.inc({ result: 'hit' }, c.hits);
+        this.inc({ result: 'miss' }, c.misses);
+        this.inc({ result: 'timeout' }, c.timeouts);
+        this.inc({ result: 'overflow' }, c.queryOverflow);
+        this.inc({ result: 'failed' }, c.queryFailed);
+      },
+    });
+    new Gauge({
+      name: 'sluice_cluster_entries_owned',
+      help: 'Flow and token entries this instance holds as owner or replica.',
+      registers,
+      collect() {
+        this.set(cluster()?.counters.entriesOwned ?? 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_queue_drops_total',
+      help: 'Control messages dropped because a peer queue was full.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(cluster()?.counters.queueDrops ?? 0);
+      },
+    });
     this.healthTransitions = new Counter({ name: 'sluice_health_transitions_total', help: 'Backend health state changes, by the state entered.', labelNames: ['to'], registers });
     this.neighbourUnresolved = new Gauge({ name: 'sluice_backends_unresolved', help: 'Backends whose next-hop MAC is unknown (they take no new flows).', registers });
   }
@@ -135,6 +230,10 @@ export class Metrics {
 
   get snapshot(): Float64Array {
     return this.#snapshot;
+  }
+
+  setCluster(cp: ControlPlane | null): void {
+    this.#cluster = cp;
   }
 
   setLabels(l: LabelMaps): void {

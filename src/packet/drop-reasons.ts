@@ -35,6 +35,8 @@ export const DROP_REASONS = [
   'tx_error',
   'capture_truncated',
   'mptcp_join_unknown_token',
+  // control plane (owner queries)
+  'hold_overflow',
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

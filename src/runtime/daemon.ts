@@ -22,6 +22,7 @@ import { HealthManager } from '../health/manager.js';
 import { healthTarget, targetKey, type HealthTarget } from '../health/types.js';
 import { sharedIcmpEcho } from '../health/icmp.js';
 import type { ServiceConfig } from '../config/types.js';
+import { ControlPlane, backendSetHash, loadClusterKey, type SyncEntry } from '../control/index.js';
 import { Metrics } from '../observe/metrics.js';
 import { jsonServer, listenTcp, listenUnix, sendJson } from '../observe/http.js';
 import type { Logger } from '../observe/log.js';
@@ -33,6 +34,9 @@ const APPLY_TIMEOUT_MS = 10_000;
 const NEIGHBOUR_RETRY_MS = 5_000;
 const RESOLVE_CONCURRENCY = 16;
 const FLOW_LIST_MAX = 10_000;
+/** Published owner entries live this long unless refreshed; flows republish every third of it. */
+const OWNER_TTL_MS = 30_000;
+const OWNER_REFRESH_MS = 10_000;
 
 export interface BackendStatus {
   service: string;
@@ -84,6 +88,7 @@ export class Daemon {
   readonly #overrides = new Map<string, BackendOverride>();
   readonly #health: HealthManager;
   #healthRebuild: NodeJS.Timeout | null = null;
+  #cluster: ControlPlane | null = null;
   #startedAt = new Date().toISOString();
 
   constructor(configPath: string, log: Logger) {
@@ -184,8 +189,32 @@ export class Daemon {
       throw new StartupError(`cannot serve the admin API on ${config.admin.socket}: ${e.message}`);
     });
 
+    if (config.cluster) {
+      let key: Buffer;
+      try {
+        key = loadClusterKey(config.cluster);
+      } catch (e) {
+        throw new StartupError(`cluster key: ${(e as Error).message}`);
+      }
+      const cp = new ControlPlane({
+        cluster: config.cluster,
+        key,
+        onError: (e) => this.#log.error({ event: 'cluster_error', error: e.message }, 'control plane error'),
+      });
+      await cp.start().catch((e: Error) => {
+        throw new StartupError(`cluster: cannot listen on ${config.cluster?.listen}: ${e.message}`);
+      });
+      cp.onLiveChange((live) => this.#log.warn({ event: 'cluster_view', live }, `cluster live set: ${live.join(', ')}`));
+      this.#cluster = cp;
+      this.metrics.setCluster(cp);
+    }
+
     await this.#startWorker();
     this.metrics.configGeneration.set(this.#generation);
+    this.#afterGeneration();
+    if (this.#cluster && config.cluster?.sync) {
+      this.#timers.push(setInterval(() => this.#send({ type: 'publish-owners' }), OWNER_REFRESH_MS));
+    }
 
     this.#watcher = new ConfigWatcher({
       path: this.#configPath,
@@ -321,6 +350,8 @@ export class Daemon {
           clearTimeout(timer);
           this.#engine = m.engine;
           this.metrics.dataplaneUp.set(1);
+          const cl = this.#config.cluster;
+          if (this.#cluster && cl?.sync) worker.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? 8 } satisfies ToDataplane);
           resolve();
         } else if (m.type === 'fatal') {
           clearTimeout(timer);
@@ -381,6 +412,12 @@ export class Daemon {
       case 'flow-counts':
         this.#countRequests.get(m.requestId)?.(m.counts);
         this.#countRequests.delete(m.requestId);
+        break;
+      case 'owner-query':
+        void this.#answerOwnerQuery(m.qid, m.kind, m.key);
+        break;
+      case 'owner-entries':
+        this.#publishOwners(m.entries);
         break;
       default:
         break;
@@ -475,6 +512,44 @@ export class Daemon {
     this.#config = config;
     this.#spec = spec;
     this.metrics.configGeneration.set(generation);
+    this.#afterGeneration();
+  }
+
+  /** Tell the cluster our generation and publish what other instances need around the change. */
+  #afterGeneration(): void {
+    if (!this.#cluster) return;
+    const selected = this.#spec.backends.filter((b) => b.serving).map((b) => ({ service: this.#serviceName(b.serviceId), address: b.address, weight: b.weight }));
+    this.#cluster.setGeneration(this.#generation, backendSetHash(selected));
+    if (this.#config.cluster?.sync) this.#send({ type: 'publish-owners' });
+  }
+
+  #serviceName(id: number): string {
+    return this.#spec.services.find((s) => s.id === id)?.name ?? '';
+  }
+
+  async #answerOwnerQuery(qid: number, kind: number, key: Uint8Array): Promise<void> {
+    const cp = this.#cluster;
+    let backendId = -1;
+    if (cp) {
+      const end = this.metrics.ownerQueryLatency.startTimer();
+      const who = await cp.query(kind === 1 ? 'token' : 'flow', key);
+      end();
+      if (who) backendId = this.#backendIds.idOf(backendKey(who.service, who.address)) ?? -1;
+    }
+    this.#send({ type: 'owner-answer', qid, backendId });
+  }
+
+  #publishOwners(entries: { kind: number; key: Uint8Array; backendId: number }[]): void {
+    const cp = this.#cluster;
+    if (!cp) return;
+    const byId = new Map(this.#spec.backends.map((b) => [b.id, b]));
+    const out: SyncEntry[] = [];
+    for (const e of entries) {
+      const b = byId.get(e.backendId);
+      if (!b) continue;
+      out.push({ kind: e.kind === 1 ? 'token' : 'flow', key: e.key, backend: { service: this.#serviceName(b.serviceId), address: b.address }, ttlMs: OWNER_TTL_MS });
+    }
+    if (out.length > 0) cp.publish(out);
   }
 
   flows(filter: { vip?: string; backend?: string; client?: string; limit: number }): Promise<{ rows: (FlowRow & { backend: string; service: string })[]; total: number }> {
@@ -603,6 +678,7 @@ export class Daemon {
       interface: this.#config.interface,
       egressInterface: this.#config.egressInterface,
       lastReload: this.#lastReload,
+      cluster: this.#cluster ? this.#clusterStatus() : null,
       flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
       traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
       drops,
@@ -630,6 +706,13 @@ export class Daemon {
         }),
       })),
     };
+  }
+
+  #clusterStatus(): Record<string, unknown> {
+    const st = (this.#cluster as ControlPlane).status();
+    const { counters, ...rest } = st;
+    const { queryLatency: _latency, ...plain } = counters;
+    return { ...rest, sync: this.#config.cluster?.sync ?? false, counters: plain };
   }
 
   async #admin(method: string, url: URL, res: import('node:http').ServerResponse): Promise<void> {
@@ -681,6 +764,7 @@ export class Daemon {
       await exited;
       clearTimeout(killer);
     }
+    await this.#cluster?.stop();
     await Promise.all(
       [this.#metricsServer, this.#adminServer].map(
         (s) => new Promise<void>((r) => (s ? s.close(() => r()) : r())),

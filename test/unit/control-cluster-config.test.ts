@@ -21,7 +21,7 @@ describe('validateClusterConfig', () => {
     expect(r).toEqual({
       ok: true,
       issues: [],
-      config: { ...base, heartbeatMs: 200, failureMs: 1000, queryTimeoutMs: 20 },
+      config: { ...base, heartbeatMs: 200, failureMs: 1000, queryTimeoutMs: 20, sync: true },
     });
   });
 

@@ -427,3 +427,108 @@ describe('Forwarder: client affinity (source-ip)', () => {
     expect(h.fwd.affinity.size).toBe(0);
   });
 });
+
+describe('Forwarder: owner queries (several instances)', () => {
+  type Q = { qid: number; kind: number; key: Uint8Array };
+  const setup = (): { h: Harness; queries: Q[]; sent: Buffer[] } => {
+    const h = new Harness();
+    h.apply(config());
+    const queries: Q[] = [];
+    h.fwd.setOwnerQuery((qid, kind, key) => queries.push({ qid, kind, key }), 4);
+    return { h, queries, sent: [] };
+  };
+  const backendIdOf = (h: Harness, address: string): number => h.bids.idOf(`web|${address}`)!;
+
+  it('a SYN never asks: new connections take the table', () => {
+    const { h, queries } = setup();
+    expect(h.send(tcp4(60000)).len).toBeGreaterThan(0);
+    expect(queries).toHaveLength(0);
+  });
+
+  it('a mid-connection packet with no state is held, its owner asked, then released to the answered backend', () => {
+    const { h, queries } = setup();
+    expect(h.send(tcp4(60001, TCP_ACK)).len).toBe(0);
+    expect(h.send(tcp4(60001, TCP_ACK)).len).toBe(0);
+    expect(queries).toHaveLength(1);
+    expect(queries[0].kind).toBe(0);
+    expect(queries[0].key).toHaveLength(13);
+    expect(h.fwd.counters[G.heldPackets]).toBe(2);
+    const out: string[] = [];
+    const tx = Buffer.alloc(2048);
+    h.fwd.answer(queries[0].qid, backendIdOf(h, '10.99.0.13'), 1010, tx, (len) => out.push(formatMac(tx, 0) + '/' + len));
+    expect(out).toHaveLength(2);
+    expect(out.every((o) => o.startsWith(macOf('10.99.0.13')))).toBe(true);
+    // The flow is now known: no second query, same backend.
+    expect(formatMac(h.send(tcp4(60001, TCP_ACK)).out, 0)).toBe(macOf('10.99.0.13'));
+    expect(queries).toHaveLength(1);
+    expect(h.fwd.counters[G.ownerHits]).toBe(1);
+  });
+
+  it('no answer in time: the table decides and the held frames go out', () => {
+    const { h, queries } = setup();
+    h.send(tcp4(60002, TCP_ACK), 1000);
+    const tx = Buffer.alloc(2048);
+    let sent = 0;
+    h.fwd.expireQueries(1049, tx, () => sent++);
+    expect(sent).toBe(0);
+    h.fwd.expireQueries(1050, tx, () => sent++);
+    expect(sent).toBe(1);
+    expect(h.fwd.counters[G.ownerQueryTimeouts]).toBe(1);
+    expect(queries).toHaveLength(1);
+  });
+
+  it('holds at most holdPackets frames per flow; the rest are counted drops', () => {
+    const { h } = setup();
+    for (let i = 0; i < 6; i++) h.send(tcp4(60003, TCP_ACK));
+    expect(h.fwd.counters[G.heldPackets]).toBe(4);
+    expect(h.drops('hold_overflow')).toBe(2);
+  });
+
+  it('an answer naming a backend that is not in this service falls back to the table', () => {
+    const { h, queries } = setup();
+    h.send(tcp4(60004, TCP_ACK));
+    const tx = Buffer.alloc(2048);
+    let mac = '';
+    h.fwd.answer(queries[0].qid, 9999, 1000, tx, () => (mac = formatMac(tx, 0)));
+    expect(['10.99.0.11', '10.99.0.12', '10.99.0.13'].map(macOf)).toContain(mac);
+    expect(h.fwd.counters[G.ownerMisses]).toBe(1);
+  });
+
+  it('an MP_JOIN with an unknown token asks the token owner and learns the answer', () => {
+    const { h, queries } = setup();
+    const join = buildFrame({
+      eth: { src: ROUTER_MAC, dst: EGRESS_MAC },
+      ipv4: { src: '10.99.3.2', dst: '198.51.100.10' },
+      tcp: { sport: 61000, dport: 80, flags: TCP_SYN, options: Uint8Array.from([...optMpJoinSyn({ backup: false, addressId: 2, token: [0x46, 0x4b, 0x47, 0x75], nonce: 1 })]) },
+    });
+    expect(h.send(join).len).toBe(0);
+    expect(queries[0].kind).toBe(1);
+    expect([...queries[0].key]).toEqual([0x46, 0x4b, 0x47, 0x75]);
+    const tx = Buffer.alloc(2048);
+    let mac = '';
+    h.fwd.answer(queries[0].qid, backendIdOf(h, '10.99.0.12'), 1000, tx, () => (mac = formatMac(tx, 0)));
+    expect(mac).toBe(macOf('10.99.0.12'));
+    expect(h.fwd.counters[G.mptcpJoinsSteered]).toBe(1);
+    // A second join of the same connection is steered locally now.
+    const join2 = Buffer.from(join);
+    join2.writeUInt16BE(61001, 34);
+    expect(formatMac(h.send(join2).out, 0)).toBe(macOf('10.99.0.12'));
+    expect(queries).toHaveLength(1);
+  });
+
+  it('publishable: flows whose backend differs from the current table, and every token', () => {
+    const { h } = setup();
+    h.fwd.setOwnerQuery(null);
+    for (let i = 0; i < 300; i++) h.send(tcp4(62000 + i));
+    const none: number[] = [];
+    h.fwd.publishable(1000, (kind) => none.push(kind));
+    expect(none).toHaveLength(0);
+    h.apply(config({}, ['10.99.0.11', '10.99.0.12', '10.99.0.13', '10.99.0.14']));
+    const flows: number[] = [];
+    h.fwd.publishable(1000, (kind, _key, be) => kind === 0 && flows.push(be));
+    // About a quarter of the flows would now map to the new backend: exactly those are published.
+    expect(flows.length).toBeGreaterThan(30);
+    expect(flows.length).toBeLessThan(150);
+    expect(flows).not.toContain(h.bids.idOf('web|10.99.0.14'));
+  });
+});

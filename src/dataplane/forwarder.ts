@@ -52,6 +52,10 @@ function fmix(h: number): number {
 
 /** How often a flow that holds an MPTCP token refreshes it (the token lives while any subflow does). */
 const TOKEN_TOUCH_MS = 1000;
+/** Per flow slot: no token learned yet, holds its connection's token, or its token collided (not retried). */
+const TOKEN_NONE = 0;
+const TOKEN_HELD = 1;
+const TOKEN_COLLIDED = 2;
 
 /** Owner queries in flight at once, frames held for them, and the longest a frame waits. */
 export const MAX_PENDING_QUERIES = 256;
@@ -263,7 +267,7 @@ export class Forwarder {
         be = -1;
       } else {
         this.flows.touch(slot, nowMs, p.tcpFlags);
-        if (this.#flowHasToken[slot] === 1 && nowMs - this.#flowTokenTouched[slot] >= TOKEN_TOUCH_MS) {
+        if (this.#flowHasToken[slot] === TOKEN_HELD && nowMs - this.#flowTokenTouched[slot] >= TOKEN_TOUCH_MS) {
           this.tokens.touch(this.#flowToken[slot], nowMs);
           this.#flowTokenTouched[slot] = nowMs;
         }
@@ -307,7 +311,7 @@ export class Forwarder {
       }
       slot = this.flows.insert(rx, p, hash, nowMs, be, sid, this.#generation);
       this.flows.touch(slot, nowMs, p.tcpFlags);
-      this.#flowHasToken[slot] = token >= 0 ? 1 : 0;
+      this.#flowHasToken[slot] = token >= 0 ? TOKEN_HELD : TOKEN_NONE;
       this.#flowToken[slot] = token >= 0 ? token : 0;
       this.#flowTokenTouched[slot] = nowMs;
       c[G.flowsCreated]++;
@@ -316,14 +320,13 @@ export class Forwarder {
     }
 
     // Learn the connection's token before this packet leaves: the client opens joins ~1 ms later.
-    if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.#flowHasToken[slot] === 0) {
+    if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.#flowHasToken[slot] === TOKEN_NONE) {
       const token = mptcpActionToken(rx, mptcp, this.#mptcp);
       const r = this.tokens.learn(token, be, sid, this.#mptcp.version, nowMs);
-      if (r !== LEARN_COLLISION) {
-        this.#flowHasToken[slot] = 1;
-        this.#flowToken[slot] = token;
-        this.#flowTokenTouched[slot] = nowMs;
-      }
+      // A collision is decided once per flow: Linux repeats MP_CAPABLE until the server's first DSS.
+      this.#flowHasToken[slot] = r === LEARN_COLLISION ? TOKEN_COLLIDED : TOKEN_HELD;
+      this.#flowToken[slot] = token;
+      this.#flowTokenTouched[slot] = nowMs;
       if (r === LEARN_NEW) c[mptcp === MPTCP_ACTION_LEARN_V1 ? G.mptcpLearnedV1 : G.mptcpLearnedV0]++;
     }
 
@@ -354,7 +357,7 @@ export class Forwarder {
     this.#qToken[q] = token >>> 0;
     this.#qDeadline[q] = nowMs + QUERY_DEADLINE_MS;
     this.#qHeld[q] = 0;
-    this.#flowHasToken[slot] = 0;
+    this.#flowHasToken[slot] = TOKEN_NONE;
     this.counters[G.ownerQueries]++;
     const key = this.#keyScratch;
     let keyLen: number;
@@ -424,7 +427,7 @@ export class Forwarder {
       } else {
         this.flows.setBackend(slot, be);
         if (this.#qKind[q] === QUERY_TOKEN) {
-          this.#flowHasToken[slot] = 1;
+          this.#flowHasToken[slot] = TOKEN_HELD;
           this.#flowToken[slot] = this.#qToken[q];
           this.#flowTokenTouched[slot] = nowMs;
         }

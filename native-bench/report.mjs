@@ -131,14 +131,22 @@ for (const name of CASE_ORDER) {
     cases[name] = { error: runs[0].error, runs };
     continue;
   }
+  // Disturbed runs are low by an unknown amount: the medians use the undisturbed runs when
+  // there are any.
+  const clean = ok.filter((r) => !r.disturbed);
+  const used = clean.length > 0 ? clean : ok;
   cases[name] = {
-    pps: round(median(ok.map((r) => r.pps))),
-    generatorPps: round(median(ok.map((r) => r.generatorPps))),
-    forwarderIngressPps: round(median(ok.map((r) => r.forwarderIngressPps))),
-    ppsPerForwarderCore: round(median(ok.filter((r) => r.ppsPerForwarderCore != null).map((r) => r.ppsPerForwarderCore))),
+    pps: round(median(used.map((r) => r.pps))),
+    generatorPps: round(median(used.map((r) => r.generatorPps))),
+    forwarderIngressPps: round(median(used.map((r) => r.forwarderIngressPps))),
+    ppsPerForwarderCore: round(median(used.filter((r) => r.ppsPerForwarderCore != null).map((r) => r.ppsPerForwarderCore))),
+    forwarderCore: median(used.filter((r) => r.saturated != null && r.cpu.forwarderCore != null).map((r) => r.cpu.forwarderCore)),
+    medianOf: clean.length > 0 ? `${clean.length} undisturbed run(s)` : `${ok.length} run(s), all disturbed`,
     runs,
   };
-  if (ok.some((r) => r.saturated != null)) cases[name].saturatedRuns = ok.filter((r) => r.saturated).length;
+  if (used.some((r) => r.saturated != null)) cases[name].saturatedRuns = used.filter((r) => r.saturated).length;
+  cases[name].usedRuns = used.length;
+  if (clean.length === 0) cases[name].allDisturbed = true;
   if (ok.length < runs.length) cases[name].failedRuns = runs.length - ok.length;
   const disturbed = ok.filter((r) => r.disturbed).length;
   if (disturbed) cases[name].disturbedRuns = disturbed;
@@ -195,7 +203,7 @@ renameSync(tmp, outFile);
 
 // ---- table ----
 const fmt = (x) => (x == null ? '-' : x.toLocaleString('en-US'));
-const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'fwd core', 'pps/fwd core', 'saturated', 'runs']];
+const rows = [['case', 'forwarded pps', 'x C ref', 'generator pps', 'fwd core', 'pps/fwd core', 'saturated', 'runs used']];
 for (const name of CASE_ORDER) {
   const c = cases[name];
   if (!c) continue;
@@ -208,14 +216,12 @@ for (const name of CASE_ORDER) {
     fmt(c.pps),
     ratio(c.pps, pps('cref'))?.toFixed(3) ?? '-',
     fmt(c.generatorPps),
-    c.saturatedRuns == null
-      ? '-'
-      : median(c.runs.filter((r) => r.cpu?.forwarderCore != null).map((r) => r.cpu.forwarderCore))?.toFixed(2) ?? '-',
+    c.forwarderCore == null ? '-' : c.forwarderCore.toFixed(2),
     fmt(c.ppsPerForwarderCore),
-    c.saturatedRuns == null ? '-' : `${c.saturatedRuns}/${c.runs.length - (c.failedRuns ?? 0)}`,
-    String(c.runs.length) +
+    c.saturatedRuns == null ? '-' : `${c.saturatedRuns}/${c.usedRuns}`,
+    `${c.usedRuns}/${c.runs.length}` +
       (c.failedRuns ? ` (${c.failedRuns} failed)` : '') +
-      (c.disturbedRuns ? ` (${c.disturbedRuns} disturbed)` : ''),
+      (c.disturbedRuns ? ` (${c.disturbedRuns} disturbed${c.allDisturbed ? ', used' : ''})` : ''),
   ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -242,7 +248,7 @@ console.log(
     `sluiceCap/cref ${ratios.perCore.sluiceCapVsCref ?? '-'}`,
 );
 const unsaturated = ['cref', 'sluice', 'sluiceCap'].filter(
-  (n) => cases[n]?.saturatedRuns != null && cases[n].saturatedRuns < cases[n].runs.length - (cases[n].failedRuns ?? 0),
+  (n) => cases[n]?.saturatedRuns != null && cases[n].saturatedRuns < cases[n].usedRuns,
 );
 if (unsaturated.length) {
   console.log(
@@ -253,7 +259,8 @@ if (unsaturated.length) {
 if (Object.values(cases).some((c) => c.disturbedRuns)) {
   console.log(
     `warning: in runs marked "disturbed" the generator or forwarder waited > ${DISTURBED * 100}% of the ` +
-      'window for a CPU taken by other processes: other load on the machine; repeat (BENCH_REPEAT) on a quiet machine',
+      'window for a CPU taken by other processes; medians leave them out unless every run of a case was ' +
+      'disturbed. Repeat (BENCH_REPEAT) on a quiet machine',
   );
 }
 console.log(`written: ${outFile}`);

@@ -61,15 +61,15 @@ async function main(): Promise<number> {
     line(`  Sluice is forwarding (config ${config})\n`);
 
     line('Traffic (bounded):');
-    const http = await lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '300', '--concurrency', '12', '--duration', '60', '--backends', '3']);
-    const udp = await lab.runLoad(['--mode', 'udp', '--target', `${VIP4}:53`, '--flows', '300', '--per-flow', '5', '--duration', '60', '--backends', '3']);
-    const v6 = await lab.runLoad(['--mode', 'http', '--target', `[${VIP6}]:80`, '--count', '150', '--concurrency', '8', '--duration', '60', '--backends', '3']);
+    const http = await lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '600', '--concurrency', '16', '--duration', '60', '--backends', '3']);
+    const udp = await lab.runLoad(['--mode', 'udp', '--target', `${VIP4}:53`, '--flows', '600', '--per-flow', '5', '--duration', '60', '--backends', '3']);
+    const v6 = await lab.runLoad(['--mode', 'http', '--target', `[${VIP6}]:80`, '--count', '600', '--concurrency', '16', '--duration', '60', '--backends', '3']);
     const long = await lab.runLoad(['--mode', 'long', '--target', `${VIP4}:7`, '--connections', '60', '--interval', '100', '--duration', '4', '--backends', '3']);
     if (http.mode !== 'http' || udp.mode !== 'udp' || v6.mode !== 'http' || long.mode !== 'long') throw new Error('unexpected load report');
 
-    checks.push([`HTTP over IPv4: ${http.ok}/${http.requests} ok, p50 ${http.latencyMs.p50.toFixed(1)} ms, p99 ${http.latencyMs.p99.toFixed(1)} ms`, http.ok === 300 && http.failed === 0]);
-    checks.push([`UDP: ${udp.flowsComplete}/${udp.flows} flows fully answered, ${udp.flowsSplit} split across backends`, udp.flowsComplete === 300 && udp.flowsSplit === 0]);
-    checks.push([`HTTP over IPv6: ${v6.ok}/${v6.requests} ok`, v6.ok === 150]);
+    checks.push([`HTTP over IPv4: ${http.ok}/${http.requests} ok, p50 ${http.latencyMs.p50.toFixed(1)} ms, p99 ${http.latencyMs.p99.toFixed(1)} ms`, http.ok === 600 && http.failed === 0]);
+    checks.push([`UDP: ${udp.flowsComplete}/${udp.flows} flows fully answered, ${udp.flowsSplit} split across backends`, udp.flowsComplete === 600 && udp.flowsSplit === 0]);
+    checks.push([`HTTP over IPv6: ${v6.ok}/${v6.requests} ok`, v6.ok === 600]);
     checks.push([`long-lived TCP: ${long.established}/${long.connections} connections, ${long.messagesOk} echoes, ${long.broken} broken, ${long.stalled} stalled`, long.established === 60 && long.broken === 0 && long.stalled === 0]);
     checks.push(['HTTP IPv4 shares within 25% of fair', shareTable('HTTP IPv4 requests per backend', http, 'requests')]);
     checks.push(['UDP shares within 25% of fair', shareTable('UDP flows per backend', udp, 'flows')]);

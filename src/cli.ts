@@ -30,6 +30,11 @@ function socketFrom(opts: { socket?: string; config?: string }): string {
   return DEFAULT_SOCKET;
 }
 
+/** address:port, with an IPv6 address in brackets so the port cannot be read as part of it. */
+function hostPort(address: string, port: number | string): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
@@ -68,7 +73,7 @@ function printStatus(s: Status): void {
   const rows: (string | number)[][] = [];
   for (const svc of s.services) {
     for (const b of svc.backends) {
-      rows.push([svc.name, `${svc.vip}:${svc.port}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
+      rows.push([svc.name, `${hostPort(svc.vip, svc.port)}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
     }
   }
   console.log();
@@ -165,7 +170,7 @@ withSocket(program.command('flows').description('list tracked flows (bounded)'))
     console.log(
       table(
         ['PROTO', 'CLIENT', 'VIP', 'SERVICE', 'BACKEND', 'AGE_S', 'IDLE_S', 'STATE'],
-        out.rows.map((r) => [r.protocol, `${r.client}:${r.clientPort}`, `${r.vip}:${r.port}`, r.service, r.backend, (r.ageMs / 1000).toFixed(1), (r.idleMs / 1000).toFixed(1), r.state]),
+        out.rows.map((r) => [r.protocol, hostPort(r.client, r.clientPort), hostPort(r.vip, r.port), r.service, r.backend, (r.ageMs / 1000).toFixed(1), (r.idleMs / 1000).toFixed(1), r.state]),
       ),
     );
     console.log(`${out.rows.length} of ${out.total} matching flows shown`);

@@ -85,7 +85,7 @@ program.name('sluice').description('Layer-4 packet-forwarding load balancer').ve
 
 program
   .command('run')
-  .description('run the balancer with a config file (needs CAP_NET_RAW and CAP_NET_ADMIN)')
+  .description('run the balancer with a config file (needs CAP_NET_RAW; see examples/sluice.service)')
   .requiredOption('-c, --config <file>', 'config file (JSON)')
   .option('--log-level <level>', 'trace|debug|info|warn|error (overrides the config)')
   .action(async (opts: { config: string; logLevel?: string }) => {

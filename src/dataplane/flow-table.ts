@@ -27,6 +27,7 @@
  *
  * Per-packet methods (lookup, insert, touch, backendOf, ...) allocate nothing and never throw.
  */
+import { formatAddress } from '../packet/address.js';
 import { flowHashFromKey } from '../hash/murmur3.js';
 import { IPPROTO_TCP, TCP_FIN, TCP_RST, type ParsedPacket } from '../packet/parsed-packet.js';
 
@@ -85,33 +86,6 @@ function roundUpPow2(n: number): number {
   return c;
 }
 
-function formatV4(w: number): string {
-  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
-}
-
-/** RFC 5952 text: lowercase, no leading zeros, the longest run (>= 2) of zero groups as "::". */
-function formatV6(words: Uint32Array, base: number): string {
-  const g: number[] = [];
-  for (let i = 0; i < 4; i++) g.push(words[base + i] >>> 16, words[base + i] & 0xffff);
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
-}
 
 export class FlowTable {
   readonly capacity: number;
@@ -461,12 +435,15 @@ export class FlowTable {
     const k = this.keys;
     const b = slot * FLOW_KEY_WORDS;
     const v6 = k[b] >>> 8 === 6;
+    // The canonical key holds src, dst, ports, protocol: format the addresses from it.
+    const addrLen = v6 ? 16 : 4;
+    this.keyOf(slot, this.keyScratch);
     return {
       slot,
       ipVersion: v6 ? 6 : 4,
       protocol: k[b] & 0xff,
-      src: v6 ? formatV6(k, b + 2) : formatV4(k[b + 2]),
-      dst: v6 ? formatV6(k, b + 6) : formatV4(k[b + 6]),
+      src: formatAddress(this.keyScratch, 0, addrLen),
+      dst: formatAddress(this.keyScratch, addrLen, addrLen),
       srcPort: k[b + 1] >>> 16,
       dstPort: k[b + 1] & 0xffff,
       backendId: this.backendIds[slot],

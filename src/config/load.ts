@@ -427,6 +427,12 @@ function getValidator(): ReturnType<typeof compileSchema> {
   return validator;
 }
 
+/** The first sentence of a schema description ("e.g." and "i.e." do not end one). */
+function firstSentence(text: string): string {
+  const m = /^(.*?(?<!\be\.g|\bi\.e))\.(\s|$)/.exec(text);
+  return (m ? m[1] : text).trim();
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -487,7 +493,7 @@ function schemaIssue(e: ErrorObject): ConfigIssue {
       const key = String(params.missingProperty);
       const props = isRecord(parent.properties) ? parent.properties : {};
       const sub = props[key];
-      const about = isRecord(sub) && typeof sub.description === 'string' ? `: ${sub.description.split('. ')[0].replace(/\.$/, '')}` : '';
+      const about = isRecord(sub) && typeof sub.description === 'string' ? `: ${firstSentence(sub.description)}` : '';
       return { path: jsonPath([...base, key]), rule: 'required', message: `is required; add it${about}` };
     }
     case 'additionalProperties': {

@@ -95,6 +95,8 @@ export class Forwarder {
   readonly #svcJoinHash = new Uint8Array(MAX_SERVICES);
   readonly #svcAffinity = new Uint8Array(MAX_SERVICES);
   readonly #svcAffinityTimeout = new Float64Array(MAX_SERVICES);
+  /** Per service: a hash every instance agrees on (the local service id does not). */
+  readonly #svcStableHash = new Uint32Array(MAX_SERVICES);
   readonly #svcPrefix4 = new Uint8Array(MAX_SERVICES);
   readonly #svcPrefix6 = new Uint8Array(MAX_SERVICES);
   readonly affinity: AffinityTable;
@@ -191,6 +193,7 @@ export class Forwarder {
       this.#svcForwarding[s.id] = s.forwarding === 'ipip' ? FWD_IPIP : FWD_DSR;
       this.#svcMptcp[s.id] = s.mptcp && s.protocol === IPPROTO_TCP ? 1 : 0;
       this.#svcJoinHash[s.id] = s.mptcpUnknownJoin === 'hash' ? 1 : 0;
+      this.#svcStableHash[s.id] = s.stableHash >>> 0;
       if (s.affinity) {
         this.#svcAffinity[s.id] = 1;
         this.#svcAffinityTimeout[s.id] = s.affinity.timeoutMs;
@@ -469,7 +472,7 @@ export class Forwarder {
   #affinityBackend(rx: Buffer, p: ParsedPacket, sid: number, table: Int32Array, nowMs: number): number {
     const key = this.#affinityKey;
     maskedSource(rx, p.srcAddrOffset, p.addrLen, p.addrLen === 4 ? this.#svcPrefix4[sid] : this.#svcPrefix6[sid], key);
-    const h = fmix(fmix(fmix(fmix(fmix(this.#hashSeed ^ sid) ^ key[0]) ^ key[1]) ^ key[2]) ^ key[3]);
+    const h = fmix(fmix(fmix(fmix(fmix(this.#hashSeed ^ this.#svcStableHash[sid]) ^ key[0]) ^ key[1]) ^ key[2]) ^ key[3]);
     const known = this.affinity.lookup(sid, key, h, nowMs, this.#svcAffinityTimeout[sid]);
     if (known >= 0 && this.#beService[known] === sid && this.#beServing[known] === 1) return known;
     const be = table[h % table.length];

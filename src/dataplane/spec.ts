@@ -20,6 +20,8 @@ export interface ServiceSpec {
   mptcp: boolean;
   /** What to do with an MP_JOIN whose token is unknown. */
   mptcpUnknownJoin: 'drop' | 'hash';
+  /** Same on every instance for the same (vip, protocol, port): seeds per-service hashes that must agree across instances. */
+  stableHash: number;
   /** Client affinity by source prefix; null = every flow hashed on its 5-tuple. */
   affinity: { timeoutMs: number; prefix4: number; prefix6: number } | null;
 }

@@ -464,6 +464,8 @@ export class Daemon {
         });
         if (problems.length > 0) throw new Error(problems.join(' '));
         await this.#resolveNextHops(config, false);
+        const present = new Set(config.services.flatMap((sv) => sv.backends.map((b) => backendKey(sv.name, b.address))));
+        for (const k of [...this.#overrides.keys()]) if (!present.has(k)) this.#overrides.delete(k);
         this.#health.setTargets(this.#healthTargets(config));
         await this.#applyGeneration(config);
         this.metrics.reloads.inc({ result: 'ok' });
@@ -648,9 +650,11 @@ export class Daemon {
         const key = backendKey(s.name, address);
         const o = { ...(this.#overrides.get(key) ?? {}) };
         if (action === 'drain') o.state = 'draining';
-        else if (action === 'undrain') o.state = 'active';
+        // undrain removes the operator's drain: the file's state applies again.
+        else if (action === 'undrain') delete o.state;
         else o.weight = weight;
-        this.#overrides.set(key, o);
+        if (o.state === undefined && o.weight === undefined) this.#overrides.delete(key);
+        else this.#overrides.set(key, o);
         matched.push(s.name);
       }
       if (matched.length === 0) {

@@ -5,6 +5,7 @@
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import { ipToBytes } from '../packet/address.js';
 import { buildMaglevTable } from '../hash/maglev.js';
+import { murmur3_32 } from '../hash/murmur3.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/parsed-packet.js';
 import type { BackendSpec, DataplaneSpec, ServiceSpec } from '../dataplane/spec.js';
 import type { InterfaceFacts, NextHop } from '../dataplane/host.js';
@@ -144,6 +145,12 @@ export function effectiveBackends(
   return out;
 }
 
+/** A hash of what identifies a service on the wire, never of instance-local ids or file order. */
+export function stableServiceHash(s: Pick<ServiceConfig, 'vip' | 'protocol' | 'port'>): number {
+  const text = Buffer.from(`${s.vip}|${s.protocol}|${s.port}`);
+  return murmur3_32(text, 0, text.length, 0x51ce);
+}
+
 export function buildSpec(input: BuildInput): DataplaneSpec {
   const { config, serviceIds, backendIds, nextHops, egress } = input;
   const keepServices = new Set(config.services.map((s) => s.name));
@@ -182,6 +189,7 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       table,
       mptcp: s.mptcp,
       mptcpUnknownJoin: s.mptcpUnknownJoin,
+      stableHash: stableServiceHash(s),
       affinity: s.affinity ? { timeoutMs: s.affinity.timeoutS * 1000, prefix4: s.affinity.ipv4Prefix, prefix6: s.affinity.ipv6Prefix } : null,
     });
   }

@@ -546,12 +546,8 @@ describe.skipIf(!enabled)('affinity across 2 instances behind the router\'s ECMP
     console.log(`lifecycle e2e figures:\n  affinity, 2 instances: 50 of 50 connections on ${chosen}; flows created lb1 ${seen.total[0]}, lb2 ${seen.total[1]}`);
   });
 
-  // KNOWN BUG, pinned with it.fails: the affinity hash mixes in the service's instance-local id
-  // (src/dataplane/forwarder.ts #affinityBackend: fmix(hashSeed ^ sid)), and that id follows the
-  // order of services in the file (and the instance's reload history). Same backends, same
-  // service, listed fifth on lb2: for this client lb1 picks b2 and lb2 picks b3. The setup runs
-  // as a normal test, so only the affinity property itself is expected to fail. When the hash
-  // uses a stable service identity instead, vitest reports the it.fails: turn it into it.
+  // The affinity hash must not depend on instance-local service ids (they follow the file's
+  // order and each instance's reload history): lb2 lists the same service fifth.
   let reorderedRun: HttpReport | null = null;
   it('lb2 restarted with the same web service listed fifth: every connection still succeeds', async () => {
     const reordered: ConfigService[] = [81, 82, 83, 84].map((port) => ({ name: `p${port}`, vip: VIP4, port, protocol: 'tcp' as const }));
@@ -572,7 +568,7 @@ describe.skipIf(!enabled)('affinity across 2 instances behind the router\'s ECMP
     console.log(`lifecycle e2e figures:\n  affinity, 2 instances, web listed first on lb1 and fifth on lb2: ${JSON.stringify(reorderedRun.backends)}`);
   });
 
-  it.fails('KNOWN BUG: with the service listed in another order on lb2, one client still reaches one backend', () => {
+  it('with the service listed in another order on lb2, one client still reaches one backend', () => {
     if (!reorderedRun) throw new Error('the previous test did not run');
     expect(Object.keys(reorderedRun.backends), JSON.stringify(reorderedRun.backends)).toHaveLength(1);
   });

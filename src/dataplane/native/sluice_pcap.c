@@ -406,7 +406,7 @@ static napi_value capture_new(napi_env env, napi_callback_info info) {
       case PCAP_ERROR_PROMISC_PERM_DENIED:
         throw_code(env, "EPERM",
                    "permission denied capturing on \"%s\" (%s): are you root / do you have "
-                   "CAP_NET_RAW (and CAP_NET_ADMIN)?",
+                   "CAP_NET_RAW?",
                    device, detail);
         break;
       case PCAP_ERROR_IFACE_NOT_UP:

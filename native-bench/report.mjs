@@ -118,6 +118,7 @@ function runFigures(raw) {
   };
   if (raw.forwarder) out.forwarder = raw.forwarder;
   if (raw.sluiceMetrics) out.sluiceMetrics = raw.sluiceMetrics;
+  if (raw.isolation) out.isolation = raw.isolation;
   if (raw.warning) out.warning = raw.warning;
   return out;
 }

@@ -478,11 +478,18 @@ EOF
   FWD_PGID=$!
   local pid=$FWD_PGID why
   if why=$(wait_forwarding "$pid" "$logf"); then
+    # Isolation: /metrics and the admin API keep answering while the data plane is flooded.
+    local probef="$RUN/$name.$r.isolation.json"
+    ip netns exec "$LAB_F" timeout $(( WARMUP + WINDOW + 15 )) node "$HERE/isolation-probe.mjs" \
+      http://127.0.0.1:9180/metrics "$RUN/admin.sock" $(( WARMUP + WINDOW )) 100 > "$probef" 2>/dev/null &
+    local probe_pid=$!
     measure "$name" "$r"
+    wait "$probe_pid" 2>/dev/null || true
+    local isolation; isolation=$(grep '^{' "$probef" 2>/dev/null || echo null)
     if alive "$pid"; then
       local metrics; metrics=$(scrape_sluice_metrics)
       stop_forwarder
-      write_raw "$name" "$r" "$MEASURE_JSON,\"sluiceMetrics\":$metrics"
+      write_raw "$name" "$r" "$MEASURE_JSON,\"sluiceMetrics\":$metrics,\"isolation\":$isolation"
     else
       stop_forwarder
       write_raw "$name" "$r" "$MEASURE_JSON,\"warning\":\"Sluice exited during the measurement: $(json_str "$(tail -n 5 "$logf")")\""

@@ -605,6 +605,8 @@ function main(): void {
   process.on('SIGTERM', () => requestStop('signal'));
   process.on('SIGINT', () => requestStop('signal'));
   process.on('SIGUSR2', printSnapshot);
+  // Tells a supervising process (scripts/lab startLoad) that SIGUSR2 is safe to send now.
+  if (opts.json) process.stdout.write('load: ready\n');
   if (opts.controlFile) {
     const file = opts.controlFile;
     setInterval(() => {

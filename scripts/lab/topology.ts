@@ -952,6 +952,8 @@ export class Lab {
     let buf = '';
     let final: LoadReport | null = null;
     const waiters: ((r: LoadReport) => void)[] = [];
+    let markReady = (): void => undefined;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
       buf += chunk;
@@ -960,6 +962,7 @@ export class Lab {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
         nl = buf.indexOf('\n');
+        if (line === 'load: ready') markReady();
         if (!line.startsWith('{')) continue;
         try {
           const rep = JSON.parse(line) as LoadReport;
@@ -980,15 +983,19 @@ export class Lab {
     return {
       child,
       done,
+      // SIGUSR2 before load.js installed its handler would kill it: wait for its ready line.
       snapshot: (timeoutMs = 5000) =>
-        new Promise<LoadReport>((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error('load.js: no snapshot within timeout')), timeoutMs);
-          waiters.push((r) => {
-            clearTimeout(t);
-            resolve(r);
-          });
-          child.kill('SIGUSR2');
-        }),
+        ready.then(
+          () =>
+            new Promise<LoadReport>((resolve, reject) => {
+              const t = setTimeout(() => reject(new Error('load.js: no snapshot within timeout')), timeoutMs);
+              waiters.push((r) => {
+                clearTimeout(t);
+                resolve(r);
+              });
+              child.kill('SIGUSR2');
+            }),
+        ),
       stop: () => {
         child.kill('SIGTERM');
         return done;

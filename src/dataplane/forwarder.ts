@@ -69,6 +69,13 @@ export const QUERY_TOKEN = 1;
 
 /** How the data plane asks the control plane who owns a flow or a token (set by the worker). */
 export type OwnerQueryFn = (qid: number, kind: number, key: Uint8Array) => void;
+/**
+ * How the data plane hands the control plane an entry other instances need at once, not at the
+ * next generation change or refresh: an MPTCP token just learned (its joins arrive ~1 ms later,
+ * usually at other instances) and a join subflow just steered (its 5-tuple says nothing of its
+ * backend). Once per MPTCP connection or subflow, never per packet.
+ */
+export type PublishNowFn = (kind: number, key: Uint8Array, backendId: number) => void;
 
 /**
  * The per-packet path: parse -> match service -> flow lookup -> Maglev on a miss -> rewrite or
@@ -106,6 +113,7 @@ export class Forwarder {
   // Owner queries (several instances): a miss for a packet that belongs to an existing connection
   // (a TCP non-SYN, an MP_JOIN with an unknown token) asks the flow's owner while its frames wait.
   #ownerQuery: OwnerQueryFn | null = null;
+  #publishNow: PublishNowFn | null = null;
   #holdPerQuery = 8;
   readonly #qActive = new Uint8Array(MAX_PENDING_QUERIES);
   readonly #qSlot = new Int32Array(MAX_PENDING_QUERIES);
@@ -165,6 +173,11 @@ export class Forwarder {
   setOwnerQuery(fn: OwnerQueryFn | null, holdPerQuery = 8): void {
     this.#ownerQuery = fn;
     this.#holdPerQuery = Math.max(1, Math.min(64, holdPerQuery));
+  }
+
+  /** Publish learned tokens and steered join subflows as they happen (cluster with sync), or not. */
+  setPublishNow(fn: PublishNowFn | null): void {
+    this.#publishNow = fn;
   }
 
   get pendingQueries(): number {
@@ -320,6 +333,7 @@ export class Forwarder {
       c[G.flowsCreated]++;
       c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
       c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+      if (token >= 0 && this.#publishNow !== null) this.#publishJoin(slot, be);
     }
 
     // Learn the connection's token before this packet leaves: the client opens joins ~1 ms later.
@@ -330,7 +344,13 @@ export class Forwarder {
       this.#flowHasToken[slot] = r === LEARN_COLLISION ? TOKEN_COLLIDED : TOKEN_HELD;
       this.#flowToken[slot] = token;
       this.#flowTokenTouched[slot] = nowMs;
-      if (r === LEARN_NEW) c[mptcp === MPTCP_ACTION_LEARN_V1 ? G.mptcpLearnedV1 : G.mptcpLearnedV0]++;
+      if (r === LEARN_NEW) {
+        c[mptcp === MPTCP_ACTION_LEARN_V1 ? G.mptcpLearnedV1 : G.mptcpLearnedV0]++;
+        if (this.#publishNow !== null) {
+          this.#publishNow(QUERY_TOKEN, new Uint8Array([token >>> 24, (token >>> 16) & 255, (token >>> 8) & 255, token & 255]), be);
+          c[G.flowsPublished]++;
+        }
+      }
     }
 
     if (this.#beHasMac[be] === 0) return this.#drop(Drop.no_neighbor);
@@ -376,6 +396,14 @@ export class Forwarder {
     // The control process gets a copy; a query is one per flow miss, not per packet.
     (this.#ownerQuery as OwnerQueryFn)(q, kind, key.slice(0, keyLen));
     return q;
+  }
+
+  /** A join subflow was just given its connection's backend: its owner must know (control-side work, once per subflow). */
+  #publishJoin(slot: number, be: number): void {
+    const key = new Uint8Array(40);
+    const len = this.flows.keyOf(slot, key);
+    (this.#publishNow as PublishNowFn)(QUERY_FLOW, key.slice(0, len), be);
+    this.counters[G.flowsPublished]++;
   }
 
   /** Keep a frame until its flow's owner answers; counted, bounded per query and overall. */
@@ -433,6 +461,7 @@ export class Forwarder {
           this.#flowHasToken[slot] = TOKEN_HELD;
           this.#flowToken[slot] = this.#qToken[q];
           this.#flowTokenTouched[slot] = nowMs;
+          if (this.#publishNow !== null && backendId === be) this.#publishJoin(slot, be);
         }
         c[G.flowsCreated]++;
         c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;

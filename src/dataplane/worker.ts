@@ -30,6 +30,21 @@ const replaySend = (len: number): void => {
 };
 const PUBLISH_CHUNK = 2000;
 
+/** Entries to publish at once (learned tokens, steered joins), sent together after this turn's frames. */
+let soon: { kind: number; key: Uint8Array; backendId: number }[] = [];
+let soonScheduled = false;
+function publishSoon(kind: number, key: Uint8Array, backendId: number): void {
+  soon.push({ kind, key, backendId });
+  if (soonScheduled) return;
+  soonScheduled = true;
+  setImmediate(() => {
+    soonScheduled = false;
+    const entries = soon;
+    soon = [];
+    if (entries.length > 0) send({ type: 'owner-entries', entries });
+  });
+}
+
 function publishOwners(): void {
   if (!forwarder) return;
   let chunk: { kind: number; key: Uint8Array; backendId: number }[] = [];
@@ -153,6 +168,7 @@ function onMessage(msg: ToDataplane): void {
         break;
       case 'owner-queries':
         forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key) => send({ type: 'owner-query', qid, kind, key }) : null, msg.holdPackets);
+        forwarder?.setPublishNow(msg.enabled ? publishSoon : null);
         break;
       case 'owner-answer':
         forwarder?.answer(msg.qid, msg.backendId, Date.now(), replayTx, replaySend);

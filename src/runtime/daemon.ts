@@ -37,6 +37,10 @@ const FLOW_LIST_MAX = 10_000;
 /** Published owner entries live this long unless refreshed; flows republish every third of it. */
 const OWNER_TTL_MS = 30_000;
 const OWNER_REFRESH_MS = 10_000;
+/** A token query that hears NOT FOUND is asked again (the token may be on its way to its owner), within the join's hold. */
+const TOKEN_QUERY_RETRIES = 3;
+const TOKEN_QUERY_RETRY_DELAY_MS = 4;
+const TOKEN_QUERY_RETRY_UNTIL_MS = 40;
 
 export interface BackendStatus {
   service: string;
@@ -534,7 +538,18 @@ export class Daemon {
     let backendId = -1;
     if (cp) {
       const end = this.metrics.ownerQueryLatency.startTimer();
-      const who = await cp.query(kind === 1 ? 'token' : 'flow', key);
+      const started = performance.now();
+      let who = await cp.query(kind === 1 ? 'token' : 'flow', key);
+      // An MP_JOIN follows its connection's third ACK by ~1 ms (PROTOCOLS.md), and the instance
+      // that learned the token from that ACK publishes it at the same moment: the join's query
+      // can reach the owner first and hear NOT FOUND. Ask again a few times while the data plane
+      // still holds the join (its hold ends at QUERY_DEADLINE_MS, 50 ms).
+      for (let retry = 0; who === null && kind === 1 && retry < TOKEN_QUERY_RETRIES; retry++) {
+        const left = TOKEN_QUERY_RETRY_UNTIL_MS - (performance.now() - started) - TOKEN_QUERY_RETRY_DELAY_MS;
+        if (left < 2) break;
+        await new Promise((r) => setTimeout(r, TOKEN_QUERY_RETRY_DELAY_MS));
+        who = await cp.query('token', key, left);
+      }
       end();
       if (who) backendId = this.#backendIds.idOf(backendKey(who.service, who.address)) ?? -1;
     }

@@ -169,6 +169,16 @@ async function waitEstablished(load: LoadRun, n: number): Promise<LongReport> {
   );
 }
 
+/** Owner queries and data-plane timeouts per running instance, for the progress log. */
+async function phase(c: Cluster): Promise<string> {
+  const parts: string[] = [];
+  for (const s of running(c)) {
+    const m = await scrape(c.lab, s.balancer).catch(() => new Map<string, number>());
+    parts.push(`lb${s.balancer} q ${metric(m, 'sluice_owner_queries_total')} hit ${metric(m, 'sluice_owner_query_hits_total')} dp-timeout ${metric(m, 'sluice_owner_query_timeouts_total')} cp-timeout ${metric(m, 'sluice_cluster_queries_total', { result: 'timeout' })}`);
+  }
+  return parts.join('; ');
+}
+
 /**
  * The acceptance sequence: backend change on every instance, then lb2 withdrawn from ECMP and
  * killed, then brought back. Returns what the connections saw.
@@ -203,7 +213,7 @@ async function runSequence(c: Cluster): Promise<SequenceResult> {
       150,
     );
     await waitConverged(running(c), ALL, 'the same backend set everywhere after the reload');
-    step(`${tag}: every instance reloaded`);
+    step(`${tag}: every instance reloaded (${await phase(c)})`);
     await sleep(2000);
 
     // 2. lb2 leaves the ECMP group, then dies.
@@ -215,7 +225,7 @@ async function runSequence(c: Cluster): Promise<SequenceResult> {
     const lb2 = inst(c, 2);
     const lb2Worker = (await status(lb2)).dataplane.pid;
     const exited = new Promise<void>((r) => lb2.child.once('exit', () => r()));
-    step(`${tag}: lb2 withdrawn; killing it`);
+    step(`${tag}: lb2 withdrawn; killing it (${await phase(c)})`);
     const killedAt = Date.now();
     lb2.child.kill('SIGKILL');
     await exited;
@@ -226,15 +236,16 @@ async function runSequence(c: Cluster): Promise<SequenceResult> {
     await sleep(2000);
 
     // 3. lb2 comes back: restart, wait until the cluster has it, then give it its ECMP share again.
-    step(`${tag}: lb2 down after ${failureDetectionMs} ms; restarting it`);
+    step(`${tag}: lb2 down after ${failureDetectionMs} ms; restarting it (${await phase(c)})`);
     c.sluice[1] = await startSluice(lab, join(lab.describe().runDir, 'config-lb2.json'), 2);
     await waitConverged(running(c), ALL, 'lb2 back in every live set');
-    step(`${tag}: lb2 back in the cluster; restoring its route`);
+    step(`${tag}: lb2 back in the cluster; restoring its route (${await phase(c)})`);
     await sleep(500);
     await setEcmp(lab, [1, 2, 3]);
     expect(await ecmpHops(lab)).toEqual([lbAddress(1), lbAddress(2), lbAddress(3)]);
     await sleep(4000);
 
+    step(`${tag}: route restored (${await phase(c)})`);
     const tcp = (await load.stop()) as LongReport;
     const mptcp = await mp.stop();
     for (let k = 1; k <= N; k++) addInto(counters, await ownerCounters(lab, k));
@@ -300,6 +311,10 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
     expect(r.tcpBad.map((x) => `#${x.id} ${x.backend ?? '?'} ${x.broken ? `broken ${x.reason ?? ''}` : `stalled ${x.maxStallMs} ms`}`)).toEqual([]);
     expect(r.mptcp.length).toBe(MPTCP_CONNECTIONS);
     expect(r.mptcpBad.map((b) => `#${b.c.index} ${b.c.backend ?? '?'}: ${b.why}`)).toEqual([]);
+    // Every join came up on its first SYN, wherever ECMP sent it (a dropped join SYN is
+    // retransmitted after ~1 s): the token reached its owner before the join's query did.
+    expect(r.mptcp.filter((m) => m.serverJoinedMs === null || m.serverJoinedMs >= 1000).map((m) => `#${m.index} ${m.backend ?? '?'}: join after ${m.serverJoinedMs ?? 'never'} ms`)).toEqual([]);
+    expect(r.counters['sluice_mptcp_joins_unknown_token_total']).toBe(0);
     // The moved connections were found through their owners.
     expect(r.counters['sluice_owner_queries_total']).toBeGreaterThan(0);
     expect(r.counters['sluice_owner_query_hits_total']).toBeGreaterThan(0);
@@ -376,6 +391,8 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
       expect(d(1, 'sluice_mptcp_joins_steered_total')).toBe(0);
       expect(d(2, 'sluice_mptcp_connections_learned_v1_total')).toBe(0);
       expect(d(2, 'sluice_mptcp_joins_steered_total')).toBe(n);
+      // ...each on its first SYN: none was dropped for an unknown token and retransmitted.
+      expect(d(2, 'sluice_mptcp_joins_unknown_token_total')).toBe(0);
       expect(d(2, 'sluice_owner_query_hits_total')).toBeGreaterThanOrEqual(n);
       // Published as they happened, not at the next refresh: lb1 its tokens, lb2 its join subflows.
       expect(d(1, 'sluice_owner_entries_published_total')).toBeGreaterThanOrEqual(n);

@@ -62,8 +62,15 @@ function send(msg: FromDataplane): void {
   if (process.connected) process.send?.(msg);
 }
 
+/**
+ * A counters snapshot is still on its way to the control process. The next one waits: a
+ * control process that stops reading (SIGSTOP, a long pause) must not make this process queue
+ * a snapshot every COUNTER_PUBLISH_MS without bound; the newest snapshot supersedes the others.
+ */
+let countersInFlight = false;
+
 function publishCounters(): void {
-  if (!forwarder) return;
+  if (!forwarder || countersInFlight || !process.connected || !process.send) return;
   const c = forwarder.counters;
   if (engine) {
     const s = engine.stats();
@@ -76,7 +83,11 @@ function publishCounters(): void {
   c[G.dataplaneRssBytes] = mem;
   c[G.dataplaneCpuUserUs] = cpu.user;
   c[G.dataplaneCpuSystemUs] = cpu.system;
-  send({ type: 'counters', counters: c.slice(0, usedLength(forwarder.maxBackendId)) });
+  countersInFlight = true;
+  const msg: FromDataplane = { type: 'counters', counters: c.slice(0, usedLength(forwarder.maxBackendId)) };
+  process.send(msg, undefined, undefined, () => {
+    countersInFlight = false;
+  });
 }
 
 function start(init: DataplaneInit): void {

@@ -114,6 +114,7 @@ async function ownerCounters(lab: Lab, k: number): Promise<Record<string, number
   out['cluster_queries_miss'] = metric(m, 'sluice_cluster_queries_total', { result: 'miss' });
   out['cluster_queries_timeout'] = metric(m, 'sluice_cluster_queries_total', { result: 'timeout' });
   out['entries_owned'] = metric(m, 'sluice_cluster_entries_owned');
+  out['query_seconds_count'] = metric(m, 'sluice_owner_query_seconds_count');
   return out;
 }
 
@@ -155,8 +156,6 @@ async function destroyCluster(c: Cluster | undefined): Promise<void> {
 }
 
 async function waitEstablished(load: LoadRun, n: number): Promise<LongReport> {
-  // load.js installs its SIGUSR2 (snapshot) handler at start; a signal before that would kill it.
-  await sleep(1000);
   return waitFor(
     `${n} long-lived TCP connections`,
     () => {
@@ -320,6 +319,7 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
     expect(r.counters['sluice_owner_query_hits_total']).toBeGreaterThan(0);
     expect(r.counters['sluice_owner_held_packets_total']).toBeGreaterThan(0);
     expect(r.counters['sluice_owner_entries_published_total']).toBeGreaterThan(0);
+    expect(r.counters['query_seconds_count']).toBeGreaterThan(0);
   }, 240_000);
 
   it('an MP_JOIN that reaches another instance than the one that learned the token is steered to its connection\'s backend through the token\'s owner', async () => {
@@ -512,7 +512,7 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
     expect(rss1 - rss0).toBeLessThan(64 * 2 ** 20);
   }, 120_000);
 
-  it('a peer cut off (nft drops its control port): the others keep forwarding from local state and tables, report it down, and memory stays bounded', async () => {
+  it('a peer cut off (nft drops its control port, then SIGSTOP): the others keep forwarding from local state and tables, report it down, and memory stays bounded', async () => {
     if (!c) throw new Error('no cluster');
     const { lab } = c;
     const load = lab.startLoad(['--mode', 'long', '--target', `${VIP4}:${ECHO_PORT}`, '--connections', '100', '--interval', '100', '--stall-ms', '1000', '--duration', '90']);
@@ -548,8 +548,36 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
       const mid = (await load.snapshot()) as LongReport;
       await lab.exec('lb3', ['nft', 'delete', 'table', 'inet', table]);
       await waitConverged(running(c), ALL, 'lb3 back after the cut');
+
+      // Then kill -STOP of lb3's control process: its data plane (a separate process) keeps
+      // forwarding, the others report lb3 down, and the data plane's memory stays put.
+      const lb3 = inst(c, 3);
+      const worker3 = (await status(lb3)).dataplane.pid;
+      const ctl3 = lb3.child.pid ?? 0;
+      const stopSamples: number[] = [rssBytes(worker3)];
+      let stopDetectMs = -1;
+      process.kill(ctl3, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      try {
+        await waitFor('lb3 (stopped) reported down by lb1 and lb2', () => Promise.all([1, 2].map((k) => status(inst(c as Cluster, k)))), (all) => all.every((st) => st.cluster?.live.join(',') === 'lb1,lb2'), 100, 50);
+        stopDetectMs = Date.now() - stoppedAt;
+        for (let i = 0; i < 16; i++) {
+          await sleep(500);
+          stopSamples.push(rssBytes(worker3));
+        }
+      } finally {
+        process.kill(ctl3, 'SIGCONT');
+      }
+      const stopMid = (await load.snapshot()) as LongReport;
+      await waitConverged(running(c), ALL, 'lb3 back after SIGCONT');
       await sleep(1000);
       const rep = (await load.stop()) as LongReport;
+      const stopPeak = Math.max(...stopSamples);
+      console.log(
+        `cluster e2e, lb3's control process stopped (SIGSTOP): reported down after ${stopDetectMs} ms; ${stopMid.broken} broken, ${stopMid.stalled} stalled meanwhile; its data plane's RSS ${(stopSamples[0] / 2 ** 20).toFixed(1)} -> peak ${(stopPeak / 2 ** 20).toFixed(1)} MiB`,
+      );
+      expect(stopSamples[0]).toBeGreaterThan(0);
+      expect(stopPeak - stopSamples[0]).toBeLessThan(32 * 2 ** 20);
       const first = samples[0];
       const peak = pids.map((_, i) => Math.max(...samples.map((s) => s[i])));
       console.log(

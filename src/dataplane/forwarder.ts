@@ -64,11 +64,13 @@ const HOLD_SLOT_BYTES = 2048;
 export const QUERY_DEADLINE_MS = 50;
 /** A flow whose owner is being asked records backend PENDING - qid (always < -1). */
 const PENDING = -2;
+/** Query ids are seq * MAX_PENDING_QUERIES + slot; seq wraps here (ids stay exact integers). */
+const QUERY_SEQ_MASK = 0x3fffff;
 export const QUERY_FLOW = 0;
 export const QUERY_TOKEN = 1;
 
-/** How the data plane asks the control plane who owns a flow or a token (set by the worker). */
-export type OwnerQueryFn = (qid: number, kind: number, key: Uint8Array) => void;
+/** How the data plane asks the control plane who owns a flow or a token (set by the worker); the answer names queryId. */
+export type OwnerQueryFn = (queryId: number, kind: number, key: Uint8Array) => void;
 /**
  * How the data plane hands the control plane an entry other instances need at once, not at the
  * next generation change or refresh: an MPTCP token just learned (its joins arrive ~1 ms later,
@@ -123,6 +125,8 @@ export class Forwarder {
   readonly #qToken = new Uint32Array(MAX_PENDING_QUERIES);
   readonly #qDeadline = new Float64Array(MAX_PENDING_QUERIES);
   readonly #qHeld = new Int32Array(MAX_PENDING_QUERIES);
+  /** Per query slot, bumped on every reuse: a late answer for an earlier query of the slot is ignored. */
+  readonly #qSeq = new Uint32Array(MAX_PENDING_QUERIES);
   #qCursor = 0;
   #qCount = 0;
   readonly #hold = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
@@ -394,7 +398,8 @@ export class Forwarder {
       keyLen = copyFlowKey(rx, p, key);
     }
     // The control process gets a copy; a query is one per flow miss, not per packet.
-    (this.#ownerQuery as OwnerQueryFn)(q, kind, key.slice(0, keyLen));
+    this.#qSeq[q] = (this.#qSeq[q] + 1) & QUERY_SEQ_MASK;
+    (this.#ownerQuery as OwnerQueryFn)(this.#qSeq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen));
     return q;
   }
 
@@ -428,8 +433,14 @@ export class Forwarder {
    * The owner's answer (a backend id of this instance, or -1: unknown / no answer): record the
    * flow, then forward every frame it held through the normal path; `send` transmits each.
    */
-  answer(q: number, backendId: number, nowMs: number, tx: Buffer, send: (len: number) => void): void {
-    if (q < 0 || q >= MAX_PENDING_QUERIES || this.#qActive[q] === 0) return;
+  answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: (len: number) => void): void {
+    if (!Number.isInteger(queryId) || queryId < 0) return;
+    const q = queryId % MAX_PENDING_QUERIES;
+    if (this.#qActive[q] === 0 || Math.floor(queryId / MAX_PENDING_QUERIES) !== this.#qSeq[q]) return;
+    this.#settle(q, backendId, nowMs, tx, send);
+  }
+
+  #settle(q: number, backendId: number, nowMs: number, tx: Buffer, send: (len: number) => void): void {
     this.#qActive[q] = 0;
     this.#qCount--;
     const c = this.counters;
@@ -489,7 +500,7 @@ export class Forwarder {
     for (let q = 0; q < MAX_PENDING_QUERIES; q++) {
       if (this.#qActive[q] === 1 && nowMs >= this.#qDeadline[q]) {
         this.counters[G.ownerQueryTimeouts]++;
-        this.answer(q, -1, nowMs, tx, send);
+        this.#settle(q, -1, nowMs, tx, send);
       }
     }
   }

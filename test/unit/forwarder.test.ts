@@ -517,6 +517,45 @@ describe('Forwarder: owner queries (several instances)', () => {
     expect(queries).toHaveLength(1);
   });
 
+  it('a late answer for an earlier query of a reused slot is ignored', () => {
+    const { h, queries } = setup();
+    h.send(tcp4(63000, TCP_ACK), 1000);
+    const tx = Buffer.alloc(2048);
+    h.fwd.expireQueries(1100, tx, () => undefined);
+    // Enough new queries to come round to the first slot again.
+    for (let i = 1; i <= 256; i++) {
+      h.send(tcp4(63000 + i, TCP_ACK), 1100);
+      h.fwd.expireQueries(1200 + i, tx, () => undefined);
+    }
+    const reuse = queries.find((q, i) => i > 0 && q.qid % 256 === queries[0].qid % 256)!;
+    expect(reuse).toBeDefined();
+    h.send(tcp4(64000, TCP_ACK), 2000);
+    const live = queries[queries.length - 1];
+    let sent = 0;
+    h.fwd.answer(queries[0].qid, backendIdOf(h, '10.99.0.13'), 2001, tx, () => sent++);
+    expect(sent).toBe(0);
+    expect(h.fwd.pendingQueries).toBe(1);
+    h.fwd.answer(live.qid, backendIdOf(h, '10.99.0.13'), 2002, tx, () => sent++);
+    expect(sent).toBe(1);
+  });
+
+  it('a learned token and a steered join are published at once (their joins reach other instances)', () => {
+    const h = new Harness();
+    h.apply(config());
+    const published: { kind: number; len: number }[] = [];
+    h.fwd.setPublishNow((kind, key) => published.push({ kind, len: key.length }));
+    const withOpts = (sport: number, flags: number, o: number[], src = '10.99.1.2'): Buffer => {
+      while (o.length % 4 !== 0) o.push(1);
+      return buildFrame({ eth: { src: ROUTER_MAC, dst: EGRESS_MAC }, ipv4: { src, dst: '198.51.100.10' }, tcp: { sport, dport: 80, flags, options: Uint8Array.from(o) } });
+    };
+    h.send(withOpts(65000, TCP_SYN, optMpCapable({ version: 1 })));
+    h.send(withOpts(65000, TCP_ACK, optMpCapable({ version: 1, senderKey: CLIENT_KEY, receiverKey: LINUX_SERVER_KEY })));
+    h.send(withOpts(65000, TCP_ACK, optMpCapable({ version: 1, senderKey: CLIENT_KEY, receiverKey: LINUX_SERVER_KEY })));
+    expect(published).toEqual([{ kind: 1, len: 4 }]);
+    h.send(withOpts(65001, TCP_SYN, optMpJoinSyn({ backup: false, addressId: 2, token: [0x46, 0x4b, 0x47, 0x75], nonce: 3 }), '10.99.3.2'));
+    expect(published).toEqual([{ kind: 1, len: 4 }, { kind: 0, len: 13 }]);
+  });
+
   it('publishable: flows whose backend differs from the current table, and every token', () => {
     const { h } = setup();
     h.fwd.setOwnerQuery(null);

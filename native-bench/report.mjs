@@ -13,12 +13,13 @@ if (!runDir || !outFile) {
   process.exit(2);
 }
 
-const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceCap'];
+const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceCap', 'sluiceNoMptcp'];
 const CASE_LABEL = {
   kernel: 'kernel IP forwarding (ip_forward=1)',
   cref: 'C libpcap reference forwarder',
   sluice: 'Sluice, capture engine "batch"',
   sluiceCap: 'Sluice, capture engine "cap"',
+  sluiceNoMptcp: 'Sluice, "batch", MPTCP steering off',
 };
 const BAR = { sluiceVsCref: 0.75 };
 const DISTURBED = 0.05;
@@ -157,6 +158,7 @@ const pps = (name) => cases[name]?.pps ?? null;
 const ratios = {
   sluiceVsCref: ratio(pps('sluice'), pps('cref')),
   sluiceCapVsCref: ratio(pps('sluiceCap'), pps('cref')),
+  mptcpOnVsOff: ratio(pps('sluice'), pps('sluiceNoMptcp')),
   crefVsKernel: ratio(pps('cref'), pps('kernel')),
   sluiceVsKernel: ratio(pps('sluice'), pps('kernel')),
   // Forwarded pps per busy forwarder core: comparable even when a forwarder was not
@@ -229,7 +231,7 @@ const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 const line = (r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
 console.log('');
 console.log(
-  `native-bench: 64-byte UDP, ${settings.warmupSeconds} s warm-up + ${settings.windowSeconds} s window, ` +
+  `native-bench: ${settings.protocol === "tcp" ? "66-byte TCP ACKs (timestamps)" : "64-byte UDP"}, ${settings.warmupSeconds} s warm-up + ${settings.windowSeconds} s window, ` +
     `generator on CPU${settings.generatorCpu}, forwarder on CPU${settings.forwarderCpu}, median of ${settings.repeat}`,
 );
 console.log(line(rows[0]));

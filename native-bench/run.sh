@@ -36,6 +36,11 @@ WARMUP=${BENCH_WARMUP:-$WARMUP_DEFAULT}
 WINDOW=${BENCH_WINDOW:-$WINDOW_DEFAULT}
 REPEAT=${BENCH_REPEAT:-1}
 CASES=${BENCH_CASES:-"kernel cref sluice sluiceCap"}
+# udp (64-byte UDP to :53) or tcp (66-byte pure ACKs with timestamps to :80, the common
+# mid-connection packet; with the case sluiceNoMptcp it measures what MPTCP steering costs).
+PROTO=${BENCH_PROTO:-udp}
+[[ $PROTO == udp || $PROTO == tcp ]] || { echo "BENCH_PROTO must be udp or tcp" >&2; exit 2; }
+if [[ $PROTO == tcp ]]; then PORT=80; else PORT=53; fi
 RATE=${BENCH_RATE:-0}
 FLOWS=${BENCH_FLOWS:-1024}
 GEN_BATCH=${BENCH_GEN_BATCH:-64}
@@ -56,7 +61,7 @@ BUFFER_MIB=32
 [[ "$RATE" =~ ^[0-9]+$ ]] || die "BENCH_RATE must be a whole number of pps (0 = max)"
 [[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
 for c in $CASES; do
-  case "$c" in kernel|cref|sluice|sluiceCap) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
+  case "$c" in kernel|cref|sluice|sluiceCap|sluiceNoMptcp) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
 done
 (( WARMUP + WINDOW <= 600 )) || die "warm-up + window must be <= 600 s"
 
@@ -145,6 +150,15 @@ trap 'exit 143' TERM
 
 # ---- lab --------------------------------------------------------------------------------
 lab_up
+if [[ $PROTO == tcp ]]; then
+  # The sink must not answer the generator's ACKs with resets: drop them before TCP sees them.
+  # Forwarded frames are counted at the sink's interface instead (before netfilter).
+  ip netns exec "$LAB_S" nft -f - <<'NFT'
+table ip sl_bench {
+  chain pre { type filter hook prerouting priority -300; tcp dport 80 drop; }
+}
+NFT
+fi
 log "lab $LAB_ID up: $LAB_G -> $LAB_F -> $LAB_S"
 HOLD_SECONDS=$(( 600 + ($(echo "$CASES" | wc -w) * REPEAT) * CASE_BOUND ))
 ip netns exec "$LAB_G" sleep "$HOLD_SECONDS" & G_PID=$!; HOLDERS+=("$G_PID")
@@ -155,6 +169,15 @@ ip netns exec "$LAB_S" sleep "$HOLD_SECONDS" & S_PID=$!; HOLDERS+=("$S_PID")
 # Frames the sink's IP stack took as UDP to a local address: InDatagrams + NoPorts + InErrors.
 # They only count frames with the sink's MAC, a valid IPv4 header and the VIP (or the sink's
 # address) as destination, so a forwarder that rewrites badly scores zero.
+# What reached the sink: UDP as above, or (tcp) frames received on the sink's interface.
+sink_count() {
+  if [[ $PROTO == tcp ]]; then
+    local -a c; read -r -a c <<< "$(if_counters "$S_PID" "$LAB_S_IF")"; echo "${c[0]}"
+  else
+    sink_udp
+  fi
+}
+
 sink_udp() {
   local -a lines; local hdr="" val="" line
   mapfile -t lines < "/proc/$S_PID/net/snmp"
@@ -266,7 +289,7 @@ snapshot() { # ARRAY_NAME
   out[fwdThreads]=\"$(sched_threads "${FWD_PIDS[@]}")\"
   read -r -a k0 <<< "$(sched_sum "${KSOFTIRQD_PIDS[0]:-}")"
   read -r -a k1 <<< "$(sched_sum "${KSOFTIRQD_PIDS[1]:-}")"
-  out[sinkUdp]=$(sink_udp)
+  out[sinkUdp]=$(sink_count)
   read -r -a s <<< "$(if_counters "$S_PID" "$LAB_S_IF")"
   read -r -a g <<< "$(if_counters "$G_PID" "$LAB_G_IF")"
   read -r -a fin <<< "$(if_counters "$F_PID" "$LAB_FI_IF")"
@@ -321,16 +344,16 @@ outside_load_pct() { # START_ARRAY END_ARRAY
 # ---- traffic ----------------------------------------------------------------------------
 gen_cmd() { # COUNT SECONDS RATE
   echo ip netns exec "$LAB_G" taskset -c "$GEN_CPU" "$BUILD/gen" -i "$LAB_G_IF" -d "$LAB_FI_MAC" \
-    -S "$LAB_G_IP" -D "$LAB_VIP" -p 53 -f "$FLOWS" -b "$GEN_BATCH" -n "$1" -t "$2" -r "$3"
+    -S "$LAB_G_IP" -D "$LAB_VIP" -p "$PORT" $([[ $PROTO == tcp ]] && echo -T) -f "$FLOWS" -b "$GEN_BATCH" -n "$1" -t "$2" -r "$3"
 }
 
 # A short, slow burst; succeeds if at least half of it reached the sink.
 probe() {
   local before after
-  before=$(sink_udp)
+  before=$(sink_count)
   $(gen_cmd 2000 1 20000) >/dev/null
   sleep 0.2
-  after=$(sink_udp)
+  after=$(sink_count)
   (( after - before >= 1000 ))
 }
 
@@ -445,8 +468,8 @@ scrape_sluice_metrics() {
   ' 2>/dev/null | grep '^{' || echo null
 }
 
-run_sluice() { # CASE R ENGINE
-  local name=$1 r=$2 engine=$3
+run_sluice() { # CASE R ENGINE [MPTCP]
+  local name=$1 r=$2 engine=$3 mptcp=${4:-true}
   local logf="$RUN/$name.$r.log" conf="$RUN/$name.json"
   if [[ ! -f "$ROOT/dist/src/cli.js" ]]; then
     write_raw "$name" "$r" "\"error\":\"dist/src/cli.js not found: Sluice is not built (npm run build)\""
@@ -460,8 +483,9 @@ run_sluice() { # CASE R ENGINE
     {
       "name": "bench",
       "vip": "$LAB_VIP",
-      "port": 53,
-      "protocol": "udp",
+      "port": $PORT,
+      "protocol": "$PROTO",
+$([[ $PROTO == tcp ]] && echo "      \"mptcp\": $mptcp,")
       "forwarding": "dsr-l2",
       "backends": [{ "address": "$LAB_S_IP", "weight": 1 }]
     }
@@ -508,6 +532,7 @@ for (( r = 1; r <= REPEAT; r++ )); do
       cref) run_cref "$r" ;;
       sluice) run_sluice sluice "$r" batch ;;
       sluiceCap) run_sluice sluiceCap "$r" cap ;;
+      sluiceNoMptcp) run_sluice sluiceNoMptcp "$r" batch false ;;
     esac
   done
 done
@@ -516,7 +541,7 @@ done
 cat > "$RUN/settings.json" <<EOF
 {
   "warmupSeconds": $WARMUP, "windowSeconds": $WINDOW, "repeat": $REPEAT,
-  "cases": "$CASES", "generatorRateLimit": $RATE, "flows": $FLOWS, "generatorBatch": $GEN_BATCH,
+  "cases": "$CASES", "protocol": "$PROTO", "generatorRateLimit": $RATE, "flows": $FLOWS, "generatorBatch": $GEN_BATCH,
   "frameBytes": 60, "frameBytesWithFcs": 64,
   "generatorCpu": $GEN_CPU, "forwarderCpu": $FWD_CPU,
   "capture": { "snaplen": $SNAPLEN, "bufferMiB": $BUFFER_MIB, "immediate": true, "filter": "udp and dst host $LAB_VIP" },

@@ -28,7 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FRAME_LEN 60
+/* 60 bytes on the wire for UDP; 66 for TCP (20-byte header + NOP NOP timestamps). */
+static size_t FRAME_LEN = 60;
 #define MAX_BATCH 1024
 #define MAX_FLOWS 65536
 
@@ -43,7 +44,7 @@ static void die(const char *what) {
 static void usage(void) {
   fprintf(stderr,
           "usage: gen -i IF -d DSTMAC -S SRCIP [-D DSTIP=198.51.100.10] [-p DPORT=53]\n"
-          "           [-P SPORTBASE=10000] [-f FLOWS=1024] [-n COUNT=10000000] [-t SECONDS=10]\n"
+          "           [-P SPORTBASE=10000] [-f FLOWS=1024] [-n COUNT=10000000] [-t SECONDS=10] [-T (TCP ACKs)]\n"
           "           [-r PPS=0 (max)] [-b BATCH=64] [-s SRCMAC (default: IF's MAC)]\n");
   exit(2);
 }
@@ -73,6 +74,41 @@ static uint32_t sum16(const uint8_t *p, size_t n, uint32_t acc) {
 static uint16_t fold(uint32_t acc) {
   while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
   return (uint16_t)~acc;
+}
+
+/* A pure TCP ACK with the timestamp option (what most mid-connection packets look like). */
+static void build_tcp_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
+                            uint32_t dip, uint16_t sport, uint16_t dport) {
+  memset(f, 0, FRAME_LEN);
+  memcpy(f, dmac, 6);
+  memcpy(f + 6, smac, 6);
+  f[12] = 0x08; f[13] = 0x00;
+  uint8_t *ip = f + 14;
+  const uint16_t ip_len = (uint16_t)(FRAME_LEN - 14);
+  ip[0] = 0x45;
+  ip[2] = (uint8_t)(ip_len >> 8); ip[3] = (uint8_t)ip_len;
+  ip[6] = 0x40;
+  ip[8] = 64;
+  ip[9] = 6; /* TCP */
+  memcpy(ip + 12, &sip, 4);
+  memcpy(ip + 16, &dip, 4);
+  uint16_t ck = fold(sum16(ip, 20, 0));
+  ip[10] = (uint8_t)(ck >> 8); ip[11] = (uint8_t)ck;
+  uint8_t *tcp = ip + 20;
+  const uint16_t tcp_len = ip_len - 20;
+  tcp[0] = (uint8_t)(sport >> 8); tcp[1] = (uint8_t)sport;
+  tcp[2] = (uint8_t)(dport >> 8); tcp[3] = (uint8_t)dport;
+  tcp[4] = 0x12; tcp[7] = 0x34;     /* seq */
+  tcp[8] = 0x56; tcp[11] = 0x78;    /* ack */
+  tcp[12] = (uint8_t)((tcp_len / 4) << 4);
+  tcp[13] = 0x10;                   /* ACK */
+  tcp[14] = 0x01; tcp[15] = 0xf5;   /* window */
+  tcp[20] = 1; tcp[21] = 1;         /* NOP NOP */
+  tcp[22] = 8; tcp[23] = 10;        /* timestamps */
+  tcp[27] = 1;
+  uint32_t acc = sum16(ip + 12, 8, 0) + 6 + tcp_len;
+  uint16_t tck = fold(sum16(tcp, tcp_len, acc));
+  tcp[16] = (uint8_t)(tck >> 8); tcp[17] = (uint8_t)tck;
 }
 
 static void build_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
@@ -112,7 +148,8 @@ int main(int argc, char **argv) {
   unsigned long long count = 10000000ULL;
   double duration = 10.0, rate = 0.0;
   int opt;
-  while ((opt = getopt(argc, argv, "i:d:s:S:D:p:P:f:n:t:r:b:h")) != -1) {
+  int tcp = 0;
+  while ((opt = getopt(argc, argv, "i:d:s:S:D:p:P:f:n:t:r:b:Th")) != -1) {
     switch (opt) {
       case 'i': ifname = optarg; break;
       case 'd': dmac_s = optarg; break;
@@ -126,6 +163,7 @@ int main(int argc, char **argv) {
       case 't': duration = strtod(optarg, NULL); break;
       case 'r': rate = strtod(optarg, NULL); break;
       case 'b': batch = strtol(optarg, NULL, 10); break;
+      case 'T': tcp = 1; FRAME_LEN = 66; break;
       default: usage();
     }
   }
@@ -168,7 +206,7 @@ int main(int argc, char **argv) {
   uint8_t *frames = malloc((size_t)flows * FRAME_LEN);
   if (!frames) die("malloc");
   for (long i = 0; i < flows; i++)
-    build_frame(frames + i * FRAME_LEN, dmac, smac, sip.s_addr, dip.s_addr,
+    (tcp ? build_tcp_frame : build_frame)(frames + i * FRAME_LEN, dmac, smac, sip.s_addr, dip.s_addr,
                 (uint16_t)(sport_base + i), (uint16_t)dport);
 
   static struct mmsghdr msgs[MAX_BATCH];
@@ -225,7 +263,7 @@ int main(int argc, char **argv) {
   printf("{\"sent\":%llu,\"seconds\":%.6f,\"pps\":%.0f,\"sendErrors\":%llu,\"calls\":%llu,"
          "\"flows\":%ld,\"frameBytes\":%d,\"batch\":%ld,\"rateLimit\":%.0f}\n",
          sent, seconds, seconds > 0 ? (double)sent / seconds : 0.0, send_errors, calls, flows,
-         FRAME_LEN, batch, rate);
+         (int)FRAME_LEN, batch, rate);
   fflush(stdout);
   free(frames);
   close(fd);

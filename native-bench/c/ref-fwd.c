@@ -3,7 +3,7 @@
  *
  * What a minimal L2 DSR forwarder costs in C with the same capture library and settings as
  * Sluice: libpcap on the ingress interface (immediate mode, 32 MiB buffer, snaplen 10240,
- * direction IN, BPF filter "udp and dst host VIP"), pcap_dispatch in a loop, and per packet:
+ * direction IN, BPF filter "dst host VIP"), pcap_dispatch in a loop, and per packet:
  * copy, rewrite destination MAC to the backend's and source MAC to the egress interface's,
  * pcap_inject on a second handle opened on the egress interface. No flow table, no hashing:
  * this is the floor of the capture + send path, not a load balancer.
@@ -150,7 +150,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   char filter[256];
-  snprintf(filter, sizeof filter, "udp and dst host %s", vip);
+  snprintf(filter, sizeof filter, "dst host %s", vip);
   set_filter(in_handle, filter_override ? filter_override : filter);
 
   if (strcmp(in_if, out_if) == 0) {

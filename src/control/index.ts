@@ -22,7 +22,7 @@ import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, ty
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
 import { OwnerSync, type PublishResult, type QueryLatency, type SyncCounters } from './sync.js';
-import { Transport } from './transport.js';
+import { Transport, type TransportCounters } from './transport.js';
 
 export type { ClusterConfig, ClusterPeer, ClusterConfigIssue, ClusterConfigResult } from './cluster-config.js';
 export { validateClusterConfig, loadClusterKey, formatClusterIssues, parseHostPort, CLUSTER_DEFAULTS } from './cluster-config.js';
@@ -106,44 +106,17 @@ export interface PeerStatus {
   queueDrops: number;
 }
 
-export interface ControlCounters {
-  messagesIn: Record<MessageTypeName, number>;
-  messagesOut: Record<MessageTypeName, number>;
-  rejected: Record<RejectReason, number>;
-  bytesIn: number;
-  bytesOut: number;
-  queueDrops: number;
-  sendErrors: number;
-  handlerErrors: number;
-  peersUp: number;
-  /** Entries held as owner or replica now (gauge). */
-  entriesOwned: number;
-  storeInserts: number;
-  storeEvictions: number;
-  storeExpirations: number;
-  publishEntries: number;
-  publishInvalid: number;
-  publishDropped: number;
-  publishLocal: number;
-  publishSent: number;
-  entriesReceived: number;
-  entriesWithdrawn: number;
-  storedNotOwner: number;
-  handoffEntries: number;
-  queries: number;
-  localHits: number;
-  queriesSent: number;
-  hits: number;
-  misses: number;
-  timeouts: number;
-  queryOverflow: number;
-  queryFailed: number;
-  unmatchedAnswers: number;
-  answersServed: number;
-  answersFound: number;
-  readRepairs: number;
-  queryLatency: QueryLatency;
-}
+/** Everything the transport and the owner sync count, plus membership and store figures. */
+export type ControlCounters = TransportCounters &
+  Omit<SyncCounters, 'latency'> & {
+    peersUp: number;
+    /** Entries held as owner or replica now (gauge). */
+    entriesOwned: number;
+    storeInserts: number;
+    storeEvictions: number;
+    storeExpirations: number;
+    queryLatency: QueryLatency;
+  };
 
 export interface ControlPlaneStatus {
   instanceId: string;
@@ -325,44 +298,20 @@ export class ControlPlane {
 
   get counters(): ControlCounters {
     const t = this.#transport.counters;
-    const s: SyncCounters = this.#sync.counters;
+    const { latency, ...sync } = this.#sync.counters;
     const st = this.#store.counters;
     return {
+      ...t,
       messagesIn: { ...t.messagesIn },
       messagesOut: { ...t.messagesOut },
       rejected: { ...t.rejected },
-      bytesIn: t.bytesIn,
-      bytesOut: t.bytesOut,
-      queueDrops: t.queueDrops,
-      sendErrors: t.sendErrors,
-      handlerErrors: t.handlerErrors,
+      ...sync,
       peersUp: this.#membership.live().length - 1,
       entriesOwned: this.#store.size,
       storeInserts: st.inserts,
       storeEvictions: st.evictions,
       storeExpirations: st.expirations,
-      publishEntries: s.publishEntries,
-      publishInvalid: s.publishInvalid,
-      publishDropped: s.publishDropped,
-      publishLocal: s.publishLocal,
-      publishSent: s.publishSent,
-      entriesReceived: s.entriesReceived,
-      entriesWithdrawn: s.entriesWithdrawn,
-      storedNotOwner: s.storedNotOwner,
-      handoffEntries: s.handoffEntries,
-      queries: s.queries,
-      localHits: s.localHits,
-      queriesSent: s.queriesSent,
-      hits: s.hits,
-      misses: s.misses,
-      timeouts: s.timeouts,
-      queryOverflow: s.queryOverflow,
-      queryFailed: s.queryFailed,
-      unmatchedAnswers: s.unmatchedAnswers,
-      answersServed: s.answersServed,
-      answersFound: s.answersFound,
-      readRepairs: s.readRepairs,
-      queryLatency: { bucketsMs: s.latency.bucketsMs, counts: [...s.latency.counts], sumMs: s.latency.sumMs, count: s.latency.count },
+      queryLatency: { bucketsMs: latency.bucketsMs, counts: [...latency.counts], sumMs: latency.sumMs, count: latency.count },
     };
   }
 

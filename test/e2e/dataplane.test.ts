@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6 } from '../../scripts/lab/topology.js';
 import type { HttpReport, UdpReport } from '../../scripts/lib/reports.js';
 import { MALFORMED_FRAMES } from '../fixtures/malformed-frames.js';
-import { e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, sleep, type RunningSluice } from './sluice-harness.js';
+import { REPO, e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, sleep, type RunningSluice } from './sluice-harness.js';
+import { CommandError } from '../../scripts/lab/netns.js';
 
 const enabled = e2eEnabled('e2e dataplane (dsr-l2)');
 
@@ -116,5 +117,52 @@ describe.skipIf(!enabled)('dsr-l2, one-armed Sluice, 3 backends', () => {
     expect(metric(after, 'sluice_dataplane_restarts_total')).toBe(0);
     const r = (await lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '30', '--concurrency', '5', '--duration', '30'])) as HttpReport;
     expect(r.ok).toBe(30);
+  });
+});
+
+describe.skipIf(!enabled)('safety: Sluice refuses to start where the host would handle VIP traffic too', () => {
+  let lab: Lab;
+  beforeAll(async () => {
+    ensureBuilt();
+    lab = await Lab.create({ backends: 1, mode: 'stick', ipv6: false });
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  /** Run `sluice run` expecting it to refuse: its exit code and stderr. */
+  const tryRun = async (config: string): Promise<{ code: number | string | null; stderr: string }> => {
+    try {
+      await lab.exec('lb', [process.execPath, join(REPO, 'dist', 'src', 'cli.js'), 'run', '--config', config], { timeoutMs: 20_000 });
+      return { code: 0, stderr: '' };
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e;
+      return { code: e.code, stderr: e.stderr };
+    }
+  };
+
+  it.each([
+    {
+      name: 'IP forwarding on the capture interface',
+      arrange: () => lab.exec('lb', ['sysctl', '-qw', 'net.ipv4.conf.sl-lb0.forwarding=1']),
+      undo: () => lab.exec('lb', ['sysctl', '-qw', 'net.ipv4.conf.sl-lb0.forwarding=0']),
+      says: /IPv4 forwarding is on for sl-lb0.*net\.ipv4\.conf\.sl-lb0\.forwarding=0.*allowHostForwarding/s,
+    },
+    {
+      name: 'the VIP configured on a local interface',
+      arrange: () => lab.exec('lb', ['ip', 'addr', 'add', `${VIP4}/32`, 'dev', 'lo']),
+      undo: () => lab.exec('lb', ['ip', 'addr', 'del', `${VIP4}/32`, 'dev', 'lo']),
+      says: /VIP 198\.51\.100\.10 is configured on this host.*allowLocalVip/s,
+    },
+  ])('$name: exit 2 with what to change', async ({ arrange, undo, says }) => {
+    const config = lab.configFor([{ name: 'web', vip: VIP4, port: 80, protocol: 'tcp' }]);
+    await arrange();
+    try {
+      const r = await tryRun(config);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(says);
+    } finally {
+      await undo();
+    }
   });
 });

@@ -144,6 +144,8 @@ export class Forwarder {
   readonly #beFamily = new Uint8Array(MAX_BACKENDS);
   /** 1 while the backend is in its service's current Maglev table (affinity entries to others are redone). */
   readonly #beServing = new Uint8Array(MAX_BACKENDS);
+  /** 1 while the backend is down (health, next hop): its flows move to the current table. */
+  readonly #beDown = new Uint8Array(MAX_BACKENDS);
   /** Per backend id, a view of its address (4 or 16 bytes), made at apply time for the encapsulator. */
   readonly #beAddrView: (Uint8Array | null)[] = new Array<Uint8Array | null>(MAX_BACKENDS).fill(null);
 
@@ -203,6 +205,7 @@ export class Forwarder {
     this.#beService.fill(-1);
     this.#beHasMac.fill(0);
     this.#beServing.fill(0);
+    this.#beDown.fill(0);
     this.#svcAffinity.fill(0);
     for (const s of spec.services) {
       this.#services.add(s.vip, s.protocol, s.port, s.id);
@@ -221,6 +224,7 @@ export class Forwarder {
     for (const b of spec.backends) {
       this.#beService[b.id] = b.serviceId;
       this.#beServing[b.id] = b.serving ? 1 : 0;
+      this.#beDown[b.id] = b.down ? 1 : 0;
       this.#beFamily[b.id] = b.addr.length === 4 ? 4 : 6;
       this.#beAddr.set(b.addr, b.id * 16);
       this.#beAddrView[b.id] = this.#beAddr.subarray(b.id * 16, b.id * 16 + b.addr.length);
@@ -279,8 +283,8 @@ export class Forwarder {
     if (slot >= 0) {
       be = this.flows.backendOf(slot);
       if (be <= PENDING) return this.#holdFrame(rx, len, PENDING - be);
-      if (this.#beService[be] !== sid) {
-        // The backend of record left the config: this flow moves to the current table.
+      if (this.#beService[be] !== sid || this.#beDown[be] === 1) {
+        // The backend of record left the config or went down: this flow moves to the current table.
         this.flows.remove(slot);
         c[G.flowsRemapped]++;
         slot = -1;

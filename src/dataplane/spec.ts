@@ -37,6 +37,8 @@ export interface BackendSpec {
   weight: number;
   /** In this generation's Maglev table (takes new flows). */
   serving: boolean;
+  /** Failed its health check or its next hop: its flows move to the current table too (a draining backend keeps them). */
+  down: boolean;
 }
 
 export interface DataplaneSpec {

@@ -173,7 +173,8 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       const id = backendIds.acquire(backendKey(s.name, b.address));
       const mac = nextHops.get(b.address)?.mac ?? null;
       const serving = b.status === 'serving' || b.status === 'spare-serving';
-      backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight, serving });
+      const down = b.status === 'down' || b.status === 'unresolved';
+      backends.push({ id, serviceId: sid, address: b.address, addr: ipToBytes(b.address), nextHopMac: mac, weight: b.weight, serving, down });
       if (serving) candidates.push({ key: b.address, weight: b.weight, id });
     }
     const idx = buildMaglevTable(candidates, s.tableSize);

@@ -60,8 +60,19 @@ class Harness {
   readonly bids = new IdAllocator(1024);
   readonly tx = Buffer.alloc(10240);
   generation = 0;
-  apply(cfg: SluiceConfig, unresolved: string[] = []): void {
-    this.fwd.apply(buildSpec({ config: cfg, generation: ++this.generation, serviceIds: this.sids, backendIds: this.bids, nextHops: hops(cfg, unresolved), ingress: iface, egress: iface }));
+  apply(cfg: SluiceConfig, unresolved: string[] = [], down: string[] = []): void {
+    this.fwd.apply(
+      buildSpec({
+        config: cfg,
+        generation: ++this.generation,
+        serviceIds: this.sids,
+        backendIds: this.bids,
+        nextHops: hops(cfg, unresolved),
+        ingress: iface,
+        egress: iface,
+        healthy: (_s, a) => !down.includes(a),
+      }),
+    );
   }
   send(frame: Buffer, now = 1000): { len: number; out: Buffer } {
     const len = this.fwd.forward(frame, frame.length, this.tx, now);
@@ -216,6 +227,30 @@ describe('Forwarder: generations keep established flows', () => {
     const fresh = new Set<string>();
     for (let i = 0; i < 500; i++) fresh.add(formatMac(h.send(tcp4(50000 + i)).out, 0));
     expect(fresh).toContain(macOf('10.99.0.14'));
+  });
+
+  it.each([
+    { name: 'down (health check): its flows move to the current table', down: ['10.99.0.12'], drain: false, moves: true },
+    { name: 'draining: its flows stay until they end', down: [] as string[], drain: true, moves: false },
+  ])('a backend $name', ({ down, drain, moves }) => {
+    const h = new Harness();
+    h.apply(config());
+    const before = new Map<number, string>();
+    for (let i = 0; i < 300; i++) before.set(i, formatMac(h.send(tcp4(32000 + i)).out, 0));
+    const cfg = config();
+    if (drain) cfg.services[0].backends[1].state = 'draining';
+    h.apply(cfg, [], down);
+    let onB2 = 0;
+    for (let i = 0; i < 300; i++) {
+      const now = formatMac(h.send(tcp4(32000 + i, TCP_ACK)).out, 0);
+      if (before.get(i) === macOf('10.99.0.12')) {
+        onB2++;
+        expect(now === macOf('10.99.0.12')).toBe(!moves);
+      } else expect(now).toBe(before.get(i));
+    }
+    expect(onB2).toBeGreaterThan(50);
+    // Either way, no new flow goes there.
+    for (let i = 0; i < 200; i++) expect(formatMac(h.send(tcp4(33000 + i)).out, 0)).not.toBe(macOf('10.99.0.12'));
   });
 
   it('removing a backend moves only its flows; the others stay', () => {

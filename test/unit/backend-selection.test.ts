@@ -67,7 +67,8 @@ describe('effectiveBackends: which backends take new flows', () => {
       want: { p1: 'draining', s1: 'spare-serving' },
     },
   ])('$name', ({ service, down, want }) => {
-    const got = effectiveBackends(service, () => true, (a) => !down.includes(a));
+    const isDown = new Set<string>(down);
+    const got = effectiveBackends(service, () => true, (a) => !isDown.has(a));
     expect(Object.fromEntries(got.map((b) => [b.address, b.status]))).toEqual(want);
   });
 

@@ -12,6 +12,7 @@ import {
 } from '../../src/dataplane/flow-table.js';
 import { copyFlowKey, flowHash } from '../../src/hash/murmur3.js';
 import { ParsedPacket, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../src/packet/parsed-packet.js';
+import { xorshift32 as rng } from '../fixtures/random.js';
 
 const TIMEOUTS: FlowTimeouts = { tcpIdleMs: 300_000, tcpClosingMs: 10_000, udpIdleMs: 30_000 };
 const SEED = 0x1234abcd;
@@ -42,16 +43,6 @@ function packet(f: Flow, flags = 0): { frame: Uint8Array; p: ParsedPacket } {
   p.dstPort = f.dport;
   p.tcpFlags = flags;
   return { frame, p };
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
 }
 
 function randomFlow(next: () => number): Flow {

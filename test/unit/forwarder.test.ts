@@ -7,7 +7,7 @@ import { ParsedPacket, TCP_ACK, TCP_FIN, TCP_SYN } from '../../src/packet/parsed
 import { DROP_REASONS, Drop } from '../../src/packet/drop-reasons.js';
 import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../../src/dataplane/counters.js';
 import { IdAllocator, buildSpec } from '../../src/runtime/generation.js';
-import type { SluiceConfig } from '../../src/config/types.js';
+import type { ServiceConfig, SluiceConfig } from '../../src/config/types.js';
 import type { NextHop } from '../../src/dataplane/host.js';
 import { parseMac, formatMac } from '../../src/packet/mac.js';
 import { MALFORMED_FRAMES } from '../fixtures/malformed-frames.js';
@@ -20,17 +20,22 @@ const macOf = (address: string): string => {
   return `02:00:00:00:01:${last.toString(16).padStart(2, '0')}`;
 };
 
+/** A service as the tests write it: the defaults (MPTCP, spares, backend state and role) are filled in by config(). */
+type ServiceInput = Omit<ServiceConfig, 'mptcp' | 'mptcpUnknownJoin' | 'minPrimaries' | 'backends'> & { backends: { address: string; weight: number }[] };
+
 function config(overrides: Partial<SluiceConfig> = {}, backends4 = ['10.99.0.11', '10.99.0.12', '10.99.0.13']): SluiceConfig {
   return {
     interface: 'sl-lb0',
     egressInterface: 'sl-lb0',
     hashSeed: 0,
-    services: [
+    services: (
+      [
       { name: 'web', vip: '198.51.100.10', family: 4, port: 80, protocol: 'tcp', forwarding: 'dsr-l2', tableSize: 251, backends: backends4.map((a) => ({ address: a, weight: 1 })) },
       { name: 'dns', vip: '198.51.100.10', family: 4, port: 53, protocol: 'udp', forwarding: 'ipip', tableSize: 251, backends: backends4.map((a) => ({ address: a, weight: 1 })) },
       { name: 'web6', vip: '2001:db8:100::10', family: 6, port: 80, protocol: 'tcp', forwarding: 'dsr-l2', tableSize: 251, backends: ['fd00:99::11', 'fd00:99::12'].map((a) => ({ address: a, weight: 1 })) },
       { name: 'any', vip: '198.51.100.20', family: 4, port: 0, protocol: 'udp', forwarding: 'dsr-l2', tableSize: 251, backends: [{ address: '10.99.0.11', weight: 1 }] },
-    ].map((svc) => ({ mptcp: svc.protocol === 'tcp', mptcpUnknownJoin: 'drop' as const, minPrimaries: 1, ...svc, backends: svc.backends.map((b) => ({ state: 'active' as const, role: 'primary' as const, ...b })) })),
+      ] as ServiceInput[]
+    ).map((svc) => ({ mptcp: svc.protocol === 'tcp', mptcpUnknownJoin: 'drop' as const, minPrimaries: 1, ...svc, backends: svc.backends.map((b) => ({ state: 'active' as const, role: 'primary' as const, ...b })) })),
     flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
     capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
     safety: { allowHostForwarding: false, allowLocalVip: false },

@@ -16,6 +16,7 @@ import {
   type MaglevBackend,
 } from '../../src/hash/maglev.js';
 import { murmur3_32 } from '../../src/hash/murmur3.js';
+import { xorshift32 as rng, shuffled } from '../fixtures/random.js';
 
 interface MurmurReference {
   x86: { hash32(bytes: Uint8Array | number[], seed?: number): number };
@@ -24,25 +25,6 @@ const require = createRequire(import.meta.url);
 const reference = require('murmurhash3js-revisited') as MurmurReference;
 
 const M = MAGLEV_DEFAULT_SIZE;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
-
-function shuffled<T>(xs: readonly T[], next: () => number): T[] {
-  const a = xs.slice();
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = next() % (i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 function equalBackends(n: number, prefix = 'be'): MaglevBackend[] {
   return Array.from({ length: n }, (_, i) => ({ key: `${prefix}-10.0.${i >> 8}.${i & 255}:80`, weight: 1 }));

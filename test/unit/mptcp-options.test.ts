@@ -25,6 +25,7 @@ import {
   optNop,
   optTimestamps,
 } from '../fixtures/mptcp-frames.js';
+import { xorshift32 as xorshift } from '../fixtures/random.js';
 
 const cases = buildMptcpCases();
 
@@ -209,18 +210,6 @@ describe('MPTCP decode: malformed and odd layouts return a code, never throw', (
     expect(MPTCP_ACTION_NAMES[mptcpInspect(tcp.frame, tcp.parsed, info)]).toBe('none');
   });
 });
-
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 describe('MPTCP decode: fuzz', () => {
   it('50000 random option areas, flags and payload lengths: no throw, every located field inside the area', () => {

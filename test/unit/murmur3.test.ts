@@ -2,22 +2,12 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { copyFlowKey, flowHash, flowHashFromKey, flowKeyLength, murmur3_32 } from '../../src/hash/murmur3.js';
 import { ParsedPacket } from '../../src/packet/parsed-packet.js';
+import { xorshift32 as rng } from '../fixtures/random.js';
 
 interface MurmurReference {
   x86: { hash32(bytes: Uint8Array | number[], seed?: number): number };
 }
 const reference = createRequire(import.meta.url)('murmurhash3js-revisited') as MurmurReference;
-
-/** Small deterministic PRNG (xorshift32) so a failing case can be reproduced. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);

@@ -9,30 +9,12 @@ import {
   rendezvousOwners,
   rendezvousScore,
 } from '../../src/hash/rendezvous.js';
+import { xorshift32 as rng, shuffled } from '../fixtures/random.js';
 
 interface MurmurReference {
   x86: { hash32(bytes: Uint8Array | number[], seed?: number): number };
 }
 const reference = createRequire(import.meta.url)('murmurhash3js-revisited') as MurmurReference;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
-
-function shuffled<T>(xs: readonly T[], next: () => number): T[] {
-  const a = xs.slice();
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = next() % (i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 const ids = (n: number, prefix = 'lb'): string[] => Array.from({ length: n }, (_, i) => `${prefix}-${i}.sluice.internal`);
 

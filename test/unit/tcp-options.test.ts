@@ -12,6 +12,7 @@ import {
   checkOptions,
   findOption,
 } from '../../src/packet/tcp-options.js';
+import { xorshift32 as xorshift } from '../fixtures/random.js';
 
 /** Puts `area` at offset 7 of a frame, followed by bytes that look like options, to catch over-reads. */
 function place(area: readonly number[]): { frame: Uint8Array; off: number; len: number } {
@@ -114,18 +115,6 @@ function referenceWalk(area: Uint8Array): { opts: [number, number][]; code: numb
     i += size;
   }
   return { opts, code: OPT_OK };
-}
-
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 describe('TCP option walker: fuzz against a reference walker', () => {

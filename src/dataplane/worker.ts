@@ -29,6 +29,7 @@ const replaySend = (len: number): void => {
   }
 };
 const PUBLISH_CHUNK = 2000;
+const QUERY_EXPIRY_TICK_MS = 5;
 
 /** Entries to publish at once (learned tokens, steered joins), sent together after this turn's frames. */
 let soon: { kind: number; key: Uint8Array; backendId: number }[] = [];
@@ -114,7 +115,17 @@ function start(init: DataplaneInit): void {
   timers.push(setInterval(() => fwd.tick(Date.now(), SWEEP_SLOTS_PER_TICK), SWEEP_INTERVAL_MS));
   timers.push(setInterval(publishCounters, COUNTER_PUBLISH_MS));
   // Owner answers normally arrive well within the deadline; this catches the ones that do not.
-  timers.push(setInterval(() => fwd.expireQueries(Date.now(), replayTx, replaySend), 5));
+  // After a stall of this loop (a generation apply, a publish scan), timers run before pending IPC
+  // is read: skip one tick so answers already waiting in the pipe settle their queries first.
+  let lastExpiry = Date.now();
+  timers.push(
+    setInterval(() => {
+      const now = Date.now();
+      const stalled = now - lastExpiry > 4 * QUERY_EXPIRY_TICK_MS;
+      lastExpiry = now;
+      if (!stalled) fwd.expireQueries(now, replayTx, replaySend);
+    }, QUERY_EXPIRY_TICK_MS),
+  );
   send({ type: 'ready', engine: engine.name });
 }
 

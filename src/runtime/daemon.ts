@@ -17,7 +17,7 @@ import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../dataplane/counte
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from '../dataplane/spec.js';
 import type { FlowRow, FromDataplane, ToDataplane } from '../dataplane/messages.js';
-import { IdAllocator, backendKey, buildSpec, effectiveBackends, type BackendOverride } from './generation.js';
+import { IdAllocator, backendKey, buildSpec, effectiveBackends, type BackendOverride, type EffectiveBackend } from './generation.js';
 import { HealthManager } from '../health/manager.js';
 import { healthTarget, targetKey, type HealthTarget } from '../health/types.js';
 import { sharedIcmpEcho } from '../health/icmp.js';
@@ -623,36 +623,54 @@ export class Daemon {
   async backends(): Promise<BackendStatus[]> {
     await this.#refreshCounters();
     const counts = await this.#flowCounts();
-    const c = this.metrics.snapshot;
-    const at = (i: number): number => (i < c.length ? c[i] : 0);
     const out: BackendStatus[] = [];
     for (const s of this.#config.services) {
-      const eff = effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides);
-      for (const b of eff) {
-        const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
-        const hop = this.#nextHops.get(b.address);
-        const target = Daemon.#targetOf(s, b.address);
+      for (const r of this.#backendRows(s)) {
+        const target = Daemon.#targetOf(s, r.address);
         const rec = target ? this.#health.recordOf(targetKey(target)) : undefined;
-        const base = BACKEND_BASE + id * BACKEND_STRIDE;
         out.push({
           service: s.name,
-          address: b.address,
-          weight: b.weight,
-          state: b.state,
-          role: b.role,
-          status: b.status,
-          overridden: this.#overrides.has(backendKey(s.name, b.address)),
+          address: r.address,
+          weight: r.weight,
+          state: r.state,
+          role: r.role,
+          status: r.status,
+          overridden: this.#overrides.has(backendKey(s.name, r.address)),
           health: target ? { check: target.check.type, state: rec?.state ?? 'unknown', lastError: rec?.lastError ?? null, lastChange: rec?.lastChangeAt ? new Date(rec.lastChangeAt).toISOString() : null } : null,
-          mac: hop?.mac ? macToText(hop.mac) : null,
-          problem: hop?.problem ?? null,
-          activeFlows: id >= 0 ? (counts.get(id) ?? 0) : 0,
-          flowsCreated: id >= 0 ? at(base + 2) : 0,
-          packets: id >= 0 ? at(base) : 0,
-          bytes: id >= 0 ? at(base + 1) : 0,
+          mac: r.mac,
+          problem: r.problem,
+          activeFlows: r.id >= 0 ? (counts.get(r.id) ?? 0) : 0,
+          flowsCreated: r.flowsCreated,
+          packets: r.packets,
+          bytes: r.bytes,
         });
       }
     }
     return out;
+  }
+
+  /** A counter of the latest data-plane snapshot (0 where the snapshot is shorter). */
+  #counter(i: number): number {
+    const c = this.metrics.snapshot;
+    return i < c.length ? c[i] : 0;
+  }
+
+  /** Each backend of a service: its place in the current generation (effective weight, status), next hop and counters. */
+  #backendRows(s: ServiceConfig): (EffectiveBackend & { id: number; mac: string | null; problem: string | null; packets: number; bytes: number; flowsCreated: number })[] {
+    return effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides).map((b) => {
+      const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
+      const hop = this.#nextHops.get(b.address);
+      const base = BACKEND_BASE + id * BACKEND_STRIDE;
+      return {
+        ...b,
+        id,
+        mac: hop?.mac ? macToText(hop.mac) : null,
+        problem: hop?.problem ?? null,
+        packets: id >= 0 ? this.#counter(base) : 0,
+        bytes: id >= 0 ? this.#counter(base + 1) : 0,
+        flowsCreated: id >= 0 ? this.#counter(base + 2) : 0,
+      };
+    });
   }
 
   /** Operator action on one backend (or every service's backend at that address): drain, undrain, weight. */
@@ -684,8 +702,7 @@ export class Daemon {
 
   async status(): Promise<Record<string, unknown>> {
     await this.#refreshCounters();
-    const c = this.metrics.snapshot;
-    const at = (i: number): number => (i < c.length ? c[i] : 0);
+    const at = (i: number): number => this.#counter(i);
     const drops: Record<string, number> = {};
     for (let r = 1; r < DROP_REASONS.length; r++) if (at(DROPS_BASE + r) > 0) drops[DROP_REASONS[r]] = at(DROPS_BASE + r);
     return {
@@ -708,21 +725,16 @@ export class Daemon {
         protocol: s.protocol,
         forwarding: s.forwarding,
         // Effective weight and status (operator overrides, health, spares), as /backends reports them.
-        backends: effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides).map((b) => {
-          const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
-          const hop = this.#nextHops.get(b.address);
-          const base = BACKEND_BASE + id * BACKEND_STRIDE;
-          return {
-            address: b.address,
-            weight: b.weight,
-            status: b.status,
-            mac: hop?.mac ? macToText(hop.mac) : null,
-            problem: hop?.problem ?? null,
-            packets: id >= 0 ? at(base) : 0,
-            bytes: id >= 0 ? at(base + 1) : 0,
-            flowsCreated: id >= 0 ? at(base + 2) : 0,
-          };
-        }),
+        backends: this.#backendRows(s).map((r) => ({
+          address: r.address,
+          weight: r.weight,
+          status: r.status,
+          mac: r.mac,
+          problem: r.problem,
+          packets: r.packets,
+          bytes: r.bytes,
+          flowsCreated: r.flowsCreated,
+        })),
       })),
     };
   }

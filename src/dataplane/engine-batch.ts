@@ -1,7 +1,7 @@
 import { BatchCapture, PacketTx } from './capture-batch.js';
 import { Drop } from '../packet/drop-reasons.js';
-import { G } from './counters.js';
-import { FRAME_SLOT_BYTES } from './limits.js';
+import { G } from './contract/counters.js';
+import { FRAME_SLOT_BYTES } from './contract/limits.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 
 const TRUNCATED = 0x80000000;

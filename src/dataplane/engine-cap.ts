@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Cap as CapType } from 'cap';
 import { Drop } from '../packet/drop-reasons.js';
-import { G } from './counters.js';
+import { G } from './contract/counters.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 
 const require = createRequire(import.meta.url);

@@ -5,9 +5,9 @@ import { flowHash } from '../hash/murmur3.js';
 import { FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
 import { AffinityTable, maskedSource } from './affinity-table.js';
-import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
-import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE, newCounters } from './counters.js';
-import type { DataplaneSpec } from './spec.js';
+import { MAX_BACKENDS, MAX_SERVICES } from './contract/limits.js';
+import { DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
+import type { DataplaneSpec } from './contract/spec.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
 import { IPPROTO_TCP, TCP_SYN } from '../packet/parsed-packet.js';
 import { copyFlowKey } from '../hash/murmur3.js';
@@ -339,8 +339,8 @@ export class Forwarder {
       this.#flowToken[slot] = token >= 0 ? token : 0;
       this.#flowTokenTouched[slot] = nowMs;
       c[G.flowsCreated]++;
-      c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
-      c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+      c[serviceCounter(sid, ENTITY.flowsCreated)]++;
+      c[backendCounter(be, ENTITY.flowsCreated)]++;
       if (token >= 0 && this.#publishNow !== null) this.#publishJoin(slot, be);
     }
 
@@ -365,10 +365,10 @@ export class Forwarder {
     const out = this.#svcForwarding[sid] === FWD_IPIP ? this.#encapsulate(rx, p, be, tx, hash) : this.#rewrite(rx, len, be, tx);
     if (out === 0) return 0;
 
-    c[SERVICE_BASE + sid * SERVICE_STRIDE]++;
-    c[SERVICE_BASE + sid * SERVICE_STRIDE + 1] += len;
-    c[BACKEND_BASE + be * BACKEND_STRIDE]++;
-    c[BACKEND_BASE + be * BACKEND_STRIDE + 1] += len;
+    c[serviceCounter(sid, ENTITY.packets)]++;
+    c[serviceCounter(sid, ENTITY.bytes)] += len;
+    c[backendCounter(be, ENTITY.packets)]++;
+    c[backendCounter(be, ENTITY.bytes)] += len;
     return out;
   }
 
@@ -479,8 +479,8 @@ export class Forwarder {
           if (this.#publishNow !== null && backendId === be) this.#publishJoin(slot, be);
         }
         c[G.flowsCreated]++;
-        c[SERVICE_BASE + sid * SERVICE_STRIDE + 2]++;
-        c[BACKEND_BASE + be * BACKEND_STRIDE + 2]++;
+        c[serviceCounter(sid, ENTITY.flowsCreated)]++;
+        c[backendCounter(be, ENTITY.flowsCreated)]++;
       }
     }
     for (let h = 0; h < HOLD_SLOTS; h++) {

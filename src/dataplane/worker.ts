@@ -4,11 +4,11 @@
  * health checks or the control plane, whatever the capture engine does to its event loop.
  */
 import { Forwarder } from './forwarder.js';
-import { G, usedLength } from './counters.js';
-import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './limits.js';
+import { G, usedLength } from './contract/counters.js';
+import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './contract/limits.js';
 import type { CaptureEngine } from './engine.js';
-import type { DataplaneInit } from './spec.js';
-import type { FlowRow, FromDataplane, ToDataplane } from './messages.js';
+import type { DataplaneInit } from './contract/spec.js';
+import type { FlowRow, FromDataplane, ToDataplane } from './contract/messages.js';
 import { BatchEngine } from './engine-batch.js';
 import { CapEngine } from './engine-cap.js';
 

@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ControlPlane } from '../control/index.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
-import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G, SERVICE_BASE, SERVICE_STRIDE } from '../dataplane/counters.js';
+import { DROPS_BASE, ENTITY, G, backendCounter, serviceCounter, type EntityCounter } from '../dataplane/contract/counters.js';
 
 export interface LabelMaps {
   /** service id -> service name */
@@ -34,7 +34,7 @@ export class Metrics {
     const at = (i: number): number => (i < snap().length ? snap()[i] : 0);
     const labels = (): LabelMaps => this.#labels;
 
-    const perService = (name: string, help: string, offset: number): void => {
+    const perService = (name: string, help: string, which: EntityCounter): void => {
       new Counter({
         name,
         help,
@@ -42,11 +42,11 @@ export class Metrics {
         registers,
         collect() {
           this.reset();
-          for (const [id, svc] of labels().services) this.inc({ service: svc }, at(SERVICE_BASE + id * SERVICE_STRIDE + offset));
+          for (const [id, svc] of labels().services) this.inc({ service: svc }, at(serviceCounter(id, which)));
         },
       });
     };
-    const perBackend = (name: string, help: string, offset: number): void => {
+    const perBackend = (name: string, help: string, which: EntityCounter): void => {
       new Counter({
         name,
         help,
@@ -55,7 +55,7 @@ export class Metrics {
         collect() {
           this.reset();
           for (const [id, b] of labels().backends) {
-            this.inc({ service: b.service, backend: b.address }, at(BACKEND_BASE + id * BACKEND_STRIDE + offset));
+            this.inc({ service: b.service, backend: b.address }, at(backendCounter(id, which)));
           }
         },
       });
@@ -68,12 +68,12 @@ export class Metrics {
       }
     };
 
-    perService('sluice_service_packets_total', 'Packets forwarded per service.', 0);
-    perService('sluice_service_bytes_total', 'Bytes forwarded per service (frame bytes as received).', 1);
-    perService('sluice_service_flows_created_total', 'New flows assigned per service.', 2);
-    perBackend('sluice_backend_packets_total', 'Packets forwarded per backend.', 0);
-    perBackend('sluice_backend_bytes_total', 'Bytes forwarded per backend (frame bytes as received).', 1);
-    perBackend('sluice_backend_flows_created_total', 'New flows assigned per backend.', 2);
+    perService('sluice_service_packets_total', 'Packets forwarded per service.', ENTITY.packets);
+    perService('sluice_service_bytes_total', 'Bytes forwarded per service (frame bytes as received).', ENTITY.bytes);
+    perService('sluice_service_flows_created_total', 'New flows assigned per service.', ENTITY.flowsCreated);
+    perBackend('sluice_backend_packets_total', 'Packets forwarded per backend.', ENTITY.packets);
+    perBackend('sluice_backend_bytes_total', 'Bytes forwarded per backend (frame bytes as received).', ENTITY.bytes);
+    perBackend('sluice_backend_flows_created_total', 'New flows assigned per backend.', ENTITY.flowsCreated);
     new Counter({
       name: 'sluice_dropped_packets_total',
       help: 'Frames not forwarded, by reason.',

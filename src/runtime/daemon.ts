@@ -12,11 +12,11 @@ import { ConfigWatcher } from '../config/watch.js';
 import type { SluiceConfig } from '../config/types.js';
 import { interfaceFacts, resolveNextHop, safetyProblems, type InterfaceFacts, type NextHop } from '../dataplane/host.js';
 import { formatMac as macToText } from '../packet/mac.js';
-import { MAX_BACKENDS, MAX_SERVICES } from '../dataplane/limits.js';
-import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../dataplane/counters.js';
+import { MAX_BACKENDS, MAX_SERVICES } from '../dataplane/contract/limits.js';
+import { DROPS_BASE, ENTITY, G, backendCounter } from '../dataplane/contract/counters.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
-import type { DataplaneInit, DataplaneSpec } from '../dataplane/spec.js';
-import type { FlowRow, FromDataplane, ToDataplane } from '../dataplane/messages.js';
+import type { DataplaneInit, DataplaneSpec } from '../dataplane/contract/spec.js';
+import type { FlowRow, FromDataplane, ToDataplane } from '../dataplane/contract/messages.js';
 import { IdAllocator, backendKey, buildSpec, effectiveBackends, type BackendOverride, type EffectiveBackend } from './generation.js';
 import { HealthManager } from '../health/manager.js';
 import { healthTarget, targetKey, type HealthTarget } from '../health/types.js';
@@ -660,15 +660,14 @@ export class Daemon {
     return effectiveBackends(s, (a) => (this.#nextHops.get(a)?.mac ?? null) !== null, (a) => this.#healthy(s, a), this.#overrides).map((b) => {
       const id = this.#backendIds.idOf(backendKey(s.name, b.address)) ?? -1;
       const hop = this.#nextHops.get(b.address);
-      const base = BACKEND_BASE + id * BACKEND_STRIDE;
       return {
         ...b,
         id,
         mac: hop?.mac ? macToText(hop.mac) : null,
         problem: hop?.problem ?? null,
-        packets: id >= 0 ? this.#counter(base) : 0,
-        bytes: id >= 0 ? this.#counter(base + 1) : 0,
-        flowsCreated: id >= 0 ? this.#counter(base + 2) : 0,
+        packets: id >= 0 ? this.#counter(backendCounter(id, ENTITY.packets)) : 0,
+        bytes: id >= 0 ? this.#counter(backendCounter(id, ENTITY.bytes)) : 0,
+        flowsCreated: id >= 0 ? this.#counter(backendCounter(id, ENTITY.flowsCreated)) : 0,
       };
     });
   }

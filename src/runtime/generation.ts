@@ -7,7 +7,7 @@ import { ipToBytes } from '../packet/address.js';
 import { buildMaglevTable } from '../hash/maglev.js';
 import { murmur3_32 } from '../hash/murmur3.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/parsed-packet.js';
-import type { BackendSpec, DataplaneSpec, ServiceSpec } from '../dataplane/spec.js';
+import type { BackendSpec, DataplaneSpec, ServiceSpec } from '../dataplane/contract/spec.js';
 import type { InterfaceFacts, NextHop } from '../dataplane/host.js';
 import { formatMac as macToText } from '../packet/mac.js';
 

@@ -5,7 +5,7 @@ import { buildFrame } from '../../src/packet/build.js';
 import { parseFrame } from '../../src/packet/parse.js';
 import { ParsedPacket, TCP_ACK, TCP_FIN, TCP_SYN } from '../../src/packet/parsed-packet.js';
 import { DROP_REASONS, Drop } from '../../src/packet/drop-reasons.js';
-import { BACKEND_BASE, BACKEND_STRIDE, DROPS_BASE, G } from '../../src/dataplane/counters.js';
+import { DROPS_BASE, ENTITY, G, backendCounter } from '../../src/dataplane/contract/counters.js';
 import { IdAllocator, buildSpec } from '../../src/runtime/generation.js';
 import type { ServiceConfig, SluiceConfig } from '../../src/config/types.js';
 import type { NextHop } from '../../src/dataplane/host.js';
@@ -140,10 +140,10 @@ describe('Forwarder: dsr-l2 rewrites only the MAC addresses', () => {
     const picked = formatMac(h.send(syn).out, 0);
     const address = ['10.99.0.11', '10.99.0.12', '10.99.0.13'].find((a) => macOf(a) === picked)!;
     h.send(ack);
-    const base = BACKEND_BASE + h.bids.idOf(`web|${address}`)! * BACKEND_STRIDE;
-    expect(h.fwd.counters[base]).toBe(2);
-    expect(h.fwd.counters[base + 1]).toBe(syn.length + ack.length);
-    expect(h.fwd.counters[base + 2]).toBe(1);
+    const bid = h.bids.idOf(`web|${address}`)!;
+    expect(h.fwd.counters[backendCounter(bid, ENTITY.packets)]).toBe(2);
+    expect(h.fwd.counters[backendCounter(bid, ENTITY.bytes)]).toBe(syn.length + ack.length);
+    expect(h.fwd.counters[backendCounter(bid, ENTITY.flowsCreated)]).toBe(1);
   });
 });
 

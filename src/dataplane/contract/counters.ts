@@ -1,4 +1,4 @@
-import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
+import { DROP_REASON_COUNT } from '../../packet/drop-reasons.js';
 import { MAX_BACKENDS, MAX_SERVICES } from './limits.js';
 
 /**
@@ -45,13 +45,33 @@ export const G = {
 export const GLOBAL_COUNT = 48;
 
 export const DROPS_BASE = GLOBAL_COUNT;
-/** Per service id: packets, bytes, flows created. */
+
+/** Named offsets inside one entity's block (Katran's `*_CNTR` style): never `+0/+1/+2` by hand. */
+export const ENTITY = {
+  packets: 0,
+  bytes: 1,
+  flowsCreated: 2,
+} as const;
+export type EntityCounter = (typeof ENTITY)[keyof typeof ENTITY];
+const ENTITY_STRIDE = 3;
+
+/** Per service id: one ENTITY block. */
 export const SERVICE_BASE = DROPS_BASE + DROP_REASON_COUNT;
-export const SERVICE_STRIDE = 3;
-/** Per backend id: packets, bytes, flows created. */
+export const SERVICE_STRIDE = ENTITY_STRIDE;
+/** Per backend id: one ENTITY block. */
 export const BACKEND_BASE = SERVICE_BASE + MAX_SERVICES * SERVICE_STRIDE;
-export const BACKEND_STRIDE = 3;
+export const BACKEND_STRIDE = ENTITY_STRIDE;
 export const COUNTER_LENGTH = BACKEND_BASE + MAX_BACKENDS * BACKEND_STRIDE;
+
+/** Index of counter `which` of service `sid`. */
+export function serviceCounter(sid: number, which: EntityCounter): number {
+  return SERVICE_BASE + sid * SERVICE_STRIDE + which;
+}
+
+/** Index of counter `which` of backend `bid`. */
+export function backendCounter(bid: number, which: EntityCounter): number {
+  return BACKEND_BASE + bid * BACKEND_STRIDE + which;
+}
 
 export function newCounters(): Float64Array {
   return new Float64Array(COUNTER_LENGTH);

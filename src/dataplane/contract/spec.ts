@@ -1,4 +1,4 @@
-import type { Forwarding } from '../config/types.js';
+import type { Forwarding } from '../../config/types.js';
 
 /**
  * What the control side hands the data plane for one table generation: everything resolved

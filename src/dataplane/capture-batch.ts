@@ -165,11 +165,6 @@ function native(): NativeAddon {
   return a;
 }
 
-/** Whether the addon can be loaded; nativeUnavailableReason() says why not. */
-export function isNativeAvailable(): boolean {
-  return tryLoad() !== null;
-}
-
 export function nativeUnavailableReason(): string | null {
   tryLoad();
   return loadError;

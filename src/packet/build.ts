@@ -292,8 +292,3 @@ export function buildFrameDetailed(spec: FrameSpec): BuiltFrame {
 export function buildFrame(spec: FrameSpec): Buffer {
   return buildFrameDetailed(spec).frame;
 }
-
-/** Rewrites the IPv4 header checksum of a built frame after a test mutated the header. */
-export function fixIpv4Checksum(frame: Uint8Array, l3Offset: number): void {
-  writeIpv4HeaderChecksum(frame, l3Offset);
-}

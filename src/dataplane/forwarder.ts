@@ -5,7 +5,7 @@ import { flowHash } from '../hash/murmur3.js';
 import { FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
 import { AffinityTable, maskedSource } from './affinity-table.js';
-import { MAX_BACKENDS, MAX_SERVICES } from './contract/limits.js';
+import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_BACKENDS, MAX_SERVICES } from './contract/limits.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
@@ -116,7 +116,7 @@ export class Forwarder {
   // (a TCP non-SYN, an MP_JOIN with an unknown token) asks the flow's owner while its frames wait.
   #ownerQuery: OwnerQueryFn | null = null;
   #publishNow: PublishNowFn | null = null;
-  #holdPerQuery = 8;
+  #holdPerQuery = DEFAULT_HOLD_PACKETS;
   readonly #qActive = new Uint8Array(MAX_PENDING_QUERIES);
   readonly #qSlot = new Int32Array(MAX_PENDING_QUERIES);
   readonly #qService = new Int32Array(MAX_PENDING_QUERIES);
@@ -167,11 +167,11 @@ export class Forwarder {
       udpIdleMs: opts.udpIdleMs,
     });
     this.counters[G.flowCapacity] = this.flows.capacity;
-    this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? 1 << 18, idleTimeoutMs: opts.tcpIdleMs });
+    this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
     this.#flowHasToken = new Uint8Array(this.flows.capacity);
     this.#flowToken = new Uint32Array(this.flows.capacity);
     this.#flowTokenTouched = new Float64Array(this.flows.capacity);
-    this.affinity = new AffinityTable(opts.affinityCapacity ?? 1 << 18);
+    this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);
     for (let i = 0; i < HOLD_SLOTS; i++) this.#holdViews.push(this.#hold.subarray(i * HOLD_SLOT_BYTES, (i + 1) * HOLD_SLOT_BYTES));
   }
 

@@ -12,7 +12,7 @@ import { ConfigWatcher } from '../config/watch.js';
 import type { SluiceConfig } from '../config/types.js';
 import { interfaceFacts, resolveNextHop, safetyProblems, type InterfaceFacts, type NextHop } from '../dataplane/host.js';
 import { formatMac as macToText } from '../packet/mac.js';
-import { MAX_BACKENDS, MAX_SERVICES } from '../dataplane/contract/limits.js';
+import { DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_BACKENDS, MAX_SERVICES } from '../dataplane/contract/limits.js';
 import { DROPS_BASE, ENTITY, G, backendCounter } from '../dataplane/contract/counters.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from '../dataplane/contract/spec.js';
@@ -337,7 +337,7 @@ export class Daemon {
       tcpIdleMs: cfg.flowTable.tcpIdleTimeoutS * 1000,
       tcpClosingMs: cfg.flowTable.tcpClosingTimeoutS * 1000,
       udpIdleMs: cfg.flowTable.udpIdleTimeoutS * 1000,
-      tokenCapacity: 1 << 18,
+      tokenCapacity: DEFAULT_TOKEN_CAPACITY,
       spec: this.#spec,
     };
     const worker = fork(WORKER_PATH, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -355,7 +355,7 @@ export class Daemon {
           this.#engine = m.engine;
           this.metrics.dataplaneUp.set(1);
           const cl = this.#config.cluster;
-          if (this.#cluster && cl?.sync) worker.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? 8 } satisfies ToDataplane);
+          if (this.#cluster && cl?.sync) worker.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS } satisfies ToDataplane);
           resolve();
         } else if (m.type === 'fatal') {
           clearTimeout(timer);

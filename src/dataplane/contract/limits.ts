@@ -8,3 +8,9 @@ export const COUNTER_PUBLISH_MS = 100;
 /** Flow-table expiry work per sweep tick, in slots. */
 export const SWEEP_SLOTS_PER_TICK = 65536;
 export const SWEEP_INTERVAL_MS = 50;
+/** MPTCP token table slots (a power of two); one default for both processes. */
+export const DEFAULT_TOKEN_CAPACITY = 1 << 18;
+/** Client-affinity table slots. */
+export const DEFAULT_AFFINITY_CAPACITY = 1 << 18;
+/** Frames held per pending owner query when the cluster config does not say. */
+export const DEFAULT_HOLD_PACKETS = 8;

@@ -1,5 +1,5 @@
 /**
- * Authentication of control messages (DESIGN.md invariant 6: nothing a peer sends is trusted
+ * Authentication of control messages (docs/DESIGN.md invariant 6: nothing a peer sends is trusted
  * unless authenticated with the cluster key).
  *
  * - MessageAuthenticator: HMAC-SHA256 with the cluster key, truncated to MAC_BYTES (16), and a

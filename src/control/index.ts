@@ -1,7 +1,7 @@
 /**
  * ControlPlane: the control-plane library behind one facade. It owns one UDP socket
  * (transport.ts), the peer membership (membership.ts), the flow state this instance holds as
- * owner or replica (owner-store.ts) and the owner sync (sync.ts). See DESIGN.md, "Several
+ * owner or replica (owner-store.ts) and the owner sync (sync.ts). See docs/DESIGN.md, "Several
  * instances: authoritative flow owners".
  *
  * What the daemon calls, and when:

@@ -1,6 +1,6 @@
 /**
  * The flow state this instance holds as owner or replica: (kind, key) -> backend identity with
- * an expiry time. Bounded (DESIGN.md invariant 6): when full, the entry refreshed longest ago is
+ * an expiry time. Bounded (docs/DESIGN.md invariant 6): when full, the entry refreshed longest ago is
  * evicted and counted. Entries expire lazily on lookup and by an incremental sweep.
  *
  * A JS Map keeps insertion order; a refresh deletes and re-inserts, so the first entry is

@@ -1,12 +1,12 @@
 /**
  * MPTCP token table: token (uint32, the server's token) -> the backend of that MPTCP
  * connection, so that every later MP_JOIN SYN (which carries the token, on a new 5-tuple)
- * reaches the backend that owns the connection (DESIGN.md invariant 4).
+ * reaches the backend that owns the connection (docs/DESIGN.md invariant 4).
  *
  * Sluice sees client->server packets only, so the token is learned from the client's third
  * ACK (or first data segment), whose MP_CAPABLE carries the server's key: token =
  * SHA-256(key)[0..3] (SHA-1 for v0). Learning must happen inline, before that packet is
- * forwarded: Linux clients open joins ~1 ms later (PROTOCOLS.md).
+ * forwarded: Linux clients open joins ~1 ms later (docs/PROTOCOLS.md).
  *
  * Lifetime: an entry lives while any subflow of its connection lives. The table does not count
  * subflows (a missed release would leak an entry forever); instead each entry has a last-seen

@@ -1,7 +1,7 @@
 /**
  * Decoding of the MPTCP TCP option (kind 30) in place. Results go into one long-lived
  * MptcpInfo (reused for every packet); keys, tokens and nonces are not copied, only located by
- * their offset in the frame. Facts: /work/shared/PROTOCOLS.md (RFC 8684 v1, RFC 6824 v0, Linux).
+ * their offset in the frame. Facts: docs/PROTOCOLS.md (RFC 8684 v1, RFC 6824 v0, Linux).
  *
  * The form of an MP_CAPABLE or MP_JOIN option follows from the TCP flags, as on a receiving
  * Linux host: SYN alone, SYN+ACK, or no SYN. Its length must then match that form exactly;

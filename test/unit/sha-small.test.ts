@@ -12,7 +12,7 @@ function keyBytes(hex: string): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'));
 }
 
-describe('sha-small: PROTOCOLS.md vectors', () => {
+describe('sha-small: docs/PROTOCOLS.md vectors', () => {
   const vectors = [
     { name: 'key 0102030405060708, v1', key: '0102030405060708', version: 1, token: '66840dda', idsn: 'f5a101d3d29d6f72' },
     { name: 'key 0102030405060708, v0', key: '0102030405060708', version: 0, token: 'dd5783bc', idsn: '3a95ed6e4ebb4ad5' },

@@ -1,7 +1,8 @@
 /**
  * The `sluice` CLI as an operator sees it: each command run as a child process
  * (`node dist/src/cli.js ... --socket S`) against a fake admin API (node:http on a unix socket in a
- * temp dir) that answers with canned JSON shaped like the daemon's. Human tables are checked for
+ * temp dir) that answers with canned JSON typed by the admin API's own types (observe/admin-api.ts,
+ * what the daemon's routes return), so a field the daemon renames breaks this file's type check. Human tables are checked for
  * their rows and columns, --json for the exact data; the error paths for exit codes and messages.
  * No root, no network.
  */
@@ -12,11 +13,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/version.js';
+import type { BackendsReport, FlowsReport, StatusReport } from '../../src/observe/admin-api.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO, 'dist', 'src', 'cli.js');
 
-// ---- canned answers, shaped like src/runtime/daemon.ts's ------------------------------------
+// ---- canned answers, of the types src/observe/admin.ts answers with ---------------------------
 const STATUS = {
   version: '0.1.0',
   startedAt: '2026-01-02T03:04:05.000Z',
@@ -59,7 +61,8 @@ const STATUS = {
       backends: [{ address: 'fd00::11', weight: 1, status: 'spare-serving', mac: '02:00:00:00:00:11', problem: null, packets: 8, bytes: 800, flowsCreated: 2 }],
     },
   ],
-};
+  cluster: null,
+} satisfies StatusReport;
 
 const BACKENDS = {
   backends: [
@@ -128,7 +131,7 @@ const BACKENDS = {
       bytes: 3000,
     },
   ],
-};
+} satisfies BackendsReport;
 
 const FLOWS = {
   total: 120,
@@ -137,7 +140,7 @@ const FLOWS = {
     { protocol: 'udp', client: '192.0.2.8', clientPort: 53000, vip: '198.51.100.10', port: 53, backendId: 3, serviceId: 1, ageMs: 12345, idleMs: 10000, state: 'active', backend: '10.1.0.21', service: 'dns' },
     { protocol: 'tcp', client: '2001:db8::7', clientPort: 40002, vip: '2001:db8:100::10', port: 80, backendId: 5, serviceId: 2, ageMs: 61000, idleMs: 9000, state: 'closing', backend: 'fd00::11', service: 'web6' },
   ],
-};
+} satisfies FlowsReport;
 
 const KNOWN = new Set(BACKENDS.backends.map((b) => b.address));
 
@@ -159,7 +162,7 @@ function send(res: import('node:http').ServerResponse, status: number, body: unk
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n');
 }
 
-/** Answers like the daemon's #admin(); `everything404` answers 404 to every request. */
+/** Answers like observe/admin.ts routeAdmin(); `everything404` answers 404 to every request. */
 async function startFake(socket: string, everything404 = false): Promise<Fake> {
   const fake: Fake = { server: createServer(), socket, seen: [], reloadOk: true };
   fake.server.on('request', (req, res) => {

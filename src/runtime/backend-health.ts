@@ -15,7 +15,7 @@ export interface BackendHealthOptions {
   log: Logger;
   metrics: Metrics;
   /** The config whose backends are checked from start(); setTargets() follows later ones. */
-  config: () => SluiceConfig;
+  config: SluiceConfig;
   onTrafficChange: () => void;
 }
 
@@ -51,7 +51,7 @@ export class BackendHealth implements Startable {
   }
 
   start(): void {
-    this.setTargets(this.#opts.config());
+    this.setTargets(this.#opts.config);
     this.#manager.start();
   }
 

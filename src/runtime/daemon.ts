@@ -145,8 +145,8 @@ export class Daemon {
     const metrics = this.metrics;
     const configPath = this.#configPath;
     // Health changes and restarts happen only after start(), when every part below exists.
-    const nextHops = new NextHops({ log, metrics, config: () => config });
-    const health = new BackendHealth({ log, metrics, config: () => config, onTrafficChange: () => reloader.scheduleHealthRebuild() });
+    const nextHops = new NextHops({ log, metrics, config });
+    const health = new BackendHealth({ log, metrics, config, onTrafficChange: () => reloader.scheduleHealthRebuild() });
     const supervisor: DataplaneSupervisor = new DataplaneSupervisor({ log, metrics, init: (): DataplaneInit => generations.dataplaneInit() });
     const generations = new Generations({ metrics, config, ingress, egress, nextHops, health, supervisor });
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });

@@ -18,8 +18,8 @@ const RETRY_WAIT_MS = 500;
 export interface NextHopsOptions {
   log: Logger;
   metrics: Metrics;
-  /** The config to resolve at start(). */
-  config: () => SluiceConfig;
+  /** The config resolved at start() (reloads call resolve() with theirs). */
+  config: SluiceConfig;
 }
 
 /** dsr-l2 rewrites only the MAC, so its backends must be on the egress segment itself (a retry asks it of any dsr-l2 service naming the address). */
@@ -37,7 +37,7 @@ export class NextHops implements Startable {
   }
 
   async start(): Promise<void> {
-    await this.resolve(this.#opts.config(), true);
+    await this.resolve(this.#opts.config, true);
   }
 
   stop(): void {

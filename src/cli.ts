@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 /**
- * sluice run | check | status | flows | reload
+ * sluice run | check | status | backends | flows | drain | undrain | weight | reload
+ *
+ * `run` and `check` work in this process; the others are clients of a running instance's admin
+ * API (answers typed in observe/admin-api.ts).
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfigFile, ConfigError, formatIssues } from './config/load.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
+import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
 import { VERSION } from './version.js';
 
 const DEFAULT_SOCKET = '/run/sluice/admin.sock';
@@ -41,28 +45,20 @@ function table(headers: string[], rows: (string | number)[][]): string {
   return cells.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
-async function admin(opts: { socket?: string; config?: string }, method: string, path: string): Promise<unknown> {
+/**
+ * A GET of the admin API, read as the answer type of that route (observe/admin-api.ts): the
+ * daemon writes it from the same type, and a field an older daemon lacks prints as "-".
+ */
+async function admin<T>(opts: { socket?: string; config?: string }, method: string, path: string): Promise<T> {
   const { status, body } = await adminRequest(socketFrom(opts), method, path);
   if (status >= 400) {
-    const msg = typeof body === 'object' && body && 'error' in body ? String((body as { error: unknown }).error) : JSON.stringify(body);
+    const msg = typeof body === 'object' && body && 'error' in body ? String((body as AdminError).error) : JSON.stringify(body);
     throw new Error(`admin API answered ${status}: ${msg}`);
   }
-  return body;
+  return body as T;
 }
 
-type Status = {
-  version: string;
-  generation: number;
-  config: string;
-  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number };
-  flows: { active: number; capacity: number; created: number; evictions: number };
-  traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
-  drops: Record<string, number>;
-  lastReload: { at: string; ok: boolean; message: string } | null;
-  services: { name: string; vip: string; port: number | string; protocol: string; forwarding: string; backends: { address: string; weight: number; status?: string; mac: string | null; problem: string | null; packets: number; flowsCreated: number }[] }[];
-};
-
-function printStatus(s: Status): void {
+function printStatus(s: StatusReport): void {
   console.log(`sluice ${s.version}  generation ${s.generation}  config ${s.config}`);
   console.log(`data plane: ${s.dataplane.up ? 'up' : 'DOWN'} (engine ${s.dataplane.engine}, pid ${s.dataplane.pid}, restarts ${s.dataplane.restarts})`);
   console.log(`flows: ${s.flows.active} active of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
@@ -73,6 +69,7 @@ function printStatus(s: Status): void {
   const rows: (string | number)[][] = [];
   for (const svc of s.services) {
     for (const b of svc.backends) {
+      // An older daemon's /status has no per-backend status: "-".
       rows.push([svc.name, `${hostPort(svc.vip, svc.port)}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
     }
   }
@@ -143,7 +140,7 @@ const withSocket = (c: Command): Command =>
 withSocket(program.command('status').description('show the running instance: generation, data plane, services, backends, drops'))
   .option('--json', 'machine-readable output')
   .action(async (opts: { socket?: string; config?: string; json?: boolean }) => {
-    const s = (await admin(opts, 'GET', '/status')) as Status;
+    const s = await admin<StatusReport>(opts, 'GET', '/status');
     if (opts.json) console.log(JSON.stringify(s, null, 2));
     else printStatus(s);
   });
@@ -152,17 +149,14 @@ withSocket(program.command('flows').description('list tracked flows (bounded)'))
   .option('--vip <address>', 'only flows to this VIP')
   .option('--backend <address>', 'only flows on this backend')
   .option('--client <address>', 'only flows from this client address')
-  .option('--limit <n>', 'at most this many rows (max 10000)', positiveInt, 100)
+  .option('--limit <n>', `at most this many rows (max ${FLOW_LIST_MAX})`, positiveInt, 100)
   .option('--json', 'machine-readable output')
   .action(async (opts: { socket?: string; config?: string; vip?: string; backend?: string; client?: string; limit: number; json?: boolean }) => {
     const q = new URLSearchParams({ limit: String(opts.limit) });
     if (opts.vip) q.set('vip', opts.vip);
     if (opts.backend) q.set('backend', opts.backend);
     if (opts.client) q.set('client', opts.client);
-    const out = (await admin(opts, 'GET', `/flows?${q}`)) as {
-      total: number;
-      rows: { protocol: string; client: string; clientPort: number; vip: string; port: number; backend: string; service: string; ageMs: number; idleMs: number; state: string }[];
-    };
+    const out = await admin<FlowsReport>(opts, 'GET', `/flows?${q}`);
     if (opts.json) {
       console.log(JSON.stringify(out, null, 2));
       return;
@@ -176,25 +170,11 @@ withSocket(program.command('flows').description('list tracked flows (bounded)'))
     console.log(`${out.rows.length} of ${out.total} matching flows shown`);
   });
 
-type BackendRow = {
-  service: string;
-  address: string;
-  weight: number;
-  role: string;
-  status: string;
-  overridden: boolean;
-  health: { check: string; state: string; lastError: string | null } | null;
-  mac: string | null;
-  activeFlows: number;
-  flowsCreated: number;
-  packets: number;
-};
-
 withSocket(program.command('backends').description('list backends: status in the current generation, health, active flows'))
   .option('--service <name>', 'only this service')
   .option('--json', 'machine-readable output')
   .action(async (opts: { socket?: string; config?: string; service?: string; json?: boolean }) => {
-    const out = (await admin(opts, 'GET', '/backends')) as { backends: BackendRow[] };
+    const out = await admin<BackendsReport>(opts, 'GET', '/backends');
     const rows = out.backends.filter((b) => !opts.service || b.service === opts.service);
     if (opts.json) {
       console.log(JSON.stringify({ backends: rows }, null, 2));
@@ -218,18 +198,19 @@ withSocket(program.command('backends').description('list backends: status in the
     );
   });
 
-const operate = (name: 'drain' | 'undrain' | 'weight', description: string): Command => {
+const operate = (name: OperateAction, description: string): Command => {
   const c = withSocket(program.command(name).description(description)).argument('<backend>', 'backend address').option('--service <name>', 'only in this service (default: every service that has it)').option('--json', 'machine-readable output');
-  if (name === 'weight') c.argument('<weight>', 'new weight 0..1000');
+  if (name === 'weight') c.argument('<weight>', `new weight 0..${MAX_OPERATOR_WEIGHT}`);
   return c.action(async (backend: string, ...rest: unknown[]) => {
     const weight = name === 'weight' ? (rest[0] as string) : undefined;
     const opts = (name === 'weight' ? rest[1] : rest[0]) as { socket?: string; config?: string; service?: string; json?: boolean };
-    if (weight !== undefined && !/^\d+$/.test(weight)) throw new InvalidArgumentError(`weight must be an integer 0..1000, got ${JSON.stringify(weight)}`);
+    if (weight !== undefined && !/^\d+$/.test(weight)) throw new InvalidArgumentError(`weight must be an integer 0..${MAX_OPERATOR_WEIGHT}, got ${JSON.stringify(weight)}`);
     const q = new URLSearchParams({ address: backend });
     if (opts.service) q.set('service', opts.service);
     if (weight !== undefined) q.set('weight', weight);
     const { status, body } = await adminRequest(socketFrom(opts), 'POST', `/backends/${name}?${q}`);
-    const r = body as { ok?: boolean; message?: string; error?: string };
+    // 200/404: OperateResult; 400: AdminError.
+    const r = body as Partial<OperateResult & AdminError>;
     if (opts.json) console.log(JSON.stringify(body, null, 2));
     else if (status === 200) console.log(r.message);
     if (status !== 200) {
@@ -244,7 +225,7 @@ operate('weight', 'change a backend\'s weight at runtime (until the next restart
 
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
-  const r = body as { ok: boolean; message: string };
+  const r = body as ReloadResult;
   if (status === 200) console.log(`reloaded: ${r.message}`);
   else {
     process.stderr.write(`reload refused: ${r.message}\n`);

@@ -1,14 +1,16 @@
 /**
- * The data-plane process: owns the capture handle, the forwarder and its tables. Forked by the
- * control process (src/daemon.ts) so that packet work never delays metrics, the admin API,
- * health checks or the control plane, whatever the capture engine does to its event loop.
+ * The data-plane process: owns the capture handle, the forwarder and its tables, and dispatches
+ * the control process's messages to them (who sends what, and which get an answer: the header
+ * of contract/messages.ts). Forked by the control process (src/runtime/supervisor.ts) so that
+ * packet work never delays metrics, the admin API, health checks or the cluster, whatever the
+ * capture engine does to its event loop.
  */
 import { Forwarder } from './forwarder.js';
 import { G, usedLength } from './contract/counters.js';
 import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './contract/limits.js';
 import type { CaptureEngine } from './engine.js';
 import type { DataplaneInit } from './contract/spec.js';
-import type { FlowRow, FromDataplane, ToDataplane } from './contract/messages.js';
+import type { FlowRow, FromDataplane, OwnerEntry, ToDataplane } from './contract/messages.js';
 import { BatchEngine } from './engine-batch.js';
 import { CapEngine } from './engine-cap.js';
 
@@ -32,7 +34,7 @@ const PUBLISH_CHUNK = 2000;
 const QUERY_EXPIRY_TICK_MS = 5;
 
 /** Entries to publish at once (learned tokens, steered joins), sent together after this turn's frames. */
-let soon: { kind: number; key: Uint8Array; backendId: number }[] = [];
+let soon: OwnerEntry[] = [];
 let soonScheduled = false;
 function publishSoon(kind: number, key: Uint8Array, backendId: number): void {
   soon.push({ kind, key, backendId });
@@ -48,7 +50,7 @@ function publishSoon(kind: number, key: Uint8Array, backendId: number): void {
 
 function publishOwners(): void {
   if (!forwarder) return;
-  let chunk: { kind: number; key: Uint8Array; backendId: number }[] = [];
+  let chunk: OwnerEntry[] = [];
   forwarder.publishable(Date.now(), (kind, key, backendId) => {
     chunk.push({ kind, key, backendId });
     if (chunk.length >= PUBLISH_CHUNK) {
@@ -156,6 +158,17 @@ function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
   send({ type: 'flows', requestId: msg.requestId, rows, total });
 }
 
+/** Live flows per backend id. */
+function countFlows(requestId: number): void {
+  const counts = new Map<number, number>();
+  const flows = forwarder?.flows;
+  flows?.forEachSlot((slot) => {
+    const b = flows.backendOf(slot);
+    counts.set(b, (counts.get(b) ?? 0) + 1);
+  }, Date.now());
+  send({ type: 'flow-counts', requestId, counts });
+}
+
 function onMessage(msg: ToDataplane): void {
   try {
     switch (msg.type) {
@@ -170,21 +183,14 @@ function onMessage(msg: ToDataplane): void {
         }
         forwarder.apply(msg.spec);
         publishCounters();
-        send({ type: 'applied', generation: msg.spec.generation });
+        send({ type: 'applied', requestId: msg.requestId, generation: msg.spec.generation });
         break;
       case 'flows':
         listFlows(msg);
         break;
-      case 'flow-counts': {
-        const counts = new Map<number, number>();
-        const flows = forwarder?.flows;
-        flows?.forEachSlot((slot) => {
-          const b = flows.backendOf(slot);
-          counts.set(b, (counts.get(b) ?? 0) + 1);
-        }, Date.now());
-        send({ type: 'flow-counts', requestId: msg.requestId, counts });
+      case 'flow-counts':
+        countFlows(msg.requestId);
         break;
-      }
       case 'publish':
         publishCounters();
         break;
@@ -208,7 +214,7 @@ function onMessage(msg: ToDataplane): void {
       send({ type: 'fatal', message });
       shutdown(1);
     } else if (msg.type === 'generation') {
-      send({ type: 'apply-failed', generation: msg.spec.generation, message });
+      send({ type: 'apply-failed', requestId: msg.requestId, generation: msg.spec.generation, message });
     }
   }
 }

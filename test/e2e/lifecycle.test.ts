@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type ConfigOptions, type ConfigService } from '../../scripts/lab/topology.js';
 import type { HttpReport, LongConnection, LongReport, UdpReport } from '../../scripts/lib/reports.js';
 import type { LoadRun } from '../../scripts/lab/topology.js';
-import type { BackendStatus } from '../../src/runtime/daemon.js';
+import type { BackendStatus } from '../../src/observe/admin-api.js';
 import { adminRequest } from '../../src/observe/admin-client.js';
 import { REPO, admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 

@@ -1,198 +1,22 @@
 /**
  * The `sluice` CLI as an operator sees it: each command run as a child process
  * (`node dist/src/cli.js ... --socket S`) against a fake admin API (node:http on a unix socket in a
- * temp dir) that answers with canned JSON shaped like the daemon's. Human tables are checked for
+ * temp dir, test/fixtures/admin-fake.ts) that answers with canned JSON of the admin API's own types
+ * (src/observe/admin-api.ts), so a field the daemon renames breaks the type check. Human tables are checked for
  * their rows and columns, --json for the exact data; the error paths for exit codes and messages.
  * No root, no network.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/version.js';
+import { BACKENDS, FLOWS, STATUS, send, startFake, type Fake } from '../fixtures/admin-fake.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
 const CLI = join(REPO, 'dist', 'src', 'cli.js');
-
-// ---- canned answers, shaped like src/runtime/daemon.ts's ------------------------------------
-const STATUS = {
-  version: '0.1.0',
-  startedAt: '2026-01-02T03:04:05.000Z',
-  config: '/etc/sluice/sluice.json',
-  generation: 7,
-  dataplane: { engine: 'batch', up: true, pid: 4242, restarts: 1, generation: 7 },
-  interface: 'eth0',
-  egressInterface: 'eth0',
-  lastReload: { at: '2026-01-02T03:10:00.000Z', ok: true, message: 'web: +1 backend' },
-  flows: { active: 12, capacity: 1048576, created: 345, evictions: 2 },
-  traffic: { rxFrames: 1000, txFrames: 990, txErrors: 3, captureDropped: 4 },
-  drops: { no_service: 10, malformed: 2 },
-  services: [
-    {
-      name: 'web',
-      vip: '198.51.100.10',
-      port: 80,
-      protocol: 'tcp',
-      forwarding: 'dsr-l2',
-      backends: [
-        { address: '10.1.0.11', weight: 1, status: 'serving', mac: '02:00:00:00:00:11', problem: null, packets: 500, bytes: 40000, flowsCreated: 100 },
-        { address: '10.1.0.12', weight: 1, status: 'down', mac: '02:00:00:00:00:12', problem: null, packets: 77, bytes: 6000, flowsCreated: 9 },
-        { address: '10.1.0.13', weight: 1, status: 'unresolved', mac: null, problem: 'no neighbour entry', packets: 0, bytes: 0, flowsCreated: 0 },
-      ],
-    },
-    {
-      name: 'dns',
-      vip: '198.51.100.10',
-      port: 53,
-      protocol: 'udp',
-      forwarding: 'ipip',
-      backends: [{ address: '10.1.0.21', weight: 3, status: 'draining', mac: '02:00:00:00:00:21', problem: null, packets: 60, bytes: 3000, flowsCreated: 20 }],
-    },
-    {
-      name: 'web6',
-      vip: '2001:db8:100::10',
-      port: 80,
-      protocol: 'tcp',
-      forwarding: 'dsr-l2',
-      backends: [{ address: 'fd00::11', weight: 1, status: 'spare-serving', mac: '02:00:00:00:00:11', problem: null, packets: 8, bytes: 800, flowsCreated: 2 }],
-    },
-  ],
-};
-
-const BACKENDS = {
-  backends: [
-    {
-      service: 'web',
-      address: '10.1.0.11',
-      weight: 1,
-      state: 'active',
-      role: 'primary',
-      status: 'serving',
-      overridden: false,
-      health: { check: 'http', state: 'up', lastError: null, lastChange: '2026-01-02T03:05:00.000Z' },
-      mac: '02:00:00:00:00:11',
-      problem: null,
-      activeFlows: 5,
-      flowsCreated: 100,
-      packets: 500,
-      bytes: 40000,
-    },
-    {
-      service: 'web',
-      address: '10.1.0.12',
-      weight: 1,
-      state: 'active',
-      role: 'primary',
-      status: 'down',
-      overridden: false,
-      health: { check: 'http', state: 'down', lastError: 'connect ECONNREFUSED 10.1.0.12:80', lastChange: '2026-01-02T03:06:00.000Z' },
-      mac: '02:00:00:00:00:12',
-      problem: null,
-      activeFlows: 0,
-      flowsCreated: 9,
-      packets: 77,
-      bytes: 6000,
-    },
-    {
-      service: 'web',
-      address: '10.1.0.19',
-      weight: 1,
-      state: 'active',
-      role: 'spare',
-      status: 'spare-standby',
-      overridden: false,
-      health: { check: 'http', state: 'up', lastError: null, lastChange: null },
-      mac: '02:00:00:00:00:19',
-      problem: null,
-      activeFlows: 0,
-      flowsCreated: 0,
-      packets: 0,
-      bytes: 0,
-    },
-    {
-      service: 'dns',
-      address: '10.1.0.21',
-      weight: 3,
-      state: 'draining',
-      role: 'primary',
-      status: 'draining',
-      overridden: true,
-      health: null,
-      mac: '02:00:00:00:00:21',
-      problem: null,
-      activeFlows: 4,
-      flowsCreated: 20,
-      packets: 60,
-      bytes: 3000,
-    },
-  ],
-};
-
-const FLOWS = {
-  total: 120,
-  rows: [
-    { protocol: 'tcp', client: '192.0.2.7', clientPort: 40001, vip: '198.51.100.10', port: 80, backendId: 0, serviceId: 0, ageMs: 1500, idleMs: 200, state: 'active', backend: '10.1.0.11', service: 'web' },
-    { protocol: 'udp', client: '192.0.2.8', clientPort: 53000, vip: '198.51.100.10', port: 53, backendId: 3, serviceId: 1, ageMs: 12345, idleMs: 10000, state: 'active', backend: '10.1.0.21', service: 'dns' },
-    { protocol: 'tcp', client: '2001:db8::7', clientPort: 40002, vip: '2001:db8:100::10', port: 80, backendId: 5, serviceId: 2, ageMs: 61000, idleMs: 9000, state: 'closing', backend: 'fd00::11', service: 'web6' },
-  ],
-};
-
-const KNOWN = new Set(BACKENDS.backends.map((b) => b.address));
-
-// ---- the fake admin API -------------------------------------------------------------------
-interface Seen {
-  method: string;
-  path: string;
-  query: Record<string, string>;
-}
-
-interface Fake {
-  server: Server;
-  socket: string;
-  seen: Seen[];
-  reloadOk: boolean;
-}
-
-function send(res: import('node:http').ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n');
-}
-
-/** Answers like the daemon's #admin(); `everything404` answers 404 to every request. */
-async function startFake(socket: string, everything404 = false): Promise<Fake> {
-  const fake: Fake = { server: createServer(), socket, seen: [], reloadOk: true };
-  fake.server.on('request', (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const method = req.method ?? 'GET';
-    fake.seen.push({ method, path: url.pathname, query: Object.fromEntries(url.searchParams) });
-    if (everything404) return send(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
-    if (method === 'GET' && url.pathname === '/status') return send(res, 200, STATUS);
-    if (method === 'GET' && url.pathname === '/backends') return send(res, 200, BACKENDS);
-    if (method === 'GET' && url.pathname === '/flows') return send(res, 200, FLOWS);
-    const op = /^\/backends\/(drain|undrain|weight)$/.exec(url.pathname);
-    if (method === 'POST' && op) {
-      const address = url.searchParams.get('address');
-      if (!address) return send(res, 400, { error: 'address is required' });
-      const weight = Number(url.searchParams.get('weight'));
-      if (op[1] === 'weight' && (!Number.isInteger(weight) || weight < 0 || weight > 1000)) return send(res, 400, { error: 'weight must be an integer 0..1000' });
-      if (!KNOWN.has(address)) return send(res, 404, { ok: false, message: `no backend ${address}`, matched: [] });
-      const services = url.searchParams.get('service') ?? 'web';
-      return send(res, 200, { ok: true, message: `${op[1]} ${address}${op[1] === 'weight' ? ` = ${weight}` : ''} in ${services}: generation 8`, matched: [services] });
-    }
-    if (method === 'POST' && url.pathname === '/reload') {
-      return fake.reloadOk
-        ? send(res, 200, { ok: true, message: 'web: weight 10.1.0.11 1 -> 2' })
-        : send(res, 409, { ok: false, message: 'these settings change only with a restart: hashSeed' });
-    }
-    return send(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
-  });
-  await new Promise<void>((resolve, reject) => {
-    fake.server.once('error', reject);
-    fake.server.listen(socket, () => resolve());
-  });
-  return fake;
-}
 
 // ---- running the CLI ----------------------------------------------------------------------
 interface CliResult {

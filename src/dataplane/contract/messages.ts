@@ -1,17 +1,75 @@
+/**
+ * The messages between the control process (src/runtime/, supervisor.ts is its end of the pipe)
+ * and the data-plane process (src/dataplane/worker.ts). Node IPC with `serialization: 'advanced'`
+ * (structured clone), so typed arrays, Maps and Uint8Arrays cross as they are.
+ *
+ *   control process                                       data-plane process
+ *   ---------------                                       ------------------
+ *   init {DataplaneInit}            ---- once, at fork -->  opens capture, applies spec
+ *                                   <-- ready {engine} ---  or fatal {message}, then exits
+ *                                                           (answer within START_TIMEOUT_MS 15 s,
+ *                                                            else the child is killed)
+ *   owner-queries {enabled, hold}   ---- after ready ---->  (cluster with sync only; no answer)
+ *
+ *   generation {requestId, spec}    ---- each reload ---->  Forwarder.apply(spec)
+ *                                   <-- applied | apply-failed {requestId, generation}
+ *   flows {requestId, filter}       ---- admin /flows --->  one flow-table scan
+ *                                   <-- flows {requestId, rows, total}
+ *   flow-counts {requestId}         ---- admin /backends >  one flow-table scan
+ *                                   <-- flow-counts {requestId, counts}
+ *     (these three are the requests: src/dataplane/contract/request.ts gives each a requestId,
+ *      waits REQUEST_TIMEOUT_MS below and always clears its timer; a late answer is dropped)
+ *
+ *   publish                         ---- before a scrape >  (answered by the next counters)
+ *                                   <-- counters {Float64Array}   every COUNTER_PUBLISH_MS too
+ *
+ *   (cluster with sync only)
+ *                                   <-- owner-query {qid, kind, key}   a flow or MP_JOIN nobody
+ *                                                           here knows; its frames are held
+ *   owner-answer {qid, backendId}   ---- asap ----------->  releases the held frames; the data
+ *                                                           plane expires the query itself after
+ *                                                           QUERY_DEADLINE_MS (50 ms), so the
+ *                                                           control process keeps no timer
+ *                                   <-- owner-entries {entries}   learned tokens and flows to
+ *                                                           publish to their owners (no answer)
+ *   publish-owners                  ---- every 10 s ----->  answered by owner-entries chunks
+ *
+ *   shutdown                        ---- on stop -------->  closes capture, exits (SIGKILL
+ *                                                           after 3 s if it does not)
+ */
 import type { DataplaneInit, DataplaneSpec } from './spec.js';
+
+/** Owner-entry kinds as the forwarder numbers them (the cluster codec names them 'flow'/'token'). */
+export const OWNER_KIND = { flow: 0, token: 1 } as const;
+
+/** One entry learned by the data plane for the owners: kind (OWNER_KIND), key bytes, local backend id. */
+export interface OwnerEntry {
+  kind: number;
+  key: Uint8Array;
+  backendId: number;
+}
+
+/** The filter of a `flows` request (backend addresses already turned into local backend ids). */
+export interface FlowFilter {
+  limit: number;
+  vip?: string;
+  backendIds?: number[];
+  client?: string;
+}
 
 /** Control process -> data-plane process. */
 export type ToDataplane =
   | { type: 'init'; init: DataplaneInit }
-  | { type: 'generation'; spec: DataplaneSpec }
-  | { type: 'flows'; requestId: number; limit: number; vip?: string; backendIds?: number[]; client?: string }
+  | { type: 'generation'; requestId: number; spec: DataplaneSpec }
+  | ({ type: 'flows'; requestId: number } & FlowFilter)
   | { type: 'flow-counts'; requestId: number }
   /** Cluster with sync: turn owner queries on (holdPackets per flow) or off. */
   | { type: 'owner-queries'; enabled: boolean; holdPackets: number }
   /** The owner's answer to an owner-query: a local backend id, or -1. */
   | { type: 'owner-answer'; qid: number; backendId: number }
-  /** Send the publishable entries now (after a generation change). */
+  /** Send the publishable entries now (after a generation change, and on the refresh timer). */
   | { type: 'publish-owners' }
+  /** Send a counters snapshot now. */
   | { type: 'publish' }
   | { type: 'shutdown' };
 
@@ -32,11 +90,42 @@ export interface FlowRow {
 export type FromDataplane =
   | { type: 'ready'; engine: string }
   | { type: 'fatal'; message: string }
-  | { type: 'applied'; generation: number }
-  | { type: 'apply-failed'; generation: number; message: string }
+  | { type: 'applied'; requestId: number; generation: number }
+  | { type: 'apply-failed'; requestId: number; generation: number; message: string }
   | { type: 'counters'; counters: Float64Array }
   | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
   | { type: 'flow-counts'; requestId: number; counts: Map<number, number> }
   | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }
-  /** Entries for the owners: kind 0 flow / 1 token, key bytes, local backend id. */
-  | { type: 'owner-entries'; entries: { kind: number; key: Uint8Array; backendId: number }[] };
+  | { type: 'owner-entries'; entries: OwnerEntry[] };
+
+/** The messages that expect an answer, by type. */
+export type DataplaneRequest = Extract<ToDataplane, { requestId: number }>;
+export type RequestType = DataplaneRequest['type'];
+/** A request as its sender writes it: the request helper adds the id. */
+export type RequestBody<K extends RequestType> = Omit<Extract<DataplaneRequest, { type: K }>, 'requestId'> & { type: K };
+
+/** The answers, and which answers which request. */
+export type DataplaneReply = Extract<FromDataplane, { requestId: number }>;
+export interface ReplyOf {
+  generation: Extract<FromDataplane, { type: 'applied' | 'apply-failed' }>;
+  flows: Extract<FromDataplane, { type: 'flows' }>;
+  'flow-counts': Extract<FromDataplane, { type: 'flow-counts' }>;
+}
+export const REPLY_TYPES: { readonly [K in RequestType]: readonly ReplyOf[K]['type'][] } = {
+  generation: ['applied', 'apply-failed'],
+  flows: ['flows'],
+  'flow-counts': ['flow-counts'],
+};
+
+/**
+ * How long the control process waits for each answer. An apply builds Maglev tables and may
+ * reopen the capture filter; the two scans walk the whole flow table on the packet loop.
+ */
+export const REQUEST_TIMEOUT_MS: { readonly [K in RequestType]: number } = {
+  generation: 10_000,
+  flows: 2_000,
+  'flow-counts': 2_000,
+};
+
+/** The messages the data plane sends unasked (everything but answers and the start handshake). */
+export type DataplaneNotice = Exclude<FromDataplane, DataplaneReply | { type: 'ready' | 'fatal' }>;

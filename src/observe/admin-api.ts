@@ -1,0 +1,152 @@
+/**
+ * The admin API's requests and answers (JSON over the admin unix socket), written once: the
+ * daemon's routes (observe/admin.ts) produce these types, the CLI (src/cli.ts) and the tests read
+ * them. A field added here appears in `sluice status --json` / `backends --json` / `flows --json`.
+ *
+ *   GET  /status                                   -> StatusReport
+ *   GET  /backends                                 -> BackendsReport
+ *   GET  /flows?vip=&backend=&client=&limit=       -> FlowsReport          (limit 1..10000, default 100)
+ *   POST /backends/{drain|undrain|weight}?address=&service=&weight=
+ *                                                  -> OperateResult        (404 if no backend matched)
+ *   POST /reload                                   -> ReloadResult         (409 if refused)
+ *   anything wrong with the request                -> AdminError           (400, 404; 500 on a failure)
+ */
+import type { Forwarding, Protocol } from '../config/types.js';
+import type { ControlCounters, ControlPlaneStatus } from '../control/index.js';
+import type { FlowRow } from '../dataplane/contract/messages.js';
+
+export interface AdminError {
+  error: string;
+}
+
+/** The outcome of the last reload (file change, SIGHUP or POST /reload), null before the first. */
+export interface LastReload {
+  at: string;
+  ok: boolean;
+  message: string;
+}
+
+/** One backend of a service in /status: its place in the current generation and its counters. */
+export interface ServiceBackendReport {
+  address: string;
+  /** Effective weight (operator overrides applied). */
+  weight: number;
+  /** What the current generation does with it: serving, spare-serving, spare-standby, draining, down, unresolved. */
+  status: string;
+  mac: string | null;
+  /** Why its next hop is unresolved, if it is. */
+  problem: string | null;
+  packets: number;
+  bytes: number;
+  flowsCreated: number;
+}
+
+export interface ServiceReport {
+  name: string;
+  vip: string;
+  port: number | 'all';
+  protocol: Protocol;
+  forwarding: Forwarding;
+  backends: ServiceBackendReport[];
+}
+
+/** The cluster as /status shows it: the control plane's status, latency histogram left to /metrics. */
+export type ClusterReport = Omit<ControlPlaneStatus, 'counters'> & {
+  sync: boolean;
+  counters: Omit<ControlCounters, 'queryLatency'>;
+};
+
+export interface StatusReport {
+  version: string;
+  startedAt: string;
+  config: string;
+  /** The control process's current generation. */
+  generation: number;
+  /** generation: the one the data plane last reported running. */
+  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number; generation: number };
+  interface: string;
+  egressInterface: string;
+  lastReload: LastReload | null;
+  cluster: ClusterReport | null;
+  flows: { active: number; capacity: number; created: number; evictions: number };
+  traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
+  /** Non-zero drop counters by reason (packet/drop-reasons.ts). */
+  drops: Record<string, number>;
+  services: ServiceReport[];
+}
+
+export interface BackendHealthReport {
+  check: string;
+  state: string;
+  lastError: string | null;
+  lastChange: string | null;
+}
+
+/** One backend of one service in /backends. */
+export interface BackendStatus {
+  service: string;
+  address: string;
+  weight: number;
+  state: 'active' | 'draining';
+  role: 'primary' | 'spare';
+  /** What the current generation does with it (as in ServiceBackendReport). */
+  status: string;
+  /** An operator drain or weight is in force. */
+  overridden: boolean;
+  health: BackendHealthReport | null;
+  mac: string | null;
+  problem: string | null;
+  activeFlows: number;
+  flowsCreated: number;
+  packets: number;
+  bytes: number;
+}
+
+export interface BackendsReport {
+  backends: BackendStatus[];
+}
+
+export interface FlowQuery {
+  vip?: string;
+  /** A backend address (every service's backend at it). */
+  backend?: string;
+  client?: string;
+  limit: number;
+}
+
+/** A flow-table row with its backend and service by name. */
+export type FlowReportRow = FlowRow & { backend: string; service: string };
+
+export interface FlowsReport {
+  rows: FlowReportRow[];
+  /** Matching flows, of which at most `limit` are in rows. */
+  total: number;
+}
+
+export type OperateAction = 'drain' | 'undrain' | 'weight';
+
+export interface OperateRequest {
+  action: OperateAction;
+  address: string;
+  /** Only in this service; default every service that has the address. */
+  service?: string;
+  /** For 'weight': 0..1000. */
+  weight?: number;
+}
+
+export interface OperateResult {
+  ok: boolean;
+  message: string;
+  /** Services whose backend changed. */
+  matched: string[];
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  message: string;
+}
+
+/** Most rows a /flows answer carries. */
+export const FLOW_LIST_MAX = 10_000;
+/** Highest weight an operator may set. */
+export const MAX_OPERATOR_WEIGHT = 1000;

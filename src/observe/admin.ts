@@ -1,0 +1,225 @@
+/**
+ * The operator's two HTTP doors: GET /metrics on the metrics listen address, and the admin API
+ * on its unix socket (routes and answer types in admin-api.ts). The routes check the request
+ * and turn it into a typed call; the views turn the control process's facts and the data plane's
+ * counters into the answers. Everything they read comes through AdminSources, so this file knows
+ * nothing of how the control process is put together.
+ */
+import type { Server, ServerResponse } from 'node:http';
+import type { ServiceConfig, SluiceConfig } from '../config/types.js';
+import type { ControlPlaneStatus } from '../control/index.js';
+import { DROPS_BASE, ENTITY, G, backendCounter } from '../dataplane/contract/counters.js';
+import { DROP_REASONS } from '../packet/drop-reasons.js';
+import { VERSION } from '../version.js';
+import {
+  FLOW_LIST_MAX,
+  MAX_OPERATOR_WEIGHT,
+  type AdminError,
+  type BackendHealthReport,
+  type BackendStatus,
+  type ClusterReport,
+  type FlowQuery,
+  type FlowsReport,
+  type LastReload,
+  type OperateAction,
+  type OperateRequest,
+  type OperateResult,
+  type ReloadResult,
+  type StatusReport,
+} from './admin-api.js';
+import { jsonServer, listenTcp, listenUnix, sendJson } from './http.js';
+import type { Metrics } from './metrics.js';
+
+/** One backend of one service as the control process knows it, before counters are added. */
+export interface BackendFacts {
+  address: string;
+  weight: number;
+  state: 'active' | 'draining';
+  role: 'primary' | 'spare';
+  status: string;
+  /** Local backend id (its counter block), -1 if it has none. */
+  id: number;
+  mac: string | null;
+  problem: string | null;
+  overridden: boolean;
+  health: BackendHealthReport | null;
+}
+
+/** What the admin API reads and does; the control process's composition root provides it. */
+export interface AdminSources {
+  readonly configPath: string;
+  readonly startedAt: string;
+  readonly metrics: Metrics;
+  config(): SluiceConfig;
+  generation(): number;
+  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number };
+  lastReload(): LastReload | null;
+  cluster(): { status: ControlPlaneStatus; sync: boolean } | null;
+  /** Every backend of `s` in the current generation (effective weight, status, next hop, health). */
+  backendFacts(s: ServiceConfig): BackendFacts[];
+  /** A counter snapshot taken now (or the latest, if the data plane does not answer at once). */
+  freshCounters(): Promise<Float64Array>;
+  /** Live flows per local backend id; empty if the data plane does not answer. */
+  flowCounts(): Promise<Map<number, number>>;
+  flows(q: FlowQuery): Promise<FlowsReport>;
+  operate(op: OperateRequest): Promise<OperateResult>;
+  reload(): Promise<ReloadResult>;
+}
+
+export interface AdminApiOptions {
+  sources: AdminSources;
+  metricsListen: string;
+  adminSocket: string;
+  /** Raised when a server cannot listen (the daemon makes it a start-up error). */
+  listenError: (what: string, e: Error) => Error;
+}
+
+/** A counter of a snapshot (0 where the snapshot is shorter: ids above the data plane's highest). */
+const counterOf = (c: Float64Array, i: number): number => (i < c.length ? c[i] : 0);
+
+function withCounters(b: BackendFacts, c: Float64Array): { packets: number; bytes: number; flowsCreated: number } {
+  if (b.id < 0) return { packets: 0, bytes: 0, flowsCreated: 0 };
+  return {
+    packets: counterOf(c, backendCounter(b.id, ENTITY.packets)),
+    bytes: counterOf(c, backendCounter(b.id, ENTITY.bytes)),
+    flowsCreated: counterOf(c, backendCounter(b.id, ENTITY.flowsCreated)),
+  };
+}
+
+export function clusterReport(status: ControlPlaneStatus, sync: boolean): ClusterReport {
+  const { counters, ...rest } = status;
+  const { queryLatency: _latency, ...plain } = counters;
+  return { ...rest, sync, counters: plain };
+}
+
+/** GET /status. */
+export function statusReport(src: AdminSources, c: Float64Array): StatusReport {
+  const at = (i: number): number => counterOf(c, i);
+  const config = src.config();
+  const drops: Record<string, number> = {};
+  for (let r = 1; r < DROP_REASONS.length; r++) if (at(DROPS_BASE + r) > 0) drops[DROP_REASONS[r]] = at(DROPS_BASE + r);
+  const cluster = src.cluster();
+  return {
+    version: VERSION,
+    startedAt: src.startedAt,
+    config: src.configPath,
+    generation: src.generation(),
+    dataplane: { ...src.dataplane(), generation: at(G.generation) },
+    interface: config.interface,
+    egressInterface: config.egressInterface,
+    lastReload: src.lastReload(),
+    cluster: cluster ? clusterReport(cluster.status, cluster.sync) : null,
+    flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
+    traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
+    drops,
+    services: config.services.map((s) => ({
+      name: s.name,
+      vip: s.vip,
+      port: s.port === 0 ? 'all' : s.port,
+      protocol: s.protocol,
+      forwarding: s.forwarding,
+      // Effective weight and status (operator overrides, health, spares), as /backends reports them.
+      backends: src.backendFacts(s).map((b) => ({ address: b.address, weight: b.weight, status: b.status, mac: b.mac, problem: b.problem, ...withCounters(b, c) })),
+    })),
+  };
+}
+
+/** GET /backends: every backend of every service, with its live flows. */
+export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows: ReadonlyMap<number, number>): BackendStatus[] {
+  const out: BackendStatus[] = [];
+  for (const s of src.config().services) {
+    for (const b of src.backendFacts(s)) {
+      const { packets, bytes, flowsCreated } = withCounters(b, c);
+      out.push({
+        service: s.name,
+        address: b.address,
+        weight: b.weight,
+        state: b.state,
+        role: b.role,
+        status: b.status,
+        overridden: b.overridden,
+        health: b.health,
+        mac: b.mac,
+        problem: b.problem,
+        activeFlows: b.id >= 0 ? (activeFlows.get(b.id) ?? 0) : 0,
+        flowsCreated,
+        packets,
+        bytes,
+      });
+    }
+  }
+  return out;
+}
+
+const OPERATE_PATH = /^\/backends\/(drain|undrain|weight)$/;
+
+/** The admin routes: check the request, make the typed call, answer with its admin-api type. */
+export async function routeAdmin(src: AdminSources, method: string, url: URL, res: ServerResponse): Promise<void> {
+  const fail = (status: number, error: string): void => sendJson(res, status, { error } satisfies AdminError);
+  const q = url.searchParams;
+  if (method === 'GET' && url.pathname === '/status') return sendJson(res, 200, statusReport(src, await src.freshCounters()));
+  if (method === 'GET' && url.pathname === '/flows') {
+    const limit = Number(q.get('limit') ?? 100);
+    if (!Number.isInteger(limit) || limit < 1) return fail(400, 'limit must be a positive integer');
+    const query: FlowQuery = { vip: q.get('vip') ?? undefined, backend: q.get('backend') ?? undefined, client: q.get('client') ?? undefined, limit: Math.min(FLOW_LIST_MAX, limit) };
+    return sendJson(res, 200, await src.flows(query));
+  }
+  if (method === 'GET' && url.pathname === '/backends') {
+    const counters = await src.freshCounters();
+    return sendJson(res, 200, { backends: backendStatuses(src, counters, await src.flowCounts()) });
+  }
+  const op = OPERATE_PATH.exec(url.pathname);
+  if (method === 'POST' && op) {
+    const address = q.get('address');
+    if (!address) return fail(400, 'address is required');
+    const action = op[1] as OperateAction;
+    let weight: number | undefined;
+    if (action === 'weight') {
+      weight = Number(q.get('weight'));
+      if (!Number.isInteger(weight) || weight < 0 || weight > MAX_OPERATOR_WEIGHT) return fail(400, `weight must be an integer 0..${MAX_OPERATOR_WEIGHT}`);
+    }
+    const r = await src.operate({ action, address, service: q.get('service') ?? undefined, weight });
+    return sendJson(res, r.ok ? 200 : 404, r);
+  }
+  if (method === 'POST' && url.pathname === '/reload') {
+    const r = await src.reload();
+    return sendJson(res, r.ok ? 200 : 409, r);
+  }
+  return fail(404, `no such endpoint: ${method} ${url.pathname}`);
+}
+
+/** The metrics and admin servers, as one part of the control process. */
+export class AdminApi {
+  readonly name = 'metrics and admin API';
+  readonly #opts: AdminApiOptions;
+  #servers: Server[] = [];
+
+  constructor(opts: AdminApiOptions) {
+    this.#opts = opts;
+  }
+
+  /** Listens on both; a bad address is an error before any packet is captured. */
+  async start(): Promise<void> {
+    const { sources, metricsListen, adminSocket, listenError } = this.#opts;
+    const metrics = jsonServer(async (_req, url, res) => {
+      if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' } satisfies AdminError);
+      await sources.freshCounters();
+      const body = await sources.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': sources.metrics.registry.contentType });
+      res.end(body);
+    });
+    this.#servers.push(metrics);
+    await listenTcp(metrics, metricsListen).catch((e: Error) => {
+      throw listenError(`cannot serve metrics on ${metricsListen}`, e);
+    });
+    const admin = jsonServer((req, url, res) => routeAdmin(sources, req.method ?? 'GET', url, res));
+    this.#servers.push(admin);
+    await listenUnix(admin, adminSocket).catch((e: Error) => {
+      throw listenError(`cannot serve the admin API on ${adminSocket}`, e);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+  }
+}

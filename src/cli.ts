@@ -8,6 +8,7 @@ import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
 import { VERSION } from './version.js';
+import { installErrorPolicy } from './runtime/error-policy.js';
 
 const DEFAULT_SOCKET = '/run/sluice/admin.sock';
 
@@ -99,6 +100,7 @@ program
     }
     const log = createLogger(level);
     const daemon = new Daemon(opts.config, log);
+    installErrorPolicy(log, daemon.metrics.registry);
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -244,10 +246,10 @@ operate('weight', 'change a backend\'s weight at runtime (until the next restart
 
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
-  const r = body as { ok: boolean; message: string };
+  const r = body as { ok?: boolean; message?: string; error?: string };
   if (status === 200) console.log(`reloaded: ${r.message}`);
   else {
-    process.stderr.write(`reload refused: ${r.message}\n`);
+    process.stderr.write(`reload refused: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
     process.exitCode = 1;
   }
 });

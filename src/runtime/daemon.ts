@@ -24,7 +24,11 @@ import { sharedIcmpEcho } from '../health/icmp.js';
 import type { ServiceConfig } from '../config/types.js';
 import { ControlPlane, backendSetHash, loadClusterKey, type SyncEntry } from '../control/index.js';
 import { Metrics } from '../observe/metrics.js';
-import { jsonServer, listenTcp, listenUnix, sendJson } from '../observe/http.js';
+import { hardenedServer, listenTcp, sendJson } from '../observe/http.js';
+// hardening: instance lock, admin authorization, HTTP edge counters
+import { serveAdmin } from '../observe/admin-server.js';
+import { HttpCounters } from '../observe/http-counters.js';
+import { InstanceConflictError, InstanceLock } from './instance-lock.js';
 import type { Logger } from '../observe/log.js';
 import { VERSION } from '../version.js';
 
@@ -82,6 +86,7 @@ export class Daemon {
   #watcher: ConfigWatcher | null = null;
   #metricsServer: Server | null = null;
   #adminServer: Server | null = null;
+  #instanceLock: InstanceLock | null = null; // hardening
   #timers: NodeJS.Timeout[] = [];
   #queue: Promise<unknown> = Promise.resolve();
   #requestId = 0;
@@ -177,19 +182,30 @@ export class Daemon {
     this.#health.start();
     this.#spec = this.#build(config);
 
+    // hardening: one instance per interface, namespace and admin socket, before capturing or listening.
+    this.#instanceLock = await InstanceLock.claim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false }).catch((e: Error) => {
+      throw new StartupError(e instanceof InstanceConflictError ? `refusing to start: ${e.message}` : `cannot claim the instance lock: ${e.message}`);
+    });
+    const httpCounters = new HttpCounters(this.metrics.registry); // hardening
+
     // Servers first: a bad listen address is reported before any packet is captured.
-    this.#metricsServer = jsonServer(async (_req, url, res) => {
-      if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' });
-      await this.#refreshCounters();
-      const body = await this.metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-      res.end(body);
+    this.#metricsServer = hardenedServer({
+      listener: 'metrics',
+      methods: ['GET', 'HEAD'],
+      log: this.#log,
+      onReject: httpCounters.onReject('metrics'),
+      handler: async (_req, url, res) => {
+        if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' });
+        await this.#refreshCounters();
+        const body = await this.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+        res.end(body);
+      },
     });
     await listenTcp(this.#metricsServer, config.metrics.listen).catch((e: Error) => {
       throw new StartupError(`cannot serve metrics on ${config.metrics.listen}: ${e.message}`);
     });
-    this.#adminServer = jsonServer((req, url, res) => this.#admin(req.method ?? 'GET', url, res));
-    await listenUnix(this.#adminServer, config.admin.socket).catch((e: Error) => {
+    this.#adminServer = await serveAdmin({ admin: () => this.#config.admin, log: this.#log, counters: httpCounters, handler: (req, url, res) => this.#admin(req.method ?? 'GET', url, res) }).catch((e: Error) => {
       throw new StartupError(`cannot serve the admin API on ${config.admin.socket}: ${e.message}`);
     });
 
@@ -800,6 +816,7 @@ export class Daemon {
         (s) => new Promise<void>((r) => (s ? s.close(() => r()) : r())),
       ),
     );
+    this.#instanceLock?.release(); // hardening: after the admin socket is gone
     this.#log.info({ event: 'stopped' }, 'sluice stopped');
   }
 }

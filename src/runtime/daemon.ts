@@ -174,6 +174,10 @@ export class Daemon {
       allowLocalVip: config.safety.allowLocalVip,
     });
     if (problems.length > 0) throw new StartupError(`refusing to start:\n- ${problems.join('\n- ')}`);
+    // hardening: one instance per interface, namespace and admin socket, before probing, capturing or listening.
+    this.#instanceLock = await InstanceLock.claim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false }).catch((e: Error) => {
+      throw new StartupError(e instanceof InstanceConflictError ? `refusing to start: ${e.message}` : `cannot claim the instance lock: ${e.message}`);
+    });
 
     this.#config = config;
     this.#generation = 1;
@@ -182,10 +186,6 @@ export class Daemon {
     this.#health.start();
     this.#spec = this.#build(config);
 
-    // hardening: one instance per interface, namespace and admin socket, before capturing or listening.
-    this.#instanceLock = await InstanceLock.claim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false }).catch((e: Error) => {
-      throw new StartupError(e instanceof InstanceConflictError ? `refusing to start: ${e.message}` : `cannot claim the instance lock: ${e.message}`);
-    });
     const httpCounters = new HttpCounters(this.metrics.registry); // hardening
 
     // Servers first: a bad listen address is reported before any packet is captured.

@@ -95,7 +95,8 @@ function abstractNamesWithPrefix(prefix: string): string[] {
   const marker = `@${prefix}`;
   for (const line of text.split('\n')) {
     const i = line.indexOf(marker);
-    if (i >= 0) out.add(line.slice(i + 1).trim());
+    // Node binds abstract names padded with NULs to the full sun_path; the kernel shows them as '@'.
+    if (i >= 0) out.add(line.slice(i + 1).trim().replace(/@+$/, ''));
   }
   return [...out];
 }

@@ -14,13 +14,30 @@ export function parseSocketMode(text: string): number | null {
   return /^0?[0-7]{3}$/.test(text) ? parseInt(text, 8) : null;
 }
 
+/** Directory mode for directories Sluice creates on the way to its socket: traversable, so the socket's own mode decides. */
+const SOCKET_DIR_MODE = 0o755;
+
+/**
+ * Create the socket's directory (and missing parents) with SOCKET_DIR_MODE whatever the umask;
+ * a directory that already exists is left as the operator made it (e.g. systemd's 0750).
+ */
+export function makeSocketDirectory(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true, mode: SOCKET_DIR_MODE });
+  if (first === undefined) return;
+  // mkdir's mode is masked by the umask: set it on each directory this call created.
+  for (let d = dir; d.length >= first.length; d = dirname(d)) {
+    chmodSync(d, SOCKET_DIR_MODE);
+    if (d === first) break;
+  }
+}
+
 /**
  * Listen on `path` with `mode` and group `gid`. The caller must hold the socket's lock: any file
  * already there is a socket left by a dead instance. libuv unlinks the path when the server
  * closes, so only the lock holder ever removes it.
  */
 export function listenAdminSocket(server: Server, path: string, mode: number, gid: number): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
+  makeSocketDirectory(dirname(path));
   let existing: ReturnType<typeof lstatSync> | undefined;
   try {
     existing = lstatSync(path);

@@ -17,10 +17,11 @@
  * The holder's pid comes from the kernel (SO_PEERCRED of a connection to its abstract socket),
  * or from the pid written in the lock file.
  */
-import { closeSync, ftruncateSync, mkdirSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, readFileSync, writeSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
+import { makeSocketDirectory } from '../observe/admin-socket.js';
 import { hostAddon } from '../observe/host-addon.js';
 import { peerCredentials } from '../observe/peer-credentials.js';
 
@@ -171,7 +172,7 @@ export class InstanceLock {
 
   static #lockSocketPath(socket: string): { fd: number; path: string } {
     const path = `${socket}.lock`;
-    mkdirSync(dirname(path), { recursive: true });
+    makeSocketDirectory(dirname(path));
     const fd = hostAddon().lockFile(path);
     if (fd === -EWOULDBLOCK) {
       let pid: number | null = null;

@@ -3,7 +3,7 @@
  * admin-server.ts): the decision table, the socket's mode whatever the umask, and the kernel's
  * view of the caller. Runs as any user; as root (CI) it also sets the socket's group.
  */
-import { writeFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -77,7 +77,7 @@ describe('parseSocketMode', () => {
 describe('listenAdminSocket: the mode is explicit, whatever the umask', () => {
   for (const umask of [0o000, 0o077, 0o022]) {
     it(`umask ${umask.toString(8).padStart(3, '0')}: socket mode 0660`, async () => {
-      const path = join(dir, `u${umask}.sock`);
+      const path = join(dir, `u${umask}`, 'nested', 'admin.sock');
       const server = createHttpServer();
       const before = process.umask(umask);
       try {
@@ -89,6 +89,9 @@ describe('listenAdminSocket: the mode is explicit, whatever the umask', () => {
       await new Promise<void>((r) => server.close(() => r()));
       console.log(`umask ${umask.toString(8).padStart(3, '0')}: admin socket mode ${mode.toString(8).padStart(4, '0')}`);
       expect(mode).toBe(0o660);
+      // The directories it had to create are traversable whatever the umask: the socket's mode decides.
+      expect(statSync(join(dir, `u${umask}`, 'nested')).mode & 0o777).toBe(0o755);
+      expect(statSync(join(dir, `u${umask}`)).mode & 0o777).toBe(0o755);
       // ... unlike a plain listen, whose mode follows the umask (the 0.1 behaviour).
       const plain = createHttpServer();
       const p2 = join(dir, `plain${umask}.sock`);

@@ -28,8 +28,6 @@ import { peerCredentials } from '../observe/peer-credentials.js';
 const EWOULDBLOCK = 11;
 const PROBE_TIMEOUT_MS = 1_000;
 const ABSTRACT_PREFIX = 'sluice/';
-const NAMESPACE_NAME = `${ABSTRACT_PREFIX}namespace`;
-const INTERFACE_PREFIX = `${ABSTRACT_PREFIX}interface/`;
 
 /** Another instance holds what this one needs; the CLI exits 2 with the message. */
 export class InstanceConflictError extends Error {
@@ -202,5 +200,3 @@ export class InstanceLock {
     }
   }
 }
-
-export const INSTANCE_LOCK_NAMES = { namespace: NAMESPACE_NAME, interfacePrefix: INTERFACE_PREFIX } as const;

@@ -2,7 +2,8 @@
  * InstanceLock (src/runtime/instance-lock.ts): one instance per interface, per network
  * namespace unless allowed, and per admin socket; the holder's pid in every refusal; a dead
  * holder never blocks. Abstract names use a per-run prefix, so a real Sluice on this host is
- * never involved. Needs the built addon (flock, SO_PEERCRED).
+ * never involved. Needs `npm run build` first (the addon's flock and SO_PEERCRED; the dead-holder
+ * case runs dist/src/runtime/instance-lock.js in a child process).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

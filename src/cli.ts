@@ -12,6 +12,7 @@ import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
 import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
 import { VERSION } from './version.js';
+import { installErrorPolicy } from './runtime/error-policy.js';
 
 const DEFAULT_SOCKET = '/run/sluice/admin.sock';
 
@@ -96,6 +97,7 @@ program
     }
     const log = createLogger(level);
     const daemon = new Daemon(opts.config, log);
+    installErrorPolicy(log, daemon.metrics.registry);
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -225,10 +227,11 @@ operate('weight', 'change a backend\'s weight at runtime (until the next restart
 
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
-  const r = body as ReloadResult;
+  // A refusal by the admin socket's authorization is an AdminError ({ error }), not a ReloadResult.
+  const r = body as Partial<ReloadResult> & Partial<AdminError>;
   if (status === 200) console.log(`reloaded: ${r.message}`);
   else {
-    process.stderr.write(`reload refused: ${r.message}\n`);
+    process.stderr.write(`reload refused: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
     process.exitCode = 1;
   }
 });

@@ -58,9 +58,9 @@ export const CONFIG_DEFAULTS = {
   weight: 1,
   flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
   capture: { engine: 'batch' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
-  safety: { allowHostForwarding: false, allowLocalVip: false },
+  safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
   metrics: { listen: '127.0.0.1:9180' },
-  admin: { socket: '/run/sluice/admin.sock' },
+  admin: { socket: '/run/sluice/admin.sock', socketMode: '0660', readers: 'group' as 'anyone' | 'group' },
   log: { level: 'info' as SluiceConfig['log']['level'] },
 } as const;
 

@@ -72,6 +72,19 @@ export interface SafetyConfig {
   allowHostForwarding: boolean;
   /** Start even if a VIP is configured on a local interface. Default false. */
   allowLocalVip: boolean;
+  /** Other instances may run in this network namespace, each on its own interface and admin socket. Default false. */
+  allowOtherInstances?: boolean;
+}
+
+/** The admin API's unix socket and who may use it (src/observe/admin-authorization.ts). */
+export interface AdminConfig {
+  socket: string;
+  /** Octal permission mode of the socket, e.g. "0660" (the default), whatever the umask. */
+  socketMode?: string;
+  /** Group (name or gid) that owns the socket and may change state; default: Sluice's own group. */
+  group?: string;
+  /** Read-only requests: 'group' (root and the admin group, the default) or 'anyone' who can open the socket. */
+  readers?: 'anyone' | 'group';
 }
 
 export interface SluiceConfig {
@@ -89,7 +102,7 @@ export interface SluiceConfig {
   capture: CaptureConfig;
   safety: SafetyConfig;
   metrics: { listen: string };
-  admin: { socket: string };
+  admin: AdminConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
   /** Several instances sharing flow and token owners; absent = a single instance. */
   cluster?: ClusterConfig;

@@ -27,7 +27,10 @@ import {
   type ReloadResult,
   type StatusReport,
 } from './admin-api.js';
-import { jsonServer, listenTcp, listenUnix, sendJson } from './http.js';
+import { hardenedServer, listenTcp, sendJson } from './http.js';
+import { serveAdmin } from './admin-server.js';
+import { HttpCounters } from './http-counters.js';
+import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** One backend of one service as the control process knows it, before counters are added. */
@@ -68,6 +71,7 @@ export interface AdminSources {
 
 export interface AdminApiOptions {
   sources: AdminSources;
+  log: Logger;
   metricsListen: string;
   adminSocket: string;
   /** Raised when a server cannot listen (the daemon makes it a start-up error). */
@@ -200,23 +204,36 @@ export class AdminApi {
 
   /** Listens on both; a bad address is an error before any packet is captured. */
   async start(): Promise<void> {
-    const { sources, metricsListen, adminSocket, listenError } = this.#opts;
-    const metrics = jsonServer(async (_req, url, res) => {
-      if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' } satisfies AdminError);
-      await sources.freshCounters();
-      const body = await sources.metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': sources.metrics.registry.contentType });
-      res.end(body);
+    const { sources, log, metricsListen, adminSocket, listenError } = this.#opts;
+    // Both doors are the hardened server (http.ts): no request, however malformed, reaches past it.
+    const counters = new HttpCounters(sources.metrics.registry);
+    const metrics = hardenedServer({
+      listener: 'metrics',
+      methods: ['GET', 'HEAD'],
+      log,
+      onReject: counters.onReject('metrics'),
+      handler: async (_req, url, res) => {
+        if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' } satisfies AdminError);
+        await sources.freshCounters();
+        const body = await sources.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': sources.metrics.registry.contentType });
+        res.end(body);
+      },
     });
     this.#servers.push(metrics);
     await listenTcp(metrics, metricsListen).catch((e: Error) => {
       throw listenError(`cannot serve metrics on ${metricsListen}`, e);
     });
-    const admin = jsonServer((req, url, res) => routeAdmin(sources, req.method ?? 'GET', url, res));
-    this.#servers.push(admin);
-    await listenUnix(admin, adminSocket).catch((e: Error) => {
+    // The socket's mode, group and per-request credential checks live in admin-server.ts.
+    const admin = await serveAdmin({
+      admin: () => sources.config().admin,
+      log,
+      counters,
+      handler: (req, url, res) => routeAdmin(sources, req.method ?? 'GET', url, res),
+    }).catch((e: Error) => {
       throw listenError(`cannot serve the admin API on ${adminSocket}`, e);
     });
+    this.#servers.push(admin);
   }
 
   async stop(): Promise<void> {

@@ -3,6 +3,7 @@
  * the host, builds the parts below and starts them in order (stopping the started ones in reverse).
  * It does no work itself; each part says what it does:
  *
+ *   instance-lock.ts   one instance per interface, namespace and admin socket (first in, last out)
  *   next-hops.ts       backend next hops (routes, neighbours)
  *   backend-health.ts  health checks -> "rebuild" on a traffic change
  *   generations.ts     the current table generation; apply() the next one or keep this one
@@ -25,6 +26,7 @@ import { ControlAdminSources } from './admin-sources.js';
 import { BackendHealth } from './backend-health.js';
 import { Generations } from './generations.js';
 import { hostSafetyProblems } from './host-safety.js';
+import { InstanceClaim } from './instance-lock.js';
 import { NextHops } from './next-hops.js';
 import { OwnerBridge } from './owner-bridge.js';
 import { Reloader } from './reloader.js';
@@ -152,14 +154,17 @@ export class Daemon {
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });
     const reloader = new Reloader({ log, metrics, configPath, initialText: text, generations, nextHops, health });
     const sources = new ControlAdminSources({ configPath, metrics, generations, nextHops, health, supervisor, bridge, reloader });
+    const claim = new InstanceClaim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false });
     const admin = new AdminApi({
       sources,
+      log,
       metricsListen: config.metrics.listen,
       adminSocket: config.admin.socket,
       listenError: (what, e) => new StartupError(`${what}: ${e.message}`),
     });
     this.#sources = sources;
     // Servers and the cluster listen before the data plane captures: a bad address fails first.
-    return [nextHops, health, generations, admin, bridge, supervisor, reloader];
+    // The instance claim comes first: a second instance is refused before it probes, listens or captures.
+    return [claim, nextHops, health, generations, admin, bridge, supervisor, reloader];
   }
 }

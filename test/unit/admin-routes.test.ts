@@ -14,7 +14,8 @@ import { DROPS_BASE, ENTITY, G, backendCounter, usedLength } from '../../src/dat
 import type { FlowQuery, OperateRequest, StatusReport, BackendsReport } from '../../src/observe/admin-api.js';
 import { routeAdmin, type AdminSources, type BackendFacts } from '../../src/observe/admin.js';
 import { adminRequest } from '../../src/observe/admin-client.js';
-import { jsonServer, listenUnix } from '../../src/observe/http.js';
+import { hardenedServer } from '../../src/observe/http.js';
+import { createLogger } from '../../src/observe/log.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import { DROP_REASONS } from '../../src/packet/drop-reasons.js';
 
@@ -94,8 +95,13 @@ describe('admin routes and views (observe/admin.ts)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-admin-'));
     socket = join(dir, 'admin.sock');
-    server = jsonServer((req, url, res) => routeAdmin(fakeSources(calls, answers), req.method ?? 'GET', url, res));
-    await listenUnix(server, socket);
+    server = hardenedServer({
+      listener: 'admin',
+      methods: ['GET', 'POST'],
+      log: createLogger('silent'),
+      handler: (req, url, res) => routeAdmin(fakeSources(calls, answers), req.method ?? 'GET', url, res),
+    });
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socket, () => resolve()));
   });
   beforeEach(() => {
     calls = { flows: [], operate: [], reloads: 0 };

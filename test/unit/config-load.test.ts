@@ -481,9 +481,9 @@ describe('parseConfig accepts', () => {
       ],
       flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
       capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
-      safety: { allowHostForwarding: false, allowLocalVip: false },
+      safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
       metrics: { listen: '127.0.0.1:9180' },
-      admin: { socket: '/run/sluice/admin.sock' },
+      admin: { socket: '/run/sluice/admin.sock', socketMode: '0660', readers: 'group' },
       log: { level: 'info' },
     };
     expect(parseConfig(JSON.stringify(minimal()))).toEqual(want);
@@ -497,7 +497,7 @@ describe('parseConfig accepts', () => {
     expect(c.hashSeed).toBe(2654435769);
     expect(c.flowTable).toEqual({ capacity: 2097152, tcpIdleTimeoutS: 600, tcpClosingTimeoutS: 15, udpIdleTimeoutS: 60 });
     expect(c.capture).toEqual({ engine: 'cap', bufferMiB: 64, batchSize: 512 });
-    expect(c.safety).toEqual({ allowHostForwarding: true, allowLocalVip: true });
+    expect(c.safety).toEqual({ allowHostForwarding: true, allowLocalVip: true, allowOtherInstances: false });
     expect(c.metrics.listen).toBe('[::1]:9180');
     expect(c.log.level).toBe('debug');
     expect(c.services.map((s) => [s.name, s.port, s.tableSize, s.family])).toEqual([

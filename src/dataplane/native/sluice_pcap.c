@@ -31,6 +31,8 @@
 #include <net/if_arp.h>
 #include <netpacket/packet.h>
 
+#include "sluice_host.h"
+
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
 #endif
@@ -1056,5 +1058,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "interfaceInfo", fn);
   napi_create_function(env, "pcapVersion", NAPI_AUTO_LENGTH, version_string, NULL, &fn);
   napi_set_named_property(env, exports, "pcapVersion", fn);
+  sluice_host_register(env, exports);
   return exports;
 }

@@ -3,11 +3,11 @@
  *
  *   parse -> match service -> flow lookup -> steer a new flow -> learn its MPTCP token -> send
  *
- * `forward()` reads top to bottom in that order; each step that can end the frame returns its
- * drop (counted under its named reason in packet/drop-reasons.ts) or its hold. The generation's
- * facts live in named records beside it (service-records.ts, backend-slots.ts), owner queries
- * and held frames in owner-hold.ts, per-flow MPTCP tokens in flow-tokens.ts. Everything the path
- * touches is preallocated: no allocation, promise or closure per packet.
+ * `forward()` counts the arrival and `#pipeline()` reads top to bottom in that order; each step
+ * that can end the frame returns its drop (counted under its named reason, packet/drop-reasons.ts)
+ * or its hold. Beside it: the generation as named records (service-records.ts, backend-slots.ts),
+ * owner queries and held frames (owner-hold.ts), per-flow MPTCP tokens (flow-tokens.ts).
+ * Everything the path touches is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
 import { IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';

@@ -1,13 +1,10 @@
 /**
- * The per-packet pipeline, one frame at a time:
- *
- *   parse -> match service -> flow lookup -> steer a new flow -> learn its MPTCP token -> send
- *
- * `forward()` counts the arrival and `#pipeline()` reads top to bottom in that order; each step
- * that can end the frame returns its drop (counted under its named reason, packet/drop-reasons.ts)
- * or its hold. Beside it: the generation as named records (service-records.ts, backend-slots.ts),
- * owner queries and held frames (owner-hold.ts), per-flow MPTCP tokens (flow-tokens.ts).
- * Everything the path touches is preallocated: no allocation, promise or closure per packet.
+ * The per-packet pipeline: parse -> match service -> flow lookup -> steer a new flow -> learn its
+ * MPTCP token -> send. `forward()` counts the arrival; `#pipeline()` reads top to bottom in that
+ * order, each step that ends the frame returning its counted drop (packet/drop-reasons.ts) or its
+ * hold. Beside it: the generation as named records (service-records.ts, backend-slots.ts), owner
+ * queries and held frames (owner-hold.ts), per-flow MPTCP tokens (flow-tokens.ts). Everything the
+ * path touches is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
 import { IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';
@@ -222,7 +219,7 @@ export class Forwarder {
       } else {
         // Another instance may have learned this connection: ask the token's owner.
         const q = this.#hold.ask(rx, p, hash, sid, QUERY_TOKEN, token, this.#generation, nowMs);
-        if (q >= 0) return this.#holdFirst(rx, len, q);
+        if (q >= 0) return this.#holdUntilAnswered(rx, len, q);
         c[G.mptcpJoinsUnknown]++;
         if (!this.#services.hashesUnknownJoins(sid)) return this.#done(Drop.mptcp_join_unknown_token);
         token = -1;
@@ -230,7 +227,7 @@ export class Forwarder {
     } else if (p.protocol === IPPROTO_TCP && (p.tcpFlags & TCP_SYN) === 0) {
       // Mid-connection packet we have no state for (ECMP moved it here, or we restarted): ask its owner.
       const q = this.#hold.ask(rx, p, hash, sid, QUERY_FLOW, 0, this.#generation, nowMs);
-      if (q >= 0) return this.#holdFirst(rx, len, q);
+      if (q >= 0) return this.#holdUntilAnswered(rx, len, q);
     }
     if (be < 0) {
       const table = this.#services.tableOf(sid);
@@ -292,8 +289,7 @@ export class Forwarder {
     // Never hand a frame back to the station it came from.
     if (this.#backends.isNextHopMac(be, rx, 6)) return this.#drop(Drop.loop);
     rx.copy(tx, 0, 0, len);
-    this.#backends.writeNextHopMac(be, tx, 0);
-    tx.set(this.#egressMac, 6);
+    this.#writeMacs(be, tx);
     return len;
   }
 
@@ -307,8 +303,7 @@ export class Forwarder {
     if (outerLen + innerLen > this.#egressMtu || ETH_HEADER + outerLen + innerLen > tx.length) {
       return this.#drop(Drop.encap_too_big);
     }
-    this.#backends.writeNextHopMac(be, tx, 0);
-    tx.set(this.#egressMac, 6);
+    this.#writeMacs(be, tx);
     tx[12] = v4 ? 0x08 : 0x86;
     tx[13] = v4 ? 0x00 : 0xdd;
     // IPv4: a fresh identification per packet; IPv6: a flow label per flow, so routers keep a flow on one path.
@@ -318,8 +313,15 @@ export class Forwarder {
     return ETH_HEADER + outerLen + innerLen;
   }
 
-  /** The first frame of a flow whose owner is now being asked waits for the answer. */
-  #holdFirst(rx: Buffer, len: number, q: number): number {
+  /** Ethernet addresses of an outgoing frame: to the backend's next hop, from the egress interface. */
+  #writeMacs(be: number, tx: Buffer): void {
+    this.#backends.writeNextHopMac(be, tx, 0);
+    const mac = this.#egressMac;
+    for (let i = 0; i < 6; i++) tx[6 + i] = mac[i];
+  }
+
+  /** The frame waits for its owner's answer (or is a counted hold_overflow). */
+  #holdUntilAnswered(rx: Buffer, len: number, q: number): number {
     this.#hold.hold(rx, len, q);
     return DONE;
   }

@@ -156,15 +156,8 @@ export interface DecodeContext {
 
 // ---- identity helpers ---------------------------------------------------------------------
 
-/** The 4-byte key of an MPTCP token (big-endian). */
-export function tokenKey(token: number): Uint8Array {
-  const k = new Uint8Array(4);
-  k[0] = token >>> 24;
-  k[1] = (token >>> 16) & 0xff;
-  k[2] = (token >>> 8) & 0xff;
-  k[3] = token & 0xff;
-  return k;
-}
+/** The 4-byte key of an MPTCP token (big-endian); its one definition is packet/token-key.ts. */
+export { tokenKey } from '../packet/token-key.js';
 
 /** True if `key` has a valid length for `kind`. */
 export function validKeyLength(kind: EntryKind, length: number): boolean {

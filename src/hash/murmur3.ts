@@ -35,15 +35,22 @@ function mixTail(h: number, k: number): number {
   return h ^ k;
 }
 
-/** Final avalanche; returns an unsigned 32-bit value. */
-function fmix(h: number, len: number): number {
-  h ^= len;
+/**
+ * murmur3's finalizer (fmix32): a cheap, well-mixed 32-bit integer hash step on its own, also
+ * used to hash a few words without a buffer (client-affinity keys). Unsigned result.
+ */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** Final avalanche over the hashed length; returns an unsigned 32-bit value. */
+function fmix(h: number, len: number): number {
+  return fmix32(h ^ len);
 }
 
 /** Little-endian 32-bit read (murmur3 reads its blocks little-endian). */

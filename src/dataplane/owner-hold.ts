@@ -1,0 +1,251 @@
+/**
+ * Owner queries and held frames (several instances with owner sync). A packet that belongs to an
+ * existing connection but finds no flow here (a TCP non-SYN that ECMP moved, an MP_JOIN with an
+ * unknown token) asks the flow's owner through the control process; its frames wait here until
+ * the answer, or the deadline, decides the backend. Then the flow is recorded and the held frames
+ * go through the forwarder's pipeline once more (their arrival was counted when they came).
+ *
+ *   forwarder miss --ask()--> query slot q, flow recorded as PENDING - q --OwnerQueryFn--> control
+ *   later frames of the flow --hold()--> hold slots tagged q (bounded per query and overall)
+ *   control --answer(qid)--> settle q: flow -> backend, replay held frames -> send()
+ *   timer --expire(now)--> settle every query past QUERY_DEADLINE_MS with the table's answer
+ *
+ * Everything is preallocated: query and hold slots are typed arrays and one hold buffer. The only
+ * allocation is the key copy handed to the control process, once per query (per flow miss).
+ */
+import { Drop } from '../packet/drop-reasons.js';
+import type { ParsedPacket } from '../packet/parsed-packet.js';
+import { writeTokenKey } from '../packet/token-key.js';
+import { copyFlowKey, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
+import { DROPS_BASE, G } from './contract/counters.js';
+import { DEFAULT_HOLD_PACKETS } from './contract/limits.js';
+import type { FlowTable } from './flow-table.js';
+import type { MptcpTokenTable } from './mptcp-tokens.js';
+import type { FlowTokens } from './flow-tokens.js';
+import type { ServiceRecords } from './service-records.js';
+import type { BackendSlots } from './backend-slots.js';
+
+/** Owner queries in flight at once, frames held for them, and the longest a frame waits. */
+export const MAX_PENDING_QUERIES = 256;
+export const HOLD_SLOTS = 1024;
+const HOLD_SLOT_BYTES = 2048;
+export const QUERY_DEADLINE_MS = 50;
+/** Most frames held per query, whatever the cluster config asks. */
+const MAX_HOLD_PER_QUERY = 64;
+/** Query kinds: who owns this flow (key: canonical 5-tuple), who owns this MPTCP token (key: 4 bytes). */
+export const QUERY_FLOW = 0;
+export const QUERY_TOKEN = 1;
+/** A flow whose owner is being asked records backend PENDING - q (always < -1). */
+const PENDING = -2;
+/** Query ids are seq * MAX_PENDING_QUERIES + slot; seq wraps here (ids stay exact integers). */
+const QUERY_SEQ_MASK = 0x3fffff;
+
+/** How the data plane asks the control plane who owns a flow or a token (set by the worker); the answer names queryId. */
+export type OwnerQueryFn = (queryId: number, kind: number, key: Uint8Array) => void;
+/**
+ * How the data plane hands the control plane an entry other instances need at once, not at the
+ * next generation change or refresh: an MPTCP token just learned (its joins arrive ~1 ms later,
+ * usually at other instances) and a join subflow just steered (its 5-tuple says nothing of its
+ * backend). Once per MPTCP connection or subflow, never per packet.
+ */
+export type PublishNowFn = (kind: number, key: Uint8Array, backendId: number) => void;
+/** Transmits the frame just written to the replay buffer (`len` bytes). */
+export type SendFn = (len: number) => void;
+
+/** True if a flow's recorded backend says "its owner is being asked". */
+export function isPending(backend: number): boolean {
+  return backend <= PENDING;
+}
+
+/** The query slot a pending flow waits on. */
+export function pendingQuery(backend: number): number {
+  return PENDING - backend;
+}
+
+/** What the hold needs of the forwarder it serves: its tables, and two steps of its pipeline. */
+export interface OwnerHoldHost {
+  readonly counters: Float64Array;
+  readonly flows: FlowTable;
+  readonly tokens: MptcpTokenTable;
+  readonly flowTokens: FlowTokens;
+  readonly services: ServiceRecords;
+  readonly backends: BackendSlots;
+  /** Count a flow just recorded on `be`; publish it when it is a join steered by its owner's answer. */
+  flowCreated(slot: number, sid: number, be: number, publishJoin: boolean): void;
+  /** Run a held frame through the pipeline after its arrival was counted; returns bytes written to tx, or 0. */
+  replay(frame: Buffer, len: number, tx: Buffer, nowMs: number): number;
+}
+
+export class OwnerHold {
+  readonly #host: OwnerHoldHost;
+  #ask: OwnerQueryFn | null = null;
+  #holdPerQuery = DEFAULT_HOLD_PACKETS;
+
+  // Per query slot.
+  readonly #active = new Uint8Array(MAX_PENDING_QUERIES);
+  readonly #flowSlot = new Int32Array(MAX_PENDING_QUERIES);
+  readonly #service = new Int32Array(MAX_PENDING_QUERIES);
+  readonly #hash = new Uint32Array(MAX_PENDING_QUERIES);
+  readonly #kind = new Uint8Array(MAX_PENDING_QUERIES);
+  readonly #token = new Uint32Array(MAX_PENDING_QUERIES);
+  readonly #deadline = new Float64Array(MAX_PENDING_QUERIES);
+  readonly #held = new Int32Array(MAX_PENDING_QUERIES);
+  /** Bumped on every reuse of the slot: a late answer for an earlier query of the slot is ignored. */
+  readonly #seq = new Uint32Array(MAX_PENDING_QUERIES);
+  #cursor = 0;
+  #count = 0;
+
+  // Per hold slot: the frame bytes, its length, and the query it waits on (-1: free).
+  readonly #frames = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
+  readonly #frameViews: Buffer[] = [];
+  readonly #frameQuery = new Int32Array(HOLD_SLOTS).fill(-1);
+  readonly #frameLen = new Int32Array(HOLD_SLOTS);
+  #holdCursor = 0;
+  readonly #keyScratch = new Uint8Array(FLOW_KEY_MAX_BYTES);
+
+  constructor(host: OwnerHoldHost) {
+    this.#host = host;
+    for (let i = 0; i < HOLD_SLOTS; i++) this.#frameViews.push(this.#frames.subarray(i * HOLD_SLOT_BYTES, (i + 1) * HOLD_SLOT_BYTES));
+  }
+
+  /** Turn owner queries on (fn) or off (null), holding up to holdPerQuery frames per query (1..64). */
+  configure(fn: OwnerQueryFn | null, holdPerQuery: number): void {
+    this.#ask = fn;
+    this.#holdPerQuery = Math.max(1, Math.min(MAX_HOLD_PER_QUERY, holdPerQuery));
+  }
+
+  /** Owner queries are on. */
+  get enabled(): boolean {
+    return this.#ask !== null;
+  }
+
+  /** Queries waiting for an answer. */
+  get pending(): number {
+    return this.#count;
+  }
+
+  /**
+   * Record the packet's flow as pending and ask its owner (kind QUERY_FLOW) or its token's owner
+   * (QUERY_TOKEN). Returns the query slot, or -1 when owner queries are off or every slot is busy.
+   */
+  ask(rx: Buffer, p: ParsedPacket, hash: number, sid: number, kind: number, token: number, generation: number, nowMs: number): number {
+    const ask = this.#ask;
+    if (ask === null || this.#count >= MAX_PENDING_QUERIES) return -1;
+    let q = this.#cursor;
+    while (this.#active[q] === 1) q = (q + 1) % MAX_PENDING_QUERIES;
+    this.#cursor = (q + 1) % MAX_PENDING_QUERIES;
+    const host = this.#host;
+    const slot = host.flows.insert(rx, p, hash, nowMs, PENDING - q, sid, generation);
+    host.flowTokens.reset(slot, -1, nowMs);
+    this.#active[q] = 1;
+    this.#count++;
+    this.#flowSlot[q] = slot;
+    this.#service[q] = sid;
+    this.#hash[q] = hash;
+    this.#kind[q] = kind;
+    this.#token[q] = token >>> 0;
+    this.#deadline[q] = nowMs + QUERY_DEADLINE_MS;
+    this.#held[q] = 0;
+    host.counters[G.ownerQueries]++;
+    const key = this.#keyScratch;
+    const keyLen = kind === QUERY_TOKEN ? writeTokenKey(token, key, 0) : copyFlowKey(rx, p, key);
+    this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
+    // The control process gets a copy: once per flow miss, not per packet.
+    ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen));
+    return q;
+  }
+
+  /** Keep a frame until query q settles; bounded per query and overall, else a counted hold_overflow. Returns 0 (nothing to send now). */
+  hold(rx: Buffer, len: number, q: number): number {
+    if (this.#active[q] === 0 || this.#held[q] >= this.#holdPerQuery || len > HOLD_SLOT_BYTES) return this.#drop(Drop.hold_overflow);
+    for (let i = 0; i < HOLD_SLOTS; i++) {
+      const h = (this.#holdCursor + i) % HOLD_SLOTS;
+      if (this.#frameQuery[h] < 0) {
+        rx.copy(this.#frameViews[h], 0, 0, len);
+        this.#frameQuery[h] = q;
+        this.#frameLen[h] = len;
+        this.#holdCursor = (h + 1) % HOLD_SLOTS;
+        this.#held[q]++;
+        this.#host.counters[G.heldPackets]++;
+        return 0;
+      }
+    }
+    return this.#drop(Drop.hold_overflow);
+  }
+
+  /**
+   * The owner's answer (a backend id of this instance, or -1: unknown / no answer): record the
+   * flow, then release every frame it held; `send` transmits each one written to `tx`.
+   */
+  answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {
+    if (!Number.isInteger(queryId) || queryId < 0) return;
+    const q = queryId % MAX_PENDING_QUERIES;
+    if (this.#active[q] === 0 || Math.floor(queryId / MAX_PENDING_QUERIES) !== this.#seq[q]) return;
+    this.#settle(q, backendId, nowMs, tx, send);
+  }
+
+  /** Queries past their deadline get the table's answer (the control plane did not reply in time). */
+  expire(nowMs: number, tx: Buffer, send: SendFn): void {
+    if (this.#count === 0) return;
+    for (let q = 0; q < MAX_PENDING_QUERIES; q++) {
+      if (this.#active[q] === 1 && nowMs >= this.#deadline[q]) {
+        this.#host.counters[G.ownerQueryTimeouts]++;
+        this.#settle(q, -1, nowMs, tx, send);
+      }
+    }
+  }
+
+  #settle(q: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {
+    this.#active[q] = 0;
+    this.#count--;
+    const host = this.#host;
+    const c = host.counters;
+    const slot = this.#flowSlot[q];
+    const sid = this.#service[q];
+    const isToken = this.#kind[q] === QUERY_TOKEN;
+    // The flow slot may have been evicted or reused while the query was out.
+    const pendingHere = host.flows.backendOf(slot) === PENDING - q;
+    let be = host.backends.belongsTo(backendId, sid) ? backendId : -1;
+    c[be >= 0 ? G.ownerHits : G.ownerMisses]++;
+    let dropHeld = false;
+    if (be < 0) {
+      if (isToken) {
+        c[G.mptcpJoinsUnknown]++;
+        if (!host.services.hashesUnknownJoins(sid)) dropHeld = true;
+      }
+      const table = host.services.tableOf(sid);
+      be = table === null ? -1 : table[this.#hash[q] % table.length];
+      if (be < 0) dropHeld = true;
+    } else if (isToken) {
+      c[G.mptcpJoinsSteered]++;
+      // Learn it here too, so the connection's next joins need no query.
+      host.tokens.learn(this.#token[q], be, sid, 1, nowMs);
+    }
+    if (pendingHere) {
+      if (dropHeld) {
+        host.flows.remove(slot);
+      } else {
+        host.flows.setBackend(slot, be);
+        if (isToken) host.flowTokens.reset(slot, this.#token[q], nowMs);
+        host.flowCreated(slot, sid, be, isToken && backendId === be);
+      }
+    }
+    const heldDrop = !dropHeld ? Drop.hold_overflow : isToken ? Drop.mptcp_join_unknown_token : Drop.no_backend;
+    for (let h = 0; h < HOLD_SLOTS; h++) {
+      if (this.#frameQuery[h] !== q) continue;
+      this.#frameQuery[h] = -1;
+      if (dropHeld || !pendingHere) {
+        this.#drop(heldDrop);
+        continue;
+      }
+      const out = host.replay(this.#frameViews[h], this.#frameLen[h], tx, nowMs);
+      if (out > 0) send(out);
+    }
+  }
+
+  #drop(reason: number): number {
+    this.#host.counters[DROPS_BASE + reason]++;
+    return 0;
+  }
+}
+

@@ -22,7 +22,10 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
-function lineChart(title: string, rows: Row[], yTitle: string): TopLevelSpec {
+/** Series names and their colours, in legend order (errors in red). */
+type Palette = [string, string][];
+
+function lineChart(title: string, rows: Row[], yTitle: string, palette: Palette): TopLevelSpec {
   return {
     title,
     width: WIDTH,
@@ -32,7 +35,7 @@ function lineChart(title: string, rows: Row[], yTitle: string): TopLevelSpec {
     encoding: {
       x: { field: 't', type: 'quantitative', title: 'seconds since start' },
       y: { field: 'value', type: 'quantitative', title: yTitle },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, scale: { domain: palette.map((p) => p[0]), range: palette.map((p) => p[1]) } },
     },
   };
 }
@@ -63,8 +66,21 @@ export function reportCharts(r: LoadReport): { heading: string; spec: TopLevelSp
     if (b.ok > 0) latency.push({ t: b.t, series: 'p50', value: b.p50 }, { t: b.t, series: 'p90', value: b.p90 }, { t: b.t, series: 'p99', value: b.p99 });
   }
   const charts: { heading: string; spec: TopLevelSpec }[] = [
-    { heading: 'Throughput and errors over time', spec: lineChart(`${unit} and errors per second`, throughput, 'per second') },
-    { heading: 'Latency percentiles over time', spec: lineChart('latency (ms)', latency, 'ms') },
+    {
+      heading: 'Throughput and errors over time',
+      spec: lineChart(`${unit} and errors per second`, throughput, 'per second', [
+        [`${unit}/s`, '#4c78a8'],
+        ['errors/s', '#e45756'],
+      ]),
+    },
+    {
+      heading: 'Latency percentiles over time',
+      spec: lineChart('latency (ms)', latency, 'ms', [
+        ['p50', '#4c78a8'],
+        ['p90', '#f58518'],
+        ['p99', '#e45756'],
+      ]),
+    },
   ];
   const errors = Object.entries(r.errorKinds).map(([kind, value]): Row => ({ kind, value }));
   if (errors.length > 0) charts.push({ heading: 'Errors by kind', spec: barChart('errors by kind', errors, 'kind', 'error', 'count') });

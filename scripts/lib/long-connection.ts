@@ -7,7 +7,9 @@
  *   http  GET requests one after the other on one keep-alive connection (HTTP/1.1); a server
  *         that closes the connection breaks it ("closed-by-peer", or "no-keep-alive" when the
  *         server announced it: HTTP/1.0 or Connection: close).
- * Established means the TCP handshake completed: a server need not say anything first.
+ * Established means the server answered once (a greeting line, an echo or a response) over a
+ * completed TCP handshake: a server need not say anything first, and once established the
+ * greeting, if any, has been read.
  */
 import { Agent, request, type ClientRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -50,7 +52,10 @@ export class LongConn {
   #answeredAny = false;
   #timer: NodeJS.Timeout | null = null;
   #closing = false;
-  #established = false;
+  /** The TCP handshake completed. */
+  #connected = false;
+  /** Something came back: a greeting, an echo or a response. */
+  #heard = false;
   /** http: the server said it closes the connection after its response (HTTP/1.0 or Connection: close). */
   #serverCloses = false;
   #settle: () => void = () => undefined;
@@ -61,7 +66,7 @@ export class LongConn {
   }
 
   get established(): boolean {
-    return this.#established;
+    return this.#heard;
   }
 
   /** Resolves once the TCP handshake completed or the connection failed. */
@@ -75,7 +80,7 @@ export class LongConn {
 
   #onConnected(s: Socket): void {
     this.#socket = s;
-    this.#established = true;
+    this.#connected = true;
     this.rec.localPort = s.localPort ?? null;
     this.localAddress = s.localAddress ?? null;
     this.#lastAnswerAt = this.#s.now();
@@ -94,7 +99,7 @@ export class LongConn {
       this.#tick();
     });
     s.on('timeout', () => {
-      if (!this.#established) this.#fail('connect-timeout');
+      if (!this.#connected) this.#fail('connect-timeout');
     });
     s.on('data', (chunk: string) => this.#onData(chunk));
     s.on('error', (err) => this.#fail(errCode(err)));
@@ -115,6 +120,7 @@ export class LongConn {
   }
 
   #onLine(line: string): void {
+    this.#heard = true;
     if (!this.#answeredAny && this.rec.backend === null) {
       const name = backendOfGreeting(this.#s.attribution, line);
       if (name !== null) {
@@ -153,9 +159,9 @@ export class LongConn {
     this.#outstanding.push({ seq, at: this.#s.now() });
     this.rec.sent++;
     const req: ClientRequest = request({ host: target.host, port: target.port, family: target.family, path, method: 'GET', agent: this.#agent ?? undefined, localAddress: bind });
-    if (!this.#established) {
+    if (!this.#connected) {
       req.setTimeout(timeout, () => {
-        if (!this.#established) this.#fail('connect-timeout');
+        if (!this.#connected) this.#fail('connect-timeout');
       });
     }
     req.on('socket', (s: Socket) => {
@@ -181,6 +187,7 @@ export class LongConn {
         if (body.length < MAX_BODY) body += c;
       });
       res.on('end', () => {
+        this.#heard = true;
         const status = res.statusCode ?? 0;
         if (status < 200 || status >= 400) {
           this.rec.mismatches++;

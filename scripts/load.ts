@@ -1,34 +1,43 @@
 /**
- * Load generator for the lab; meant to run inside the client namespace:
+ * Load generator for any TCP, HTTP or UDP server, with or without Sluice in front. In the lab it
+ * runs inside the client namespace:
  *
  *   ip netns exec sl-xxxx-cl node dist/scripts/load.js --mode http --target 198.51.100.10:80 \
- *       --count 500 --concurrency 20 --duration 20 [--json]
+ *       --count 500 --concurrency 20 --duration 20 [--json] [--report run.html]
  *
  * Modes:
  *   http  one new TCP connection per request (no keep-alive); latency and backend per request.
- *   long  --connections long-lived TCP connections to the echo port; each sends a line every
- *         --interval ms and expects its echo; reports broken (reset/closed/error) and stalled ones.
+ *   long  --connections long-lived TCP connections; each sends a message every --interval ms and
+ *         expects its answer: --protocol echo (lines, any line echo server) or http (GET requests
+ *         on one keep-alive connection). Reports broken (reset/closed/error) and stalled ones.
  *   udp   --flows UDP flows (one socket, so one source port, each) of --per-flow datagrams;
  *         reports which backend answered each flow and flows answered by more than one.
+ * Which backend served what (optional): --attribute auto | header[:NAME] | body:REGEX | flows | none
+ * (flows asks the balancer's flow table through --admin-socket). Shares are judged against
+ * --weights NAME=W,... or, with flows, the weights the balancer reports; else an equal split.
  * Every run is bounded by count and time and exits by itself. SIGUSR2 (or the word "snapshot" in
  * --control-file) prints an interim JSON snapshot; SIGTERM/SIGINT (or "stop") ends the run early
  * and still prints the report. --json prints the final report as one JSON line on stdout.
  */
 import { Command, Option } from 'commander';
 import { request } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { backendOfDatagram, backendOfHttp, describeAttribution, parseAttribution, type Attribution } from './lib/attribution.js';
+import { FlowTableAttribution, weightsFromAdmin } from './lib/balancer-admin.js';
 import { intIn, numberIn } from './lib/cli-args.js';
+import { fairness, parseWeights } from './lib/fairness.js';
+import { errCode, LongConn } from './lib/long-connection.js';
+import { renderReportHtml } from './lib/report-html.js';
 import { parseTarget, type Target } from './lib/target.js';
+import { bucketWidthFor, Timeline } from './lib/timeline.js';
 import {
   round3,
-  shares,
   summarize,
   table,
   type HttpReport,
   type LoadReport,
-  type LongConnection,
+  type LongProtocol,
   type LongReport,
   type ReportBase,
   type StopReason,
@@ -52,12 +61,17 @@ interface Options {
   path: string;
   timeout: number;
   connections: number;
-  interval: number;
+  protocol: LongProtocol;
+  interval?: number;
   stallMs: number;
   connectConcurrency: number;
   flows: number;
   perFlow: number;
   backends?: number;
+  attribute: string;
+  adminSocket?: string;
+  weights?: string;
+  report?: string;
   bind?: string;
   controlFile?: string;
   json?: boolean;
@@ -65,44 +79,62 @@ interface Options {
 
 const program = new Command()
   .name('load')
-  .description('Sluice lab load generator (run it inside the client namespace)')
+  .description('Load generator for any TCP, HTTP or UDP server (in the lab: run it inside the client namespace)')
   .addOption(new Option('--mode <mode>', 'http | long | udp').choices(['http', 'long', 'udp']).makeOptionMandatory())
   .requiredOption('--target <host:port>', 'VIP and port, e.g. 198.51.100.10:80 or [2001:db8:100::10]:80')
   .option('--count <n>', `http: requests at most (<= ${MAX_COUNT})`, intIn(1, MAX_COUNT), 100)
   .option('--duration <s>', `seconds at most (<= ${MAX_DURATION_S}); long: how long connections live`, numberIn(0.1, MAX_DURATION_S), 10)
   .option('--concurrency <n>', 'http: requests in flight', intIn(1, MAX_CONNECTIONS), 10)
   .option('--rate <rps>', 'http: at most this many requests per second', numberIn(0.1, 1_000_000))
-  .option('--path <path>', 'http: request path (GET /bytes?n=N for transfers)', '/')
+  .option('--path <path>', 'http (and long --protocol http): request path', '/')
   .option('--timeout <ms>', 'per request / per datagram / per connect timeout', intIn(10, 120_000), 5000)
   .option('--connections <n>', `long: connections (<= ${MAX_CONNECTIONS})`, intIn(1, MAX_CONNECTIONS), 10)
-  .option('--interval <ms>', 'long: ms between lines on each connection; udp: between datagrams of a flow', intIn(0, 60_000))
+  .addOption(new Option('--protocol <p>', 'long: echo (lines echoed back) | http (GET on one keep-alive connection)').choices(['echo', 'http']).default('echo'))
+  .option('--interval <ms>', 'long: ms between messages on each connection (default 100); udp: between datagrams of a flow', intIn(0, 60_000))
   .option('--stall-ms <ms>', 'long: a connection whose longest stall exceeds this counts as stalled', intIn(1, 600_000), 1000)
   .option('--connect-concurrency <n>', 'long: connection attempts in flight while ramping up', intIn(1, MAX_CONNECTIONS), 50)
   .option('--flows <n>', `udp: flows (<= ${MAX_CONNECTIONS})`, intIn(1, MAX_CONNECTIONS), 20)
   .option('--per-flow <k>', 'udp: datagrams per flow', intIn(1, MAX_COUNT), 10)
-  .option('--backends <n>', 'number of backends the fair share is computed over (default: the number seen)', intIn(1, 10_000))
+  .option('--attribute <how>', 'which backend served: auto | header[:NAME] | body:REGEX | flows | none', 'auto')
+  .option('--admin-socket <path>', "the balancer's admin socket: --attribute flows reads its flow table (and weights)")
+  .option('--weights <list>', 'expected shares: NAME=WEIGHT,... (names as attributed); default with flows: the balancer\'s weights')
+  .option('--backends <n>', 'without weights: the number of backends an equal share is computed over (default: the number seen)', intIn(1, 10_000))
+  .option('--report <file.html>', 'also write a self-contained HTML report with plots')
   .option('--bind <addr>', 'local source address (e.g. the client\'s second path)')
   .option('--control-file <path>', 'polled every 250 ms: "snapshot" prints an interim report, "stop" ends the run; the file is then removed')
   .option('--json', 'print the final report as one JSON line')
   .parse();
 
 const opts = program.opts<Options>();
+function usage(message: string): never {
+  process.stderr.write(`load: ${message}\n`);
+  process.exit(2);
+}
 let target: Target;
+let attribution: Attribution;
+let givenWeights: Map<string, number> | undefined;
 try {
   target = parseTarget(opts.target);
+  attribution = parseAttribution(opts.attribute);
+  if (opts.weights) givenWeights = parseWeights(opts.weights);
 } catch (err) {
-  process.stderr.write(`load: ${(err as Error).message}\n`);
-  process.exit(2);
+  usage((err as Error).message);
 }
-if (opts.mode === 'udp' && opts.flows * opts.perFlow > MAX_COUNT) {
-  process.stderr.write(`load: --flows x --per-flow must be <= ${MAX_COUNT}\n`);
-  process.exit(2);
+if (opts.mode === 'udp' && opts.flows * opts.perFlow > MAX_COUNT) usage(`--flows x --per-flow must be <= ${MAX_COUNT}`);
+if (attribution.kind === 'header' && !(opts.mode === 'http' || (opts.mode === 'long' && opts.protocol === 'http'))) {
+  usage(`--attribute ${opts.attribute} needs HTTP responses (--mode http, or --mode long --protocol http)`);
 }
+if (attribution.kind === 'flows' && !opts.adminSocket) usage('--attribute flows needs --admin-socket PATH (the balancer\'s admin socket)');
+if (!opts.path.startsWith('/')) usage(`--path must start with "/", got "${opts.path}"`);
+const protocol: 'tcp' | 'udp' = opts.mode === 'udp' ? 'udp' : 'tcp';
 
 // ---- run control -----------------------------------------------------------------------
 const startedAt = new Date();
 const t0 = performance.now();
 const deadline = t0 + opts.duration * 1000;
+const timeline = new Timeline(bucketWidthFor(opts.duration));
+let flowTable: FlowTableAttribution | null = null;
+let weights: Map<string, number> | undefined = givenWeights;
 let stopReason: StopReason | null = null;
 const stopListeners: (() => void)[] = [];
 function requestStop(reason: StopReason): void {
@@ -136,11 +168,32 @@ function printSnapshot(): void {
   }
 }
 
-function base(mode: ReportBase['mode'], errorKinds: Map<string, number>, backends: Map<string, number>, stoppedBy: StopReason): ReportBase {
+/** A successful operation's backend: named by the server, or looked up in the flow table by the client endpoint. */
+interface Attributed {
+  backend: string | null;
+  localAddress: string | null;
+  localPort: number | null;
+}
+
+/** Counts by backend; operations named by nobody count as unattributed. */
+function countBackends(items: Iterable<Attributed>): { counts: Map<string, number>; unattributed: number } {
+  const counts = new Map<string, number>();
+  let unattributed = 0;
+  for (const it of items) {
+    let name = it.backend;
+    if (name === null && flowTable && it.localPort !== null) name = flowTable.backendOf(it.localAddress ?? '', it.localPort);
+    if (name === null) unattributed++;
+    else bump(counts, name);
+  }
+  return { counts, unattributed: attribution.kind === 'none' ? 0 : unattributed };
+}
+
+function base(mode: ReportBase['mode'], errorKinds: Map<string, number>, items: Iterable<Attributed>, stoppedBy: StopReason): ReportBase {
   const errs = Object.fromEntries([...errorKinds.entries()].sort());
   let errors = 0;
   for (const v of errorKinds.values()) errors += v;
-  const sh = shares(backends, opts.backends);
+  const { counts, unattributed } = countBackends(items);
+  const fair = fairness(counts, { weights, expected: opts.backends });
   return {
     mode,
     target: opts.target,
@@ -149,8 +202,12 @@ function base(mode: ReportBase['mode'], errorKinds: Map<string, number>, backend
     stoppedBy,
     errors,
     errorKinds: errs,
-    backends: sh.backends,
-    fairOver: sh.fairOver,
+    attribution: describeAttribution(attribution),
+    unattributed,
+    backends: fair.backends,
+    fairOver: fair.fairOver,
+    fairness: { basis: fair.basis, maxDeviationPct: fair.maxDeviationPct },
+    timeline: timeline.data(),
   };
 }
 
@@ -158,16 +215,10 @@ function bump(m: Map<string, number>, k: string, by = 1): void {
   m.set(k, (m.get(k) ?? 0) + by);
 }
 
-function errCode(err: unknown): string {
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') return (err as { code: string }).code;
-  return err instanceof Error ? err.message.slice(0, 60) : String(err);
-}
-
 // ---- http ------------------------------------------------------------------------------
-interface HttpResult {
+interface HttpResult extends Attributed {
   ok: boolean;
   ms: number;
-  backend: string | null;
   status: number | null;
   error: string | null;
 }
@@ -176,10 +227,12 @@ function oneRequest(): Promise<HttpResult> {
   const start = now();
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (r: Omit<HttpResult, 'ms'>): void => {
+    let localAddress: string | null = null;
+    let localPort: number | null = null;
+    const finish = (r: Omit<HttpResult, 'ms' | 'localAddress' | 'localPort'>): void => {
       if (settled) return;
       settled = true;
-      resolve({ ...r, ms: now() - start });
+      resolve({ ...r, localAddress, localPort, ms: now() - start });
     };
     const req = request(
       {
@@ -194,29 +247,21 @@ function oneRequest(): Promise<HttpResult> {
         timeout: opts.timeout,
       },
       (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= 65536) chunks.push(c);
+        localAddress = res.socket.localAddress ?? null;
+        localPort = res.socket.localPort ?? null;
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          if (body.length <= 65536) body += c;
         });
         res.on('error', (err) => finish({ ok: false, backend: null, status: res.statusCode ?? null, error: errCode(err) }));
         res.on('close', () => {
           if (!res.complete) finish({ ok: false, backend: null, status: res.statusCode ?? null, error: 'aborted' });
         });
         res.on('end', () => {
-          let backend = typeof res.headers['x-backend'] === 'string' ? res.headers['x-backend'] : null;
-          if (!backend) {
-            try {
-              const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { backend?: unknown };
-              if (typeof body.backend === 'string') backend = body.backend;
-            } catch {
-              // not JSON
-            }
-          }
           const status = res.statusCode ?? 0;
           const ok = status >= 200 && status < 300;
-          finish({ ok, backend, status, error: ok ? null : `status-${status}` });
+          finish({ ok, backend: ok ? backendOfHttp(attribution, res.headers, body) : null, status, error: ok ? null : `status-${status}` });
         });
       },
     );
@@ -231,7 +276,7 @@ async function runHttp(): Promise<HttpReport> {
   let ok = 0;
   let failed = 0;
   const latencies: number[] = [];
-  const backends = new Map<string, number>();
+  const served: Attributed[] = [];
   const errorKinds = new Map<string, number>();
   const statusCodes = new Map<string, number>();
   let nextSlot = now();
@@ -241,7 +286,7 @@ async function runHttp(): Promise<HttpReport> {
   const report = (stoppedBy: StopReason): HttpReport => {
     const elapsed = (now() - t0) / 1000;
     return {
-      ...base('http', errorKinds, backends, stoppedBy),
+      ...base('http', errorKinds, served, stoppedBy),
       mode: 'http',
       requests: ok + failed,
       ok,
@@ -276,9 +321,11 @@ async function runHttp(): Promise<HttpReport> {
       if (r.ok) {
         ok++;
         latencies.push(r.ms);
-        if (r.backend) bump(backends, r.backend);
+        timeline.ok(now() - t0, r.ms);
+        served.push({ backend: r.backend, localAddress: r.localAddress, localPort: r.localPort });
       } else {
         failed++;
+        timeline.error(now() - t0);
         bump(errorKinds, r.error ?? 'unknown');
       }
     }
@@ -287,165 +334,76 @@ async function runHttp(): Promise<HttpReport> {
   return report(stopReason ?? ended);
 }
 
-// ---- long-lived echo connections ----------------------------------------------------------
-class LongConn {
-  readonly rec: LongConnection;
-  socket: Socket | null = null;
-  #buf = '';
-  #seq = 0;
-  #outstanding: { seq: number; at: number }[] = [];
-  #lastEchoAt = 0;
-  #timer: NodeJS.Timeout | null = null;
-  #closing = false;
-  #established: () => void = () => undefined;
-
-  constructor(id: number) {
-    this.rec = { id, backend: null, localPort: null, sent: 0, ok: 0, mismatches: 0, maxStallMs: 0, stalled: false, broken: false, reason: null };
-  }
-
-  /** Resolves once the connection said hello or failed. */
-  open(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#established = resolve;
-      const s = connect({ host: target.host, port: target.port, family: target.family, localAddress: opts.bind, timeout: opts.timeout });
-      this.socket = s;
-      s.setNoDelay(true);
-      s.setEncoding('utf8');
-      s.on('connect', () => {
-        this.rec.localPort = s.localPort ?? null;
-      });
-      s.on('timeout', () => {
-        if (this.rec.backend === null) this.#fail('connect-timeout');
-      });
-      s.on('data', (chunk: string) => this.#onData(chunk));
-      s.on('error', (err) => this.#fail(errCode(err)));
-      s.on('end', () => this.#fail('closed-by-peer'));
-      s.on('close', () => this.#fail('closed'));
-    });
-  }
-
-  #onData(chunk: string): void {
-    this.#buf += chunk;
-    let nl = this.#buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = this.#buf.slice(0, nl);
-      this.#buf = this.#buf.slice(nl + 1);
-      nl = this.#buf.indexOf('\n');
-      this.#onLine(line);
-    }
-    if (this.#buf.length > 65536) this.#buf = '';
-  }
-
-  #onLine(line: string): void {
-    const t = now();
-    if (this.rec.backend === null) {
-      const m = /^hello (\S+)/.exec(line);
-      if (!m) {
-        this.#fail('no-hello');
-        return;
-      }
-      this.rec.backend = m[1] ?? null;
-      this.socket?.setTimeout(0);
-      this.#lastEchoAt = t;
-      this.#established();
-      this.#tick();
-      return;
-    }
-    const head = this.#outstanding.shift();
-    if (!head || line !== `m ${this.rec.id} ${head.seq}`) {
-      this.rec.mismatches++;
-      return;
-    }
-    this.rec.ok++;
-    this.rec.maxStallMs = Math.max(this.rec.maxStallMs, t - head.at, t - this.#lastEchoAt);
-    this.#lastEchoAt = t;
-  }
-
-  #tick(): void {
-    if (this.#closing || this.rec.broken || !this.socket) return;
-    this.#seq++;
-    this.#outstanding.push({ seq: this.#seq, at: now() });
-    this.rec.sent++;
-    this.socket.write(`m ${this.rec.id} ${this.#seq}\n`);
-    this.#timer = setTimeout(() => this.#tick(), opts.interval ?? 100);
-  }
-
-  #fail(reason: string): void {
-    if (this.#closing || this.rec.broken) return;
-    this.rec.broken = true;
-    this.rec.reason = reason;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.socket?.destroy();
-    this.#established();
-  }
-
-  /** The stall so far, counting an echo still outstanding. */
-  stallNow(): number {
-    const oldest = this.#outstanding[0];
-    const t = now();
-    let s = this.rec.maxStallMs;
-    if (oldest && !this.rec.broken) s = Math.max(s, t - oldest.at, t - this.#lastEchoAt);
-    return s;
-  }
-
-  pending(): number {
-    return this.#outstanding.length;
-  }
-
-  /** Stop sending; close gracefully. */
-  close(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    if (this.rec.broken) return;
-    this.rec.maxStallMs = this.stallNow();
-    this.#closing = true;
-    this.socket?.end();
-    const s = this.socket;
-    setTimeout(() => s?.destroy(), 1000).unref();
-  }
-
-  view(): LongConnection {
-    const maxStallMs = round3(this.rec.broken ? this.rec.maxStallMs : this.stallNow());
-    return { ...this.rec, maxStallMs, stalled: maxStallMs > opts.stallMs };
-  }
-}
-
+// ---- long-lived connections ------------------------------------------------------------
 async function runLong(): Promise<LongReport> {
   const conns: LongConn[] = [];
+  const latencies: number[] = [];
   const report = (stoppedBy: StopReason): LongReport => {
     const per = conns.map((c) => c.view());
-    const backends = new Map<string, number>();
     const errorKinds = new Map<string, number>();
     let sent = 0;
     let okMsgs = 0;
     let maxStall = 0;
     for (const c of per) {
-      if (c.backend) bump(backends, c.backend);
       if (c.broken) bump(errorKinds, c.reason ?? 'unknown');
       sent += c.sent;
       okMsgs += c.ok;
       maxStall = Math.max(maxStall, c.maxStallMs);
     }
-    return {
-      ...base('long', errorKinds, backends, stoppedBy),
+    const established = conns.filter((c) => c.established);
+    const r: LongReport = {
+      ...base(
+        'long',
+        errorKinds,
+        established.map((c) => ({ backend: c.rec.backend, localAddress: c.localAddress, localPort: c.rec.localPort })),
+        stoppedBy,
+      ),
       mode: 'long',
+      protocol: opts.protocol,
       connections: opts.connections,
-      established: per.filter((c) => c.backend !== null).length,
+      established: established.length,
       messagesSent: sent,
       messagesOk: okMsgs,
       broken: per.filter((c) => c.broken).length,
       stalled: per.filter((c) => c.stalled).length,
       stallThresholdMs: opts.stallMs,
       maxStallMs: round3(maxStall),
+      latencyMs: summarize(latencies),
       perConnection: per,
     };
+    // Connections the flow table attributes get their backend in the per-connection detail too.
+    if (flowTable) {
+      for (let i = 0; i < per.length; i++) {
+        const c = conns[i];
+        const row = per[i];
+        if (c && row && row.backend === null && row.localPort !== null) row.backend = flowTable.backendOf(c.localAddress ?? '', row.localPort);
+      }
+    }
+    return r;
   };
   snapshotFn = () => report(stopReason ?? 'duration');
 
+  const settings = {
+    target,
+    protocol: opts.protocol,
+    attribution,
+    bind: opts.bind,
+    timeout: opts.timeout,
+    interval: opts.interval ?? 100,
+    stallMs: opts.stallMs,
+    path: opts.path,
+    now,
+    onAnswer: (at: number, rtt: number): void => {
+      latencies.push(rtt);
+      timeline.ok(at - t0, rtt);
+    },
+    onBroken: (at: number): void => timeline.error(at - t0),
+  };
   // Ramp up with a bounded number of connects in flight.
   let next = 0;
   const opener = async (): Promise<void> => {
     while (next < opts.connections && !stopReason && now() < deadline) {
-      const c = new LongConn(++next);
+      const c = new LongConn(++next, settings);
       conns.push(c);
       await c.open();
     }
@@ -460,7 +418,7 @@ async function runLong(): Promise<LongReport> {
     }
     await stoppableSleep(Math.min(100, deadline - now()));
   }
-  // Let echoes in flight arrive (briefly), then close.
+  // Let answers in flight arrive (briefly), then close.
   const settleUntil = now() + Math.min(opts.stallMs, 2000);
   while (now() < settleUntil && conns.some((c) => !c.rec.broken && c.pending() > 0)) await sleep(10);
   for (const c of conns) c.close();
@@ -468,21 +426,24 @@ async function runLong(): Promise<LongReport> {
 }
 
 // ---- udp flows -------------------------------------------------------------------------
+interface UdpFlowState extends UdpFlow {
+  localAddress: string | null;
+}
+
 async function runUdp(): Promise<UdpReport> {
-  const flows: UdpFlow[] = [];
+  const flows: UdpFlowState[] = [];
   const latencies: number[] = [];
   const errorKinds = new Map<string, number>();
   let sentTotal = 0;
   let repliesTotal = 0;
 
   const report = (stoppedBy: StopReason): UdpReport => {
-    const backends = new Map<string, number>();
-    for (const f of flows) if (f.backends[0]) bump(backends, f.backends[0]);
+    const answered = flows.filter((f) => f.replies > 0);
     const lost = Math.max(0, sentTotal - repliesTotal);
     const errs = new Map(errorKinds);
     if (lost > 0) errs.set('lost', lost);
     return {
-      ...base('udp', errs, backends, stoppedBy),
+      ...base('udp', errs, answered.map((f) => ({ backend: f.backends[0] ?? null, localAddress: f.localAddress, localPort: f.localPort })), stoppedBy),
       mode: 'udp',
       flows: opts.flows,
       perFlow: opts.perFlow,
@@ -493,16 +454,21 @@ async function runUdp(): Promise<UdpReport> {
       flowsSplit: flows.filter((f) => f.backends.length > 1).length,
       flowsNoReply: flows.filter((f) => f.replies === 0).length,
       latencyMs: summarize(latencies),
-      perFlowDetail: flows,
+      perFlowDetail: flows.map(({ localAddress: _a, ...f }) => f),
     };
   };
   snapshotFn = () => report(stopReason ?? 'duration');
 
   const runFlow = async (id: number): Promise<void> => {
-    const flow: UdpFlow = { id, localPort: null, sent: 0, replies: 0, backends: [] };
+    const flow: UdpFlowState = { id, localPort: null, localAddress: null, sent: 0, replies: 0, backends: [] };
     flows.push(flow);
     const sock: UdpSocket = createSocket(target.family === 6 ? 'udp6' : 'udp4');
     let waiter: ((msg: string | null) => void) | null = null;
+    let lastSent = '';
+    const noteReply = (reply: string): void => {
+      const name = backendOfDatagram(attribution, reply, lastSent);
+      if (name !== null && !flow.backends.includes(name)) flow.backends.push(name);
+    };
     sock.on('message', (msg: Buffer) => {
       const w = waiter;
       waiter = null;
@@ -511,8 +477,7 @@ async function runUdp(): Promise<UdpReport> {
         // A late reply to an earlier datagram.
         flow.replies++;
         repliesTotal++;
-        const name = msg.toString('utf8').split(' ')[0] ?? '?';
-        if (!flow.backends.includes(name)) flow.backends.push(name);
+        noteReply(msg.toString('utf8'));
       }
     });
     sock.on('error', (err) => bump(errorKinds, errCode(err)));
@@ -526,10 +491,13 @@ async function runUdp(): Promise<UdpReport> {
           });
         });
       });
-      flow.localPort = sock.address().port;
+      const local = sock.address();
+      flow.localPort = local.port;
+      flow.localAddress = local.address;
       for (let k = 1; k <= opts.perFlow; k++) {
         if (stopReason || now() >= deadline) break;
         const sentAt = now();
+        lastSent = `f ${id} ${k}`;
         const reply = await new Promise<string | null>((resolve) => {
           const t = setTimeout(() => {
             waiter = null;
@@ -539,7 +507,7 @@ async function runUdp(): Promise<UdpReport> {
             clearTimeout(t);
             resolve(m);
           };
-          sock.send(`f ${id} ${k}`, (err) => {
+          sock.send(lastSent, (err) => {
             if (err) bump(errorKinds, errCode(err));
           });
           flow.sent++;
@@ -549,8 +517,10 @@ async function runUdp(): Promise<UdpReport> {
           flow.replies++;
           repliesTotal++;
           latencies.push(now() - sentAt);
-          const name = reply.split(' ')[0] ?? '?';
-          if (!flow.backends.includes(name)) flow.backends.push(name);
+          timeline.ok(now() - t0, now() - sentAt);
+          noteReply(reply);
+        } else {
+          timeline.error(now() - t0);
         }
         if (opts.interval) await stoppableSleep(opts.interval);
       }
@@ -568,7 +538,7 @@ async function runUdp(): Promise<UdpReport> {
 // ---- output ----------------------------------------------------------------------------
 function human(r: LoadReport): string {
   const lines: string[] = [];
-  lines.push(`${r.mode} -> ${r.target}: ${r.elapsedS} s, stopped by ${r.stoppedBy}`);
+  lines.push(`${r.mode}${r.mode === 'long' ? ` (${r.protocol})` : ''} -> ${r.target}: ${r.elapsedS} s, stopped by ${r.stoppedBy}`);
   if (r.mode === 'http') {
     lines.push(`requests ${r.requests}  ok ${r.ok}  failed ${r.failed}  throughput ${r.throughputRps} req/s`);
     const l = r.latencyMs;
@@ -577,7 +547,7 @@ function human(r: LoadReport): string {
     lines.push(
       `connections ${r.connections}  established ${r.established}  broken ${r.broken}  stalled (> ${r.stallThresholdMs} ms) ${r.stalled}  longest stall ${r.maxStallMs} ms`,
     );
-    lines.push(`messages sent ${r.messagesSent}  echoed ${r.messagesOk}`);
+    lines.push(`messages sent ${r.messagesSent}  answered ${r.messagesOk}  rtt ms p50 ${r.latencyMs.p50}  p99 ${r.latencyMs.p99}`);
   } else {
     lines.push(`flows ${r.flows} x ${r.perFlow}  sent ${r.sent}  replies ${r.replies}  lost ${r.lost}  split flows ${r.flowsSplit}  no reply ${r.flowsNoReply}`);
     const l = r.latencyMs;
@@ -585,20 +555,57 @@ function human(r: LoadReport): string {
   }
   if (r.errors > 0) lines.push(`errors ${r.errors}: ${Object.entries(r.errorKinds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const unit = r.mode === 'http' ? 'requests' : r.mode === 'long' ? 'connections' : 'flows';
-  const rows = Object.entries(r.backends).map(([name, b]) => [name, b.count, `${(b.share * 100).toFixed(1)}%`, `${b.deviationPct >= 0 ? '+' : ''}${b.deviationPct.toFixed(1)}%`]);
-  lines.push('', table(['backend', unit, 'share', `vs fair (1/${r.fairOver})`], rows));
+  const rows = Object.entries(r.backends).map(([name, b]) => [
+    name,
+    b.count,
+    b.weight,
+    `${(b.share * 100).toFixed(1)}%`,
+    `${(b.expectedShare * 100).toFixed(1)}%`,
+    b.unexpected ? 'unexpected' : `${b.deviationPct >= 0 ? '+' : ''}${b.deviationPct.toFixed(1)}%`,
+  ]);
+  const basis = r.fairness.basis === 'weights' ? 'weights' : `equal over ${r.fairOver}`;
+  if (rows.length > 0) lines.push('', table(['backend', unit, 'weight', 'share', 'expected', `vs expected (${basis})`], rows));
+  else lines.push('', `no per-backend attribution (--attribute ${r.attribution})`);
+  if (r.unattributed > 0) lines.push(`${r.unattributed} ${unit} not attributed to a backend (--attribute ${r.attribution})`);
   return lines.join('\n') + '\n';
 }
 
 let printed = false;
-function finish(r: LoadReport): void {
+async function finish(r: LoadReport): Promise<void> {
   if (!printed) {
     printed = true;
+    if (flowTable) {
+      await flowTable.stop();
+      // The table was read once more: attribute again with everything it held.
+      try {
+        r = { ...snapshotFn(), stoppedBy: r.stoppedBy, elapsedS: r.elapsedS };
+      } catch {
+        // keep r
+      }
+      if (flowTable.lastError && r.unattributed > 0) process.stderr.write(`load: flow table: ${flowTable.lastError}\n`);
+    }
+    if (opts.report) {
+      try {
+        writeFileSync(opts.report, await renderReportHtml(r));
+        if (!opts.json) process.stderr.write(`load: report written to ${opts.report}\n`);
+      } catch (err) {
+        process.stderr.write(`load: could not write the report ${opts.report}: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    }
     process.stdout.write(opts.json ? JSON.stringify(r) + '\n' : human(r));
   }
   // Flush stdout before leaving (it may be a pipe).
-  process.stdout.write('', () => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref();
+  process.stdout.write('', () => process.exit(process.exitCode ?? 0));
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+}
+
+async function prepare(): Promise<void> {
+  if (attribution.kind !== 'flows' || !opts.adminSocket) return;
+  flowTable = new FlowTableAttribution(opts.adminSocket, target.host, target.port, protocol);
+  await flowTable.start();
+  // Names are backend addresses here, so the balancer's own weights apply.
+  if (!weights) weights = await weightsFromAdmin(opts.adminSocket, target.host, target.port, protocol);
 }
 
 function main(): void {
@@ -624,18 +631,23 @@ function main(): void {
   }
   // Whatever happens, the process ends: report what there is and exit.
   setTimeout(() => {
+    let r: LoadReport;
     try {
-      finish({ ...snapshotFn(), stoppedBy: 'hard-timeout' });
+      r = { ...snapshotFn(), stoppedBy: 'hard-timeout' };
     } catch {
       process.exit(1);
     }
+    void finish(r);
   }, opts.duration * 1000 + opts.timeout + HARD_GRACE_MS);
 
-  const runner = opts.mode === 'http' ? runHttp : opts.mode === 'long' ? runLong : runUdp;
-  runner().then(finish, (err: unknown) => {
-    process.stderr.write(`load: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  const runner: () => Promise<LoadReport> = opts.mode === 'http' ? runHttp : opts.mode === 'long' ? runLong : runUdp;
+  prepare()
+    .then(runner)
+    .then(finish)
+    .catch((err: unknown) => {
+      process.stderr.write(`load: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    });
 }
 
 main();

@@ -3,6 +3,15 @@
  * stats JSON and load.ts's --json reports, plus the small statistics they are built from.
  */
 
+import type { BackendShare, Fairness } from './fairness.js';
+import type { LatencySummary } from './stats.js';
+import type { TimelineData } from './timeline.js';
+
+export type { BackendShare, Fairness } from './fairness.js';
+export type { LatencySummary } from './stats.js';
+export type { TimelineBucket, TimelineData } from './timeline.js';
+export { round3, summarize } from './stats.js';
+
 /** GET /stats on a backend server's stats socket. */
 export interface BackendStats {
   name: string;
@@ -39,24 +48,6 @@ export interface TcpConnectionRecord {
   closedAt: number | null;
 }
 
-export interface LatencySummary {
-  count: number;
-  min: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export interface BackendShare {
-  count: number;
-  /** Fraction of the total, 0..1. */
-  share: number;
-  /** (share - fair) / fair * 100, where fair = 1 / number of backends. */
-  deviationPct: number;
-}
-
 export type StopReason = 'count' | 'duration' | 'signal' | 'done' | 'hard-timeout';
 
 export interface ReportBase {
@@ -69,10 +60,18 @@ export interface ReportBase {
   errors: number;
   /** Error counts by code (ECONNRESET, ETIMEDOUT, status-503, ...). */
   errorKinds: Record<string, number>;
-  /** Shares by backend name: requests (http), connections (long), flows (udp). */
+  /** How backends were told apart: auto, header:NAME, body:REGEX, flows (the balancer's flow table), none. */
+  attribution: string;
+  /** Successful operations whose backend could not be told (no header, no match, no flow entry). */
+  unattributed: number;
+  /** Shares by backend name: requests (http), connections (long), flows (udp), against expected shares. */
   backends: Record<string, BackendShare>;
-  /** Number of backends the fair share is computed for (--backends, else the number seen). */
+  /** Number of backends expected to receive traffic (weight > 0; --backends, else the number seen). */
   fairOver: number;
+  /** What the expected shares are based on, and the largest deviation from them. */
+  fairness: Pick<Fairness, 'basis' | 'maxDeviationPct'>;
+  /** Operations, failures and latency percentiles over time. */
+  timeline: TimelineData;
   interim?: boolean;
 }
 
@@ -85,6 +84,8 @@ export interface HttpReport extends ReportBase {
   latencyMs: LatencySummary;
   statusCodes: Record<string, number>;
 }
+
+export type LongProtocol = 'echo' | 'http';
 
 export interface LongConnection {
   id: number;
@@ -102,6 +103,8 @@ export interface LongConnection {
 
 export interface LongReport extends ReportBase {
   mode: 'long';
+  /** echo: newline-delimited lines echoed back; http: GET requests on one keep-alive connection. */
+  protocol: LongProtocol;
   connections: number;
   established: number;
   messagesSent: number;
@@ -110,6 +113,8 @@ export interface LongReport extends ReportBase {
   stalled: number;
   stallThresholdMs: number;
   maxStallMs: number;
+  /** Round trip of each echoed line or keep-alive request. */
+  latencyMs: LatencySummary;
   perConnection: LongConnection[];
 }
 
@@ -138,40 +143,6 @@ export interface UdpReport extends ReportBase {
 }
 
 export type LoadReport = HttpReport | LongReport | UdpReport;
-
-export function summarize(values: readonly number[]): LatencySummary {
-  if (values.length === 0) return { count: 0, min: 0, mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
-  const s = Float64Array.from(values).sort();
-  const pick = (q: number): number => round3(s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? 0);
-  let sum = 0;
-  for (const v of s) sum += v;
-  return {
-    count: s.length,
-    min: round3(s[0] ?? 0),
-    mean: round3(sum / s.length),
-    p50: pick(0.5),
-    p90: pick(0.9),
-    p99: pick(0.99),
-    max: round3(s[s.length - 1] ?? 0),
-  };
-}
-
-export function shares(counts: ReadonlyMap<string, number>, expected?: number): { backends: Record<string, BackendShare>; fairOver: number } {
-  let total = 0;
-  for (const c of counts.values()) total += c;
-  const fairOver = expected && expected > 0 ? expected : Math.max(1, counts.size);
-  const fair = 1 / fairOver;
-  const backends: Record<string, BackendShare> = {};
-  for (const [name, count] of [...counts.entries()].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
-    const share = total > 0 ? count / total : 0;
-    backends[name] = { count, share: round3(share), deviationPct: round3(((share - fair) / fair) * 100) };
-  }
-  return { backends, fairOver };
-}
-
-export function round3(v: number): number {
-  return Math.round(v * 1000) / 1000;
-}
 
 /** A plain fixed-width text table. */
 export function table(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {

@@ -17,7 +17,7 @@
  * in afterAll.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type ConfigOptions, type ConfigService } from '../../scripts/lab/topology.js';
@@ -438,6 +438,9 @@ describe.skipIf(!enabled)('backend lifecycle: one Sluice, 3 backends (stick)', (
     const dir = join(lab.describe().runDir, 'unprivileged');
     mkdirSync(dir, { recursive: true });
     chownSync(dir, nobody.uid, nobody.gid);
+    // nobody may not be able to read the checkout (a clone in a 0700 home): it runs a copy of
+    // what `sluice run` loads, in the lab's run directory, readable by everyone.
+    const cli = readableRuntime(join(lab.describe().runDir, 'runtime'));
     const socket = join(dir, 'admin.sock');
     const config = writeConfig(
       lab,
@@ -462,7 +465,7 @@ describe.skipIf(!enabled)('backend lifecycle: one Sluice, 3 backends (stick)', (
     ];
 
     // Without any capability: a clear refusal, exit 2.
-    const denied = await lab.exec('lb1', [...setpriv('-all'), process.execPath, CLI, 'run', '--config', config], { timeoutMs: 20_000 }).then(
+    const denied = await lab.exec('lb1', [...setpriv('-all'), process.execPath, cli, 'run', '--config', config], { timeoutMs: 20_000 }).then(
       () => null,
       (e: unknown) => e as { code: unknown; stderr: string },
     );
@@ -470,7 +473,7 @@ describe.skipIf(!enabled)('backend lifecycle: one Sluice, 3 backends (stick)', (
     expect(denied?.code).toBe(2);
     expect(denied?.stderr).toMatch(/CAP_NET_RAW/);
 
-    const child = lab.spawn('lb1', [...setpriv('+net_raw'), process.execPath, CLI, 'run', '--config', config], { logName: 'sluice-unprivileged.log' });
+    const child = lab.spawn('lb1', [...setpriv('+net_raw'), process.execPath, cli, 'run', '--config', config], { logName: 'sluice-unprivileged.log' });
     try {
       await waitFor('unprivileged Sluice answers on its admin socket', 20_000, async () => {
         if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}; log ${join(lab.describe().runDir, 'sluice-unprivileged.log')}`);
@@ -573,6 +576,34 @@ describe.skipIf(!enabled)('affinity across 2 instances behind the router\'s ECMP
     expect(Object.keys(reorderedRun.backends), JSON.stringify(reorderedRun.backends)).toHaveLength(1);
   });
 });
+
+/**
+ * A copy of what `sluice run` loads (package.json, dist/src and dist/schema, the build record,
+ * the capture addon and the runtime dependencies listed in package-lock.json), readable by every
+ * user whatever the checkout's permissions or the umask; returns the copy's CLI path.
+ */
+function readableRuntime(dest: string): string {
+  const copy = (rel: string): void => cpSync(join(REPO, rel), join(dest, rel), { recursive: true });
+  for (const rel of ['package.json', join('dist', 'src'), join('dist', 'schema'), join('dist', 'build-info.json'), join('src', 'dataplane', 'native', 'build', 'Release', 'sluice_pcap.node')]) copy(rel);
+  const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
+  const runtime = Object.entries(lock.packages)
+    .filter(([path, p]) => path.startsWith('node_modules/') && !p.dev)
+    .map(([path]) => path)
+    .sort();
+  // A nested package comes along with its parent's folder.
+  const roots = runtime.filter((path) => !runtime.some((other) => other !== path && path.startsWith(other + '/')));
+  for (const path of roots) copy(path);
+  const open = (p: string): void => {
+    for (const e of readdirSync(p, { withFileTypes: true })) {
+      const full = join(p, e.name);
+      if (e.isDirectory()) open(full);
+      else if (e.isFile()) chmodSync(full, 0o644);
+    }
+    chmodSync(p, 0o755);
+  };
+  open(dest);
+  return join(dest, 'dist', 'src', 'cli.js');
+}
 
 /** uid and primary gid of a local user (nobody is 65534 on Debian, but ask). */
 async function userIds(name: string): Promise<{ uid: number; gid: number }> {

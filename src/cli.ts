@@ -242,6 +242,26 @@ operate('drain', 'stop sending new flows to a backend; its existing flows contin
 operate('undrain', 'let a drained backend take new flows again');
 operate('weight', 'change a backend\'s weight at runtime (until the next restart)');
 
+// Instance maintenance: withdraw this instance's VIPs from the routers (needs "announce").
+const instance = program.command('instance').description('this instance as a whole: drain (withdraw its VIPs from the routers) or undrain');
+for (const [name, description] of [
+  ['drain', 'withdraw this instance\'s VIP routes so routers send new flows elsewhere; flows that still arrive are forwarded'],
+  ['undrain', 'announce this instance\'s VIPs again (where they have a serving backend)'],
+] as const) {
+  withSocket(instance.command(name).description(description))
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { socket?: string; config?: string; json?: boolean }) => {
+      const { status, body } = await adminRequest(socketFrom(opts), 'POST', `/instance/${name}`);
+      const r = body as { message?: string; error?: string };
+      if (opts.json) console.log(JSON.stringify(body, null, 2));
+      else if (status === 200) console.log(r.message);
+      if (status !== 200) {
+        if (!opts.json) process.stderr.write(`sluice instance ${name}: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
+
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
   const r = body as { ok: boolean; message: string };

@@ -21,6 +21,9 @@ import { IdAllocator, backendKey, buildSpec, effectiveBackends, type BackendOver
 import { HealthManager } from '../health/manager.js';
 import { healthTarget, targetKey, type HealthTarget } from '../health/types.js';
 import { sharedIcmpEcho } from '../health/icmp.js';
+import { Announcer } from '../announce/announcer.js';
+import { createSpeaker } from '../announce/speakers.js';
+import { servingByVip } from '../announce/serving.js';
 import type { ServiceConfig } from '../config/types.js';
 import { ControlPlane, backendSetHash, loadClusterKey, type SyncEntry } from '../control/index.js';
 import { Metrics } from '../observe/metrics.js';
@@ -76,6 +79,8 @@ export class Daemon {
   #nextHops = new Map<string, NextHop>();
   #spec!: DataplaneSpec;
   #worker: ChildProcess | null = null;
+  /** BGP announcement of the VIPs (src/announce/); null without an "announce" section. */
+  #announcer: Announcer | null = null;
   #engine = '';
   #stopping = false;
   #restarts = 0;
@@ -211,6 +216,15 @@ export class Daemon {
       cp.onLiveChange((live) => this.#log.warn({ event: 'cluster_view', live }, `cluster live set: ${live.join(', ')}`));
       this.#cluster = cp;
       this.metrics.setCluster(cp);
+    }
+
+    if (config.announce) {
+      // The speaker starts with every VIP withdrawn; the data plane's "ready" and the first generation announce them.
+      const announcer = new Announcer({ speaker: createSpeaker(config.announce, config.admin.socket, (line) => this.#log.info({ event: 'speaker_log', line }, 'bgp speaker')), log: this.#log });
+      await announcer.start().catch((e: Error) => {
+        throw new StartupError(`announce: cannot start the BGP speaker: ${e.message}`);
+      });
+      this.#announcer = announcer;
     }
 
     await this.#startWorker();
@@ -354,6 +368,7 @@ export class Daemon {
           clearTimeout(timer);
           this.#engine = m.engine;
           this.metrics.dataplaneUp.set(1);
+          this.#announcer?.setDataPlane(true);
           const cl = this.#config.cluster;
           if (this.#cluster && cl?.sync) worker.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS } satisfies ToDataplane);
           resolve();
@@ -367,6 +382,7 @@ export class Daemon {
       worker.on('exit', (code, signal) => {
         clearTimeout(timer);
         this.metrics.dataplaneUp.set(0);
+        this.#announcer?.setDataPlane(false);
         if (this.#worker === worker) this.#worker = null;
         if (!started) {
           reject(new StartupError(`the data-plane process exited during start (code ${code}, signal ${signal})`));
@@ -523,6 +539,7 @@ export class Daemon {
 
   /** Tell the cluster our generation and publish what other instances need around the change. */
   #afterGeneration(): void {
+    this.#announcer?.setServing(servingByVip({ services: this.#config.services, spec: this.#spec }));
     if (!this.#cluster) return;
     const selected = this.#spec.backends.filter((b) => b.serving).map((b) => ({ service: this.#serviceName(b.serviceId), address: b.address, weight: b.weight }));
     this.#cluster.setGeneration(this.#generation, backendSetHash(selected));
@@ -714,6 +731,7 @@ export class Daemon {
       egressInterface: this.#config.egressInterface,
       lastReload: this.#lastReload,
       cluster: this.#cluster ? this.#clusterStatus() : null,
+      announce: this.#announcer ? await this.#announcer.status() : null,
       flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
       traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
       drops,
@@ -772,6 +790,16 @@ export class Daemon {
       const r = await this.operate(op[1] as 'drain' | 'undrain' | 'weight', address, service, weight);
       return sendJson(res, r.ok ? 200 : 404, r);
     }
+    const instanceOp = /^\/instance\/(drain|undrain)$/.exec(url.pathname);
+    if (method === 'POST' && instanceOp) {
+      // Withdraw (or re-announce) this instance's VIPs; forwarding of flows that still arrive continues.
+      if (!this.#announcer) return sendJson(res, 409, { ok: false, message: 'no "announce" section in the config: routes to this instance are not Sluice\'s to withdraw' });
+      if (instanceOp[1] === 'drain') this.#announcer.drain();
+      else this.#announcer.undrain();
+      await this.#announcer.settled();
+      this.#log.warn({ event: `instance_${instanceOp[1]}` }, `instance ${instanceOp[1]}ed`);
+      return sendJson(res, 200, { ok: true, message: `instance ${instanceOp[1]}ed: VIPs ${instanceOp[1] === 'drain' ? 'withdrawn' : 'announced where they have a serving backend'}`, announce: await this.#announcer.status() });
+    }
     if (method === 'POST' && url.pathname === '/reload') {
       const r = await this.reload(undefined, 'admin');
       return sendJson(res, r.ok ? 200 : 409, r);
@@ -781,6 +809,8 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    // Withdraw first: routers move traffic away while this instance still forwards.
+    await this.#announcer?.stop().catch((e: Error) => this.#log.error({ event: 'announce_stop_failed', error: e.message }, 'could not stop the BGP speaker'));
     for (const t of this.#timers) clearInterval(t);
     if (this.#healthRebuild) clearTimeout(this.#healthRebuild);
     await this.#health.stop();

@@ -22,6 +22,8 @@ packages=(
   tcpdump
   curl
   mptcpd             # mptcpize: real MPTCP peers for tests
+  bird2              # the BGP speaker Sluice drives for "announce" (birdc), and the lab router's BGP daemon
+  util-linux         # setpriv: the speaker dies with Sluice (--pdeathsig)
   ca-certificates
 )
 missing=()

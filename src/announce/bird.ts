@@ -103,12 +103,12 @@ export function renderBirdConfig(c: AnnounceConfig, known: readonly string[], an
 export function parseBgpSessions(text: string, peers: readonly string[]): PeerSession[] {
   const out: PeerSession[] = peers.map((peer) => ({ peer, established: false, state: 'unknown' }));
   for (const line of text.split('\n')) {
-    const m = /^peer(\d+)\s+BGP\s+\S+\s+(\S+)\s+\S+(?:\s+\S+)?\s*(.*)$/.exec(line.trim());
+    const m = /^peer(\d+)\s+BGP\s+\S+\s+(\S+)\s+\S+\s*(.*)$/.exec(line.trim());
     if (!m) continue;
     const i = Number(m[1]);
     const row = out[i];
     if (!row) continue;
-    const info = m[3].trim();
+    const info = m[3].trim().replace(/\s+/g, ' ');
     row.state = info || m[2];
     row.established = m[2] === 'up' && info.startsWith('Established');
   }

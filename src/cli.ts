@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfigFile, ConfigError, formatIssues } from './config/load.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
+import type { AnnounceStatus } from './announce/announcer.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
 import { VERSION } from './version.js';
@@ -60,6 +61,7 @@ type Status = {
   drops: Record<string, number>;
   lastReload: { at: string; ok: boolean; message: string } | null;
   services: { name: string; vip: string; port: number | string; protocol: string; forwarding: string; backends: { address: string; weight: number; status?: string; mac: string | null; problem: string | null; packets: number; flowsCreated: number }[] }[];
+  announce?: AnnounceStatus | null;
 };
 
 function printStatus(s: Status): void {
@@ -70,6 +72,11 @@ function printStatus(s: Status): void {
   const drops = Object.entries(s.drops);
   console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   if (s.lastReload) console.log(`last reload: ${s.lastReload.at} ${s.lastReload.ok ? 'ok' : 'REFUSED'}: ${s.lastReload.message}`);
+  if (s.announce) {
+    const a = s.announce;
+    console.log(`announce: ${a.speaker} ${a.speakerUp ? 'up' : 'DOWN'}${a.drained ? ', instance DRAINED' : ''}; sessions ${a.sessions.map((x) => `${x.peer} ${x.state}`).join(', ') || 'none'}${a.lastError ? `; last error: ${a.lastError}` : ''}`);
+    for (const v of a.vips) console.log(`  ${v.vip}: ${v.announced ? 'announced' : 'withdrawn'} (${v.verdict}, ${v.servingBackends} serving backends)`);
+  }
   const rows: (string | number)[][] = [];
   for (const svc of s.services) {
     for (const b of svc.backends) {

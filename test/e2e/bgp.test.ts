@@ -10,8 +10,10 @@
  *  1. The router learns each VIP with 3 ECMP next hops, and a client reaches both VIPs.
  *  2. Every backend server stopped: web's health checks fail, VIP4 is withdrawn by all 3
  *     (no kernel route left), VIP6 stays on 3; one backend back: VIP4 re-announced on 3.
- *  3. `instance drain` on lb1: the router drops lb1's next hop for both VIPs, lb1 still
- *     forwards; undrain: back to 3.
+ *  3. `sluice instance drain` on lb1: the router drops lb1's next hop for both VIPs, lb1's data
+ *     plane stays up, `sluice status` says DRAINED; undrain: back to 3.
+ *  3b. lb1's data-plane process killed: lb1 withdraws, and announces again once the daemon has
+ *     restarted it.
  *  4. SIGKILL of lb3's control and data-plane processes: its speaker dies with it (pdeathsig),
  *     the session closes, the router removes lb3's next hop. Measured; must be within the
  *     configured hold time.
@@ -20,11 +22,12 @@
  * Every wait is bounded; the lab (namespaces, processes) is removed in afterAll, also on failure.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, LB_SEGMENT_IF, VIP4, VIP6, type ConfigService } from '../../scripts/lab/topology.js';
 import { LAB_TIMERS, announceSection, balancerSegment4, balancerSegment6, startRouterBgp, type RouterBgp } from '../../scripts/lab/bgp.js';
-import { admin, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { REPO, admin, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { alive } from './cluster-helpers.js';
 
 const enabled = e2eEnabled('e2e bgp (router BIRD 2, 3 instances announcing)');
@@ -107,7 +110,9 @@ describe.skipIf(!enabled)('bgp: 3 Sluice instances announce their VIPs to a BIRD
 
   afterAll(async () => {
     await Promise.all(sluice.map((s) => (s ? stopSluice(s).catch(() => undefined) : undefined)));
+    step('instances stopped');
     await lab?.destroy();
+    step('lab removed');
   });
 
   it('the router learns each VIP with 3 ECMP next hops, and clients reach both VIPs', async () => {
@@ -147,19 +152,34 @@ describe.skipIf(!enabled)('bgp: 3 Sluice instances announce their VIPs to a BIRD
     await l.startServer(2);
   });
 
-  it('instance drain withdraws only that instance, which keeps forwarding; undrain brings it back', async () => {
+  it('`sluice instance drain` withdraws only that instance, which keeps forwarding; undrain brings it back', async () => {
     const r = router as RouterBgp;
     const lb1 = sluice[0] as RunningSluice;
-    const res = await admin<{ ok: boolean; announce: AnnounceView }>(lb1, 'POST', '/instance/drain');
-    expect(res.ok).toBe(true);
-    expect(res.announce.drained).toBe(true);
+    const cli = (...args: string[]) => execFileSync(process.execPath, [join(REPO, 'dist', 'src', 'cli.js'), ...args, '--socket', lb1.socket], { encoding: 'utf8' });
+    expect(cli('instance', 'drain')).toMatch(/instance drained: VIPs withdrawn/);
     const ms = await until('lb1 withdrawn from both VIPs', async () => [await r.nextHops(VIP4), await r.nextHops(VIP6)], ([a, b]) => same(a, all4([2, 3])) && same(b, all6([2, 3])), 5000);
     step(`lb1 drained: router next hops without lb1 after ${ms} ms`);
     const st = await statusOf(lb1);
     expect(st.dataplane.up).toBe(true);
     expect(st.announce?.vips.map((v) => v.verdict)).toEqual(['drained', 'drained']);
-    await admin(lb1, 'POST', '/instance/undrain');
+    const text = cli('status');
+    expect(text).toMatch(/instance DRAINED/);
+    expect(text).toMatch(/198\.51\.100\.10: withdrawn \(drained/);
+    cli('instance', 'undrain');
     await until('lb1 back on both VIPs', async () => [await r.nextHops(VIP4), await r.nextHops(VIP6)], ([a, b]) => same(a, all4([1, 2, 3])) && same(b, all6([1, 2, 3])), 5000);
+  });
+
+  it('the data-plane process dies: that instance withdraws until its restarted data plane is ready', async () => {
+    const r = router as RouterBgp;
+    const lb1 = sluice[0] as RunningSluice;
+    const dp = (await statusOf(lb1)).dataplane.pid as number;
+    const killedAt = Date.now();
+    process.kill(dp, 'SIGKILL');
+    const gone = await until('lb1 withdrawn', () => r.nextHops(VIP4), (h) => same(h, all4([2, 3])), 5000, 10);
+    const back = await until('lb1 re-announced', () => r.nextHops(VIP4), (h) => same(h, all4([1, 2, 3])), 15_000, 50);
+    step(`lb1 data plane killed: withdrawn after ${gone} ms, back ${Date.now() - killedAt} ms after the kill (restart backoff + start)`);
+    expect(back).toBeGreaterThan(0);
+    expect((await statusOf(lb1)).dataplane.pid).not.toBe(dp);
   });
 
   it('SIGKILL of an instance (control and data plane): the router removes its next hop within the hold time', async () => {

@@ -10,8 +10,10 @@
  *  1. The router learns each VIP with 3 ECMP next hops, and a client reaches both VIPs.
  *  2. Every backend server stopped: web's health checks fail, VIP4 is withdrawn by all 3
  *     (no kernel route left), VIP6 stays on 3; one backend back: VIP4 re-announced on 3.
- *  3. `sluice instance drain` on lb1: the router drops lb1's next hop for both VIPs, lb1's data
- *     plane stays up, `sluice status` says DRAINED; undrain: back to 3.
+ *  3. `sluice instance drain` on lb1 under 200 long-lived echo connections (a line every 100 ms):
+ *     the router drops lb1's next hop for both VIPs; 0 connections break or stall > 1 s (they
+ *     move to lb2/lb3, whose Maglev tables pick the same backends); 200 new connections create
+ *     no flow on lb1; `sluice status` says DRAINED; undrain: back to 3.
  *  3b. lb1's data-plane process killed: lb1 withdraws, and announces again once the daemon has
  *     restarted it.
  *  4. SIGKILL of lb3's control and data-plane processes: its speaker dies with it (pdeathsig),
@@ -26,6 +28,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, LB_SEGMENT_IF, VIP4, VIP6, type ConfigService } from '../../scripts/lab/topology.js';
+import type { LongReport } from '../../scripts/lib/reports.js';
 import { LAB_TIMERS, announceSection, balancerSegment4, balancerSegment6, startRouterBgp, type RouterBgp } from '../../scripts/lab/bgp.js';
 import { REPO, admin, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { alive } from './cluster-helpers.js';
@@ -50,7 +53,7 @@ interface AnnounceView {
 }
 interface StatusView {
   dataplane: { pid: number | null; up: boolean };
-  flows: { active: number };
+  flows: { active: number; created: number };
   announce: AnnounceView | null;
 }
 
@@ -80,11 +83,12 @@ function writeConfig(l: Lab, k: number): string {
   const services: ConfigService[] = [
     { name: 'web', vip: VIP4, port: l.ports.http, protocol: 'tcp' },
     { name: 'web6', vip: VIP6, port: l.ports.http, protocol: 'tcp' },
+    { name: 'echo', vip: VIP4, port: l.ports.echo, protocol: 'tcp' },
   ];
   const file = l.configFor(services, { balancer: k, extra: { announce: announceSection(l, k) } });
-  // Only web is health-checked: stopping the backend servers withdraws VIP4 and leaves VIP6.
+  // VIP4's services are health-checked, web6 is not: stopping the backend servers withdraws VIP4 and leaves VIP6.
   const doc = JSON.parse(readFileSync(file, 'utf8')) as { services: Record<string, unknown>[] };
-  doc.services[0].healthCheck = { type: 'tcp', intervalMs: 200, timeoutMs: 150, rise: 1, fall: 2 };
+  for (const i of [0, 2]) doc.services[i].healthCheck = { type: 'tcp', intervalMs: 200, timeoutMs: 150, rise: 1, fall: 2 };
   writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
   return file;
 }
@@ -152,13 +156,31 @@ describe.skipIf(!enabled)('bgp: 3 Sluice instances announce their VIPs to a BIRD
     await l.startServer(2);
   });
 
-  it('`sluice instance drain` withdraws only that instance, which keeps forwarding; undrain brings it back', async () => {
+  it('`sluice instance drain` under 200 long-lived connections: lb1 withdrawn, none break, new connections avoid lb1; undrain brings it back', async () => {
     const r = router as RouterBgp;
+    const l = lab as Lab;
     const lb1 = sluice[0] as RunningSluice;
     const cli = (...args: string[]) => execFileSync(process.execPath, [join(REPO, 'dist', 'src', 'cli.js'), ...args, '--socket', lb1.socket], { encoding: 'utf8' });
+    const load = l.startLoad(['--mode', 'long', '--target', `${VIP4}:${l.ports.echo}`, '--connections', '200', '--interval', '100', '--stall-ms', '1000', '--duration', '60']);
+    await until('200 long-lived connections up', () => load.snapshot(5000), (v) => v.mode === 'long' && (v as LongReport).established === 200, 30_000, 500);
+    const before = (await Promise.all(sluice.map((s) => statusOf(s as RunningSluice)))).map((x) => x.flows);
+    step(`200 long-lived connections up; active flows lb1..lb3: ${before.map((f) => f.active).join('/')}`);
     expect(cli('instance', 'drain')).toMatch(/instance drained: VIPs withdrawn/);
     const ms = await until('lb1 withdrawn from both VIPs', async () => [await r.nextHops(VIP4), await r.nextHops(VIP6)], ([a, b]) => same(a, all4([2, 3])) && same(b, all6([2, 3])), 5000);
     step(`lb1 drained: router next hops without lb1 after ${ms} ms`);
+    const createdBefore = (await statusOf(lb1)).flows.created;
+    const http = await l.runLoad(['--mode', 'http', '--target', `${VIP4}:${l.ports.http}`, '--count', '200', '--concurrency', '10', '--duration', '30']);
+    const after = (await Promise.all(sluice.map((s) => statusOf(s as RunningSluice)))).map((x) => x.flows);
+    await sleep(2000);
+    const rep = (await load.stop()) as LongReport;
+    step(
+      `drain under load: ${rep.broken} broken, ${rep.stalled} stalled (> 1 s) of ${rep.established} long-lived connections, longest stall ${rep.maxStallMs} ms; ` +
+        `200 new connections after the drain: ${http.errors} errors, lb1 created ${after[0].created - createdBefore} flows (lb2..lb3 created ${after[1].created - before[1].created}/${after[2].created - before[2].created} since before the drain); lb1 active flows ${after[0].active}`,
+    );
+    expect(rep.broken).toBe(0);
+    expect(rep.stalled).toBe(0);
+    expect(http.errors).toBe(0);
+    expect(after[0].created - createdBefore).toBe(0);
     const st = await statusOf(lb1);
     expect(st.dataplane.up).toBe(true);
     expect(st.announce?.vips.map((v) => v.verdict)).toEqual(['drained', 'drained']);

@@ -177,19 +177,22 @@ export class BirdSpeaker implements Speaker {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     let exited: string | null = null;
+    // Only a speaker that came up reports its death to the listeners; a failed start rejects instead.
+    let ready = false;
     child.on('error', (e) => {
       exited = `cannot run bird: ${e.message} (install Debian's bird2 package)`;
     });
     child.on('exit', (code, signal) => {
       exited ??= `bird exited (code ${code}, signal ${signal})`;
       if (this.#child === child) this.#child = null;
-      if (!this.#stopping) for (const l of this.#exitListeners) l(`${exited}; last lines: ${this.#tail.slice(-3).join(' | ')}`);
+      if (ready && !this.#stopping) for (const l of this.#exitListeners) l(`${exited}; last lines: ${this.#tail.slice(-3).join(' | ')}`);
     });
     const deadline = Date.now() + (this.#o.startTimeoutMs ?? 5000);
     for (;;) {
       if (exited !== null) throw new Error(`${exited}: ${this.#tail.join(' | ') || 'no output'}`);
       try {
         await this.#birdc(['show', 'status']);
+        ready = true;
         return;
       } catch {
         // socket not there yet

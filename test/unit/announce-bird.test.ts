@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBgpSessions, renderBirdConfig, vipProtocolName } from '../../src/announce/bird.js';
+import { BirdSpeaker, parseBgpSessions, renderBirdConfig, vipProtocolName } from '../../src/announce/bird.js';
 import { validateAnnounceConfig, type AnnounceConfig } from '../../src/announce/config.js';
 
 function config(raw: Record<string, unknown>): AnnounceConfig {
@@ -154,4 +154,27 @@ peer1      BGP        ---        start  03:11:22.571  Active        Socket: Conn
       { peer: '10.99.0.9', established: false, state: 'unknown' },
     ]);
   });
+});
+
+describe('BirdSpeaker start failures', () => {
+  const cases: { name: string; bird: string; says: RegExp }[] = [
+    { name: 'the speaker exits at once (bad config, missing capability)', bird: '/bin/false', says: /bird exited \(code 1/ },
+    { name: 'the speaker binary is missing', bird: '/nonexistent/bird', says: /bird exited \(code 127/ },
+  ];
+  for (const c of cases) {
+    it(`rejects start with a readable message, and does not report a death to restart: ${c.name}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'sluice-bird-'));
+      try {
+        const sp = new BirdSpeaker({ config: FULL, dir, bird: c.bird, startTimeoutMs: 3000 });
+        const deaths: string[] = [];
+        sp.onExit((r) => deaths.push(r));
+        await expect(sp.start()).rejects.toThrow(c.says);
+        await new Promise((r) => setTimeout(r, 50));
+        expect(deaths).toEqual([]);
+        await expect(sp.apply(['198.51.100.10'], new Set())).rejects.toThrow(/not running/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -133,6 +133,11 @@ export class Announcer {
     return this.#drained;
   }
 
+  /** Times the speaker died while running (each followed by a restart attempt). */
+  get speakerRestarts(): number {
+    return this.#restarts;
+  }
+
   /** The VIPs that should be announced now. */
   wanted(): Set<string> {
     const out = new Set<string>();
@@ -144,6 +149,11 @@ export class Announcer {
   settled(): Promise<void> {
     if (!this.#busy) return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
+  }
+
+  /** Each VIP of the config: serving backends, verdict, and what the speaker was last told. */
+  vips(): VipStatus[] {
+    return [...this.#serving].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([vip, n]) => ({ vip, servingBackends: n, verdict: this.#verdict(vip, n), announced: this.#applied.has(vip) }));
   }
 
   async status(): Promise<AnnounceStatus> {
@@ -158,7 +168,7 @@ export class Announcer {
       speakerUp: this.#speakerUp,
       dataPlaneUp: this.#dataPlaneUp,
       drained: this.#drained,
-      vips: [...this.#serving].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([vip, n]) => ({ vip, servingBackends: n, verdict: this.#verdict(vip, n), announced: this.#applied.has(vip) })),
+      vips: this.vips(),
       sessions,
       lastError: this.#lastError,
     };

@@ -24,6 +24,7 @@ import { sharedIcmpEcho } from '../health/icmp.js';
 import { Announcer } from '../announce/announcer.js';
 import { createSpeaker } from '../announce/speakers.js';
 import { servingByVip } from '../announce/serving.js';
+import { registerAnnounceMetrics } from '../announce/metrics.js';
 import type { ServiceConfig } from '../config/types.js';
 import { ControlPlane, backendSetHash, loadClusterKey, type SyncEntry } from '../control/index.js';
 import { Metrics } from '../observe/metrics.js';
@@ -225,6 +226,7 @@ export class Daemon {
         throw new StartupError(`announce: cannot start the BGP speaker: ${e.message}`);
       });
       this.#announcer = announcer;
+      registerAnnounceMetrics(this.metrics.registry, announcer);
     }
 
     await this.#startWorker();

@@ -7,45 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { Announcer, vipVerdict, type AnnouncerLog } from '../../src/announce/announcer.js';
 import { servingByVip } from '../../src/announce/serving.js';
-import type { PeerSession, Speaker } from '../../src/announce/speaker.js';
-
-class FakeSpeaker implements Speaker {
-  readonly kind = 'fake';
-  announced = new Set<string>();
-  known: string[] = [];
-  applies = 0;
-  failNext = 0;
-  starts = 0;
-  stopped = false;
-  #exit: ((reason: string) => void)[] = [];
-  async start(): Promise<void> {
-    this.starts++;
-    this.announced.clear();
-  }
-  async apply(known: readonly string[], announced: ReadonlySet<string>): Promise<void> {
-    this.applies++;
-    if (this.failNext > 0) {
-      this.failNext--;
-      throw new Error('birdc: connection refused');
-    }
-    this.known = [...known];
-    this.announced = new Set(announced);
-  }
-  async sessions(): Promise<PeerSession[]> {
-    return [{ peer: '10.99.0.1', established: true, state: 'Established' }];
-  }
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.announced.clear();
-  }
-  onExit(l: (reason: string) => void): void {
-    this.#exit.push(l);
-  }
-  die(): void {
-    this.announced.clear();
-    for (const l of this.#exit) l('killed');
-  }
-}
+import { FakeSpeaker } from '../fixtures/fake-speaker.js';
 
 const quiet: AnnouncerLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const V4 = '198.51.100.10';

@@ -23,6 +23,8 @@ packages=(
   tcpdump
   curl
   mptcpd             # mptcpize: real MPTCP peers for tests
+  bird2              # the BGP speaker Sluice drives for "announce" (birdc), and the lab router's BGP daemon
+  util-linux         # setpriv: the speaker dies with Sluice (--pdeathsig)
   ca-certificates
   chromium           # headless browser: e2e tests load the status page and load reports
   prometheus         # promtool: CI checks the shipped alert rules (the server itself is not used)

@@ -10,7 +10,7 @@ import { loadConfigFile, ConfigError, formatIssues } from './config/load.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
-import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
+import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
 import { VERSION } from './version.js';
 import { installErrorPolicy } from './runtime/error-policy.js';
 
@@ -67,6 +67,11 @@ function printStatus(s: StatusReport): void {
   const drops = Object.entries(s.drops);
   console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   if (s.lastReload) console.log(`last reload: ${s.lastReload.at} ${s.lastReload.ok ? 'ok' : 'REFUSED'}: ${s.lastReload.message}`);
+  if (s.announce) {
+    const a = s.announce;
+    console.log(`announce: ${a.speaker} ${a.speakerUp ? 'up' : 'DOWN'}${a.drained ? ', instance DRAINED' : ''}; sessions ${a.sessions.map((x) => `${x.peer} ${x.state}`).join(', ') || 'none'}${a.lastError ? `; last error: ${a.lastError}` : ''}`);
+    for (const v of a.vips) console.log(`  ${v.vip}: ${v.announced ? 'announced' : 'withdrawn'} (${v.verdict}, ${v.servingBackends} serving backends)`);
+  }
   const rows: (string | number)[][] = [];
   for (const svc of s.services) {
     for (const b of svc.backends) {
@@ -224,6 +229,26 @@ const operate = (name: OperateAction, description: string): Command => {
 operate('drain', 'stop sending new flows to a backend; its existing flows continue until they end');
 operate('undrain', 'let a drained backend take new flows again');
 operate('weight', 'change a backend\'s weight at runtime (until the next restart)');
+
+// Instance maintenance: withdraw this instance's VIPs from the routers (needs "announce").
+const instance = program.command('instance').description('this instance as a whole: drain (withdraw its VIPs from the routers) or undrain');
+for (const [name, description] of [
+  ['drain', 'withdraw this instance\'s VIP routes so routers send new flows elsewhere; flows that still arrive are forwarded'],
+  ['undrain', 'announce this instance\'s VIPs again (where they have a serving backend)'],
+] as const) {
+  withSocket(instance.command(name).description(description))
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { socket?: string; config?: string; json?: boolean }) => {
+      const { status, body } = await adminRequest(socketFrom(opts), 'POST', `/instance/${name}`);
+      const r = body as Partial<InstanceResult> & Partial<AdminError>;
+      if (opts.json) console.log(JSON.stringify(body, null, 2));
+      else if (status === 200) console.log(r.message);
+      if (status !== 200) {
+        if (!opts.json) process.stderr.write(`sluice instance ${name}: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
 
 withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');

@@ -61,6 +61,9 @@ export interface LabOptions {
   /** MTU of the segment links (router, balancer egress, backends). Default 1600 with ipip (room for
    * the outer header of a full-size client packet), else 1500. */
   segmentMtu?: number;
+  /** 'static' (default): the router has a static ECMP route over the balancers. 'bgp': none; the
+   * router learns the VIPs over BGP (start it with scripts/lab/bgp.ts startRouterBgp). */
+  vipRoutes?: 'static' | 'bgp';
 }
 
 export interface LabPorts {
@@ -233,6 +236,7 @@ export class Lab {
   readonly ipip: boolean;
   readonly withServers: boolean;
   readonly clientPaths: 1 | 2;
+  readonly vipRoutes: 'static' | 'bgp';
   readonly processes = new ProcessGroup();
 
   readonly clientNs: string;
@@ -260,6 +264,7 @@ export class Lab {
     this.ipip = opts.ipip ?? false;
     this.withServers = opts.servers ?? true;
     this.clientPaths = opts.clientPaths ?? 1;
+    this.vipRoutes = opts.vipRoutes ?? 'static';
     this.ports = { ...DEFAULT_PORTS, ...opts.ports };
     this.segmentMtu = opts.segmentMtu ?? (this.ipip ? 1600 : 1500);
     this.runDir = `/tmp/sl-${runId}`;
@@ -470,7 +475,7 @@ export class Lab {
       rtCfg.push(`link set ${b.ingress.rtIf} up`, `addr add ${b.ingress.rtIp4}/24 dev ${b.ingress.rtIf}`);
       if (v6 && b.ingress.rtIp6) rtCfg.push(`addr add ${b.ingress.rtIp6}/64 dev ${b.ingress.rtIf} nodad`);
     }
-    rtCfg.push(...this.#vipRoutes());
+    if (this.vipRoutes === 'static') rtCfg.push(...this.#vipRoutes());
 
     const swCfg = ['link set lo up', `link set ${this.bridge} up`];
     for (const port of [this.#swRouterPort, ...this.#balancers.map((b) => b.swPort), ...[...this.#backends.values()].map((b) => b.swPort)]) {

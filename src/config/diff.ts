@@ -71,6 +71,8 @@ const RESTART_SETTINGS: readonly Setting[] = [
   // The flow hash seed decides where every tracked flow lives: changing it live would strand them all.
   ['hashSeed', (c) => c.hashSeed],
   ['cluster', (c) => JSON.stringify(c.cluster ?? null)],
+  // The BGP speaker is started with its sessions at start-up (src/announce/); the VIP set itself follows reloads.
+  ['announce', (c) => JSON.stringify(c.announce ?? null)],
   ['flowTable.tcpIdleTimeoutS', (c) => c.flowTable.tcpIdleTimeoutS],
   ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
   ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],

@@ -11,6 +11,7 @@ import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import schema from '../../schema/sluice.schema.json' with { type: 'json' };
 import { resolveCheck, type HealthCheckInput } from '../health/types.js';
 import { validateClusterConfig } from '../control/cluster-config.js';
+import { validateAnnounceConfig } from '../announce/config.js';
 import type {
   AffinityConfig,
   BackendConfig,
@@ -411,6 +412,7 @@ interface RawConfig {
   admin?: { socket?: string };
   log?: { level?: SluiceConfig['log']['level'] };
   cluster?: unknown;
+  announce?: unknown;
 }
 
 let validator: ReturnType<typeof compileSchema> | undefined;
@@ -721,6 +723,10 @@ function semanticIssues(doc: unknown): ConfigIssue[] {
     const c = validateClusterConfig(doc.cluster, '$.cluster');
     if (!c.ok) for (const i of c.issues) issues.push({ path: i.path, rule: 'cluster', message: i.message });
   }
+  if (doc.announce !== undefined) {
+    const a = validateAnnounceConfig(doc.announce, '$.announce');
+    if (!a.ok) issues.push(...a.issues);
+  }
 
   if (isRecord(doc.encap)) {
     for (const [key, family] of [['source4', 4], ['source6', 6]] as const) {
@@ -901,6 +907,10 @@ function buildConfig(raw: RawConfig): SluiceConfig {
   if (raw.cluster !== undefined) {
     const c = validateClusterConfig(raw.cluster, '$.cluster');
     if (c.ok) config.cluster = c.config;
+  }
+  if (raw.announce !== undefined) {
+    const a = validateAnnounceConfig(raw.announce, '$.announce');
+    if (a.ok) config.announce = a.config;
   }
   if (raw.encap?.source4 !== undefined) config.encapSource4 = normalizeAddress(raw.encap.source4);
   if (raw.encap?.source6 !== undefined) config.encapSource6 = normalizeAddress(raw.encap.source6);

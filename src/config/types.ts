@@ -1,5 +1,6 @@
 import type { HealthCheckConfig } from '../health/types.js';
 import type { ClusterConfig } from '../control/cluster-config.js';
+import type { AnnounceConfig } from '../announce/config.js';
 
 /**
  * The shape of a Sluice config file after validation and defaulting. The JSON Schema in
@@ -106,4 +107,6 @@ export interface SluiceConfig {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
   /** Several instances sharing flow and token owners; absent = a single instance. */
   cluster?: ClusterConfig;
+  /** Announce the VIPs to routers over BGP through a speaker Sluice drives; absent = routes are static. */
+  announce?: AnnounceConfig;
 }

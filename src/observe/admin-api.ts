@@ -9,8 +9,10 @@
  *   POST /backends/{drain|undrain|weight}?address=&service=&weight=
  *                                                  -> OperateResult        (404 if no backend matched)
  *   POST /reload                                   -> ReloadResult         (409 if refused)
+ *   POST /instance/{drain|undrain}                 -> InstanceResult       (409 without an "announce" section)
  *   anything wrong with the request                -> AdminError           (400, 404; 500 on a failure)
  */
+import type { AnnounceStatus } from '../announce/announcer.js';
 import type { Forwarding, Protocol } from '../config/types.js';
 import type { ControlCounters, ControlPlaneStatus } from '../control/index.js';
 import type { FlowRow } from '../dataplane/contract/messages.js';
@@ -68,6 +70,8 @@ export interface StatusReport {
   egressInterface: string;
   lastReload: LastReload | null;
   cluster: ClusterReport | null;
+  /** BGP announcement of the VIPs; null without an "announce" section. */
+  announce: AnnounceStatus | null;
   flows: { active: number; capacity: number; created: number; evictions: number };
   traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
   /** Non-zero drop counters by reason (packet/drop-reasons.ts). */
@@ -144,6 +148,15 @@ export interface OperateResult {
 export interface ReloadResult {
   ok: boolean;
   message: string;
+}
+
+export type InstanceAction = 'drain' | 'undrain';
+
+/** The answer to an instance drain or undrain, with the announcement state after it settled. */
+export interface InstanceResult {
+  ok: boolean;
+  message: string;
+  announce: AnnounceStatus | null;
 }
 
 /** Most rows a /flows answer carries. */

@@ -26,7 +26,10 @@ import {
   type OperateResult,
   type ReloadResult,
   type StatusReport,
+  type InstanceAction,
+  type InstanceResult,
 } from './admin-api.js';
+import type { AnnounceStatus } from '../announce/announcer.js';
 import { hardenedServer, listenTcp, sendJson } from './http.js';
 import { serveAdmin } from './admin-server.js';
 import { HttpCounters } from './http-counters.js';
@@ -67,6 +70,10 @@ export interface AdminSources {
   flows(q: FlowQuery): Promise<FlowsReport>;
   operate(op: OperateRequest): Promise<OperateResult>;
   reload(): Promise<ReloadResult>;
+  /** The BGP announcement's state; null without an "announce" section. */
+  announce(): Promise<AnnounceStatus | null>;
+  /** Instance drain/undrain; null without an "announce" section. */
+  instance(action: InstanceAction): Promise<InstanceResult | null>;
 }
 
 export interface AdminApiOptions {
@@ -97,7 +104,7 @@ export function clusterReport(status: ControlPlaneStatus, sync: boolean): Cluste
 }
 
 /** GET /status. */
-export function statusReport(src: AdminSources, c: Float64Array): StatusReport {
+export function statusReport(src: AdminSources, c: Float64Array, announce: AnnounceStatus | null): StatusReport {
   const at = (i: number): number => counterOf(c, i);
   const config = src.config();
   const drops: Record<string, number> = {};
@@ -113,6 +120,7 @@ export function statusReport(src: AdminSources, c: Float64Array): StatusReport {
     egressInterface: config.egressInterface,
     lastReload: src.lastReload(),
     cluster: cluster ? clusterReport(cluster.status, cluster.sync) : null,
+    announce,
     flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
     traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
     drops,
@@ -158,10 +166,12 @@ export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows:
 const OPERATE_PATH = /^\/backends\/(drain|undrain|weight)$/;
 
 /** The admin routes: check the request, make the typed call, answer with its admin-api type. */
+const INSTANCE_PATH = /^\/instance\/(drain|undrain)$/;
+
 export async function routeAdmin(src: AdminSources, method: string, url: URL, res: ServerResponse): Promise<void> {
   const fail = (status: number, error: string): void => sendJson(res, status, { error } satisfies AdminError);
   const q = url.searchParams;
-  if (method === 'GET' && url.pathname === '/status') return sendJson(res, 200, statusReport(src, await src.freshCounters()));
+  if (method === 'GET' && url.pathname === '/status') return sendJson(res, 200, statusReport(src, await src.freshCounters(), await src.announce()));
   if (method === 'GET' && url.pathname === '/flows') {
     const limit = Number(q.get('limit') ?? 100);
     if (!Number.isInteger(limit) || limit < 1) return fail(400, 'limit must be a positive integer');
@@ -188,6 +198,13 @@ export async function routeAdmin(src: AdminSources, method: string, url: URL, re
   if (method === 'POST' && url.pathname === '/reload') {
     const r = await src.reload();
     return sendJson(res, r.ok ? 200 : 409, r);
+  }
+  const instance = INSTANCE_PATH.exec(url.pathname);
+  if (method === 'POST' && instance) {
+    // Withdraw (or re-announce) this instance's VIPs; flows that still arrive are forwarded.
+    const r = await src.instance(instance[1] as InstanceAction);
+    if (r === null) return fail(409, 'no "announce" section in the config: routes to this instance are not Sluice\'s to withdraw');
+    return sendJson(res, 200, r);
   }
   return fail(404, `no such endpoint: ${method} ${url.pathname}`);
 }

@@ -5,7 +5,8 @@
  */
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import type { ControlPlaneStatus } from '../control/index.js';
-import type { FlowQuery, FlowsReport, LastReload, OperateRequest, OperateResult, ReloadResult } from '../observe/admin-api.js';
+import type { AnnounceStatus } from '../announce/announcer.js';
+import type { FlowQuery, FlowsReport, InstanceAction, InstanceResult, LastReload, OperateRequest, OperateResult, ReloadResult } from '../observe/admin-api.js';
 import type { AdminSources, BackendFacts } from '../observe/admin.js';
 import type { Metrics } from '../observe/metrics.js';
 import { formatMac } from '../packet/mac.js';
@@ -16,6 +17,7 @@ import type { NextHops } from './next-hops.js';
 import type { OwnerBridge } from './owner-bridge.js';
 import type { Reloader } from './reloader.js';
 import type { DataplaneSupervisor } from './supervisor.js';
+import type { VipAnnouncement } from './vip-announcement.js';
 
 export interface ControlParts {
   configPath: string;
@@ -26,6 +28,8 @@ export interface ControlParts {
   supervisor: DataplaneSupervisor;
   bridge: OwnerBridge;
   reloader: Reloader;
+  /** Null without an "announce" section. */
+  announcement: VipAnnouncement | null;
 }
 
 export class ControlAdminSources implements AdminSources {
@@ -110,5 +114,13 @@ export class ControlAdminSources implements AdminSources {
 
   reload(): Promise<ReloadResult> {
     return this.#p.reloader.reload(undefined, 'admin');
+  }
+
+  async announce(): Promise<AnnounceStatus | null> {
+    return this.#p.announcement ? this.#p.announcement.status() : null;
+  }
+
+  async instance(action: InstanceAction): Promise<InstanceResult | null> {
+    return this.#p.announcement ? this.#p.announcement.operate(action) : null;
   }
 }

@@ -11,6 +11,7 @@
  *   owner-bridge.ts    the cluster: owner queries and entries between data plane and peers
  *   supervisor.ts      the data-plane process: fork, restart, the typed request helper
  *   reloader.ts        config file, SIGHUP, admin, health and next-hop changes -> generations
+ *   vip-announcement.ts  BGP routes for the VIPs (last in, first out: withdrawn before anything stops)
  *
  * It never touches packets, so none of this waits on them (src/dataplane/worker.ts does).
  */
@@ -33,6 +34,7 @@ import { Reloader } from './reloader.js';
 import type { Startable } from './startable.js';
 import { StartupError } from './startup-error.js';
 import { DataplaneSupervisor } from './supervisor.js';
+import { VipAnnouncement } from './vip-announcement.js';
 
 export { StartupError } from './startup-error.js';
 
@@ -97,7 +99,7 @@ export class Daemon {
   /** The admin API's answers, for callers in this process. */
   async status(): Promise<StatusReport> {
     const src = this.#running();
-    return statusReport(src, await src.freshCounters());
+    return statusReport(src, await src.freshCounters(), await src.announce());
   }
 
   async backends(): Promise<BackendStatus[]> {
@@ -153,7 +155,10 @@ export class Daemon {
     const generations = new Generations({ metrics, config, ingress, egress, nextHops, health, supervisor });
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });
     const reloader = new Reloader({ log, metrics, configPath, initialText: text, generations, nextHops, health });
-    const sources = new ControlAdminSources({ configPath, metrics, generations, nextHops, health, supervisor, bridge, reloader });
+    const announcement = config.announce
+      ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor })
+      : null;
+    const sources = new ControlAdminSources({ configPath, metrics, generations, nextHops, health, supervisor, bridge, reloader, announcement });
     const claim = new InstanceClaim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false });
     const admin = new AdminApi({
       sources,
@@ -165,6 +170,8 @@ export class Daemon {
     this.#sources = sources;
     // Servers and the cluster listen before the data plane captures: a bad address fails first.
     // The instance claim comes first: a second instance is refused before it probes, listens or captures.
-    return [claim, nextHops, health, generations, admin, bridge, supervisor, reloader];
+    const parts: Startable[] = [claim, nextHops, health, generations, admin, bridge, supervisor, reloader];
+    if (announcement) parts.push(announcement);
+    return parts;
   }
 }

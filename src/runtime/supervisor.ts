@@ -48,6 +48,7 @@ export class DataplaneSupervisor implements Startable {
   readonly #opts: SupervisorOptions;
   readonly #requests = new RequestTracker();
   readonly #readyListeners: (() => void)[] = [];
+  readonly #exitListeners: (() => void)[] = [];
   readonly #notices = new Map<NoticeType, (m: DataplaneNotice) => void>();
   #worker: ChildProcess | null = null;
   #engine = '';
@@ -67,6 +68,11 @@ export class DataplaneSupervisor implements Startable {
   /** Called each time a data-plane process is ready (first start and every restart). */
   onReady(fn: () => void): void {
     this.#readyListeners.push(fn);
+  }
+
+  /** Called each time a data-plane process exits (crash, kill or stop). */
+  onExit(fn: () => void): void {
+    this.#exitListeners.push(fn);
   }
 
   /** The one handler of an unasked message type. */
@@ -143,6 +149,7 @@ export class DataplaneSupervisor implements Startable {
         clearTimeout(timer);
         metrics.dataplaneUp.set(0);
         if (this.#worker === worker) this.#worker = null;
+        for (const fn of this.#exitListeners) fn();
         this.#requests.failAll('the data-plane process exited');
         if (!started) {
           reject(new StartupError(`the data-plane process exited during start (code ${code}, signal ${signal})`));

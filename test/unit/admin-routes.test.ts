@@ -82,6 +82,9 @@ function fakeSources(calls: Calls, answers: { operateOk: boolean; reloadOk: bool
       calls.reloads++;
       return answers.reloadOk ? { ok: true, message: 'no changes' } : { ok: false, message: 'these settings change only with a restart: hashSeed' };
     },
+    // No "announce" section: no announcement state, and instance drain is refused (409).
+    announce: async () => null,
+    instance: async () => null,
   };
 }
 
@@ -153,6 +156,8 @@ describe('admin routes and views (observe/admin.ts)', () => {
     { name: 'weight not an integer', method: 'POST', path: '/backends/weight?address=10.1.0.11&weight=1.5', status: 400, error: 'weight must be an integer 0..1000' },
     { name: 'unknown path', method: 'GET', path: '/nope', status: 404, error: 'no such endpoint: GET /nope' },
     { name: 'wrong method', method: 'GET', path: '/reload', status: 404, error: 'no such endpoint: GET /reload' },
+    { name: 'instance drain without an announce section', method: 'POST', path: '/instance/drain', status: 409, error: 'no "announce" section in the config: routes to this instance are not Sluice\'s to withdraw' },
+    { name: 'instance action that does not exist', method: 'POST', path: '/instance/reboot', status: 404, error: 'no such endpoint: POST /instance/reboot' },
   ];
   it.each(refused)('refused: $name -> $status, nothing called', async ({ method, path, status, error }) => {
     const r = await adminRequest(socket, method, path);

@@ -9,10 +9,10 @@ import {
   configWarnings,
   formatIssues,
   loadConfigFile,
-  normalizeAddress,
   parseConfig,
   readConfigFile,
 } from '../../src/config/load.js';
+import { normalizeAddress } from '../../src/packet/address.js';
 import type { SluiceConfig } from '../../src/config/types.js';
 
 const ROOT = new URL('../../', import.meta.url);

@@ -3,7 +3,8 @@
  * the cluster key from a file or an environment variable (injected, no real files or env).
  */
 import { describe, expect, it } from 'vitest';
-import { formatClusterIssues, loadClusterKey, parseHostPort, validateClusterConfig } from '../../src/control/cluster-config.js';
+import { formatIssueLines } from '../../src/config/issues.js';
+import { loadClusterKey, parseHostPort, validateClusterConfig } from '../../src/control/cluster-config.js';
 
 const base = {
   instanceId: 'lb-a',
@@ -62,14 +63,14 @@ describe('validateClusterConfig', () => {
       const r = validateClusterConfig(c.raw);
       expect(r.ok).toBe(false);
       const hit = r.issues.find((i) => i.path === c.path);
-      expect(hit, formatClusterIssues(r.issues)).toBeDefined();
+      expect(hit, formatIssueLines(r.issues)).toBeDefined();
       expect(hit?.message).toMatch(c.says);
     });
   }
 
   it('uses the caller-given path prefix', () => {
     const r = validateClusterConfig({ ...base, listen: 'x' }, '$.instances[2].cluster');
-    expect(formatClusterIssues(r.issues)).toMatch(/^\$\.instances\[2\]\.cluster\.listen: /);
+    expect(formatIssueLines(r.issues)).toMatch(/^\$\.instances\[2\]\.cluster\.listen: /);
   });
 });
 

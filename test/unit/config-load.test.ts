@@ -15,6 +15,7 @@ import {
 import { formatAddress, ipToBytes, normalizeAddress } from '../../src/packet/address.js';
 import { MAGLEV_MAX_SIZE } from '../../src/hash/maglev.js';
 import { checkHealthCheck } from '../../src/health/types.js';
+import { AFFINITY_DEFAULTS, BACKEND_DEFAULTS, HEALTH_DEFAULTS, SERVICE_DEFAULTS } from '../../src/config/defaults.js';
 import type { SluiceConfig } from '../../src/config/types.js';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -728,6 +729,18 @@ describe('health checks report issues', () => {
 });
 
 describe('schema', () => {
+  it('states the health-check, affinity and service defaults of config/defaults.ts', () => {
+    const s = JSON.parse(readFileSync(new URL('schema/sluice.schema.json', ROOT), 'utf8')) as { $defs: Record<string, { properties: Record<string, { default?: unknown; properties?: Record<string, { default?: unknown }> }> }> };
+    const service = s.$defs.service.properties;
+    const defaultsOf = (props: Record<string, { default?: unknown }> = {}): Record<string, unknown> =>
+      Object.fromEntries(Object.entries(props).filter(([, p]) => p.default !== undefined).map(([k, p]) => [k, p.default]));
+    const { statusMin: _min, statusMax: _max, ...health } = HEALTH_DEFAULTS;
+    expect(defaultsOf(service.healthCheck.properties)).toEqual(health);
+    expect(defaultsOf(service.affinity.properties)).toEqual({ ...AFFINITY_DEFAULTS });
+    expect(defaultsOf(service)).toEqual({ ...SERVICE_DEFAULTS });
+    expect(defaultsOf(s.$defs.backend.properties)).toEqual({ ...BACKEND_DEFAULTS });
+  });
+
   it('states the Maglev table-size ceiling', () => {
     const s = JSON.parse(readFileSync(new URL('schema/sluice.schema.json', ROOT), 'utf8')) as { $defs: { service: { properties: { tableSize: { maximum: number } } } } };
     expect(s.$defs.service.properties.tableSize.maximum).toBe(MAGLEV_MAX_SIZE);

@@ -40,6 +40,11 @@ export function childPath(path: string, seg: Segment): string {
   return IDENTIFIER.test(seg) ? `${path}.${seg}` : `${path}[${JSON.stringify(seg)}]`;
 }
 
+/** A JSON object (not an array, not null), as the finders of issues walk parsed files. */
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** A value as a short quoted excerpt for messages; never stringifies a large object. */
 export function show(value: unknown): string {
   if (typeof value === 'string') {

@@ -10,7 +10,7 @@
  */
 import { FileTooLargeError, readBounded } from './bounded-read.js';
 import { validateClusterConfig } from '../control/cluster-config.js';
-import { checkHealthCheck } from '../health/types.js';
+import { checkHealthCheck, type HealthCheckInput } from '../health/types.js';
 import { normalizeAddress } from '../packet/address.js';
 import { AFFINITY_DEFAULTS, BACKEND_DEFAULTS, CONFIG_DEFAULTS, SERVICE_DEFAULTS } from './defaults.js';
 import { ConfigError, IssueList, type ConfigIssue } from './issues.js';
@@ -18,7 +18,6 @@ import { scanJson } from './json-scan.js';
 import { checkSchema } from './schema-check.js';
 import { checkAddress, checkSemantics } from './semantic-issues.js';
 import type { AffinityConfig, Forwarding, Protocol, ServiceConfig, SluiceConfig } from './types.js';
-import type { HealthCheckInput } from '../health/types.js';
 
 export { ConfigError, formatIssue, formatIssues, MAX_REPORTED_ISSUES, type ConfigIssue } from './issues.js';
 export { CONFIG_DEFAULTS } from './defaults.js';

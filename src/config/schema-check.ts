@@ -16,14 +16,10 @@
  */
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import schema from '../../schema/sluice.schema.json' with { type: 'json' };
-import type { IssueList, Segment } from './issues.js';
+import { isRecord, type IssueList, type Segment } from './issues.js';
 import { schemaIssue } from './schema-issues.js';
 
 type Json = Record<string, unknown>;
-
-function isRecord(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** One compiled piece of the schema and the arrays under it whose items are checked separately. */
 interface Part {

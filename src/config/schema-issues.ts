@@ -4,11 +4,7 @@
  * first sentence of the property's description for a missing one, the type words for a type).
  */
 import type { ErrorObject } from 'ajv/dist/2020.js';
-import { jsonPath, show, type ConfigIssue, type Segment } from './issues.js';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isRecord, jsonPath, show, type ConfigIssue, type Segment } from './issues.js';
 
 /** "/services/0/vip" -> ['services', 0, 'vip']. */
 function pointerSegments(pointer: string): Segment[] {

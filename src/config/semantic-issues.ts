@@ -10,11 +10,7 @@ import { validateClusterConfig } from '../control/cluster-config.js';
 import { isPrime, MAGLEV_MAX_SIZE } from '../hash/maglev.js';
 import { checkHealthCheck, type HealthCheckInput } from '../health/types.js';
 import { ipv6ToBytes, isIpv4Mapped, normalizeAddress } from '../packet/address.js';
-import { childPath, jsonPath, show, type IssueList, type Segment } from './issues.js';
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { childPath, isRecord, jsonPath, show, type IssueList, type Segment } from './issues.js';
 
 export type AddressCheck = { ok: true; address: string; family: 4 | 6 } | { ok: false; rule: string; message: string };
 

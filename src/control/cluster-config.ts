@@ -13,7 +13,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { FileTooLargeError, readBounded } from '../config/bounded-read.js';
 import { CLUSTER_DEFAULTS } from '../config/defaults.js';
-import { childPath, show, type ConfigIssue } from '../config/issues.js';
+import { childPath, isRecord, show, type ConfigIssue } from '../config/issues.js';
 import { hashInstanceId } from '../hash/rendezvous.js';
 import { MIN_KEY_BYTES } from './auth.js';
 
@@ -89,10 +89,6 @@ export function parseHostPort(text: string): HostPort | string {
 /** Every finding here has the rule "cluster": the section's own checks, beside the schema's keywords. */
 function issue(path: string, message: string): ConfigIssue {
   return { path, rule: 'cluster', message };
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function intField(

@@ -6,15 +6,15 @@
  * API (answers typed in observe/admin-api.ts).
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfigFile, ConfigError, formatIssues } from './config/load.js';
+import { loadConfigFile, ConfigError, formatIssues, formatIssue } from './config/load.js';
+import { checkConfigFile } from './config/check.js';
+import { DEFAULT_ADMIN_SOCKET as DEFAULT_SOCKET } from './config/defaults.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
 import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
 import { VERSION } from './version.js';
 import { installErrorPolicy } from './runtime/error-policy.js';
-
-const DEFAULT_SOCKET = '/run/sluice/admin.sock';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -125,18 +125,23 @@ program
 
 program
   .command('check')
-  .description('validate a config file; exit 0 if valid, 2 if not')
+  .description('validate a config file and the cluster key file it names; exit 0 if valid (warnings are advice), 2 if not')
   .argument('<file>', 'config file (JSON)')
   .option('--json', 'machine-readable output')
   .action((file: string, opts: { json?: boolean }) => {
     try {
-      const cfg = loadConfigFile(file);
-      if (opts.json) console.log(JSON.stringify({ ok: true, services: cfg.services.length }));
-      else console.log(`${file}: ok (${cfg.services.length} services, ${cfg.services.reduce((n, s) => n + s.backends.length, 0)} backends)`);
+      const { config: cfg, warnings } = checkConfigFile(file);
+      // "warnings" only when there are some, so the clean answer stays {"ok":true,"services":N}.
+      if (opts.json) console.log(JSON.stringify({ ok: true, services: cfg.services.length, ...(warnings.length > 0 ? { warnings } : {}) }));
+      else {
+        console.log(`${file}: ok (${cfg.services.length} services, ${cfg.services.reduce((n, s) => n + s.backends.length, 0)} backends)`);
+        for (const w of warnings) process.stderr.write(`${file}: warning: ${formatIssue(w)}\n`);
+      }
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      if (opts.json) console.log(JSON.stringify({ ok: false, issues: e.issues }));
-      else process.stderr.write(`${file}: invalid\n${formatIssues(e)}\n`);
+      // issues: the first MAX_REPORTED_ISSUES found; total: how many there were.
+      if (opts.json) console.log(JSON.stringify({ ok: false, total: e.total, issues: e.issues }));
+      else process.stderr.write(`${file}: invalid (${e.total} issue${e.total === 1 ? '' : 's'})\n${formatIssues(e)}\n`);
       process.exitCode = 2;
     }
   });

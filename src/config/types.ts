@@ -11,7 +11,7 @@ export type Forwarding = 'dsr-l2' | 'ipip';
 export type CaptureEngine = 'batch' | 'cap';
 
 export interface BackendConfig {
-  /** IPv4 or IPv6 address, canonical text form (as produced by net.SocketAddress / normalizeAddress). */
+  /** IPv4 or IPv6 address, canonical text form (packet/address.ts normalizeAddress, RFC 5952). */
   address: string;
   /** Integer >= 0; 0 means no new flows (draining). Default 1. */
   weight: number;

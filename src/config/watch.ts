@@ -6,10 +6,10 @@
  * The file's directory is watched, not the file: editors and `mv` replace a file by renaming a
  * new one over it, which leaves a watch on the old inode silent.
  */
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { ConfigError, fileError, parseConfig } from './load.js';
+import { readBounded, readBoundedAsync } from './bounded-read.js';
+import { ConfigError, fileError, MAX_CONFIG_BYTES, parseConfig } from './load.js';
 import type { SluiceConfig } from './types.js';
 
 export interface ConfigWatcherOptions {
@@ -64,7 +64,7 @@ export class ConfigWatcher {
     this.#running = true;
     if (this.#lastText === undefined) {
       try {
-        this.#lastText = readFileSync(this.path, 'utf8');
+        this.#lastText = readBounded(this.path, MAX_CONFIG_BYTES).toString('utf8');
       } catch {
         // No baseline: the first readable text will be reported.
       }
@@ -130,7 +130,7 @@ export class ConfigWatcher {
   async #readOnce(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = (await readBoundedAsync(this.path, MAX_CONFIG_BYTES)).toString('utf8');
     } catch (err) {
       if (!this.#running) return;
       const error = fileError(this.path, err);

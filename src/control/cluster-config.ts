@@ -1,17 +1,23 @@
 /**
  * The "cluster" section of the config: who this instance is, where it listens for control
  * messages, its peers, where the cluster key comes from, and the timing of heartbeats and owner
- * queries. validateClusterConfig() checks raw JSON and returns issues with JSON paths;
- * loadClusterKey() reads the key (never from the JSON itself).
+ * queries. validateClusterConfig() checks raw JSON and returns ConfigIssues (the config's one
+ * dialect: JSON path, rule "cluster", message); loadClusterKey() reads the key (never from the
+ * JSON itself) and clusterKeyIssues() says, for `sluice check`, why it could not.
+ * schema/sluice.schema.json describes the same fields; a unit test keeps the two in agreement.
  *
  * Addresses are IP literals with a port ("192.0.2.10:7946", "[2001:db8::10]:7946"): no DNS, so
  * every instance resolves the peer list the same way at any time. The peer list may contain
  * this instance's own id (every instance can then share one list); that entry is skipped.
  */
-import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { FileTooLargeError, readBounded } from '../config/bounded-read.js';
+import { CLUSTER_DEFAULTS } from '../config/defaults.js';
+import { childPath, isRecord, show, type ConfigIssue } from '../config/issues.js';
 import { hashInstanceId } from '../hash/rendezvous.js';
 import { MIN_KEY_BYTES } from './auth.js';
+
+export { CLUSTER_DEFAULTS };
 
 export interface ClusterPeer {
   id: string;
@@ -42,15 +48,7 @@ export interface ClusterConfig {
   sync: boolean;
 }
 
-export interface ClusterConfigIssue {
-  /** JSON path, e.g. "$.cluster.peers[1].address". */
-  path: string;
-  message: string;
-}
-
-export type ClusterConfigResult = { ok: true; config: ClusterConfig; issues: [] } | { ok: false; issues: ClusterConfigIssue[] };
-
-export const CLUSTER_DEFAULTS = { heartbeatMs: 200, failureMs: 1000, queryTimeoutMs: 20 } as const;
+export type ClusterConfigResult = { ok: true; config: ClusterConfig; issues: [] } | { ok: false; issues: ConfigIssue[] };
 export const MAX_QUERY_TIMEOUT_MS = 50;
 export const MAX_PEERS = 64;
 const INSTANCE_ID = /^[a-z0-9_-]{1,63}$/;
@@ -70,7 +68,7 @@ export function parseHostPort(text: string): HostPort | string {
   let portText: string;
   if (text.startsWith('[')) {
     const close = text.indexOf(']');
-    if (close < 0 || text[close + 1] !== ':') return `"${text}" is not [IPv6]:port`;
+    if (close < 0 || text[close + 1] !== ':') return `${show(text)} is not [IPv6]:port`;
     host = text.slice(1, close);
     portText = text.slice(close + 2);
     if (!isIPv6(host) || host.includes('%')) return `"${host}" is not an IPv6 address (no zone ids)`;
@@ -88,8 +86,9 @@ export function parseHostPort(text: string): HostPort | string {
   return { host, port, family: isIPv4(host) ? 4 : 6 };
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Every finding here has the rule "cluster": the section's own checks, beside the schema's keywords. */
+function issue(path: string, message: string): ConfigIssue {
+  return { path, rule: 'cluster', message };
 }
 
 function intField(
@@ -99,12 +98,12 @@ function intField(
   def: number,
   min: number,
   max: number,
-  issues: ClusterConfigIssue[],
+  issues: ConfigIssue[],
 ): number {
   const v = raw[name];
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    issues.push({ path: `${path}.${name}`, message: `${JSON.stringify(v)}: expected an integer ${min}..${max} (default ${def})` });
+    issues.push(issue(`${path}.${name}`, `${show(v)}: expected an integer ${min}..${max} (default ${def})`));
     return def;
   }
   return v;
@@ -112,36 +111,36 @@ function intField(
 
 /** Check the raw "cluster" object (parsed JSON). `path` is the JSON path of that object. */
 export function validateClusterConfig(raw: unknown, path = '$.cluster'): ClusterConfigResult {
-  const issues: ClusterConfigIssue[] = [];
-  if (!isRecord(raw)) return { ok: false, issues: [{ path, message: 'expected an object with instanceId, listen, peers and keyFile or keyEnv' }] };
+  const issues: ConfigIssue[] = [];
+  if (!isRecord(raw)) return { ok: false, issues: [issue(path, 'expected an object with instanceId, listen, peers and keyFile or keyEnv')] };
 
   for (const k of Object.keys(raw)) {
     if (INLINE_KEY_FIELDS.has(k)) {
-      issues.push({ path: `${path}.${k}`, message: 'the cluster key must never be written in the config: put it in a file (keyFile) or an environment variable (keyEnv)' });
+      issues.push(issue(childPath(path, k), 'the cluster key must never be written in the config: put it in a file (keyFile) or an environment variable (keyEnv)'));
     } else if (!KNOWN_FIELDS.has(k)) {
-      issues.push({ path: `${path}.${k}`, message: `unknown field; expected one of ${[...KNOWN_FIELDS].join(', ')}` });
+      issues.push(issue(childPath(path, k), `unknown field; expected one of ${[...KNOWN_FIELDS].join(', ')}`));
     }
   }
 
   const instanceId = raw.instanceId;
   if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) {
-    issues.push({ path: `${path}.instanceId`, message: `${JSON.stringify(instanceId)}: expected 1..63 characters of a-z, 0-9, "_" and "-"` });
+    issues.push(issue(`${path}.instanceId`, `${show(instanceId)}: expected 1..63 characters of a-z, 0-9, "_" and "-"`));
   }
 
   let listenFamily: 4 | 6 | undefined;
   if (typeof raw.listen !== 'string') {
-    issues.push({ path: `${path}.listen`, message: 'expected "host:port" or "[v6]:port", e.g. "192.0.2.10:7946"' });
+    issues.push(issue(`${path}.listen`, 'expected "host:port" or "[v6]:port", e.g. "192.0.2.10:7946"'));
   } else {
     const hp = parseHostPort(raw.listen);
-    if (typeof hp === 'string') issues.push({ path: `${path}.listen`, message: hp });
+    if (typeof hp === 'string') issues.push(issue(`${path}.listen`, hp));
     else listenFamily = hp.family;
   }
 
   const peers: ClusterPeer[] = [];
   if (!Array.isArray(raw.peers)) {
-    issues.push({ path: `${path}.peers`, message: 'expected an array of { "id": ..., "address": "host:port" } (may be empty)' });
+    issues.push(issue(`${path}.peers`, 'expected an array of { "id": ..., "address": "host:port" } (may be empty)'));
   } else if (raw.peers.length > MAX_PEERS) {
-    issues.push({ path: `${path}.peers`, message: `${raw.peers.length} peers: at most ${MAX_PEERS}` });
+    issues.push(issue(`${path}.peers`, `${raw.peers.length} peers: at most ${MAX_PEERS}`));
   } else {
     const ids = new Map<string, number>();
     const hashes = new Map<number, string>();
@@ -150,45 +149,45 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
     raw.peers.forEach((p: unknown, i: number) => {
       const pp = `${path}.peers[${i}]`;
       if (!isRecord(p)) {
-        issues.push({ path: pp, message: 'expected { "id": ..., "address": "host:port" }' });
+        issues.push(issue(pp, 'expected { "id": ..., "address": "host:port" }'));
         return;
       }
       for (const k of Object.keys(p)) {
-        if (k !== 'id' && k !== 'address') issues.push({ path: `${pp}.${k}`, message: 'unknown field; expected id and address' });
+        if (k !== 'id' && k !== 'address') issues.push(issue(childPath(pp, k), 'unknown field; expected id and address'));
       }
       let ok = true;
       if (typeof p.id !== 'string' || !INSTANCE_ID.test(p.id)) {
-        issues.push({ path: `${pp}.id`, message: `${JSON.stringify(p.id)}: expected 1..63 characters of a-z, 0-9, "_" and "-"` });
+        issues.push(issue(`${pp}.id`, `${show(p.id)}: expected 1..63 characters of a-z, 0-9, "_" and "-"`));
         ok = false;
       } else if (ids.has(p.id)) {
-        issues.push({ path: `${pp}.id`, message: `"${p.id}" is already used by peers[${ids.get(p.id)}]` });
+        issues.push(issue(`${pp}.id`, `"${p.id}" is already used by peers[${ids.get(p.id)}]`));
         ok = false;
       } else {
         ids.set(p.id, i);
         const h = hashInstanceId(p.id);
         const other = hashes.get(h);
         if (other !== undefined && other !== p.id) {
-          issues.push({ path: `${pp}.id`, message: `"${p.id}" and "${other}" have the same 32-bit id hash; rename one of them` });
+          issues.push(issue(`${pp}.id`, `"${p.id}" and "${other}" have the same 32-bit id hash; rename one of them`));
           ok = false;
         }
         hashes.set(h, p.id);
       }
       if (typeof p.address !== 'string') {
-        issues.push({ path: `${pp}.address`, message: 'expected "host:port" or "[v6]:port"' });
+        issues.push(issue(`${pp}.address`, 'expected "host:port" or "[v6]:port"'));
         ok = false;
       } else {
         const hp = parseHostPort(p.address);
         if (typeof hp === 'string') {
-          issues.push({ path: `${pp}.address`, message: hp });
+          issues.push(issue(`${pp}.address`, hp));
           ok = false;
         } else if (p.id !== instanceId) {
           if (listenFamily !== undefined && hp.family !== listenFamily) {
-            issues.push({ path: `${pp}.address`, message: `IPv${hp.family} address, but listen is IPv${listenFamily}: one socket reaches one family; use the peer's IPv${listenFamily} address` });
+            issues.push(issue(`${pp}.address`, `IPv${hp.family} address, but listen is IPv${listenFamily}: one socket reaches one family; use the peer's IPv${listenFamily} address`));
             ok = false;
           }
           const canon = `${hp.host}:${hp.port}`;
           if (addresses.has(canon)) {
-            issues.push({ path: `${pp}.address`, message: `"${p.address}" is already used by peers[${addresses.get(canon)}]` });
+            issues.push(issue(`${pp}.address`, `"${p.address}" is already used by peers[${addresses.get(canon)}]`));
             ok = false;
           }
           addresses.set(canon, i);
@@ -201,25 +200,25 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
   const hasFile = raw.keyFile !== undefined;
   const hasEnv = raw.keyEnv !== undefined;
   if (hasFile === hasEnv) {
-    issues.push({ path: `${path}.keyFile`, message: hasFile ? 'set keyFile or keyEnv, not both' : 'missing: set keyFile (a file holding the key) or keyEnv (an environment variable name)' });
+    issues.push(issue(`${path}.keyFile`, hasFile ? 'set keyFile or keyEnv, not both' : 'missing: set keyFile (a file holding the key) or keyEnv (an environment variable name)'));
   }
   if (hasFile && (typeof raw.keyFile !== 'string' || raw.keyFile.length === 0)) {
-    issues.push({ path: `${path}.keyFile`, message: 'expected a file path' });
+    issues.push(issue(`${path}.keyFile`, 'expected a file path'));
   }
   if (hasEnv && (typeof raw.keyEnv !== 'string' || !ENV_NAME.test(raw.keyEnv))) {
-    issues.push({ path: `${path}.keyEnv`, message: `${JSON.stringify(raw.keyEnv)}: expected an environment variable name like SLUICE_CLUSTER_KEY (the name, not the key)` });
+    issues.push(issue(`${path}.keyEnv`, `${show(raw.keyEnv)}: expected an environment variable name like SLUICE_CLUSTER_KEY (the name, not the key)`));
   }
 
   const heartbeatMs = intField(raw, 'heartbeatMs', path, CLUSTER_DEFAULTS.heartbeatMs, 10, 60_000, issues);
   const failureMs = intField(raw, 'failureMs', path, CLUSTER_DEFAULTS.failureMs, 1, 600_000, issues);
   if (failureMs <= 2 * heartbeatMs) {
-    issues.push({ path: `${path}.failureMs`, message: `${failureMs} ms must be more than 2 x heartbeatMs (${2 * heartbeatMs} ms), or one lost heartbeat marks a peer down` });
+    issues.push(issue(`${path}.failureMs`, `${failureMs} ms must be more than 2 x heartbeatMs (${2 * heartbeatMs} ms), or one lost heartbeat marks a peer down`));
   }
   const queryTimeoutMs = intField(raw, 'queryTimeoutMs', path, CLUSTER_DEFAULTS.queryTimeoutMs, 1, MAX_QUERY_TIMEOUT_MS, issues);
   let holdPackets: number | undefined;
   if (raw.holdPackets !== undefined) holdPackets = intField(raw, 'holdPackets', path, 0, 0, 65_536, issues);
 
-  if (raw.sync !== undefined && typeof raw.sync !== 'boolean') issues.push({ path: `${path}.sync`, message: 'expected true or false' });
+  if (raw.sync !== undefined && typeof raw.sync !== 'boolean') issues.push(issue(`${path}.sync`, 'expected true or false'));
   if (issues.length > 0) return { ok: false, issues };
   const config: ClusterConfig = {
     instanceId: instanceId as string,
@@ -228,7 +227,7 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
     heartbeatMs,
     failureMs,
     queryTimeoutMs,
-    sync: raw.sync !== false,
+    sync: typeof raw.sync === 'boolean' ? raw.sync : CLUSTER_DEFAULTS.sync,
   };
   if (hasFile) config.keyFile = raw.keyFile as string;
   if (hasEnv) config.keyEnv = raw.keyEnv as string;
@@ -236,10 +235,6 @@ export function validateClusterConfig(raw: unknown, path = '$.cluster'): Cluster
   return { ok: true, config, issues: [] };
 }
 
-/** Issues as lines "path: message". */
-export function formatClusterIssues(issues: readonly ClusterConfigIssue[]): string {
-  return issues.map((i) => `${i.path}: ${i.message}`).join('\n');
-}
 
 const HEX = /^(?:[0-9a-fA-F]{2})+$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -260,6 +255,9 @@ export interface KeySources {
 
 const GENERATE = 'openssl rand -hex 32';
 
+/** Largest key file read: a key is 32..64 bytes, as text at most ~130; anything bigger is a wrong path. */
+export const MAX_KEY_FILE_BYTES = 4096;
+
 /**
  * The cluster key as bytes (>= MIN_KEY_BYTES). keyFile: the file's text as hex or base64 if it
  * is entirely that (surrounding whitespace ignored), else the raw bytes. keyEnv: the variable's
@@ -267,13 +265,16 @@ const GENERATE = 'openssl rand -hex 32';
  */
 export function loadClusterKey(cfg: Pick<ClusterConfig, 'keyFile' | 'keyEnv'>, sources: KeySources = {}): Buffer {
   const env = sources.env ?? process.env;
-  const read = sources.readFile ?? ((p: string) => readFileSync(p));
+  const read = sources.readFile ?? ((p: string) => readBounded(p, MAX_KEY_FILE_BYTES));
   if (cfg.keyFile !== undefined && cfg.keyEnv !== undefined) throw new Error('cluster key: set cluster.keyFile or cluster.keyEnv, not both');
   if (cfg.keyFile !== undefined) {
     let raw: Buffer;
     try {
       raw = read(cfg.keyFile);
     } catch (err) {
+      if (err instanceof FileTooLargeError) {
+        throw new Error(`cluster key: cluster.keyFile ${cfg.keyFile} is larger than ${MAX_KEY_FILE_BYTES} bytes, so it is not a key file; create one with: ${GENERATE} > ${cfg.keyFile}`);
+      }
       const code = (err as NodeJS.ErrnoException).code;
       throw new Error(`cluster key: cannot read cluster.keyFile ${cfg.keyFile} (${code ?? (err as Error).message}); create it with: ${GENERATE} > ${cfg.keyFile}`);
     }
@@ -298,4 +299,33 @@ export function loadClusterKey(cfg: Pick<ClusterConfig, 'keyFile' | 'keyEnv'>, s
     return decoded.bytes;
   }
   throw new Error('cluster key: neither cluster.keyFile nor cluster.keyEnv is set');
+}
+
+/**
+ * Why the cluster key cannot be loaded, as issues for `sluice check` (rule "cluster-key"): a key
+ * file that is missing, unreadable, or too short after decoding; a key variable that is set but
+ * not a usable key. A key variable that is unset here is only a warning, because `sluice run` may
+ * get its environment from elsewhere (a systemd EnvironmentFile, for example).
+ */
+export function clusterKeyIssues(
+  cfg: Pick<ClusterConfig, 'keyFile' | 'keyEnv'>,
+  sources: KeySources = {},
+): { errors: ConfigIssue[]; warnings: ConfigIssue[] } {
+  const path = cfg.keyFile !== undefined ? '$.cluster.keyFile' : '$.cluster.keyEnv';
+  if (cfg.keyFile === undefined && cfg.keyEnv !== undefined) {
+    const value = (sources.env ?? process.env)[cfg.keyEnv];
+    if (value === undefined || value.trim() === '') {
+      return {
+        errors: [],
+        warnings: [{ path, rule: 'cluster-key', message: `environment variable ${cfg.keyEnv} is not set here; \`sluice run\` needs it set to the key as hex or base64 (generate one with: ${GENERATE})` }],
+      };
+    }
+  }
+  try {
+    loadClusterKey(cfg, sources);
+    return { errors: [], warnings: [] };
+  } catch (err) {
+    const message = (err instanceof Error ? err.message : String(err)).replace(/^cluster key: /, '');
+    return { errors: [{ path, rule: 'cluster-key', message }], warnings: [] };
+  }
 }

@@ -17,15 +17,16 @@
  *   cp.status(), cp.counters                     admin API and metrics
  *   await cp.stop()                              at shutdown (pending queries resolve null)
  */
-import { formatClusterIssues, MAX_QUERY_TIMEOUT_MS, parseHostPort, type ClusterConfig } from './cluster-config.js';
+import { formatIssue } from '../config/issues.js';
+import { MAX_QUERY_TIMEOUT_MS, parseHostPort, type ClusterConfig } from './cluster-config.js';
 import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, type MessageTypeName, type RejectReason, type SyncEntry } from './codec.js';
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
 import { OwnerSync, type PublishResult, type QueryLatency, type SyncCounters } from './sync.js';
 import { Transport, type TransportCounters } from './transport.js';
 
-export type { ClusterConfig, ClusterPeer, ClusterConfigIssue, ClusterConfigResult } from './cluster-config.js';
-export { validateClusterConfig, loadClusterKey, formatClusterIssues, parseHostPort, CLUSTER_DEFAULTS } from './cluster-config.js';
+export type { ClusterConfig, ClusterPeer, ClusterConfigResult } from './cluster-config.js';
+export { validateClusterConfig, loadClusterKey, clusterKeyIssues, parseHostPort, CLUSTER_DEFAULTS } from './cluster-config.js';
 export type { BackendIdentity, EntryKind, SyncEntry, RejectReason, MessageTypeName } from './codec.js';
 export { backendSetHash, tokenKey, kindOfKey, REJECT_REASONS, MESSAGE_TYPES } from './codec.js';
 export type { PublishResult, QueryLatency } from './sync.js';
@@ -163,12 +164,12 @@ export class ControlPlane {
     this.#wall = opts.clock?.wallMs ?? Date.now;
     this.#mono = opts.clock?.monoMs ?? (() => performance.now());
     const listen = parseHostPort(cfg.listen);
-    if (typeof listen === 'string') throw new Error(formatClusterIssues([{ path: '$.cluster.listen', message: listen }]));
+    if (typeof listen === 'string') throw new Error(formatIssue({ path: '$.cluster.listen', rule: 'cluster', message: listen }));
     const peers = [];
     for (const [i, p] of cfg.peers.entries()) {
       if (p.id === cfg.instanceId) continue;
       const hp = parseHostPort(p.address);
-      if (typeof hp === 'string') throw new Error(formatClusterIssues([{ path: `$.cluster.peers[${i}].address`, message: hp }]));
+      if (typeof hp === 'string') throw new Error(formatIssue({ path: `$.cluster.peers[${i}].address`, rule: 'cluster', message: hp }));
       peers.push({ id: p.id, host: hp.host, port: hp.port });
       this.#peerAddress.set(p.id, p.address);
     }

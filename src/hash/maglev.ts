@@ -28,8 +28,11 @@ export const MAGLEV_DEFAULT_SIZE = 65537;
 export const MAGLEV_OFFSET_SEED = 0x5a17ce01;
 export const MAGLEV_SKIP_SEED = 0x0c0ffee5;
 
-/** Largest accepted table size (the table is an Int32Array of this many entries). */
-export const MAGLEV_MAX_SIZE = 16_777_259; // prime just above 2^24
+/**
+ * Largest accepted table size, and the config's ceiling too (schema/sluice.schema.json states the
+ * same number): a prime, ~100 slots per backend for 10,000 backends, 4 MB as an Int32Array.
+ */
+export const MAGLEV_MAX_SIZE = 1_000_003;
 
 export interface MaglevBackend {
   /** Stable identity of the backend (for example "10.0.0.7:80"); unique within one table. */
@@ -38,6 +41,7 @@ export interface MaglevBackend {
   readonly weight: number;
 }
 
+/** Trial division by 6k +- 1; table sizes are at most MAGLEV_MAX_SIZE, so at most ~170 steps. */
 export function isPrime(n: number): boolean {
   if (!Number.isInteger(n) || n < 2) return false;
   if (n < 4) return true;

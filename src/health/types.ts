@@ -3,6 +3,8 @@
  * checks of one backend (shared by several services) are run once.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { HEALTH_DEFAULTS } from '../config/defaults.js';
+import { childPath, type ConfigIssue } from '../config/issues.js';
 
 export type HealthCheckType = 'tcp' | 'http' | 'udp' | 'icmp';
 
@@ -45,26 +47,19 @@ export interface ProbeResult {
   latencyMs: number;
 }
 
-export const HEALTH_DEFAULTS = {
-  intervalMs: 2000,
-  timeoutMs: 1000,
-  rise: 2,
-  fall: 3,
-  path: '/',
-  send: '',
-  /** Default accepted http status range, inclusive. */
-  statusMin: 200,
-  statusMax: 399,
-} as const;
+export { HEALTH_DEFAULTS };
 
 /** A check as written in a config file: only `type` is required. */
 export type HealthCheckInput = Partial<HealthCheckConfig> & Pick<HealthCheckConfig, 'type'>;
 
+const CHECK_TYPES: readonly string[] = ['tcp', 'http', 'udp', 'icmp'];
+
 /**
- * Apply defaults and validate. `where` names the place in the config for error messages
- * (e.g. `services[2].healthCheck`). Throws RangeError naming the field and the rule.
+ * Apply defaults and validate. `path` is the JSON path of the check in the config (e.g.
+ * `$.services[2].healthCheck`); every problem is an issue at the offending field, rule
+ * "health-check". The config loader reports these beside the schema's findings.
  */
-export function resolveCheck(input: HealthCheckInput, where = 'healthCheck'): HealthCheckConfig {
+export function checkHealthCheck(input: HealthCheckInput, path = '$.healthCheck'): { check: HealthCheckConfig; issues: ConfigIssue[] } {
   const check: HealthCheckConfig = {
     ...input,
     intervalMs: input.intervalMs ?? HEALTH_DEFAULTS.intervalMs,
@@ -72,28 +67,41 @@ export function resolveCheck(input: HealthCheckInput, where = 'healthCheck'): He
     rise: input.rise ?? HEALTH_DEFAULTS.rise,
     fall: input.fall ?? HEALTH_DEFAULTS.fall,
   };
-  const fail = (field: string, rule: string): never => {
-    throw new RangeError(`${where}.${field}: ${rule}`);
+  const issues: ConfigIssue[] = [];
+  const fail = (field: string, message: string): void => {
+    issues.push({ path: childPath(path, field), rule: 'health-check', message });
   };
-  if (!['tcp', 'http', 'udp', 'icmp'].includes(check.type)) fail('type', 'must be one of tcp, http, udp, icmp');
-  const positiveInt = (field: 'intervalMs' | 'timeoutMs' | 'rise' | 'fall'): void => {
+  if (!CHECK_TYPES.includes(check.type)) fail('type', 'must be one of tcp, http, udp, icmp');
+  for (const field of ['intervalMs', 'timeoutMs', 'rise', 'fall'] as const) {
     const v = check[field];
     if (!Number.isInteger(v) || v < 1) fail(field, `must be an integer >= 1 (got ${v})`);
-  };
-  positiveInt('intervalMs');
-  positiveInt('timeoutMs');
-  positiveInt('rise');
-  positiveInt('fall');
+  }
   if (check.timeoutMs >= check.intervalMs) {
     fail('timeoutMs', `must be below intervalMs (${check.timeoutMs} >= ${check.intervalMs}) so probes of one backend never overlap`);
   }
   if (check.port !== undefined && (!Number.isInteger(check.port) || check.port < 1 || check.port > 65535)) {
     fail('port', `must be an integer 1..65535 (got ${check.port})`);
   }
-  if (check.path !== undefined && !check.path.startsWith('/')) fail('path', `must start with '/' (got ${JSON.stringify(check.path)})`);
-  for (const s of statusList(check.expectStatus)) {
-    if (!Number.isInteger(s) || s < 100 || s > 599) fail('expectStatus', `status codes are integers 100..599 (got ${s})`);
+  if (check.path !== undefined && (typeof check.path !== 'string' || !check.path.startsWith('/'))) {
+    fail('path', `must start with '/' (got ${JSON.stringify(check.path)})`);
   }
+  for (const s of statusList(check.expectStatus)) {
+    if (!Number.isInteger(s) || s < 100 || s > 599) {
+      fail('expectStatus', `status codes are integers 100..599 (got ${s})`);
+      break;
+    }
+  }
+  return { check, issues };
+}
+
+/**
+ * Apply defaults to a check and validate it, for callers outside the config loader. `where`
+ * names the place for the message (e.g. `services[2].healthCheck`). Throws a RangeError naming
+ * the first offending field and the rule.
+ */
+export function resolveCheck(input: HealthCheckInput, where = 'healthCheck'): HealthCheckConfig {
+  const { check, issues } = checkHealthCheck(input, '$');
+  if (issues.length > 0) throw new RangeError(`${where}${issues[0].path.slice(1)}: ${issues[0].message}`);
   return check;
 }
 
@@ -113,7 +121,7 @@ export function healthTarget(address: string, servicePort: number, check: Health
 
 export function statusList(expect: number[] | number | undefined): number[] {
   if (expect === undefined) return [];
-  return typeof expect === 'number' ? [expect] : expect;
+  return Array.isArray(expect) ? expect : [expect];
 }
 
 /** Whether `status` is accepted by an http check. */

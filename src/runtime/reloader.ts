@@ -7,7 +7,7 @@
  *   - an unresolved next hop that resolves (retried on a timer): rebuild
  * A refused or failed change leaves the running generation forwarding, and says why.
  */
-import { ConfigError, formatIssues, loadConfigFile } from '../config/load.js';
+import { ConfigError, configWarnings, formatIssue, formatIssues, loadConfigFile } from '../config/load.js';
 import { diffConfigs, summarizeDiff } from '../config/diff.js';
 import { ConfigWatcher } from '../config/watch.js';
 import type { SluiceConfig } from '../config/types.js';
@@ -61,7 +61,10 @@ export class Reloader implements Startable {
     this.#watcher = new ConfigWatcher({
       path: configPath,
       initialText,
-      onConfig: (next) => void this.reload(next, 'file changed or SIGHUP'),
+      onConfig: (next) => {
+        for (const w of configWarnings(next)) log.warn({ event: 'config_warning', path: w.path, rule: w.rule }, formatIssue(w));
+        void this.reload(next, 'file changed or SIGHUP');
+      },
       onInvalid: (err) => {
         metrics.reloads.inc({ result: 'failed' });
         const message = issuesText(err);

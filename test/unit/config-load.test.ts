@@ -9,10 +9,13 @@ import {
   configWarnings,
   formatIssues,
   loadConfigFile,
-  normalizeAddress,
   parseConfig,
   readConfigFile,
 } from '../../src/config/load.js';
+import { formatAddress, ipToBytes, normalizeAddress } from '../../src/packet/address.js';
+import { MAGLEV_MAX_SIZE } from '../../src/hash/maglev.js';
+import { checkHealthCheck } from '../../src/health/types.js';
+import { AFFINITY_DEFAULTS, BACKEND_DEFAULTS, HEALTH_DEFAULTS, SERVICE_DEFAULTS } from '../../src/config/defaults.js';
 import type { SluiceConfig } from '../../src/config/types.js';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -601,6 +604,12 @@ describe('examples', () => {
     expect(files).toEqual(expect.arrayContaining(['minimal.json', 'lab.json', 'ipip.json', 'full.json']));
   });
 
+  it('cluster.json is one of three instances sharing one peer list and a key file', () => {
+    const c = loadConfigFile(new URL('cluster.json', EXAMPLES).pathname).cluster;
+    expect(c?.peers.map((p) => p.id)).toEqual(['lb1', 'lb2', 'lb3']);
+    expect([c?.instanceId, c?.keyFile, c?.keyEnv]).toEqual(['lb1', '/etc/sluice/cluster.key', undefined]);
+  });
+
   it.each(files)('%s is valid', (file) => {
     const text = readFileSync(new URL(file, EXAMPLES), 'utf8');
     expect(() => parseConfig(text, file)).not.toThrow();
@@ -690,7 +699,53 @@ describe('normalizeAddress', () => {
   });
 });
 
+describe('one IP text form (packet/address.ts)', () => {
+  it.each([
+    ['IPv4-mapped, written in hex', '::ffff:c633:640a', '::ffff:198.51.100.10'],
+    ['IPv4-mapped, written dotted and long', '0:0:0:0:0:FFFF:198.51.100.10', '::ffff:198.51.100.10'],
+    ['not mapped: ::fffe:0:0/96 stays hex', '::fffe:c633:640a', '::fffe:c633:640a'],
+    ['plain IPv6', '2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+  ])('%s: bytes and text agree', (_name, text, want) => {
+    expect(normalizeAddress(text)).toBe(want);
+    expect(formatAddress(ipToBytes(text), 0, 16)).toBe(want);
+    expect(formatAddress(ipToBytes(want), 0, 16)).toBe(want);
+  });
+});
+
+describe('health checks report issues', () => {
+  it('every problem of one check at once, at its field, rule "health-check"', () => {
+    const { issues } = checkHealthCheck({ type: 'http', rise: 0, timeoutMs: 3000, path: 'healthz' }, '$.services[4].healthCheck');
+    expect(issues.map((i) => `${i.path} ${i.rule}`)).toEqual([
+      '$.services[4].healthCheck.rise health-check',
+      '$.services[4].healthCheck.timeoutMs health-check',
+      '$.services[4].healthCheck.path health-check',
+    ]);
+  });
+  it('a field the schema already names is reported once, by the schema', () => {
+    const doc = minimal();
+    svc(doc).healthCheck = { type: 'tcp', rise: 0 };
+    expect(issuesOf(JSON.stringify(doc)).map((i) => `${i.path} ${i.rule}`)).toEqual(['$.services[0].healthCheck.rise minimum']);
+  });
+});
+
 describe('schema', () => {
+  it('states the health-check, affinity and service defaults of config/defaults.ts', () => {
+    const s = JSON.parse(readFileSync(new URL('schema/sluice.schema.json', ROOT), 'utf8')) as { $defs: Record<string, { properties: Record<string, { default?: unknown; properties?: Record<string, { default?: unknown }> }> }> };
+    const service = s.$defs.service.properties;
+    const defaultsOf = (props: Record<string, { default?: unknown }> = {}): Record<string, unknown> =>
+      Object.fromEntries(Object.entries(props).filter(([, p]) => p.default !== undefined).map(([k, p]) => [k, p.default]));
+    const { statusMin: _min, statusMax: _max, ...health } = HEALTH_DEFAULTS;
+    expect(defaultsOf(service.healthCheck.properties)).toEqual(health);
+    expect(defaultsOf(service.affinity.properties)).toEqual({ ...AFFINITY_DEFAULTS });
+    expect(defaultsOf(service)).toEqual({ ...SERVICE_DEFAULTS });
+    expect(defaultsOf(s.$defs.backend.properties)).toEqual({ ...BACKEND_DEFAULTS });
+  });
+
+  it('states the Maglev table-size ceiling', () => {
+    const s = JSON.parse(readFileSync(new URL('schema/sluice.schema.json', ROOT), 'utf8')) as { $defs: { service: { properties: { tableSize: { maximum: number } } } } };
+    expect(s.$defs.service.properties.tableSize.maximum).toBe(MAGLEV_MAX_SIZE);
+  });
+
   const schema = JSON.parse(readFileSync(new URL('schema/sluice.schema.json', ROOT), 'utf8')) as Json;
   const defs = schema.$defs as Record<string, Json>;
   const props = (s: Json): Record<string, Json> => s.properties as Record<string, Json>;

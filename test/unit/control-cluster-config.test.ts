@@ -2,8 +2,11 @@
  * The "cluster" config section: defaults, every rule with the JSON path it reports, and loading
  * the cluster key from a file or an environment variable (injected, no real files or env).
  */
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
-import { formatClusterIssues, loadClusterKey, parseHostPort, validateClusterConfig } from '../../src/control/cluster-config.js';
+import { formatIssueLines } from '../../src/config/issues.js';
+import { CLUSTER_DEFAULTS, clusterKeyIssues, loadClusterKey, parseHostPort, validateClusterConfig } from '../../src/control/cluster-config.js';
 
 const base = {
   instanceId: 'lb-a',
@@ -62,14 +65,14 @@ describe('validateClusterConfig', () => {
       const r = validateClusterConfig(c.raw);
       expect(r.ok).toBe(false);
       const hit = r.issues.find((i) => i.path === c.path);
-      expect(hit, formatClusterIssues(r.issues)).toBeDefined();
+      expect(hit, formatIssueLines(r.issues)).toBeDefined();
       expect(hit?.message).toMatch(c.says);
     });
   }
 
   it('uses the caller-given path prefix', () => {
     const r = validateClusterConfig({ ...base, listen: 'x' }, '$.instances[2].cluster');
-    expect(formatClusterIssues(r.issues)).toMatch(/^\$\.instances\[2\]\.cluster\.listen: /);
+    expect(formatIssueLines(r.issues)).toMatch(/^\$\.instances\[2\]\.cluster\.listen: /);
   });
 });
 
@@ -128,4 +131,90 @@ describe('loadClusterKey', () => {
       else expect(load().equals(c.want)).toBe(true);
     });
   }
+});
+
+describe('the schema and the validator agree on the cluster section', () => {
+  const schema = JSON.parse(readFileSync(new URL('../../schema/sluice.schema.json', import.meta.url), 'utf8')) as { $defs: Record<string, Record<string, unknown>> };
+  const ajv = new Ajv2020({ allErrors: true, allowUnionTypes: true, strict: true });
+  ajv.addKeyword({ keyword: 'patternHint', schemaType: 'string' });
+  const schemaAccepts = ajv.compile({ $ref: '#/$defs/cluster', $defs: schema.$defs });
+
+  // What a schema can say: types, patterns, ranges, required keys, exactly one key source.
+  const both: { name: string; raw: Record<string, unknown> }[] = [
+    { name: 'bad instance id', raw: { ...base, instanceId: 'LB A' } },
+    { name: 'listen without port', raw: { ...base, listen: '10.0.0.1' } },
+    { name: 'listen with a host name', raw: { ...base, listen: 'lb-a.local:7946' } },
+    { name: 'peers not an array', raw: { ...base, peers: {} } },
+    { name: '65 peers', raw: { ...base, peers: Array.from({ length: 65 }, (_, i) => ({ id: `p${i}`, address: `10.0.1.${i}:7946` })) } },
+    { name: 'unknown peer field', raw: { ...base, peers: [{ ...base.peers[0], port: 1 }] } },
+    { name: 'key written inline', raw: { ...base, key: 'abcd' } },
+    { name: 'no key source', raw: { ...base, keyFile: undefined } },
+    { name: 'both key sources', raw: { ...base, keyEnv: 'K' } },
+    { name: 'keyEnv holding a key', raw: { ...base, keyFile: undefined, keyEnv: '0123abcd==' } },
+    { name: 'queryTimeoutMs 51', raw: { ...base, queryTimeoutMs: 51 } },
+    { name: 'heartbeatMs 12.5', raw: { ...base, heartbeatMs: 12.5 } },
+    { name: 'heartbeatMs 5', raw: { ...base, heartbeatMs: 5 } },
+    { name: 'holdPackets -1', raw: { ...base, holdPackets: -1 } },
+    { name: 'sync "yes"', raw: { ...base, sync: 'yes' } },
+  ];
+  // What only the validator can say: address syntax, uniqueness, families, timing relations.
+  const validatorOnly: { name: string; raw: Record<string, unknown> }[] = [
+    { name: 'listen port 0', raw: { ...base, listen: '10.0.0.1:0' } },
+    { name: 'duplicate peer id', raw: { ...base, peers: [base.peers[0], { id: 'lb-b', address: '10.0.0.9:1' }] } },
+    { name: 'peer of the other family', raw: { ...base, peers: [{ id: 'lb-b', address: '[2001:db8::2]:7946' }] } },
+    { name: 'failureMs not above 2 x heartbeat', raw: { ...base, heartbeatMs: 200, failureMs: 400 } },
+  ];
+  const json = (raw: Record<string, unknown>): unknown => JSON.parse(JSON.stringify(raw));
+
+  it.each(both)('both refuse: $name', ({ raw }) => {
+    expect(validateClusterConfig(json(raw)).ok).toBe(false);
+    expect(schemaAccepts(json(raw))).toBe(false);
+  });
+  it.each(validatorOnly)('the validator refuses, the schema allows: $name', ({ raw }) => {
+    expect(validateClusterConfig(json(raw)).ok).toBe(false);
+    expect(schemaAccepts(json(raw))).toBe(true);
+  });
+  const accepted: { name: string; raw: Record<string, unknown> }[] = [
+    { name: 'the base section', raw: base },
+    { name: 'IPv6 listen and peers', raw: { ...base, listen: '[2001:db8::1]:7946', peers: [{ id: 'lb-b', address: '[2001:db8::2]:7946' }] } },
+    { name: 'no peers', raw: { ...base, peers: [] } },
+    { name: 'keyEnv instead of keyFile', raw: { ...base, keyFile: undefined, keyEnv: 'SLUICE_CLUSTER_KEY' } },
+    { name: 'every field', raw: { ...base, heartbeatMs: 100, failureMs: 201, queryTimeoutMs: 50, holdPackets: 8, sync: false } },
+  ];
+  it.each(accepted)('both accept: $name', ({ raw }) => {
+    expect(validateClusterConfig(json(raw)).ok).toBe(true);
+    expect(schemaAccepts(json(raw)), JSON.stringify(schemaAccepts.errors)).toBe(true);
+  });
+  it('the schema states the defaults the validator applies', () => {
+    const props = schema.$defs.cluster.properties as Record<string, { default?: unknown }>;
+    const stated = Object.fromEntries(Object.entries(props).filter(([, p]) => p.default !== undefined).map(([k, p]) => [k, p.default]));
+    expect(stated).toEqual({ ...CLUSTER_DEFAULTS });
+  });
+});
+
+describe('clusterKeyIssues (what sluice check says about the key)', () => {
+  const files: Record<string, Buffer> = { '/k/good': Buffer.from(`${Buffer.alloc(32, 9).toString('base64')}\n`), '/k/short': Buffer.from('abcd') };
+  const readFile = (p: string): Buffer => {
+    const f = files[p];
+    if (f === undefined) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    return f;
+  };
+  const env = { GOOD: 'ab'.repeat(32), BAD: 'not a key' };
+  const cases: { name: string; cfg: { keyFile?: string; keyEnv?: string }; errors: string[]; warnings: string[] }[] = [
+    { name: 'a good key file', cfg: { keyFile: '/k/good' }, errors: [], warnings: [] },
+    { name: 'a missing key file', cfg: { keyFile: '/k/none' }, errors: ['$.cluster.keyFile cluster-key'], warnings: [] },
+    { name: 'a key file too short', cfg: { keyFile: '/k/short' }, errors: ['$.cluster.keyFile cluster-key'], warnings: [] },
+    { name: 'a good key variable', cfg: { keyEnv: 'GOOD' }, errors: [], warnings: [] },
+    { name: 'a key variable that is not a key', cfg: { keyEnv: 'BAD' }, errors: ['$.cluster.keyEnv cluster-key'], warnings: [] },
+    { name: 'a key variable unset where check runs', cfg: { keyEnv: 'UNSET' }, errors: [], warnings: ['$.cluster.keyEnv cluster-key'] },
+  ];
+  it.each(cases)('$name', ({ cfg, errors, warnings }) => {
+    const r = clusterKeyIssues(cfg, { env, readFile });
+    expect(r.errors.map((i) => `${i.path} ${i.rule}`)).toEqual(errors);
+    expect(r.warnings.map((i) => `${i.path} ${i.rule}`)).toEqual(warnings);
+  });
+  it('reads at most 4 KiB of a key file (a wrong path such as /dev/zero is refused, not read forever)', () => {
+    const r = clusterKeyIssues({ keyFile: '/dev/zero' });
+    expect(r.errors[0]?.message).toMatch(/larger than 4096 bytes/);
+  });
 });

@@ -57,7 +57,7 @@ export const CONFIG_DEFAULTS = {
   tableSize: 65537,
   weight: 1,
   flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
-  capture: { engine: 'batch' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
+  capture: { engine: 'ring' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
   safety: { allowHostForwarding: false, allowLocalVip: false },
   metrics: { listen: '127.0.0.1:9180' },
   admin: { socket: '/run/sluice/admin.sock' },

@@ -51,7 +51,8 @@ export class GsoSegmenter {
   }
 
   /**
-   * Prepares the frame src[off .. off+len) (Ethernet, at most two VLAN tags) for cutting.
+   * Prepares the frame src[off .. off+len) (Ethernet, at most two VLAN tags) for cutting;
+   * csumStart is the kernel's vnet csum_start (0 when the frame carries no partial checksum).
    * Returns its number of segments, or 0 when it is not a GSO frame this can cut (unknown or
    * UFO gso_type, gso_size 0, headers that do not match the type or do not fit).
    */
@@ -72,7 +73,9 @@ export class GsoSegmenter {
     if (!v4 && et !== 0x86dd) return 0;
     if ((type === VNET_GSO_TCPV4 && !v4) || (type === VNET_GSO_TCPV6 && v4)) return 0;
     const proto = tcp ? IPPROTO_TCP : IPPROTO_UDP;
-    const l4 = csumStart;
+    // csum_start is the L4 header of a partial-checksum frame; a GRO-merged frame (checksum
+    // already verified, not partial) has none: then it follows the IPv4 header or the fixed IPv6 one.
+    const l4 = csumStart !== 0 ? csumStart : v4 ? l3 + ((src[off + l3] & 0x0f) << 2) : l3 + 40;
     if (l4 < l3 + (v4 ? 20 : 40) || l4 + (tcp ? 20 : 8) > len) return 0;
     let end = len;
     if (v4) {

@@ -33,8 +33,9 @@ const PARTIAL = F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM;
  *    offload, the kernel default): completed in place, counted in csumCompleted;
  *  - GSO super-frame (virtio_net_hdr gso_type, up to 64 KiB, from senders with TSO/GSO): cut
  *    into MSS-sized segments with complete checksums, each forwarded on its own;
- *  - a VLAN tag the kernel stripped: the frame is forwarded untagged (counted), so a tag never
- *    leaks onto the backend segment;
+ *  - a VLAN tag the kernel stripped (it untags before packet taps): the addon puts it back in
+ *    front of the frame, as libpcap does, so the forwarder parses the frame as it arrived
+ *    (counted in vlanRestored); a GSO super-frame's segments leave untagged;
  *  - truncated (tp_snaplen < tp_len): dropped and counted.
  * A frame whose checksum is already complete, right or wrong, is never touched.
  */
@@ -93,7 +94,7 @@ export class RingEngine implements CaptureEngine {
       const m = i * RING_META_WORDS;
       const flags = meta[m + M_FLAGS];
       const len = meta[m + M_CAPLEN];
-      if ((flags & F_VLAN_VALID) !== 0) c[G.vlanStripped]++;
+      if ((flags & (F_VLAN_VALID | F_IN_RING)) === F_VLAN_VALID) c[G.vlanRestored]++;
       if ((flags & F_TRUNCATED) !== 0) {
         c[G.rxFrames]++;
         fwd.countDrop(Drop.capture_truncated);

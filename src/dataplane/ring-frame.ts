@@ -24,7 +24,11 @@ export const M_HDR_LEN = 7;
 export const F_CSUM_NOT_READY = 0x1;
 /** TP_STATUS_CSUM_VALID: a device verified the checksum. */
 export const F_CSUM_VALID = 0x2;
-/** TP_STATUS_VLAN_VALID: the kernel stripped an 802.1Q/802.1ad tag; it is in M_VLAN. */
+/**
+ * TP_STATUS_VLAN_VALID: the kernel stripped an 802.1Q/802.1ad tag; it is in M_VLAN, and the
+ * addon put it back in front of the frame in its slot (as libpcap does), so the forwarder's
+ * parser sees the frame as it arrived. A frame read in the ring (F_IN_RING) stays untagged.
+ */
 export const F_VLAN_VALID = 0x4;
 /** tp_snaplen < tp_len: part of the frame is missing. */
 export const F_TRUNCATED = 0x8;

@@ -47,8 +47,8 @@ export const G = {
   /** GSO super-frames cut into segments, and the segments they made. */
   gsoFrames: 41,
   gsoSegments: 42,
-  /** Frames whose VLAN tag the kernel stripped (they are forwarded untagged). */
-  vlanStripped: 43,
+  /** Frames whose VLAN tag the kernel stripped and the ring engine put back before the forwarder. */
+  vlanRestored: 43,
   /** Frames an engine that cannot see the kernel's checksum status passed on unchecked (batch, cap). */
   csumUnverifiable: 44,
 } as const;

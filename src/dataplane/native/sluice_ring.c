@@ -327,6 +327,7 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
   uint32_t st = fh->tp_status;
   uint32_t snap = fh->tp_snaplen;
   uint32_t flags = 0;
+  uint32_t tag = 0;  // 4: the stripped tag goes back in front of the frame (below)
   if (st & TP_STATUS_CSUMNOTREADY) flags |= F_CSUM_NOT_READY;
   if (st & TP_STATUS_CSUM_VALID) flags |= F_CSUM_VALID;
   if (st & TP_STATUS_LOSING) flags |= F_LOSING;
@@ -334,6 +335,7 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
     flags |= F_VLAN_VALID;
     uint32_t tpid = (st & TP_STATUS_VLAN_TPID_VALID) ? fh->hv1.tp_vlan_tpid : ETH_P_8021Q;
     m[M_VLAN] = (fh->hv1.tp_vlan_tci & 0xffffu) | (tpid << 16);
+    if (snap >= 12 && snap + 4 <= r->slot) tag = 4;
   } else {
     m[M_VLAN] = 0;
   }
@@ -345,7 +347,9 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
     flags |= F_VNET;
     if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) flags |= F_VNET_NEEDS_CSUM;
     if (vh.flags & VIRTIO_NET_HDR_F_DATA_VALID) flags |= F_VNET_DATA_VALID;
-    m[M_CSUM] = (uint32_t)vh.csum_start | ((uint32_t)vh.csum_offset << 16);
+    uint32_t cs = vh.csum_start;
+    if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && tag) cs += tag;  // it counts from the frame's first byte
+    m[M_CSUM] = cs | ((uint32_t)vh.csum_offset << 16);
     m[M_GSO] = (uint32_t)vh.gso_type | ((uint32_t)vh.gso_size << 16);
     m[M_HDR_LEN] = vh.hdr_len;
   } else {
@@ -353,9 +357,22 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
     m[M_GSO] = 0;
     m[M_HDR_LEN] = 0;
   }
-  m[M_CAPLEN] = snap;
-  m[M_WIRE_LEN] = fh->tp_len;
-  if (snap <= r->slot) {
+  m[M_CAPLEN] = snap + tag;
+  m[M_WIRE_LEN] = fh->tp_len + tag;
+  if (tag) {
+    // The kernel untags 802.1Q/802.1ad frames before packet taps and reports the tag apart.
+    // Put it back where it was, as libpcap does, so the forwarder's parser sees the frame as
+    // it arrived (its VLAN id and policy) whatever the engine. F_VLAN_VALID stays set.
+    uint8_t* d = r->frames + (size_t)i * r->slot;
+    uint32_t tpid = m[M_VLAN] >> 16, tci = m[M_VLAN] & 0xffffu;
+    memcpy(d, frame, 12);
+    d[12] = (uint8_t)(tpid >> 8);
+    d[13] = (uint8_t)tpid;
+    d[14] = (uint8_t)(tci >> 8);
+    d[15] = (uint8_t)tci;
+    memcpy(d + 16, frame + 12, snap - 12);
+    m[M_RING_OFF] = 0;
+  } else if (snap <= r->slot) {
     memcpy(r->frames + (size_t)i * r->slot, frame, snap);
     m[M_RING_OFF] = 0;
   } else {

@@ -559,8 +559,8 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   size_t map_len = (size_t)block_size * block_count;
   uint8_t* map = MAP_FAILED;
   if (step == NULL) {
-    map = (uint8_t*)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED | MAP_POPULATE, fd, 0);
-    if (map == MAP_FAILED) map = (uint8_t*)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    // Plain shared mapping: pages count as resident only once touched (no MAP_POPULATE).
+    map = (uint8_t*)mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) step = "mmap of the ring";
   }
   if (step == NULL && attach_filter(fd, &prog) != 0) step = "SO_ATTACH_FILTER";

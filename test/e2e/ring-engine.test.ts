@@ -124,6 +124,8 @@ describe.skipIf(!enabled)('ring engine, dsr-l2, clients with the kernel default 
     const h6 = await http(lab, `[${VIP6}]:80`, 200);
     const u = await udp(lab, 200);
     const up = await uploads(lab, 5);
+    // A trickle (about 1 datagram per ms over 10 flows): what the ring's block timeout adds to a round trip.
+    const slow = (await lab.runLoad(['--mode', 'udp', '--target', `${VIP4}:53`, '--flows', '10', '--per-flow', '50', '--interval', '10', '--duration', '30'])) as UdpReport;
     const ring = counters(await scrape(lab));
     await stopSluice(sluice);
     sluice = null;
@@ -139,7 +141,8 @@ describe.skipIf(!enabled)('ring engine, dsr-l2, clients with the kernel default 
 
     console.log(
       `ring engine e2e (dsr-l2): ring: http v4 ${h4.ok}/200, http v6 ${h6.ok}/200, udp flows ${u.flowsComplete}/200, 1 MiB uploads ${up.ok}/5 ${JSON.stringify(up.backends)}; ` +
-        `checksums completed ${ring.completed}, GSO frames ${ring.gsoFrames} -> ${ring.gsoSegments} segments, tx errors ${ring.txErrors} | ` +
+        `checksums completed ${ring.completed}, GSO frames ${ring.gsoFrames} -> ${ring.gsoSegments} segments, tx errors ${ring.txErrors}; ` +
+        `UDP round trip at ~1k datagrams/s p50 ${slow.latencyMs.p50.toFixed(2)} ms, p99 ${slow.latencyMs.p99.toFixed(2)} ms | ` +
         `batch (libpcap): http v4 ${b4.ok}/20, udp flows ${bu.flowsComplete}/20, frames passed unchecked ${batch.unverifiable}`,
     );
     expect(h4.ok, JSON.stringify(h4.errorKinds)).toBe(200);
@@ -147,6 +150,7 @@ describe.skipIf(!enabled)('ring engine, dsr-l2, clients with the kernel default 
     expect(u.flowsComplete).toBe(200);
     expect(u.flowsSplit).toBe(0);
     expect(up.ok, JSON.stringify(up.errors)).toBe(5);
+    expect(slow.flowsComplete).toBe(10);
     expect(ring.completed).toBeGreaterThan(0);
     expect(ring.gsoFrames).toBeGreaterThan(0);
     expect(ring.gsoSegments).toBeGreaterThan(ring.gsoFrames);

@@ -25,6 +25,16 @@ export interface RingCaptureOptions {
   retireMs?: number;
   /** Ask for the kernel's virtio_net_hdr per frame (PACKET_VNET_HDR). Default true. */
   vnetHeader?: boolean;
+  /**
+   * 2 (default): TPACKET_V2, fixed frame slots of frameBytes, one wake-up per frame, so a lone
+   * frame is handed over at once; a frame too big for a slot (a GSO super-frame) is read whole
+   * from the socket queue (PACKET_COPY_THRESH). 3: TPACKET_V3, variable-size frames in blocks
+   * handed over when full or after retireMs: fewer wake-ups, but at low rates every frame waits
+   * for the block timeout (measured here: milliseconds; the kernel's timer is jiffy-granular).
+   */
+  tpacketVersion?: 2 | 3;
+  /** V2 frame slot size (header + frame); frames that do not fit take the copy path. Default 2048. */
+  frameBytes?: number;
 }
 
 export interface RingStats {
@@ -48,7 +58,7 @@ interface NativeRing {
 
 interface NativeRingAddon {
   Ring: new (
-    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number },
+    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number },
     frames: Buffer,
     meta: Uint32Array,
   ) => NativeRing;
@@ -87,8 +97,9 @@ export class RingCapture {
   readonly slotSize: number;
   readonly batchSize: number;
   readonly device: string;
-  /** The mapped ring; frames with F_IN_RING are read here until onBatch returns. */
+  /** V3: the mapped ring; V2: the buffer a frame too big for its slot is read into. Frames with F_IN_RING are read here until onBatch returns. */
   readonly ring: Buffer;
+  readonly tpacketVersion: 2 | 3;
   /** False when the kernel refused PACKET_VNET_HDR: no checksum offsets, no GSO sizes. */
   readonly vnetHeader: boolean;
   readonly blockBytes: number;
@@ -107,6 +118,7 @@ export class RingCapture {
     this.batchSize = opts.batchSize;
     this.device = opts.device;
     this.blockBytes = block;
+    this.tpacketVersion = opts.tpacketVersion ?? 2;
     this.blockCount = Math.max(4, Math.min(65536, Math.floor(opts.bufferBytes / block)));
     this.frames = Buffer.allocUnsafeSlow(this.batchSize * this.slotSize);
     this.meta = new Uint32Array(this.batchSize * RING_META_WORDS);
@@ -120,6 +132,8 @@ export class RingCapture {
         blockCount: this.blockCount,
         retireMs: opts.retireMs ?? DEFAULT_RETIRE_MS,
         vnetHeader: opts.vnetHeader === false ? 0 : 1,
+        version: this.tpacketVersion,
+        frameSize: opts.frameBytes ?? 2048,
       },
       this.frames,
       this.meta,

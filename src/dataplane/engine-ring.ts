@@ -23,6 +23,11 @@ import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 
 const PARTIAL = F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM;
 
+/** TPACKET_V2 (default, a wake-up per frame) or V3 (per block): SLUICE_RING_TPACKET=3 to measure V3. */
+function ringVersion(): 2 | 3 {
+  return process.env.SLUICE_RING_TPACKET === '3' ? 3 : 2;
+}
+
 /**
  * Sluice's own AF_PACKET engine (the default): a TPACKET_V3 receive ring whose per-frame status
  * reaches this layer, one JS call per batch, one sendmmsg per batch of output frames.
@@ -62,6 +67,7 @@ export class RingEngine implements CaptureEngine {
       bufferBytes: opts.bufferBytes,
       batchSize: opts.batchSize,
       slotSize: FRAME_SLOT_BYTES,
+      tpacketVersion: ringVersion(),
     });
     try {
       this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES });

@@ -190,6 +190,13 @@ typedef struct ring_s {
   bool closed;
   bool in_callback;
   bool vnet;
+  int version;          // TPACKET_V2 (one wake-up per frame) or TPACKET_V3 (per retired block)
+  uint32_t frame_size;  // V2
+  uint32_t frame_nr;    // V2
+  uint32_t frames_per_block;  // V2
+  uint32_t cur_frame;   // V2: next frame slot to read
+  uint8_t* big;         // V2: a frame too big for its ring slot is read here (PACKET_COPY_THRESH)
+  size_t big_len;
   int refs;  // JS wrapper + open uv handle + the external `ring` Buffer (the mapping)
   uint8_t* frames;
   uint32_t* meta;
@@ -214,6 +221,7 @@ typedef struct ring_s {
 static void ring_unref(ring_t* r) {
   if (--r->refs > 0) return;
   if (r->map != NULL && r->map != MAP_FAILED) munmap(r->map, r->map_len);
+  free(r->big);
   free(r);
 }
 
@@ -317,15 +325,12 @@ typedef struct {
   const uint8_t* base;  // IN_RING offsets are relative to this
 } walk_t;
 
-// Fills meta (and the slot) for one frame; false when the frame is skipped.
-static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
-  uint8_t* base = (uint8_t*)fh;
-  const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
-  // PACKET_IGNORE_OUTGOING should keep these out; older kernels ignore the option.
-  if (sll->sll_pkttype == PACKET_OUTGOING) return false;
+// Fills meta (and the slot) for one frame the kernel gave us: `frame` (snap bytes of a frame
+// of len bytes), its tp_status, its stripped VLAN tag, and the virtio_net_hdr in front of it
+// (vnet_hdr, NULL without PACKET_VNET_HDR).
+static void fill_frame(const walk_t* r, uint32_t i, const uint8_t* frame, const uint8_t* vnet_hdr, uint32_t snap,
+                       uint32_t len, uint32_t st, uint32_t vlan_tci, uint32_t vlan_tpid) {
   uint32_t* m = r->meta + (size_t)i * META_WORDS;
-  uint32_t st = fh->tp_status;
-  uint32_t snap = fh->tp_snaplen;
   uint32_t flags = 0;
   uint32_t tag = 0;  // 4: the stripped tag goes back in front of the frame (below)
   if (st & TP_STATUS_CSUMNOTREADY) flags |= F_CSUM_NOT_READY;
@@ -333,17 +338,16 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
   if (st & TP_STATUS_LOSING) flags |= F_LOSING;
   if (st & TP_STATUS_VLAN_VALID) {
     flags |= F_VLAN_VALID;
-    uint32_t tpid = (st & TP_STATUS_VLAN_TPID_VALID) ? fh->hv1.tp_vlan_tpid : ETH_P_8021Q;
-    m[M_VLAN] = (fh->hv1.tp_vlan_tci & 0xffffu) | (tpid << 16);
+    uint32_t tpid = (st & TP_STATUS_VLAN_TPID_VALID) ? vlan_tpid : ETH_P_8021Q;
+    m[M_VLAN] = (vlan_tci & 0xffffu) | (tpid << 16);
     if (snap >= 12 && snap + 4 <= r->slot) tag = 4;
   } else {
     m[M_VLAN] = 0;
   }
-  if (snap < fh->tp_len) flags |= F_TRUNCATED;
-  const uint8_t* frame = base + fh->tp_mac;
-  if (r->vnet) {
+  if (snap < len) flags |= F_TRUNCATED;
+  if (vnet_hdr != NULL) {
     struct virtio_net_hdr vh;
-    memcpy(&vh, frame - sizeof vh, sizeof vh);  // host order: a packet socket uses the host's
+    memcpy(&vh, vnet_hdr, sizeof vh);  // host order: a packet socket uses the host's
     flags |= F_VNET;
     if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) flags |= F_VNET_NEEDS_CSUM;
     if (vh.flags & VIRTIO_NET_HDR_F_DATA_VALID) flags |= F_VNET_DATA_VALID;
@@ -358,7 +362,7 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
     m[M_HDR_LEN] = 0;
   }
   m[M_CAPLEN] = snap + tag;
-  m[M_WIRE_LEN] = fh->tp_len + tag;
+  m[M_WIRE_LEN] = len + tag;
   if (tag) {
     // The kernel untags 802.1Q/802.1ad frames before packet taps and reports the tag apart.
     // Put it back where it was, as libpcap does, so the forwarder's parser sees the frame as
@@ -380,6 +384,17 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
     m[M_RING_OFF] = (uint32_t)(frame - r->base);
   }
   m[M_FLAGS] = flags;
+}
+
+// One TPACKET_V3 frame; false when it is skipped.
+static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
+  uint8_t* base = (uint8_t*)fh;
+  const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+  // PACKET_IGNORE_OUTGOING should keep these out; older kernels ignore the option.
+  if (sll->sll_pkttype == PACKET_OUTGOING) return false;
+  const uint8_t* frame = base + fh->tp_mac;
+  fill_frame(r, i, frame, r->vnet ? frame - sizeof(struct virtio_net_hdr) : NULL, fh->tp_snaplen, fh->tp_len,
+             fh->tp_status, fh->hv1.tp_vlan_tci, fh->hv1.tp_vlan_tpid);
   return true;
 }
 
@@ -438,10 +453,66 @@ static void ring_read(ring_t* r, int status) {
   }
 }
 
+// TPACKET_V2: fixed frame slots, each handed back as soon as it is copied out. The kernel
+// wakes us per frame, so a lone frame waits for no block timeout. A frame bigger than its slot
+// comes with TP_STATUS_COPY: its full copy waits in the socket's receive queue (PACKET_COPY_THRESH)
+// and is read into `big` (at most one per batch: JS reads it there until onBatch returns).
+static void ring_read_v2(ring_t* r, int status) {
+  char failure[256];
+  const char* fail = NULL;
+  uint32_t count = 0;
+  bool big_used = false;
+  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big};
+  const size_t vnet_len = r->vnet ? sizeof(struct virtio_net_hdr) : 0;
+  while (count < r->batch) {
+    uint8_t* base = r->map + (size_t)(r->cur_frame / r->frames_per_block) * r->block_size +
+                    (size_t)(r->cur_frame % r->frames_per_block) * r->frame_size;
+    struct tpacket2_hdr* h2 = (struct tpacket2_hdr*)base;
+    uint32_t st = __atomic_load_n(&h2->tp_status, __ATOMIC_ACQUIRE);
+    if ((st & TP_STATUS_USER) == 0) break;
+    if ((st & TP_STATUS_COPY) && big_used) break;  // the next batch reads it
+    const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+    if (sll->sll_pkttype != PACKET_OUTGOING) {
+      const uint8_t* frame = base + h2->tp_mac;
+      ssize_t n = -1;
+      if (st & TP_STATUS_COPY) {
+        n = recv(r->fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
+        big_used = true;
+      }
+      if (n >= (ssize_t)(vnet_len + 14)) {
+        size_t have = (size_t)n < r->big_len ? (size_t)n : r->big_len;
+        fill_frame(&w, count, r->big + vnet_len, vnet_len ? r->big : NULL, (uint32_t)(have - vnet_len),
+                   (uint32_t)((size_t)n - vnet_len), st, h2->tp_vlan_tci, h2->tp_vlan_tpid);
+      } else {
+        fill_frame(&w, count, frame, vnet_len ? frame - vnet_len : NULL, h2->tp_snaplen, h2->tp_len, st, h2->tp_vlan_tci,
+                   h2->tp_vlan_tpid);
+      }
+      count++;
+    }
+    __atomic_store_n(&h2->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    r->cur_frame = (r->cur_frame + 1) % r->frame_nr;
+  }
+  if (status < 0) {
+    int rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (rc != 0 || err == ENODEV || err == ENXIO) {
+      snprintf(failure, sizeof failure, "capture on %s stopped: %s", r->device,
+               rc != 0 ? uv_strerror(rc) : "the interface disappeared");
+      fail = failure;
+      r->polling = false;
+      uv_poll_stop(&r->poll);
+    }
+  }
+  if (count > 0 || fail != NULL) ring_deliver(r, count, fail);
+}
+
 static void on_readable(uv_poll_t* h, int status, int events) {
   ring_t* r = (ring_t*)h->data;
   if (r->closed || !r->polling) return;
-  ring_read(r, status);
+  if (r->version == TPACKET_V2) ring_read_v2(r, status);
+  else ring_read(r, status);
 }
 
 static int query_ifindex(const char* name, int* index) {
@@ -473,10 +544,11 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   char filter[8192];
   if (!get_string(env, opts, "device", device, sizeof device) || !get_string(env, opts, "filter", filter, sizeof filter))
     return NULL;
-  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req;
+  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size;
   if (!get_u32(env, opts, "batchSize", 256, &batch) || !get_u32(env, opts, "slotSize", 10240, &slot) ||
       !get_u32(env, opts, "blockSize", 1u << 18, &block_size) || !get_u32(env, opts, "blockCount", 128, &block_count) ||
-      !get_u32(env, opts, "retireMs", 1, &retire_ms) || !get_u32(env, opts, "vnetHeader", 1, &vnet_req))
+      !get_u32(env, opts, "retireMs", 1, &retire_ms) || !get_u32(env, opts, "vnetHeader", 1, &vnet_req) ||
+      !get_u32(env, opts, "version", 3, &version) || !get_u32(env, opts, "frameSize", 2048, &frame_size))
     return NULL;
   long page = sysconf(_SC_PAGESIZE);
   if (batch == 0 || batch > MAX_BATCH || slot < 64 || slot > MAX_SLOT) {
@@ -484,7 +556,8 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (block_size < (uint32_t)page || block_size % (uint32_t)page != 0 || (block_size & (block_size - 1)) != 0 ||
-      block_size > (1u << 24) || block_count < 2 || block_count > 65536 || retire_ms == 0 || retire_ms > 1000) {
+      block_size > (1u << 24) || block_count < 2 || block_count > 65536 || retire_ms == 0 || retire_ms > 1000 ||
+      (version != 2 && version != 3) || frame_size < 256 || frame_size % TPACKET_ALIGNMENT != 0 || frame_size > block_size) {
     throw_code(env, "EINVAL", "blockSize must be a power of two of at least a page (max 16 MiB), blockCount 2..65536, retireMs 1..1000");
     return NULL;
   }
@@ -537,7 +610,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const char* step = NULL;
-  int v = TPACKET_V3;
+  int v = version == 2 ? TPACKET_V2 : TPACKET_V3;
   if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) != 0) step = "PACKET_VERSION TPACKET_V3";
   bool vnet = false;
   if (step == NULL && vnet_req) {
@@ -555,7 +628,22 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   req.tp_retire_blk_tov = retire_ms;
   req.tp_sizeof_priv = 0;
   req.tp_feature_req_word = 0;
-  if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) step = "PACKET_RX_RING";
+  uint32_t frames_per_block = block_size / frame_size;
+  if (version == 2) {
+    // V2: fixed slots; a frame that does not fit one is also queued whole to the socket.
+    struct tpacket_req req2;
+    memset(&req2, 0, sizeof req2);
+    req2.tp_block_size = block_size;
+    req2.tp_block_nr = block_count;
+    req2.tp_frame_size = frame_size;
+    req2.tp_frame_nr = frames_per_block * block_count;
+    int thresh = 1;
+    if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &thresh, sizeof thresh) != 0)
+      step = "PACKET_COPY_THRESH";
+    if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req2, sizeof req2) != 0) step = "PACKET_RX_RING";
+  } else if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) {
+    step = "PACKET_RX_RING";
+  }
   size_t map_len = (size_t)block_size * block_count;
   uint8_t* map = MAP_FAILED;
   if (step == NULL) {
@@ -603,6 +691,12 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   r->block_size = block_size;
   r->block_count = block_count;
   r->vnet = vnet;
+  r->version = version == 2 ? TPACKET_V2 : TPACKET_V3;
+  r->frame_size = frame_size;
+  r->frames_per_block = frames_per_block;
+  r->frame_nr = frames_per_block * block_count;
+  r->big_len = 65536 + 256;
+  r->big = version == 2 ? (uint8_t*)malloc(r->big_len) : NULL;
   r->frames = frames;
   r->meta = meta;
   r->batch = batch;
@@ -621,9 +715,15 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_add_async_cleanup_hook(env, ring_cleanup_hook, r, &r->hook);
-  // The mapped ring as one external Buffer: GSO super-frames are read there, in place.
+  // V3: the mapped ring as one external Buffer, where GSO super-frames are read in place.
+  // V2: the buffer a frame too big for its slot is read into.
   napi_value ringbuf;
-  if (napi_create_external_buffer(env, map_len, map, map_finalize, r, &ringbuf) == napi_ok) {
+  if (r->version == TPACKET_V2 && r->big == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  if (napi_create_external_buffer(env, r->big != NULL ? r->big_len : map_len, r->big != NULL ? r->big : map,
+                                  map_finalize, r, &ringbuf) == napi_ok) {
     r->refs++;
     napi_set_named_property(env, self, "ring", ringbuf);
   }

@@ -1,10 +1,10 @@
-// Sluice's AF_PACKET TPACKET_V3 receive ring over its own Node-API addon (native/sluice_ring.c).
+// Sluice's AF_PACKET receive ring (TPACKET_V2 by default, or V3) over its own Node-API addon
+// (native/sluice_ring.c).
 //
-// The addon walks the blocks the kernel retired, copies each frame of at most slotSize bytes
+// The addon reads the frames the kernel handed over, copies each frame of at most slotSize bytes
 // into its slot of `frames`, writes RING_META_WORDS status words per frame into `meta` (see
 // ring-frame.ts) and calls onBatch(count) once per batch, at most one batch per event-loop turn.
-// A bigger frame (a GSO super-frame) stays in the ring: `ring` is the mapped ring as one
-// external Buffer, and its block goes back to the kernel only after onBatch returns.
+// A bigger frame (a GSO super-frame) is read in `ring` (F_IN_RING) until onBatch returns.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -64,6 +64,7 @@ interface NativeRingAddon {
   ) => NativeRing;
   META_WORDS: number;
   walkBlock(block: Uint8Array, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number;
+  walkFramesV2(area: Uint8Array, frameSize: number, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number;
 }
 
 export const DEFAULT_BLOCK_BYTES = 128 * 1024;
@@ -184,4 +185,9 @@ export class RingCapture {
 /** Runs the addon's frame walker over one block held in memory (golden-byte tests). */
 export function walkRingBlock(block: Uint8Array, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number {
   return ringAddon().walkBlock(block, vnet, slotSize, frames, meta);
+}
+
+/** Runs the addon's TPACKET_V2 frame reader over frame slots held in memory (golden-byte tests). */
+export function walkRingFramesV2(area: Uint8Array, frameSize: number, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number {
+  return ringAddon().walkFramesV2(area, frameSize, vnet, slotSize, frames, meta);
 }

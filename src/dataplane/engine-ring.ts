@@ -29,7 +29,7 @@ function ringVersion(): 2 | 3 {
 }
 
 /**
- * Sluice's own AF_PACKET engine (the default): a TPACKET_V3 receive ring whose per-frame status
+ * Sluice's own AF_PACKET engine (the default): a TPACKET_V2 receive ring whose per-frame status
  * reaches this layer, one JS call per batch, one sendmmsg per batch of output frames.
  *
  * Before a frame reaches the forwarder it is made what a wire would carry, using only what the

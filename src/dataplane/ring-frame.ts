@@ -1,6 +1,6 @@
 /**
  * What the ring addon (native/sluice_ring.c) tells JavaScript about each frame: RING_META_WORDS
- * 32-bit words per frame in one reused Uint32Array, read straight from the kernel's TPACKET_V3
+ * 32-bit words per frame in one reused Uint32Array, read straight from the kernel's TPACKET_V2/V3
  * frame header (tp_status, tp_len, tp_snaplen, tp_vlan_tci/tpid) and, with PACKET_VNET_HDR,
  * from the virtio_net_hdr the kernel writes in front of the frame. Keep in step with the C.
  */

@@ -1,10 +1,10 @@
-// The ring addon's block walker (native/sluice_ring.c, take_frame) over golden TPACKET_V3
-// blocks: a block descriptor and frame headers laid out byte for byte as the kernel writes them
+// The ring addon's frame readers (native/sluice_ring.c: take_frame for TPACKET_V3 blocks,
+// take_frame_v2 for TPACKET_V2 slots, the default) over golden TPACKET_V3 blocks and V2 slots: a block descriptor and frame headers laid out byte for byte as the kernel writes them
 // (include/uapi/linux/if_packet.h: struct tpacket_block_desc, tpacket3_hdr, sockaddr_ll, and
 // the virtio_net_hdr in front of each frame with PACKET_VNET_HDR), run through walkBlock, the
 // same code the live ring uses. Needs the addon built (`npm run build`); no privileges.
 import { describe, expect, it } from 'vitest';
-import { walkRingBlock } from '../../src/dataplane/capture-ring.js';
+import { walkRingBlock, walkRingFramesV2 } from '../../src/dataplane/capture-ring.js';
 import { RING_META_WORDS, decodeRingFrame, type RingFrameStatus } from '../../src/dataplane/ring-frame.js';
 import { buildFrame } from '../../src/packet/build.js';
 
@@ -171,5 +171,88 @@ describe('ring block walker over golden TPACKET_V3 blocks', () => {
     block.writeUInt32LE(5, BD_NUM_PKTS);
     block.writeUInt32LE(4090, BD_SIZE + H3_NEXT); // the next frame header would sit past the end
     expect(walk(Buffer.from(block), false).count).toBe(1);
+  });
+});
+
+// TPACKET_V2 (the default ring): struct tpacket2_hdr, sockaddr_ll at TPACKET_ALIGN(32).
+const H2_STATUS = 0;
+const H2_LEN = 4;
+const H2_SNAPLEN = 8;
+const H2_MAC = 12;
+const H2_NET = 14;
+const H2_TCI = 24;
+const H2_TPID = 26;
+const SLL2_PKTTYPE = 32 + 10;
+const TP_STATUS_COPY = 0x2;
+/** TPACKET_ALIGN(52 + 16) = 80 for the network header, mac 14 before; +10 with a vnet header. */
+const V2_MAC = 66;
+const V2_VNET_MAC = 76;
+const FRAME = 2048;
+
+function goldenSlots(frames: (GoldenFrame | null)[], vnet: boolean): Buffer {
+  const area = Buffer.alloc(frames.length * FRAME);
+  frames.forEach((f, i) => {
+    if (f === null) return; // a slot the kernel still owns (status 0)
+    const off = i * FRAME;
+    const mac = vnet ? V2_VNET_MAC : V2_MAC;
+    area.writeUInt32LE(TP_STATUS_USER | f.status, off + H2_STATUS);
+    area.writeUInt32LE(f.wireLen ?? f.frame.length, off + H2_LEN);
+    area.writeUInt32LE(f.frame.length, off + H2_SNAPLEN);
+    area.writeUInt16LE(mac, off + H2_MAC);
+    area.writeUInt16LE(mac + 14, off + H2_NET);
+    if (f.vlan) {
+      area.writeUInt16LE(f.vlan.tci, off + H2_TCI);
+      area.writeUInt16LE(f.vlan.tpid, off + H2_TPID);
+    }
+    area[off + SLL2_PKTTYPE] = f.pkttype ?? PACKET_HOST;
+    if (vnet && f.vnet) {
+      const v = off + mac - 10;
+      area[v] = f.vnet.flags;
+      area[v + 1] = f.vnet.gsoType;
+      area.writeUInt16LE(f.vnet.hdrLen, v + 2);
+      area.writeUInt16LE(f.vnet.gsoSize, v + 4);
+      area.writeUInt16LE(f.vnet.csumStart, v + 6);
+      area.writeUInt16LE(f.vnet.csumOffset, v + 8);
+    }
+    f.frame.copy(area, off + mac);
+  });
+  return area;
+}
+
+function walkV2(area: Buffer, vnet: boolean): { count: number; frames: Buffer; meta: Uint32Array } {
+  const frames = Buffer.alloc(8 * SLOT);
+  const meta = new Uint32Array(8 * RING_META_WORDS);
+  const count = walkRingFramesV2(area, FRAME, vnet, SLOT, frames, meta);
+  return { count, frames, meta };
+}
+
+describe('ring frame reader over golden TPACKET_V2 slots (the default ring)', () => {
+  it('partial checksum with its vnet header, a kernel-owned slot skipped, an outgoing frame skipped, a tagged frame restored', () => {
+    const vn = { flags: 1, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 34, csumOffset: 16 };
+    const area = goldenSlots(
+      [
+        { frame: syn4, status: TP_STATUS_CSUMNOTREADY, vnet: vn },
+        null,
+        { frame: udp6, status: 0, pkttype: PACKET_OUTGOING },
+        { frame: syn4, status: TP_STATUS_CSUMNOTREADY | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID, vlan: { tci: 100, tpid: 0x88a8 }, vnet: vn },
+      ],
+      true,
+    );
+    const { count, frames, meta } = walkV2(area, true);
+    expect(count).toBe(2);
+    expect(Array.from(meta.subarray(0, RING_META_WORDS))).toEqual([syn4.length, 0x1 | 0x20 | 0x40, 0, syn4.length, 0, 34 | (16 << 16), 0, 0]);
+    expect(frames.subarray(0, syn4.length).toString('hex')).toBe(syn4.toString('hex'));
+    const tagged = decodeRingFrame(meta, 1);
+    expect(tagged.vlan).toEqual({ tci: 100, tpid: 0x88a8 });
+    expect(tagged.vnet?.csumStart).toBe(38);
+    expect(frames.subarray(SLOT, SLOT + 16).toString('hex')).toBe(syn4.subarray(0, 12).toString('hex') + '88a80064');
+    expect(frames.subarray(SLOT + 16, SLOT + syn4.length + 4).equals(syn4.subarray(12))).toBe(true);
+  });
+
+  it('a frame cut to its slot (TP_STATUS_COPY whose whole copy could not be read) is flagged truncated', () => {
+    const area = goldenSlots([{ frame: big.subarray(0, 1900), wireLen: big.length, status: TP_STATUS_COPY }], false);
+    const { count, meta } = walkV2(area, false);
+    expect(count).toBe(1);
+    expect(decodeRingFrame(meta, 0)).toEqual<RingFrameStatus>({ ...base, caplen: 1900, wireLen: big.length, checksumPartial: false, truncated: true, vnet: noVnet });
   });
 });

@@ -1,4 +1,5 @@
-// Sluice's AF_PACKET receive ring (Node-API, C): a TPACKET_V3 ring on one interface.
+// Sluice's AF_PACKET receive ring (Node-API, C): a TPACKET_V2 ring (default) or TPACKET_V3 ring
+// on one interface.
 //
 // Why its own ring and not libpcap: libpcap hides the kernel's per-frame status. A frame a local
 // or virtual sender left with a partial checksum (TP_STATUS_CSUMNOTREADY), a VLAN tag the kernel
@@ -6,17 +7,21 @@
 // every frame with PACKET_VNET_HDR) all look like ordinary frames through libpcap. Here each
 // frame's status reaches JavaScript in a reused Uint32Array (RING_META_WORDS words per frame).
 //
-// Wake-ups: a level-triggered uv_poll on the socket. The kernel retires a block when it is full
-// or after retireMs, whichever comes first, and only then wakes us. Each readable event walks
-// the retired blocks in order, at most batchSize frames, makes ONE call into JS, then hands the
-// blocks it finished back to the kernel. Frames left over wait for the next loop turn, so timers
-// and IPC keep running under overload.
+// Wake-ups: a level-triggered uv_poll on the socket. Each readable event reads at most batchSize
+// frames, makes ONE call into JS, and hands what it read back to the kernel. Frames left over
+// wait for the next loop turn, so timers and IPC keep running under overload.
+//   V2 (default): fixed frame slots; the kernel wakes us per frame, so a lone frame is handed
+//   over at once; under load one wake-up finds many frames ready. A frame bigger than its slot
+//   is queued whole to the socket too (PACKET_COPY_THRESH) and read into `big`.
+//   V3: variable-size frames packed in blocks; the kernel wakes us only when it retires a block
+//   (full, or after retireMs, jiffy-granular): fewer wake-ups, but at low rates every frame
+//   waits for the timeout.
 //
 // Frames: a frame of at most slotSize bytes is copied into its slot of `frames` (JS-owned);
 // forward() wants a Buffer whose byte 0 is the frame and a view per ring offset would allocate
-// per packet. A larger frame (a GSO super-frame, up to 64 KiB) is not copied: its meta says
-// IN_RING and gives its offset in `ring`, an external Buffer over the mapped ring, valid until
-// onBatch returns (its block goes back to the kernel only then).
+// per packet. A larger frame (a GSO super-frame, up to 64 KiB) is not copied to a slot: its meta
+// says IN_RING and gives its offset in `ring`, an external Buffer (V3: over the mapped ring, the
+// frame read in place; V2: `big`), valid until onBatch returns.
 //
 // Nothing here allocates per packet; nothing calls JS per packet.
 
@@ -453,6 +458,26 @@ static void ring_read(ring_t* r, int status) {
   }
 }
 
+// One TPACKET_V2 frame slot at `base` (status st); false when it is skipped. copy_len: bytes
+// recv() gave for its whole copy in w->base (TP_STATUS_COPY), or -1.
+static bool take_frame_v2(const walk_t* w, const uint8_t* base, uint32_t st, uint32_t i, ssize_t copy_len,
+                          size_t copy_cap) {
+  const struct tpacket2_hdr* h2 = (const struct tpacket2_hdr*)base;
+  const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+  if (sll->sll_pkttype == PACKET_OUTGOING) return false;
+  const size_t vnet_len = w->vnet ? sizeof(struct virtio_net_hdr) : 0;
+  if (copy_len >= (ssize_t)(vnet_len + 14)) {
+    size_t have = (size_t)copy_len < copy_cap ? (size_t)copy_len : copy_cap;
+    fill_frame(w, i, w->base + vnet_len, vnet_len ? w->base : NULL, (uint32_t)(have - vnet_len),
+               (uint32_t)((size_t)copy_len - vnet_len), st, h2->tp_vlan_tci, h2->tp_vlan_tpid);
+  } else {
+    const uint8_t* frame = base + h2->tp_mac;
+    fill_frame(w, i, frame, vnet_len ? frame - vnet_len : NULL, h2->tp_snaplen, h2->tp_len, st, h2->tp_vlan_tci,
+               h2->tp_vlan_tpid);
+  }
+  return true;
+}
+
 // TPACKET_V2: fixed frame slots, each handed back as soon as it is copied out. The kernel
 // wakes us per frame, so a lone frame waits for no block timeout. A frame bigger than its slot
 // comes with TP_STATUS_COPY: its full copy waits in the socket's receive queue (PACKET_COPY_THRESH)
@@ -463,7 +488,6 @@ static void ring_read_v2(ring_t* r, int status) {
   uint32_t count = 0;
   bool big_used = false;
   walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big};
-  const size_t vnet_len = r->vnet ? sizeof(struct virtio_net_hdr) : 0;
   while (count < r->batch) {
     uint8_t* base = r->map + (size_t)(r->cur_frame / r->frames_per_block) * r->block_size +
                     (size_t)(r->cur_frame % r->frames_per_block) * r->frame_size;
@@ -471,24 +495,12 @@ static void ring_read_v2(ring_t* r, int status) {
     uint32_t st = __atomic_load_n(&h2->tp_status, __ATOMIC_ACQUIRE);
     if ((st & TP_STATUS_USER) == 0) break;
     if ((st & TP_STATUS_COPY) && big_used) break;  // the next batch reads it
-    const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
-    if (sll->sll_pkttype != PACKET_OUTGOING) {
-      const uint8_t* frame = base + h2->tp_mac;
-      ssize_t n = -1;
-      if (st & TP_STATUS_COPY) {
-        n = recv(r->fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
-        big_used = true;
-      }
-      if (n >= (ssize_t)(vnet_len + 14)) {
-        size_t have = (size_t)n < r->big_len ? (size_t)n : r->big_len;
-        fill_frame(&w, count, r->big + vnet_len, vnet_len ? r->big : NULL, (uint32_t)(have - vnet_len),
-                   (uint32_t)((size_t)n - vnet_len), st, h2->tp_vlan_tci, h2->tp_vlan_tpid);
-      } else {
-        fill_frame(&w, count, frame, vnet_len ? frame - vnet_len : NULL, h2->tp_snaplen, h2->tp_len, st, h2->tp_vlan_tci,
-                   h2->tp_vlan_tpid);
-      }
-      count++;
+    ssize_t n = -1;
+    if (st & TP_STATUS_COPY) {
+      n = recv(r->fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
+      big_used = true;
     }
+    if (take_frame_v2(&w, base, st, count, n, r->big_len)) count++;
     __atomic_store_n(&h2->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     r->cur_frame = (r->cur_frame + 1) % r->frame_nr;
   }
@@ -901,6 +913,43 @@ static napi_value walk_block(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// walkFramesV2(area, frameSize, vnet, slotSize, frames, meta): reads the TPACKET_V2 frame slots
+// of `area` (frameSize bytes each) that the kernel marked TP_STATUS_USER, with the code the ring
+// uses (no socket: a TP_STATUS_COPY frame keeps its cut ring copy). Golden-byte unit tests.
+static napi_value walk_frames_v2(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  void *adata = NULL, *fdata = NULL, *mdata = NULL;
+  size_t alen = 0, flen = 0, mlen = 0;
+  napi_typedarray_type t1, t2, t3;
+  bool vnet = false;
+  uint32_t fsize = 0, slot = 0;
+  if (argc < 6 || napi_get_typedarray_info(env, argv[0], &t1, &alen, &adata, NULL, NULL) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &fsize) != napi_ok || napi_get_value_bool(env, argv[2], &vnet) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &slot) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &t2, &flen, &fdata, NULL, NULL) != napi_ok ||
+      napi_get_typedarray_info(env, argv[5], &t3, &mlen, &mdata, NULL, NULL) != napi_ok || t1 != napi_uint8_array ||
+      t2 != napi_uint8_array || t3 != napi_uint32_array || slot < 64 || fsize < 128) {
+    throw_code(env, "EINVAL", "walkFramesV2(area: Buffer, frameSize, vnet: boolean, slotSize, frames: Buffer, meta: Uint32Array)");
+    return NULL;
+  }
+  uint32_t batch = (uint32_t)(flen / slot);
+  if (mlen / META_WORDS < batch) batch = (uint32_t)(mlen / META_WORDS);
+  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, NULL};
+  uint32_t count = 0;
+  for (size_t off = 0; off + fsize <= alen && count < batch; off += fsize) {
+    const uint8_t* base = (const uint8_t*)adata + off;
+    const struct tpacket2_hdr* h2 = (const struct tpacket2_hdr*)base;
+    if ((h2->tp_status & TP_STATUS_USER) == 0) continue;
+    if (h2->tp_mac + h2->tp_snaplen > fsize || h2->tp_snaplen > slot) continue;  // a golden slot that lies
+    if (take_frame_v2(&w, base, h2->tp_status, count, -1, 0)) count++;
+  }
+  napi_value out;
+  napi_create_uint32(env, count, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value cls, v;
   napi_property_descriptor props[] = {
@@ -919,5 +968,7 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "walkBlock", NAPI_AUTO_LENGTH, walk_block, NULL, &fn);
   napi_set_named_property(env, exports, "walkBlock", fn);
+  napi_create_function(env, "walkFramesV2", NAPI_AUTO_LENGTH, walk_frames_v2, NULL, &fn);
+  napi_set_named_property(env, exports, "walkFramesV2", fn);
   return exports;
 }

@@ -652,6 +652,11 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     int thresh = 1;
     if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &thresh, sizeof thresh) != 0)
       step = "PACKET_COPY_THRESH";
+    // Those copies count against the receive buffer (the kernel makes none once it is full):
+    // room for a burst of 64 KiB super-frames. FORCE needs CAP_NET_ADMIN; else up to rmem_max.
+    int rcvbuf = 8 << 20;
+    if (step == NULL && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+      (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req2, sizeof req2) != 0) step = "PACKET_RX_RING";
   } else if (step == NULL && setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) {
     step = "PACKET_RX_RING";

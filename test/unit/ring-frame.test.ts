@@ -43,6 +43,16 @@ interface GoldenFrame {
   vnet?: { flags: number; gsoType: number; hdrLen: number; gsoSize: number; csumStart: number; csumOffset: number };
 }
 
+/** The virtio_net_hdr the kernel writes in front of a frame (host order, little-endian here). */
+function writeVnet(buf: Buffer, at: number, v: NonNullable<GoldenFrame['vnet']>): void {
+  buf[at] = v.flags;
+  buf[at + 1] = v.gsoType;
+  buf.writeUInt16LE(v.hdrLen, at + 2);
+  buf.writeUInt16LE(v.gsoSize, at + 4);
+  buf.writeUInt16LE(v.csumStart, at + 6);
+  buf.writeUInt16LE(v.csumOffset, at + 8);
+}
+
 /** A retired block holding the frames, each at a 16-byte aligned offset as the kernel packs them. */
 function goldenBlock(frames: GoldenFrame[], vnet: boolean): Buffer {
   const block = Buffer.alloc(128 * 1024);
@@ -65,15 +75,7 @@ function goldenBlock(frames: GoldenFrame[], vnet: boolean): Buffer {
       block.writeUInt16LE(f.vlan.tpid, off + H3_TPID);
     }
     block[off + SLL_PKTTYPE] = f.pkttype ?? PACKET_HOST;
-    if (vnet && f.vnet) {
-      const v = off + mac - 10;
-      block[v] = f.vnet.flags;
-      block[v + 1] = f.vnet.gsoType;
-      block.writeUInt16LE(f.vnet.hdrLen, v + 2);
-      block.writeUInt16LE(f.vnet.gsoSize, v + 4);
-      block.writeUInt16LE(f.vnet.csumStart, v + 6);
-      block.writeUInt16LE(f.vnet.csumOffset, v + 8);
-    }
+    if (vnet && f.vnet) writeVnet(block, off + mac - 10, f.vnet);
     f.frame.copy(block, off + mac);
     off += total;
   });
@@ -205,15 +207,7 @@ function goldenSlots(frames: (GoldenFrame | null)[], vnet: boolean): Buffer {
       area.writeUInt16LE(f.vlan.tpid, off + H2_TPID);
     }
     area[off + SLL2_PKTTYPE] = f.pkttype ?? PACKET_HOST;
-    if (vnet && f.vnet) {
-      const v = off + mac - 10;
-      area[v] = f.vnet.flags;
-      area[v + 1] = f.vnet.gsoType;
-      area.writeUInt16LE(f.vnet.hdrLen, v + 2);
-      area.writeUInt16LE(f.vnet.gsoSize, v + 4);
-      area.writeUInt16LE(f.vnet.csumStart, v + 6);
-      area.writeUInt16LE(f.vnet.csumOffset, v + 8);
-    }
+    if (vnet && f.vnet) writeVnet(area, off + mac - 10, f.vnet);
     f.frame.copy(area, off + mac);
   });
   return area;

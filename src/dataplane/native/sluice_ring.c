@@ -26,6 +26,7 @@
 // Nothing here allocates per packet; nothing calls JS per packet.
 
 #include <node_api.h>
+#include "sluice_napi.h"
 #include <uv.h>
 #include <pcap/pcap.h>
 
@@ -78,79 +79,14 @@
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static void throw_code(napi_env env, const char* code, const char* fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_error(env, code, msg);
-}
-
-static bool get_string(napi_env env, napi_value obj, const char* name, char* out, size_t cap) {
+// Reads obj[name] as a string into out (cap bytes with the NUL).
+static bool get_named_string(napi_env env, napi_value obj, const char* name, char* out, size_t cap) {
   napi_value v;
-  napi_valuetype t = napi_undefined;
-  if (napi_get_named_property(env, obj, name, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok ||
-      t != napi_string) {
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) {
     throw_code(env, "EINVAL", "option %s must be a string", name);
     return false;
   }
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len + 1 > cap) {
-    throw_code(env, "EINVAL", "option %s is too long (max %zu bytes)", name, cap - 1);
-    return false;
-  }
-  napi_get_value_string_utf8(env, v, out, cap, &len);
-  return true;
-}
-
-static bool get_u32(napi_env env, napi_value obj, const char* name, uint32_t def, uint32_t* out) {
-  bool has = false;
-  *out = def;
-  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return true;
-  napi_value v;
-  napi_valuetype t;
-  napi_get_named_property(env, obj, name, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return true;
-  double d;
-  if (t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
-      d != (double)(uint32_t)d) {
-    throw_code(env, "EINVAL", "option %s must be a non-negative integer", name);
-    return false;
-  }
-  *out = (uint32_t)d;
-  return true;
-}
-
-static void delete_ref(napi_env env, napi_ref* r) {
-  if (*r != NULL) {
-    napi_delete_reference(env, *r);
-    *r = NULL;
-  }
-}
-
-static void set_number(napi_env env, napi_value obj, const char* name, double value) {
-  napi_value v;
-  napi_create_double(env, value, &v);
-  napi_set_named_property(env, obj, name, v);
-}
-
-static bool take_exception(napi_env env, napi_value* exc) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) return false;
-  return napi_get_and_clear_last_exception(env, exc) == napi_ok;
-}
-
-static napi_value make_error(napi_env env, const char* code, const char* msg) {
-  napi_value c, m, e;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, c, m, &e);
-  return e;
+  return get_string(env, v, out, cap, name);
 }
 
 // Compiles a pcap-syntax filter to classic BPF (libpcap is only the compiler here).
@@ -554,13 +490,13 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   napi_value opts = argv[0];
   char device[IF_NAMESIZE + 1];
   char filter[8192];
-  if (!get_string(env, opts, "device", device, sizeof device) || !get_string(env, opts, "filter", filter, sizeof filter))
+  if (!get_named_string(env, opts, "device", device, sizeof device) || !get_named_string(env, opts, "filter", filter, sizeof filter))
     return NULL;
   uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size;
-  if (!get_u32(env, opts, "batchSize", 256, &batch) || !get_u32(env, opts, "slotSize", 10240, &slot) ||
-      !get_u32(env, opts, "blockSize", 1u << 18, &block_size) || !get_u32(env, opts, "blockCount", 128, &block_count) ||
-      !get_u32(env, opts, "retireMs", 1, &retire_ms) || !get_u32(env, opts, "vnetHeader", 1, &vnet_req) ||
-      !get_u32(env, opts, "version", 3, &version) || !get_u32(env, opts, "frameSize", 2048, &frame_size))
+  if (!get_opt_u32(env, opts, "batchSize", 256, &batch) || !get_opt_u32(env, opts, "slotSize", 10240, &slot) ||
+      !get_opt_u32(env, opts, "blockSize", 1u << 18, &block_size) || !get_opt_u32(env, opts, "blockCount", 128, &block_count) ||
+      !get_opt_u32(env, opts, "retireMs", 1, &retire_ms) || !get_opt_u32(env, opts, "vnetHeader", 1, &vnet_req) ||
+      !get_opt_u32(env, opts, "version", 3, &version) || !get_opt_u32(env, opts, "frameSize", 2048, &frame_size))
     return NULL;
   long page = sysconf(_SC_PAGESIZE);
   if (batch == 0 || batch > MAX_BATCH || slot < 64 || slot > MAX_SLOT) {

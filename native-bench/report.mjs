@@ -13,11 +13,12 @@ if (!runDir || !outFile) {
   process.exit(2);
 }
 
-const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceCap', 'sluiceNoMptcp'];
+const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceRing', 'sluiceCap', 'sluiceNoMptcp'];
 const CASE_LABEL = {
   kernel: 'kernel IP forwarding (ip_forward=1)',
   cref: 'C libpcap reference forwarder',
   sluice: 'Sluice, capture engine "batch"',
+  sluiceRing: 'Sluice, capture engine "ring"',
   sluiceCap: 'Sluice, capture engine "cap"',
   sluiceNoMptcp: 'Sluice, "batch", MPTCP steering off',
 };
@@ -158,6 +159,7 @@ const pps = (name) => cases[name]?.pps ?? null;
 const ratios = {
   sluiceVsCref: ratio(pps('sluice'), pps('cref')),
   sluiceCapVsCref: ratio(pps('sluiceCap'), pps('cref')),
+  sluiceRingVsCref: ratio(pps('sluiceRing'), pps('cref')),
   mptcpOnVsOff: ratio(pps('sluice'), pps('sluiceNoMptcp')),
   crefVsKernel: ratio(pps('cref'), pps('kernel')),
   sluiceVsKernel: ratio(pps('sluice'), pps('kernel')),
@@ -166,6 +168,7 @@ const ratios = {
   perCore: {
     sluiceVsCref: ratio(cases.sluice?.ppsPerForwarderCore, cases.cref?.ppsPerForwarderCore),
     sluiceCapVsCref: ratio(cases.sluiceCap?.ppsPerForwarderCore, cases.cref?.ppsPerForwarderCore),
+    sluiceRingVsCref: ratio(cases.sluiceRing?.ppsPerForwarderCore, cases.cref?.ppsPerForwarderCore),
   },
 };
 
@@ -244,13 +247,13 @@ for (const name of CASE_ORDER) {
 console.log(
   `ratios: sluice/cref ${ratios.sluiceVsCref ?? '-'} (bar >= ${BAR.sluiceVsCref}: ` +
     `${result.bar.met == null ? 'not measured' : result.bar.met ? 'met' : 'NOT met'}), ` +
-    `sluiceCap/cref ${ratios.sluiceCapVsCref ?? '-'}, cref/kernel ${ratios.crefVsKernel ?? '-'}`,
+    `sluiceRing/cref ${ratios.sluiceRingVsCref ?? '-'}, sluiceCap/cref ${ratios.sluiceCapVsCref ?? '-'}, cref/kernel ${ratios.crefVsKernel ?? '-'}`,
 );
 console.log(
   `per busy forwarder core: sluice/cref ${ratios.perCore.sluiceVsCref ?? '-'}, ` +
-    `sluiceCap/cref ${ratios.perCore.sluiceCapVsCref ?? '-'}`,
+    `sluiceRing/cref ${ratios.perCore.sluiceRingVsCref ?? '-'}, sluiceCap/cref ${ratios.perCore.sluiceCapVsCref ?? '-'}`,
 );
-const unsaturated = ['cref', 'sluice', 'sluiceCap'].filter(
+const unsaturated = ['cref', 'sluice', 'sluiceRing', 'sluiceCap'].filter(
   (n) => cases[n]?.saturatedRuns != null && cases[n].saturatedRuns < cases[n].usedRuns,
 );
 if (unsaturated.length) {

@@ -9,7 +9,7 @@
 #   BENCH_WARMUP=S       warm-up seconds before the window (default 2)
 #   BENCH_WINDOW=S       measurement window seconds (default 8)
 #   BENCH_REPEAT=N       measure every case N times, report the median (default 1)
-#   BENCH_CASES="..."    subset/order of: kernel cref sluice sluiceCap (default: all four)
+#   BENCH_CASES="..."    subset/order of: kernel cref sluice sluiceRing sluiceCap (default: all five)
 #   BENCH_RATE=PPS       generator rate limit, 0 = as fast as it can (default 0)
 #   BENCH_FLOWS=N        distinct UDP source ports (flows) the generator cycles over (default 1024)
 #   BENCH_GEN_BATCH=N    frames per sendmmsg call (default 64)
@@ -35,7 +35,7 @@ if [[ "${BENCH_QUICK:-0}" == 1 ]]; then WARMUP_DEFAULT=1; WINDOW_DEFAULT=3; else
 WARMUP=${BENCH_WARMUP:-$WARMUP_DEFAULT}
 WINDOW=${BENCH_WINDOW:-$WINDOW_DEFAULT}
 REPEAT=${BENCH_REPEAT:-1}
-CASES=${BENCH_CASES:-"kernel cref sluice sluiceCap"}
+CASES=${BENCH_CASES:-"kernel cref sluice sluiceRing sluiceCap"}
 # udp (64-byte UDP to :53) or tcp (66-byte pure ACKs with timestamps to :80, the common
 # mid-connection packet; with the case sluiceNoMptcp it measures what MPTCP steering costs).
 PROTO=${BENCH_PROTO:-udp}
@@ -61,7 +61,7 @@ BUFFER_MIB=32
 [[ "$RATE" =~ ^[0-9]+$ ]] || die "BENCH_RATE must be a whole number of pps (0 = max)"
 [[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
 for c in $CASES; do
-  case "$c" in kernel|cref|sluice|sluiceCap|sluiceNoMptcp) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
+  case "$c" in kernel|cref|sluice|sluiceRing|sluiceCap|sluiceNoMptcp) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
 done
 (( WARMUP + WINDOW <= 600 )) || die "warm-up + window must be <= 600 s"
 
@@ -531,6 +531,7 @@ for (( r = 1; r <= REPEAT; r++ )); do
       kernel) run_kernel "$r" ;;
       cref) run_cref "$r" ;;
       sluice) run_sluice sluice "$r" batch ;;
+      sluiceRing) run_sluice sluiceRing "$r" ring ;;
       sluiceCap) run_sluice sluiceCap "$r" cap ;;
       sluiceNoMptcp) run_sluice sluiceNoMptcp "$r" batch false ;;
     esac

@@ -17,7 +17,7 @@ packages=(
   python3            # node-gyp; the lab's IPIP decapsulator and MPTCP peers
   iproute2           # ip netns/link/route/neigh/mptcp: the lab and next-hop resolution
   nftables           # tests drop chosen packets with nft rules
-  ethtool            # the lab turns segmentation offloads off on capture interfaces
+  ethtool            # the benchmark lab turns GRO/GSO off on the libpcap forwarders' interfaces; tests read offload settings
   iputils-ping
   procps             # sysctl
   tcpdump

@@ -25,7 +25,6 @@ import {
   listNamespaces,
   listNamespacesSync,
   nsRun,
-  nsSh,
   run,
   sleep,
   sysctl,
@@ -173,7 +172,6 @@ export const DEFAULT_PORTS: LabPorts = { http: 80, echo: 7, udp: 53 };
 const MAX_BACKENDS = 200;
 const MAX_BALANCERS = 6;
 const CLIENT_PATH2_TABLE = 102;
-const ETHTOOL_FLAGS = ['tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off'];
 
 // ---- cleanup hooks for every live lab ----------------------------------------------------
 const liveLabs = new Set<Lab>();
@@ -400,7 +398,6 @@ export class Lab {
     await Promise.all(this.namespaces.map((ns) => sysctl(ns, this.#baseSysctls(ns))));
 
     const v6 = this.ipv6;
-    const veths: [string, string][] = []; // [ns, ifname] for ethtool
     const cl = this.clientNs;
     const rt = this.routerNs;
     const sw = this.switchNs;
@@ -408,26 +405,21 @@ export class Lab {
     // Links, created from the namespace of one end straight into the other's (never in the host's).
     const links: Promise<void>[] = [];
     const rtLinks = [`link add ${this.#rtClientIf} type veth peer name ${this.#clientIf} netns ${cl}`, `link add ${this.#rtSegIf} type veth peer name ${this.#swRouterPort} netns ${sw}`];
-    veths.push([rt, this.#rtClientIf], [cl, this.#clientIf], [rt, this.#rtSegIf], [sw, this.#swRouterPort]);
     if (this.clientPaths === 2) {
       rtLinks.push(`link add ${this.#rtClientIf2} type veth peer name ${this.#clientIf2} netns ${cl}`);
-      veths.push([rt, this.#rtClientIf2], [cl, this.#clientIf2]);
     }
     for (const b of this.#balancers) {
       if (b.ingress) {
         rtLinks.push(`link add ${b.ingress.rtIf} type veth peer name ${LB_INGRESS_IF} netns ${b.ns}`);
-        veths.push([rt, b.ingress.rtIf], [b.ns, LB_INGRESS_IF]);
       }
     }
     links.push(ipBatch(rt, rtLinks));
     const swLinks = [`link add ${this.bridge} type bridge forward_delay 0 stp_state 0 mcast_snooping 0`];
     for (const b of this.#balancers) {
       swLinks.push(`link add ${b.swPort} type veth peer name ${LB_SEGMENT_IF} netns ${b.ns}`);
-      veths.push([sw, b.swPort], [b.ns, LB_SEGMENT_IF]);
     }
     for (const b of this.#backends.values()) {
       swLinks.push(`link add ${b.swPort} type veth peer name ${b.ifName} netns ${b.ns}`);
-      veths.push([sw, b.swPort], [b.ns, b.ifName]);
     }
     links.push(ipBatch(sw, swLinks));
     await Promise.all(links);
@@ -487,10 +479,10 @@ export class Lab {
     for (const b of this.#backends.values()) cfgs.push(ipBatch(b.ns, this.#backendCfg(b)));
     await Promise.all(cfgs);
 
-    // Offloads off on every veth; per-interface sysctls that need the interface to exist.
-    const byNs = new Map<string, string[]>();
-    for (const [ns, ifn] of veths) byNs.set(ns, [...(byNs.get(ns) ?? []), ifn]);
-    await Promise.all([...byNs.entries()].map(([ns, ifs]) => this.#ethtool(ns, ifs)));
+    // Every veth keeps the kernel's default offloads (checksum offload, TSO/GSO), the balancer's
+    // included: clients send partial checksums and GSO super-frames as real hosts, containers and
+    // VMs do, and the README asks operators to change nothing on the capture interface for the
+    // default (ring) engine. Per-interface sysctls that need the interface to exist:
     await Promise.all([...this.#backends.values()].map((b) => sysctl(b.ns, this.#backendIfSysctls(b))));
 
     await this.#readMacs(this.namespaces);
@@ -597,11 +589,6 @@ export class Lab {
     }
     if (this.clientPaths === 2) cfg.push('mptcp limits set subflows 4 add_addr_accepted 2');
     return cfg;
-  }
-
-  async #ethtool(ns: string, ifs: string[]): Promise<void> {
-    const script = ifs.map((i) => `ethtool -K ${i} ${ETHTOOL_FLAGS.join(' ')} >/dev/null`).join('\n');
-    await nsSh(ns, script);
   }
 
   async #readMacs(namespaces: string[]): Promise<void> {
@@ -889,7 +876,6 @@ export class Lab {
     await sysctl(b.ns, this.#baseSysctls(b.ns));
     await ipBatch(sw, [`link add ${b.swPort} type veth peer name ${b.ifName} netns ${b.ns}`, `link set ${b.swPort} mtu ${this.segmentMtu} master ${this.bridge} up`]);
     await ipBatch(b.ns, this.#backendCfg(b));
-    await Promise.all([this.#ethtool(sw, [b.swPort]), this.#ethtool(b.ns, [b.ifName])]);
     await sysctl(b.ns, this.#backendIfSysctls(b));
     await this.#readMacs([b.ns, sw]);
     if (this.withServers) await this.startServer(i);

@@ -44,7 +44,7 @@ export const CONFIG_DEFAULTS = {
   tableSize: SERVICE_DEFAULTS.tableSize,
   weight: BACKEND_DEFAULTS.weight,
   flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
-  capture: { engine: 'batch' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
+  capture: { engine: 'ring' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
   safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
   metrics: { listen: '127.0.0.1:9180' },
   admin: { socket: DEFAULT_ADMIN_SOCKET, socketMode: '0660', readers: 'group' as 'anyone' | 'group' },

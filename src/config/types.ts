@@ -8,7 +8,7 @@ import type { AnnounceConfig } from '../announce/config.js';
  */
 export type Protocol = 'tcp' | 'udp';
 export type Forwarding = 'dsr-l2' | 'ipip';
-export type CaptureEngine = 'batch' | 'cap';
+export type CaptureEngine = 'ring' | 'batch' | 'cap';
 
 export interface BackendConfig {
   /** IPv4 or IPv6 address, canonical text form (packet/address.ts normalizeAddress, RFC 5952). */
@@ -60,7 +60,7 @@ export interface FlowTableConfig {
 }
 
 export interface CaptureConfig {
-  /** 'batch': Sluice's own batching addon (default); 'cap': the stock cap package. */
+  /** 'ring': Sluice's own AF_PACKET ring (default; sees partial checksums, GSO, VLAN tags); 'batch': its libpcap batching addon; 'cap': the stock cap package. */
   engine: CaptureEngine;
   /** Kernel capture buffer in MiB. Default 32. */
   bufferMiB: number;

@@ -12,6 +12,8 @@ const TRUNCATED = 0x80000000;
  */
 export class BatchEngine implements CaptureEngine {
   readonly name = 'batch' as const;
+  /** libpcap does not pass TP_STATUS_CSUMNOTREADY on: partial checksums leave as they came. */
+  readonly seesChecksumStatus = false;
   readonly #opts: EngineOptions;
   readonly #rx: BatchCapture;
   readonly #tx: PacketTx;
@@ -63,6 +65,7 @@ export class BatchEngine implements CaptureEngine {
           fwd.countDrop(Drop.capture_truncated);
           continue;
         }
+        c[G.csumUnverifiable]++;
         const out = fwd.forward(rxSlots[i], len, txSlots[n], now);
         if (out > 0) txLengths[n++] = out;
       }

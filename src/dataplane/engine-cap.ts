@@ -13,6 +13,8 @@ const require = createRequire(import.meta.url);
  */
 export class CapEngine implements CaptureEngine {
   readonly name = 'cap' as const;
+  /** libpcap does not pass TP_STATUS_CSUMNOTREADY on: partial checksums leave as they came. */
+  readonly seesChecksumStatus = false;
   readonly #opts: EngineOptions;
   readonly #rx: CapType;
   readonly #tx: CapType;
@@ -51,6 +53,7 @@ export class CapEngine implements CaptureEngine {
         fwd.countDrop(Drop.capture_truncated);
         return;
       }
+      c[G.csumUnverifiable]++;
       const out = fwd.forward(rxBuf, nbytes, txBuf, Date.now());
       if (out === 0) return;
       try {

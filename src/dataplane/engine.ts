@@ -6,9 +6,18 @@ export interface CaptureStats {
   ifDropped: number;
 }
 
-/** A way of getting frames in and out: Sluice's batching addon or the stock cap package. */
+/** Capture engine names: Sluice's AF_PACKET ring (default), its libpcap batching addon, the stock cap package. */
+export type CaptureEngineName = 'ring' | 'batch' | 'cap';
+
+/** A way of getting frames in and out: Sluice's AF_PACKET ring, its libpcap batching addon or the stock cap package. */
 export interface CaptureEngine {
-  readonly name: 'batch' | 'cap';
+  readonly name: CaptureEngineName;
+  /**
+   * Whether the engine sees the kernel's per-frame checksum status (TP_STATUS_CSUMNOTREADY) and
+   * so can complete partial checksums. Engines that cannot (libpcap) count the frames they
+   * pass on unchecked in G.csumUnverifiable.
+   */
+  readonly seesChecksumStatus: boolean;
   start(): void;
   setFilter(filter: string): void;
   stats(): CaptureStats;

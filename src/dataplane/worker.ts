@@ -13,6 +13,7 @@ import type { DataplaneInit } from './contract/spec.js';
 import type { FlowRow, FromDataplane, OwnerEntry, ToDataplane } from './contract/messages.js';
 import { BatchEngine } from './engine-batch.js';
 import { CapEngine } from './engine-cap.js';
+import { RingEngine } from './engine-ring.js';
 
 let forwarder: Forwarder | null = null;
 let engine: CaptureEngine | null = null;
@@ -111,7 +112,7 @@ function start(init: DataplaneInit): void {
     bufferBytes: init.bufferBytes,
     batchSize: init.batchSize,
   };
-  engine = init.engine === 'cap' ? new CapEngine(opts) : new BatchEngine(opts);
+  engine = init.engine === 'cap' ? new CapEngine(opts) : init.engine === 'batch' ? new BatchEngine(opts) : new RingEngine(opts);
   engine.start();
   const fwd = forwarder;
   timers.push(setInterval(() => fwd.tick(Date.now(), SWEEP_SLOTS_PER_TICK), SWEEP_INTERVAL_MS));

@@ -99,6 +99,11 @@ export class Metrics {
     global('sluice_capture_dropped_total', 'Frames dropped because the capture buffer was full (libpcap ps_drop).', G.captureDropped, 'counter');
     global('sluice_capture_if_dropped_total', 'Frames dropped by the interface or driver (libpcap ps_ifdrop).', G.captureIfDropped, 'counter');
     global('sluice_capture_batches_total', 'Batches handed to JavaScript by the capture engine.', G.batches, 'counter');
+    global('sluice_checksums_completed_total', 'Frames whose partial TCP/UDP checksum (marked by the kernel) the ring engine completed.', G.csumCompleted, 'counter');
+    global('sluice_gso_frames_total', 'GSO super-frames the ring engine cut into segments.', G.gsoFrames, 'counter');
+    global('sluice_gso_segments_total', 'Segments cut from GSO super-frames.', G.gsoSegments, 'counter');
+    global('sluice_vlan_tags_restored_total', 'Frames whose VLAN tag the kernel stripped before capture and the ring engine put back for the forwarder.', G.vlanRestored, 'counter');
+    global('sluice_checksum_unverifiable_total', 'Frames passed on by an engine that cannot see the kernel checksum status (batch, cap).', G.csumUnverifiable, 'counter');
     global('sluice_dataplane_generation', 'Table generation the data plane is forwarding with.', G.generation, 'gauge');
     global('sluice_dataplane_resident_memory_bytes', 'Resident memory of the data-plane process.', G.dataplaneRssBytes, 'gauge');
     new Counter({

@@ -157,3 +157,24 @@ export function verifyTransportChecksum(
   sum = sumWords(buf, l4Off, l4Len, sum);
   return foldSum(sum) === 0xffff;
 }
+
+/**
+ * Completes a partial TCP/UDP checksum in place: what a NIC does for a frame the kernel handed
+ * it with CHECKSUM_PARTIAL (checksum offload). The frame is buf[off .. off+len); the checksum
+ * covers frame bytes [csumStart, len) and goes at csumStart + csumOffset, where the sender's
+ * kernel already stored the (uncomplemented) pseudo-header sum. Only call it for a frame the
+ * kernel marked as partial (TP_STATUS_CSUMNOTREADY / VIRTIO_NET_HDR_F_NEEDS_CSUM): the field of
+ * any other frame is a finished checksum, right or wrong, and must be left alone.
+ *
+ * Writes 0xffff for a computed 0, as the kernel does (a UDP 0 would read as "no checksum").
+ * Returns false and writes nothing when the offsets do not fit the frame.
+ */
+export function completePartialChecksum(buf: Uint8Array, off: number, len: number, csumStart: number, csumOffset: number): boolean {
+  if (csumStart < 0 || csumOffset < 0 || csumStart + csumOffset + 2 > len || off < 0 || off + len > buf.length) return false;
+  const start = off + csumStart;
+  let csum = ~foldSum(sumWords(buf, start, len - csumStart, 0)) & 0xffff;
+  if (csum === 0) csum = 0xffff;
+  buf[start + csumOffset] = csum >>> 8;
+  buf[start + csumOffset + 1] = csum & 0xff;
+  return true;
+}

@@ -37,6 +37,10 @@ export const DROP_REASONS = [
   'mptcp_join_unknown_token',
   // control plane (owner queries)
   'hold_overflow',
+  // capture engines (src/dataplane/engine-ring.ts)
+  'oversize_frame', // bigger than a slot and not a GSO frame that can be cut
+  'gso_unsupported', // a GSO frame of a type or shape that cannot be cut (UFO, inconsistent headers)
+  'bad_partial_checksum', // the kernel's checksum offsets do not fit the frame
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

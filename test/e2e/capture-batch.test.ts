@@ -1,5 +1,5 @@
 // Topology: two namespaces sl-cap<id>-a and sl-cap<id>-b joined by one veth pair (links named
-// like their namespaces), 10.251.0.1/30 on a and 10.251.0.2/30 on b, offloads off, IPv6 off,
+// like their namespaces), 10.251.0.1/30 on a and 10.251.0.2/30 on b, default offloads, IPv6 off,
 // static neighbours both ways. One agent process per namespace (fixtures/capture-agent.mjs,
 // run with `ip netns exec`) drives the compiled wrapper dist/src/dataplane/capture-batch.js:
 // b captures what a sends (dgram bursts and a PacketTx flood), then PacketTx frames go both
@@ -74,7 +74,6 @@ function buildLab(): { macA: string; macB: string } {
   ] as const) {
     sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     sh('ip', ['-n', ns, '-batch', '-'], `link set lo up\naddr add ${ip}/30 dev ${dev}\nlink set ${dev} up\n`);
-    sh('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off']);
   }
   const macA = linkMac(NS_A, IF_A);
   const macB = linkMac(NS_B, IF_B);

@@ -483,7 +483,7 @@ describe('parseConfig accepts', () => {
         },
       ],
       flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
-      capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
+      capture: { engine: 'ring', bufferMiB: 32, batchSize: 256 },
       safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
       metrics: { listen: '127.0.0.1:9180' },
       admin: { socket: '/run/sluice/admin.sock', socketMode: '0660', readers: 'group' },

@@ -11,7 +11,10 @@ import { DROPS_BASE, ENTITY, G, backendCounter } from '../../src/dataplane/contr
 import { FRAME_SLOT_BYTES } from '../../src/dataplane/contract/limits.js';
 import { TCP_ACK } from '../../src/packet/parsed-packet.js';
 import { buildFrame } from '../../src/packet/build.js';
-import { GOLDEN_CASES, MODES, NEVER_COUNTED, EGRESS_MAC, goldenSpec, ipipFrame, dsrFrame, type GoldenCase, type Mode } from '../fixtures/forward-golden.js';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DECIDED_BY_THE_RING_ENGINE, GOLDEN_CASES, MODES, NEVER_COUNTED, EGRESS_MAC, goldenSpec, ipipFrame, dsrFrame, type GoldenCase, type Mode } from '../fixtures/forward-golden.js';
 import { CLIENT4, VIP4 } from '../fixtures/malformed-frames.js';
 
 const NOW = 1000;
@@ -84,8 +87,12 @@ describe('golden table coverage', () => {
   it('every drop reason has a case that earns it (or is listed as never counted, with the case that shows it)', () => {
     const earned = new Set<string>();
     for (const c of GOLDEN_CASES) for (const o of Object.values(c.expect)) if (o.action === 'drop') earned.add(o.reason);
-    const missing = DROP_REASONS.filter((r) => r !== 'ok' && !earned.has(r) && NEVER_COUNTED[r] === undefined);
+    const missing = DROP_REASONS.filter((r) => r !== 'ok' && !earned.has(r) && NEVER_COUNTED[r] === undefined && DECIDED_BY_THE_RING_ENGINE[r] === undefined);
     expect(missing).toEqual([]);
+    const ringEngine = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'dataplane', 'engine-ring.ts'), 'utf8');
+    for (const reason of Object.keys(DECIDED_BY_THE_RING_ENGINE)) {
+      expect(ringEngine, `${reason} is listed as decided by the ring engine, which never counts it`).toContain(`countDrop(Drop.${reason})`);
+    }
     for (const [reason, caseName] of Object.entries(NEVER_COUNTED)) {
       expect(earned.has(reason), `${reason} is listed as never counted but a case earns it`).toBe(false);
       const shown = GOLDEN_CASES.find((c) => c.name === caseName);

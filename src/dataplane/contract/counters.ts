@@ -41,6 +41,16 @@ export const G = {
   ownerHits: 32,
   ownerMisses: 33,
   flowsPublished: 34,
+  // Capture engines: what the kernel's frame status made them do (ring engine), or could not.
+  /** Frames whose partial L4 checksum (TP_STATUS_CSUMNOTREADY) the engine completed. */
+  csumCompleted: 40,
+  /** GSO super-frames cut into segments, and the segments they made. */
+  gsoFrames: 41,
+  gsoSegments: 42,
+  /** Frames whose VLAN tag the kernel stripped and the ring engine put back before the forwarder. */
+  vlanRestored: 43,
+  /** Frames an engine that cannot see the kernel's checksum status passed on unchecked (batch, cap). */
+  csumUnverifiable: 44,
 } as const;
 export const GLOBAL_COUNT = 48;
 

@@ -55,7 +55,7 @@ export interface DataplaneSpec {
 }
 
 export interface DataplaneInit {
-  engine: 'batch' | 'cap';
+  engine: 'ring' | 'batch' | 'cap';
   interface: string;
   egressInterface: string;
   bufferBytes: number;

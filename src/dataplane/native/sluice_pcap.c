@@ -13,6 +13,7 @@
 // Nothing here allocates per packet; nothing calls JS per packet.
 
 #include <node_api.h>
+#include "sluice_napi.h"
 #include <uv.h>
 #include <pcap/pcap.h>
 
@@ -44,81 +45,6 @@
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-static void throw_code(napi_env env, const char* code, const char* fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_error(env, code, msg);
-}
-
-// On a failed napi call: keep a pending JS exception, else throw one naming the call.
-#define NAPI_OR_RETURN(env, call, ret)                                                     \
-  do {                                                                                     \
-    if ((call) != napi_ok) {                                                               \
-      const napi_extended_error_info* info_ = NULL;                                        \
-      napi_get_last_error_info((env), &info_);                                             \
-      throw_code((env), "ENAPI", "%s failed: %s", #call,                                   \
-                 info_ && info_->error_message ? info_->error_message : "unknown");        \
-      return (ret);                                                                        \
-    }                                                                                      \
-  } while (0)
-
-static bool get_string(napi_env env, napi_value v, char* out, size_t cap, const char* what) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) {
-    throw_code(env, "EINVAL", "%s must be a string", what);
-    return false;
-  }
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len + 1 > cap) {
-    throw_code(env, "EINVAL", "%s is too long (max %zu bytes)", what, cap - 1);
-    return false;
-  }
-  napi_get_value_string_utf8(env, v, out, cap, &len);
-  return true;
-}
-
-// Reads opts[name] as a non-negative integer; missing/undefined -> def.
-static bool get_opt_u32(napi_env env, napi_value obj, const char* name, uint32_t def, uint32_t* out) {
-  bool has = false;
-  *out = def;
-  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return true;
-  napi_value v;
-  napi_valuetype t;
-  napi_get_named_property(env, obj, name, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return true;
-  double d;
-  if (t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
-      d != (double)(uint32_t)d) {
-    throw_code(env, "EINVAL", "option %s must be a non-negative integer", name);
-    return false;
-  }
-  *out = (uint32_t)d;
-  return true;
-}
-
-static bool get_opt_bool(napi_env env, napi_value obj, const char* name, bool def, bool* out) {
-  bool has = false;
-  *out = def;
-  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return true;
-  napi_value v;
-  napi_valuetype t;
-  napi_get_named_property(env, obj, name, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return true;
-  if (t != napi_boolean) {
-    throw_code(env, "EINVAL", "option %s must be a boolean", name);
-    return false;
-  }
-  napi_get_value_bool(env, v, out);
-  return true;
-}
-
 // frames: a Buffer/Uint8Array of at least batch*slot bytes; lengths: a Uint32Array of >= batch.
 static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint32_t batch,
                       uint32_t slot, uint8_t** fp, uint32_t** lp) {
@@ -146,21 +72,6 @@ static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint3
   }
   *lp = (uint32_t*)data;
   return true;
-}
-
-static void delete_ref(napi_env env, napi_ref* r) {
-  if (*r != NULL) {
-    napi_delete_reference(env, *r);
-    *r = NULL;
-  }
-}
-
-static napi_value make_error(napi_env env, const char* code, const char* msg) {
-  napi_value c, m, e;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, c, m, &e);
-  return e;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,14 +178,6 @@ static void copy_frame(u_char* user, const struct pcap_pkthdr* hdr, const u_char
   memcpy(c->frames + (size_t)i * c->slot, bytes, len);
   c->lengths[i] = len | flag;
   c->count = i + 1;
-}
-
-// Takes a pending exception (if any) off the env.
-static bool take_exception(napi_env env, napi_value* exc) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) return false;
-  return napi_get_and_clear_last_exception(env, exc) == napi_ok;
 }
 
 static void remember_error(capture_t* c, napi_env env, napi_value err) {
@@ -587,12 +490,6 @@ static napi_value capture_set_filter(napi_env env, napi_callback_info info) {
     throw_code(env, "EFILTER", "cannot install capture filter \"%s\": %s", filter, pcap_geterr(c->pcap));
   }
   return NULL;
-}
-
-static void set_number(napi_env env, napi_value obj, const char* name, double value) {
-  napi_value v;
-  napi_create_double(env, value, &v);
-  napi_set_named_property(env, obj, name, v);
 }
 
 static napi_value capture_stats(napi_env env, napi_callback_info info) {

@@ -9,7 +9,7 @@ import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY
 import { DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
-import { IPPROTO_TCP, TCP_SYN } from '../packet/parsed-packet.js';
+import { FRAG_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TCP_SYN } from '../packet/parsed-packet.js';
 import { copyFlowKey } from '../hash/murmur3.js';
 import { MptcpInfo } from '../packet/mptcp-options.js';
 import {
@@ -270,6 +270,9 @@ export class Forwarder {
 
     const reason = parseFrame(rx, len, p);
     if (reason !== Drop.ok) return this.#drop(reason);
+    // Fragments and ICMP are parsed but not yet steered (issue 9): dropped under their old names.
+    if (p.fragment !== FRAG_NONE) return this.#drop(p.ipVersion === 4 ? Drop.ipv4_fragment : Drop.ipv6_fragment);
+    if (p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) return this.#drop(Drop.unsupported_protocol);
 
     const sid = this.#services.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, p.dstPort);
     if (sid < 0) return this.#drop(Drop.no_service);

@@ -37,6 +37,13 @@ export const DROP_REASONS = [
   'mptcp_join_unknown_token',
   // control plane (owner queries)
   'hold_overflow',
+  // parse, appended with IPv4 options, IPv6 extension headers, fragments and ICMP (src/packet/parse.ts)
+  'bad_ipv4_options',
+  'bad_ipv6_extension_header',
+  'ipv6_extension_chain_too_long',
+  'fragment_too_short',
+  'truncated_icmp',
+  'bad_icmp_quote',
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

@@ -7,7 +7,7 @@
  * path touches is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
-import { IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';
+import { FRAG_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';
 import { parseFrame } from '../packet/parse.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
 import { MptcpInfo } from '../packet/mptcp-options.js';
@@ -156,6 +156,9 @@ export class Forwarder {
     // parse
     const reason = parseFrame(rx, len, p);
     if (reason !== Drop.ok) return this.#drop(reason);
+    // Fragments and ICMP are parsed but not steered yet: dropped under their own names.
+    if (p.fragment !== FRAG_NONE) return this.#drop(p.ipVersion === 4 ? Drop.ipv4_fragment : Drop.ipv6_fragment);
+    if (p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) return this.#drop(Drop.unsupported_protocol);
     // match
     const sid = this.#match.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, p.dstPort);
     if (sid < 0) return this.#drop(Drop.no_service);

@@ -41,6 +41,13 @@ export const DROP_REASONS = [
   'oversize_frame', // bigger than a slot and not a GSO frame that can be cut
   'gso_unsupported', // a GSO frame of a type or shape that cannot be cut (UFO, inconsistent headers)
   'bad_partial_checksum', // the kernel's checksum offsets do not fit the frame
+  // parse, appended with IPv4 options, IPv6 extension headers, fragments and ICMP (src/packet/parse.ts)
+  'bad_ipv4_options',
+  'bad_ipv6_extension_header',
+  'ipv6_extension_chain_too_long',
+  'fragment_too_short',
+  'truncated_icmp',
+  'bad_icmp_quote',
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

@@ -1,12 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { parseFrame } from '../../src/packet/parse.js';
-import { ParsedPacket } from '../../src/packet/parsed-packet.js';
+import { FRAG_FIRST, FRAG_LATER, FRAG_NONE, ParsedPacket } from '../../src/packet/parsed-packet.js';
 import { DROP_REASONS, Drop } from '../../src/packet/drop-reasons.js';
-import { buildFrameDetailed } from '../../src/packet/build.js';
-import { MALFORMED_FRAMES, VALID_FRAMES, type ExpectedParse } from '../fixtures/malformed-frames.js';
+import { buildFrame, buildFrameDetailed } from '../../src/packet/build.js';
+import { formatAddress } from '../../src/packet/address.js';
 
-/** The reasons parseFrame may return: 'ok' through the last parse reason. */
-const PARSE_REASONS = DROP_REASONS.slice(0, Drop.bad_tcp_options + 1);
+const ipv6Text = (b: Uint8Array): string => formatAddress(b, 0, 16);
+import { CLIENT4, CLIENT6, CLIENT_PORT, MALFORMED_FRAMES, POLICY_FRAMES, UDP_PORT, VALID_FRAMES, VIP4, VIP6, type ExpectedParse } from '../fixtures/malformed-frames.js';
+
+/** The reasons parseFrame may return: 'ok' through the first parse block, and the appended parse block. */
+const PARSE_REASONS = new Set<string>([
+  ...DROP_REASONS.slice(0, Drop.bad_tcp_options + 1),
+  ...DROP_REASONS.slice(Drop.bad_ipv4_options, Drop.bad_icmp_quote + 1),
+]);
 
 function fields(p: ParsedPacket): ExpectedParse {
   return {
@@ -162,14 +168,18 @@ describe('parseFrame: fuzz', () => {
         got = parseFrame(f, len, p);
       }).not.toThrow();
       expect(Number.isInteger(got)).toBe(true);
-      expect(got >= 0 && got < PARSE_REASONS.length).toBe(true);
+      expect(PARSE_REASONS.has(DROP_REASONS[got])).toBe(true);
       seen.add(DROP_REASONS[got]);
       if (got === Drop.ok) {
         // A success never points outside what was captured.
         expect(p.payloadOffset + p.payloadLen).toBeLessThanOrEqual(len);
         expect(p.l3Offset + p.l3Length).toBeLessThanOrEqual(len);
-        expect(p.l4Offset).toBeGreaterThanOrEqual(p.l3Offset + 20);
-        expect([6, 17]).toContain(p.protocol);
+        if (p.fragment === FRAG_LATER) {
+          expect(p.l4Offset).toBe(0);
+        } else {
+          expect(p.l4Offset).toBeGreaterThanOrEqual(p.l3Offset + 20);
+          expect([6, 17, 1, 58]).toContain(p.protocol);
+        }
       }
       // Bytes past len must not matter.
       f.fill(0x5a, Math.min(len, f.length));
@@ -178,5 +188,103 @@ describe('parseFrame: fuzz', () => {
     // The fuzz reached both success and many different drops, so it exercised the parser.
     expect(seen.has('ok')).toBe(true);
     expect(seen.size).toBeGreaterThanOrEqual(12);
+  });
+});
+
+describe('parseFrame: fragments', () => {
+  const payload = Buffer.alloc(40, 7);
+  // A UDP datagram of 8 + 40 bytes cut after 24 bytes (3 units of 8): the first fragment.
+  const whole4 = buildFrameDetailed({ ipv4: { src: CLIENT4, dst: VIP4, id: 0x4242 }, udp: { sport: CLIENT_PORT, dport: UDP_PORT }, payload });
+  const udpBytes = whole4.frame.subarray(whole4.l4Offset);
+  it.each([
+    {
+      name: 'IPv4 first fragment: ports read, UDP length describes the whole datagram',
+      frame: buildFrame({ ipv4: { src: CLIENT4, dst: VIP4, id: 0x4242, flags: 0b001 }, raw: { protocol: 17, bytes: udpBytes.subarray(0, 24) } }),
+      want: { fragment: FRAG_FIRST, fragOffset: 0, fragMore: 1, fragId: 0x4242, srcPort: CLIENT_PORT, dstPort: UDP_PORT, protocol: 17, payloadLen: 16 },
+    },
+    {
+      name: 'IPv4 last fragment: no transport header, offset in bytes',
+      frame: buildFrame({ ipv4: { src: CLIENT4, dst: VIP4, id: 0x4242, flags: 0, fragOffset: 3 }, raw: { protocol: 17, bytes: udpBytes.subarray(24) } }),
+      want: { fragment: FRAG_LATER, fragOffset: 24, fragMore: 0, fragId: 0x4242, srcPort: 0, dstPort: 0, protocol: 17, payloadLen: 24 },
+    },
+    {
+      name: 'IPv6 first fragment behind a destination options header',
+      frame: buildFrame({
+        ipv6: { src: CLIENT6, dst: VIP6, extensionHeaders: [{ type: 60 }, { type: 44, data: Uint8Array.from([0, 1, 0xde, 0xad, 0xbe, 0xef]) }] },
+        raw: { protocol: 17, bytes: udpBytes.subarray(0, 24) },
+      }),
+      want: { fragment: FRAG_FIRST, fragOffset: 0, fragMore: 1, fragId: 0xdeadbeef, srcPort: CLIENT_PORT, dstPort: UDP_PORT, protocol: 17, payloadLen: 16 },
+    },
+    {
+      name: 'IPv6 later fragment: the walk stops at the fragment header',
+      frame: buildFrame({
+        ipv6: { src: CLIENT6, dst: VIP6, extensionHeaders: [{ type: 44, data: Uint8Array.from([0, 24, 0, 0, 0, 9]) }] },
+        raw: { protocol: 17, bytes: udpBytes.subarray(24) },
+      }),
+      want: { fragment: FRAG_LATER, fragOffset: 24, fragMore: 0, fragId: 9, srcPort: 0, dstPort: 0, protocol: 17, payloadLen: 24 },
+    },
+    {
+      name: 'IPv6 atomic fragment (offset 0, no more) is a whole packet',
+      frame: buildFrame({
+        ipv6: { src: CLIENT6, dst: VIP6, extensionHeaders: [{ type: 44, data: Uint8Array.from([0, 0, 0, 0, 0, 5]) }] },
+        udp: { sport: CLIENT_PORT, dport: UDP_PORT },
+        payload,
+      }),
+      want: { fragment: FRAG_NONE, fragOffset: 0, fragMore: 0, fragId: 5, srcPort: CLIENT_PORT, dstPort: UDP_PORT, protocol: 17, payloadLen: 40 },
+    },
+  ])('$name', ({ frame, want }) => {
+    const p = new ParsedPacket();
+    expect(DROP_REASONS[parseFrame(frame, frame.length, p)]).toBe('ok');
+    const { fragment, fragOffset, fragMore, fragId, srcPort, dstPort, protocol, payloadLen } = p;
+    expect({ fragment, fragOffset, fragMore, fragId, srcPort, dstPort, protocol, payloadLen }).toEqual(want);
+  });
+});
+
+describe('parseFrame: ICMP', () => {
+  // What a backend sent from the VIP to the client, as a router on the way back quotes it.
+  const reply4 = buildFrameDetailed({ ipv4: { src: VIP4, dst: CLIENT4 }, udp: { sport: UDP_PORT, dport: CLIENT_PORT }, payload: Buffer.alloc(100) });
+  const reply6 = buildFrameDetailed({ ipv6: { src: VIP6, dst: CLIENT6 }, udp: { sport: UDP_PORT, dport: CLIENT_PORT }, payload: Buffer.alloc(100) });
+  const quote4 = reply4.frame.subarray(reply4.l3Offset, reply4.l3Offset + 28);
+  const quote6 = reply6.frame.subarray(reply6.l3Offset, reply6.l3Offset + 48);
+  const icmp = (type: number, code: number, rest: number[], quote: Uint8Array): Uint8Array =>
+    Uint8Array.from([type, code, 0, 0, ...rest, ...quote]);
+  it.each([
+    {
+      name: 'IPv4 fragmentation needed quotes the reply: the inner tuple is the flow reversed',
+      frame: buildFrame({ ipv4: { src: '10.99.0.1', dst: VIP4 }, raw: { protocol: 1, bytes: icmp(3, 4, [0, 0, 0x05, 0x00], quote4) } }),
+      want: { icmpType: 3, icmpCode: 4, icmpId: 0, innerProtocol: 17, innerSrcPort: UDP_PORT, innerDstPort: CLIENT_PORT, inner: [VIP4, CLIENT4] },
+    },
+    {
+      name: 'IPv4 time exceeded',
+      frame: buildFrame({ ipv4: { src: '10.99.0.1', dst: VIP4 }, raw: { protocol: 1, bytes: icmp(11, 0, [0, 0, 0, 0], quote4) } }),
+      want: { icmpType: 11, icmpCode: 0, icmpId: 0, innerProtocol: 17, innerSrcPort: UDP_PORT, innerDstPort: CLIENT_PORT, inner: [VIP4, CLIENT4] },
+    },
+    {
+      name: 'ICMPv6 packet too big quotes the reply',
+      frame: buildFrame({ ipv6: { src: '2001:db8::1', dst: VIP6 }, raw: { protocol: 58, bytes: icmp(2, 0, [0, 0, 0x05, 0x00], quote6) } }),
+      want: { icmpType: 2, icmpCode: 0, icmpId: 0, innerProtocol: 17, innerSrcPort: UDP_PORT, innerDstPort: CLIENT_PORT, inner: [VIP6, CLIENT6] },
+    },
+    {
+      name: 'IPv4 echo request: identifier read, nothing quoted',
+      frame: buildFrame({ ipv4: { src: CLIENT4, dst: VIP4 }, raw: { protocol: 1, bytes: Uint8Array.from([8, 0, 0, 0, 0x12, 0x34, 0, 1]) } }),
+      want: { icmpType: 8, icmpCode: 0, icmpId: 0x1234, innerProtocol: 0, innerSrcPort: 0, innerDstPort: 0, inner: null },
+    },
+    {
+      name: 'ICMPv6 echo request',
+      frame: buildFrame({ ipv6: { src: CLIENT6, dst: VIP6 }, raw: { protocol: 58, bytes: Uint8Array.from([128, 0, 0, 0, 0x56, 0x78, 0, 1]) } }),
+      want: { icmpType: 128, icmpCode: 0, icmpId: 0x5678, innerProtocol: 0, innerSrcPort: 0, innerDstPort: 0, inner: null },
+    },
+  ])('$name', ({ frame, want }) => {
+    const p = new ParsedPacket();
+    expect(DROP_REASONS[parseFrame(frame, frame.length, p)]).toBe('ok');
+    const text = (off: number, len: number): string =>
+      len === 4 ? [...frame.subarray(off, off + 4)].join('.') : ipv6Text(frame.subarray(off, off + 16));
+    const inner = p.innerL3Offset === 0 ? null : [text(p.innerSrcAddrOffset, p.addrLen), text(p.innerDstAddrOffset, p.addrLen)];
+    const { icmpType, icmpCode, icmpId, innerProtocol, innerSrcPort, innerDstPort } = p;
+    expect({ icmpType, icmpCode, icmpId, innerProtocol, innerSrcPort, innerDstPort, inner }).toEqual(want);
+  });
+
+  it.each(POLICY_FRAMES)('$name parses (the forwarder decides what to do with it)', ({ frame }) => {
+    expect(DROP_REASONS[parseFrame(frame, frame.length, new ParsedPacket())]).toBe('ok');
   });
 });

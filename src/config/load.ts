@@ -56,7 +56,7 @@ export const CONFIG_DEFAULTS = {
   hashSeed: 0,
   tableSize: 65537,
   weight: 1,
-  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
+  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
   capture: { engine: 'batch' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
   safety: { allowHostForwarding: false, allowLocalVip: false },
   metrics: { listen: '127.0.0.1:9180' },

@@ -2,7 +2,7 @@ import { Drop } from '../packet/drop-reasons.js';
 import { ParsedPacket } from '../packet/parsed-packet.js';
 import { parseFrame } from '../packet/parse.js';
 import { flowHash } from '../hash/murmur3.js';
-import { FlowTable } from './flow-table.js';
+import { FLOW_KIND_CLOSING, FLOW_KIND_ESTABLISHED, FLOW_KIND_HALF_OPEN, FLOW_KIND_OTHER, FLOW_TOKEN_COLLIDED, FLOW_TOKEN_HELD, FLOW_TOKEN_NONE, FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
 import { AffinityTable, maskedSource } from './affinity-table.js';
 import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_BACKENDS, MAX_SERVICES } from './contract/limits.js';
@@ -35,6 +35,8 @@ export interface ForwarderOptions {
   tcpIdleMs: number;
   tcpClosingMs: number;
   udpIdleMs: number;
+  /** Idle timeout of a half-open TCP flow (only SYNs seen). Default 10 s. */
+  halfOpenIdleMs?: number;
   /** MPTCP token table capacity (entries). Default 262144. */
   tokenCapacity?: number;
   /** Client-affinity table capacity (entries). Default 262144. */
@@ -52,10 +54,6 @@ function fmix(h: number): number {
 
 /** How often a flow that holds an MPTCP token refreshes it (the token lives while any subflow does). */
 const TOKEN_TOUCH_MS = 1000;
-/** Per flow slot: no token learned yet, holds its connection's token, or its token collided (not retried). */
-const TOKEN_NONE = 0;
-const TOKEN_HELD = 1;
-const TOKEN_COLLIDED = 2;
 
 /** Owner queries in flight at once, frames held for them, and the longest a frame waits. */
 export const MAX_PENDING_QUERIES = 256;
@@ -90,10 +88,6 @@ export class Forwarder {
   readonly tokens: MptcpTokenTable;
   readonly #p = new ParsedPacket();
   readonly #mptcp = new MptcpInfo();
-  /** Per flow slot: the MPTCP token of its connection, if learned (reset whenever the slot is filled). */
-  readonly #flowHasToken: Uint8Array;
-  readonly #flowToken: Uint32Array;
-  readonly #flowTokenTouched: Float64Array;
   readonly #services = new ServiceTable(MAX_SERVICES);
 
   // Per service id.
@@ -165,12 +159,10 @@ export class Forwarder {
       tcpIdleMs: opts.tcpIdleMs,
       tcpClosingMs: opts.tcpClosingMs,
       udpIdleMs: opts.udpIdleMs,
+      halfOpenMs: opts.halfOpenIdleMs,
     });
     this.counters[G.flowCapacity] = this.flows.capacity;
     this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
-    this.#flowHasToken = new Uint8Array(this.flows.capacity);
-    this.#flowToken = new Uint32Array(this.flows.capacity);
-    this.#flowTokenTouched = new Float64Array(this.flows.capacity);
     this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);
     for (let i = 0; i < HOLD_SLOTS; i++) this.#holdViews.push(this.#hold.subarray(i * HOLD_SLOT_BYTES, (i + 1) * HOLD_SLOT_BYTES));
   }
@@ -241,6 +233,7 @@ export class Forwarder {
     this.#hasSrc6 = spec.encapSource6 !== null;
     if (spec.encapSource6) this.#src6.set(spec.encapSource6);
     this.#hashSeed = spec.hashSeed >>> 0;
+    this.flows.setHashSeed(this.#hashSeed);
     this.#generation = spec.generation;
     this.counters[G.generation] = spec.generation;
 
@@ -291,10 +284,7 @@ export class Forwarder {
         be = -1;
       } else {
         this.flows.touch(slot, nowMs, p.tcpFlags);
-        if (this.#flowHasToken[slot] === TOKEN_HELD && nowMs - this.#flowTokenTouched[slot] >= TOKEN_TOUCH_MS) {
-          this.tokens.touch(this.#flowToken[slot], nowMs);
-          this.#flowTokenTouched[slot] = nowMs;
-        }
+        if (this.flows.tokenRefreshDue(slot, nowMs, TOKEN_TOUCH_MS)) this.tokens.touch(this.flows.tokenOf(slot), nowMs);
       }
     }
     if (be < 0) {
@@ -335,9 +325,7 @@ export class Forwarder {
       }
       slot = this.flows.insert(rx, p, hash, nowMs, be, sid, this.#generation);
       this.flows.touch(slot, nowMs, p.tcpFlags);
-      this.#flowHasToken[slot] = token >= 0 ? TOKEN_HELD : TOKEN_NONE;
-      this.#flowToken[slot] = token >= 0 ? token : 0;
-      this.#flowTokenTouched[slot] = nowMs;
+      this.flows.setToken(slot, token >= 0 ? FLOW_TOKEN_HELD : FLOW_TOKEN_NONE, token >= 0 ? token : 0, nowMs);
       c[G.flowsCreated]++;
       c[serviceCounter(sid, ENTITY.flowsCreated)]++;
       c[backendCounter(be, ENTITY.flowsCreated)]++;
@@ -345,13 +333,11 @@ export class Forwarder {
     }
 
     // Learn the connection's token before this packet leaves: the client opens joins ~1 ms later.
-    if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.#flowHasToken[slot] === TOKEN_NONE) {
+    if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.flows.tokenStateOf(slot) === FLOW_TOKEN_NONE) {
       const token = mptcpActionToken(rx, mptcp, this.#mptcp);
       const r = this.tokens.learn(token, be, sid, this.#mptcp.version, nowMs);
       // A collision is decided once per flow: Linux repeats MP_CAPABLE until the server's first DSS.
-      this.#flowHasToken[slot] = r === LEARN_COLLISION ? TOKEN_COLLIDED : TOKEN_HELD;
-      this.#flowToken[slot] = token;
-      this.#flowTokenTouched[slot] = nowMs;
+      this.flows.setToken(slot, r === LEARN_COLLISION ? FLOW_TOKEN_COLLIDED : FLOW_TOKEN_HELD, token, nowMs);
       if (r === LEARN_NEW) {
         c[mptcp === MPTCP_ACTION_LEARN_V1 ? G.mptcpLearnedV1 : G.mptcpLearnedV0]++;
         if (this.#publishNow !== null) {
@@ -388,7 +374,7 @@ export class Forwarder {
     this.#qToken[q] = token >>> 0;
     this.#qDeadline[q] = nowMs + QUERY_DEADLINE_MS;
     this.#qHeld[q] = 0;
-    this.#flowHasToken[slot] = TOKEN_NONE;
+    this.flows.setToken(slot, FLOW_TOKEN_NONE, 0, nowMs);
     this.counters[G.ownerQueries]++;
     const key = this.#keyScratch;
     let keyLen: number;
@@ -473,9 +459,7 @@ export class Forwarder {
       } else {
         this.flows.setBackend(slot, be);
         if (this.#qKind[q] === QUERY_TOKEN) {
-          this.#flowHasToken[slot] = TOKEN_HELD;
-          this.#flowToken[slot] = this.#qToken[q];
-          this.#flowTokenTouched[slot] = nowMs;
+          this.flows.setToken(slot, FLOW_TOKEN_HELD, this.#qToken[q], nowMs);
           if (this.#publishNow !== null && backendId === be) this.#publishJoin(slot, be);
         }
         c[G.flowsCreated]++;
@@ -616,6 +600,12 @@ export class Forwarder {
     c[G.flowsActive] = this.flows.size;
     c[G.flowEvictions] = this.flows.evictions;
     c[G.flowExpirations] = this.flows.expirations;
+    c[G.flowsHalfOpen] = this.flows.halfOpen;
+    c[G.flowEvictionsHalfOpen] = this.flows.evictionsOf(FLOW_KIND_HALF_OPEN);
+    c[G.flowEvictionsEstablished] = this.flows.evictionsOf(FLOW_KIND_ESTABLISHED);
+    c[G.flowEvictionsClosing] = this.flows.evictionsOf(FLOW_KIND_CLOSING);
+    c[G.flowEvictionsOther] = this.flows.evictionsOf(FLOW_KIND_OTHER);
+    c[G.flowsUntracked] = this.flows.untracked;
     this.tokens.sweep(nowMs, sweepSlots >>> 2);
     this.affinity.sweep(nowMs, sweepSlots >>> 2, this.#affinityTimeoutOf);
     c[G.affinityEntries] = this.affinity.size;

@@ -337,6 +337,7 @@ export class Daemon {
       tcpIdleMs: cfg.flowTable.tcpIdleTimeoutS * 1000,
       tcpClosingMs: cfg.flowTable.tcpClosingTimeoutS * 1000,
       udpIdleMs: cfg.flowTable.udpIdleTimeoutS * 1000,
+      halfOpenMs: cfg.flowTable.halfOpenTimeoutS * 1000,
       tokenCapacity: DEFAULT_TOKEN_CAPACITY,
       spec: this.#spec,
     };

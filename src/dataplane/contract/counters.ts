@@ -41,6 +41,13 @@ export const G = {
   ownerHits: 32,
   ownerMisses: 33,
   flowsPublished: 34,
+  /** Flow table by kind (flow-table.ts): half-open entries now, evictions of each kind, new flows not tracked. */
+  flowsHalfOpen: 35,
+  flowEvictionsHalfOpen: 36,
+  flowEvictionsEstablished: 37,
+  flowEvictionsClosing: 38,
+  flowEvictionsOther: 39,
+  flowsUntracked: 40,
 } as const;
 export const GLOBAL_COUNT = 48;
 

@@ -264,7 +264,7 @@ export class FlowTable {
     this.#stashBase = g.buckets * g.bucketSlots;
     this.slots = this.#stashBase + g.stashSlots;
     this.discardSlot = this.slots;
-    this.halfOpenLimit = Math.max(1, Math.floor(cap * share));
+    this.halfOpenLimit = Math.max(1, Math.floor(cap * share + 1e-9)); // + 1e-9: a share read back from a limit gives that limit
     this.timeouts = { tcpIdleMs: timeouts.tcpIdleMs, tcpClosingMs: timeouts.tcpClosingMs, udpIdleMs: timeouts.udpIdleMs, halfOpenMs };
     this.#tcpIdleMs = timeouts.tcpIdleMs;
     this.#tcpClosingMs = timeouts.tcpClosingMs;

@@ -70,8 +70,22 @@ export const H64 = {
 } as const;
 const H64_COUNT = 16;
 
+/**
+ * The per-slot record of the fields a packet reads (Uint32 words, R per slot), so a hit touches
+ * the fingerprint line and one record: source address words (big-endian; IPv4 uses the first),
+ * ports (srcPort << 16 | dstPort), meta (control byte | protocol << 8 | destination index << 16),
+ * last seen (relative ms), backend (an int32 stored as uint32), token last refreshed (relative ms).
+ */
+export const R = 9;
+export const R_SRC = 0;
+export const R_PORTS = 4;
+export const R_META = 5;
+export const R_LAST = 6;
+export const R_BACKEND = 7;
+export const R_TTOUCH = 8;
+
 /** Bytes per slot over all per-slot arrays (see FlowViews). */
-export const FLOW_BYTES_PER_SLOT = 4 + 16 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 1 + 1;
+export const FLOW_BYTES_PER_SLOT = 4 + R * 4 + 4 + 4 + 4 + 2;
 /** Bytes per destination entry: address words, reference count, family. */
 export const FLOW_BYTES_PER_DESTINATION = 16 + 4 + 1;
 
@@ -107,18 +121,11 @@ function plan(g: FlowGeometry): { arrays: Record<keyof FlowViewArrays, ArrayPlan
   const d = g.destinations + 1; // + the discard slot's scratch destination
   const sizes: [keyof FlowViewArrays, number, number][] = [
     ['hash', n, 4],
-    ['src', n * 4, 4],
-    ['ports', n, 4],
-    ['backend', n, 4],
-    ['lastSeen', n, 4],
+    ['rec', n * R, 4],
     ['created', n, 4],
     ['generation', n, 4],
     ['token', n, 4],
-    ['tokenTouched', n, 4],
     ['service', n, 2],
-    ['dst', n, 2],
-    ['ctl', n, 1],
-    ['proto', n, 1],
     ['destAddr', d * 4, 4],
     ['destRefs', d, 4],
     ['destFamily', d, 1],
@@ -142,24 +149,14 @@ export function layoutBytes(g: FlowGeometry): number {
 export interface FlowViewArrays {
   /** The flow hash: fingerprint on lookup, and how a moved entry finds its other bucket. */
   hash: Uint32Array;
-  /** Source address words, big-endian (IPv4 uses word 0, the rest stay 0). */
-  src: Uint32Array;
-  /** srcPort << 16 | dstPort. */
-  ports: Uint32Array;
-  backend: Int32Array;
+  /** The hot record, R words per slot (R_* offsets). */
+  rec: Uint32Array;
   /** Relative ms. */
-  lastSeen: Uint32Array;
   created: Uint32Array;
   generation: Uint32Array;
-  /** MPTCP token of the flow's connection, and when it was last refreshed (relative ms). */
+  /** MPTCP token of the flow's connection. */
   token: Uint32Array;
-  tokenTouched: Uint32Array;
   service: Uint16Array;
-  /** Index of the destination address in destAddr. */
-  dst: Uint16Array;
-  /** State, kind and token bits (see flow-table.ts). */
-  ctl: Uint8Array;
-  proto: Uint8Array;
   /** Destination addresses, 4 words each; with their live-flow reference counts and family (0 = never used). */
   destAddr: Uint32Array;
   destRefs: Uint32Array;
@@ -178,18 +175,11 @@ export function viewsOver(buffer: ArrayBufferLike, g: FlowGeometry): FlowViews {
     h32: new Uint32Array(buffer, 0, H64_BASE / 4),
     h64: new Float64Array(buffer, H64_BASE, H64_COUNT),
     hash: new Uint32Array(buffer, a.hash.offset, a.hash.length),
-    src: new Uint32Array(buffer, a.src.offset, a.src.length),
-    ports: new Uint32Array(buffer, a.ports.offset, a.ports.length),
-    backend: new Int32Array(buffer, a.backend.offset, a.backend.length),
-    lastSeen: new Uint32Array(buffer, a.lastSeen.offset, a.lastSeen.length),
+    rec: new Uint32Array(buffer, a.rec.offset, a.rec.length),
     created: new Uint32Array(buffer, a.created.offset, a.created.length),
     generation: new Uint32Array(buffer, a.generation.offset, a.generation.length),
     token: new Uint32Array(buffer, a.token.offset, a.token.length),
-    tokenTouched: new Uint32Array(buffer, a.tokenTouched.offset, a.tokenTouched.length),
     service: new Uint16Array(buffer, a.service.offset, a.service.length),
-    dst: new Uint16Array(buffer, a.dst.offset, a.dst.length),
-    ctl: new Uint8Array(buffer, a.ctl.offset, a.ctl.length),
-    proto: new Uint8Array(buffer, a.proto.offset, a.proto.length),
     destAddr: new Uint32Array(buffer, a.destAddr.offset, a.destAddr.length),
     destRefs: new Uint32Array(buffer, a.destRefs.offset, a.destRefs.length),
     destFamily: new Uint8Array(buffer, a.destFamily.offset, a.destFamily.length),

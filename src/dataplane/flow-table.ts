@@ -40,6 +40,12 @@ import { formatAddress } from '../packet/address.js';
 import { flowHashFromKey } from '../hash/murmur3.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type ParsedPacket } from '../packet/parsed-packet.js';
 import {
+  R,
+  R_BACKEND,
+  R_LAST,
+  R_META,
+  R_PORTS,
+  R_TTOUCH,
   FLOW_BUCKET_SLOTS,
   FLOW_BYTES_PER_SLOT,
   FLOW_MAX_DESTINATIONS,
@@ -190,18 +196,12 @@ export class FlowTable {
   readonly #h32: Uint32Array;
   readonly #h64: Float64Array;
   readonly #hash: Uint32Array;
-  readonly #src: Uint32Array;
-  readonly #ports: Uint32Array;
-  readonly #backend: Int32Array;
-  readonly #lastSeen: Uint32Array;
+  /** The fields a packet reads, one record per slot (see flow-layout.ts R_*): one or two cache lines per hit. */
+  readonly #rec: Uint32Array;
   readonly #created: Uint32Array;
   readonly #generation: Uint32Array;
   readonly #token: Uint32Array;
-  readonly #tokenTouched: Uint32Array;
   readonly #service: Uint16Array;
-  readonly #dst: Uint16Array;
-  readonly #ctl: Uint8Array;
-  readonly #proto: Uint8Array;
   readonly #destAddr: Uint32Array;
   readonly #dest: FlowDestinations;
   readonly #buckets: number;
@@ -274,18 +274,11 @@ export class FlowTable {
     this.#h32 = v.h32;
     this.#h64 = v.h64;
     this.#hash = v.hash;
-    this.#src = v.src;
-    this.#ports = v.ports;
-    this.#backend = v.backend;
-    this.#lastSeen = v.lastSeen;
+    this.#rec = v.rec;
     this.#created = v.created;
     this.#generation = v.generation;
     this.#token = v.token;
-    this.#tokenTouched = v.tokenTouched;
     this.#service = v.service;
-    this.#dst = v.dst;
-    this.#ctl = v.ctl;
-    this.#proto = v.proto;
     this.#destAddr = v.destAddr;
     this.#dest = new FlowDestinations(v, g.destinations);
     this.#epoch = v.h64[H64.epochMs];
@@ -380,6 +373,26 @@ export class FlowTable {
     return (nowMs - this.#epoch) >>> 0;
   }
 
+  // The record's meta word: control byte (bits 0-7), protocol (8-15), destination index (16-31).
+  #ctlOf(s: number): number {
+    return this.#rec[s * R + R_META] & 0xff;
+  }
+  #setCtl(s: number, c: number): void {
+    const i = s * R + R_META;
+    this.#rec[i] = ((this.#rec[i] & 0xffffff00) | c) >>> 0;
+  }
+  #protoOf(s: number): number {
+    return (this.#rec[s * R + R_META] >>> 8) & 0xff;
+  }
+  #dstOf(s: number): number {
+    return this.#rec[s * R + R_META] >>> 16;
+  }
+  /** Set the key's protocol and destination index, leaving the control byte. */
+  #setKeyMeta(s: number, proto: number, dst: number): void {
+    const i = s * R + R_META;
+    this.#rec[i] = ((dst << 16) | (proto << 8) | (this.#rec[i] & 0xff)) >>> 0;
+  }
+
   /** First slot of the flow's first bucket. */
   #base1(h: number): number {
     return ((h * this.#buckets) / TWO_32) >>> 0;
@@ -395,12 +408,12 @@ export class FlowTable {
   /** Full key comparison (the fingerprint already matched). */
   #keyMatches(s: number, frame: Uint8Array, p: ParsedPacket): boolean {
     const v6 = p.addrLen === 16;
-    if (this.#ports[s] !== ((p.srcPort << 16) | p.dstPort) >>> 0 || this.#proto[s] !== p.protocol) return false;
-    if (((this.#ctl[s] & CTL_V6) !== 0) !== v6) return false;
-    const src = this.#src;
+    if (this.#rec[s * R + R_PORTS] !== ((p.srcPort << 16) | p.dstPort) >>> 0 || this.#protoOf(s) !== p.protocol) return false;
+    if (((this.#ctlOf(s) & CTL_V6) !== 0) !== v6) return false;
+    const src = this.#rec;
     const dst = this.#destAddr;
-    const sb = s * 4;
-    const db = this.#dst[s] * 4;
+    const sb = s * R;
+    const db = this.#dstOf(s) * 4;
     const so = p.srcAddrOffset;
     const dO = p.dstAddrOffset;
     if (src[sb] !== readBE32(frame, so) || dst[db] !== readBE32(frame, dO)) return false;
@@ -416,23 +429,23 @@ export class FlowTable {
   }
 
   #timeoutOf(s: number): number {
-    const c = this.#ctl[s];
+    const c = this.#ctlOf(s);
     if ((c & STATE_MASK) === FLOW_CLOSING) return this.#tcpClosingMs;
     if ((c & CTL_HALF_OPEN) !== 0) return this.#halfOpenMs;
-    return this.#proto[s] === IPPROTO_TCP ? this.#tcpIdleMs : this.#udpIdleMs;
+    return this.#protoOf(s) === IPPROTO_TCP ? this.#tcpIdleMs : this.#udpIdleMs;
   }
 
   #expired(s: number, now: number): boolean {
-    return ((now - this.#lastSeen[s]) | 0) >= this.#timeoutOf(s);
+    return ((now - this.#rec[s * R + R_LAST]) | 0) >= this.#timeoutOf(s);
   }
 
   /** Free an occupied slot (expiry, eviction, remove): counts and destination references follow. */
   #release(s: number): void {
-    const c = this.#ctl[s];
+    const c = this.#ctlOf(s);
     const h = this.#h64;
     if ((c & CTL_HALF_OPEN) !== 0) h[H64.halfOpen]--;
-    this.#dest.release(this.#dst[s]);
-    this.#ctl[s] = FLOW_EMPTY;
+    this.#dest.release(this.#dstOf(s));
+    this.#setCtl(s, FLOW_EMPTY);
     h[H64.size]--;
     if (s >= this.#stashBase) this.#h32[H32.stashUsed]--;
   }
@@ -451,16 +464,15 @@ export class FlowTable {
   lookup(frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
     const h = hash >>> 0;
     const hashes = this.#hash;
-    const ctl = this.#ctl;
     const base1 = this.#base1(h);
     const b1 = base1;
     let s = b1 * FLOW_BUCKET_SLOTS;
     for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
-      if (hashes[s] === h && (ctl[s] & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return this.#live(s, nowMs);
+      if (hashes[s] === h && (this.#ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return this.#live(s, nowMs);
     }
     s = this.#bucket2(h, b1) * FLOW_BUCKET_SLOTS;
     for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
-      if (hashes[s] === h && (ctl[s] & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return this.#live(s, nowMs);
+      if (hashes[s] === h && (this.#ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return this.#live(s, nowMs);
     }
     if (this.#h32[H32.stashUsed] > 0) {
       const s2 = this.#findInStash(h, frame, p);
@@ -479,7 +491,7 @@ export class FlowTable {
 
   #findInStash(h: number, frame: Uint8Array, p: ParsedPacket): number {
     for (let s = this.#stashBase; s < this.slots; s++) {
-      if (this.#hash[s] === h && (this.#ctl[s] & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return s;
+      if (this.#hash[s] === h && (this.#ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && this.#keyMatches(s, frame, p)) return s;
     }
     return -1;
   }
@@ -505,9 +517,6 @@ export class FlowTable {
     const h = hash >>> 0;
     const now = this.#rel(nowMs);
     const hashes = this.#hash;
-    const ctl = this.#ctl;
-    const lastSeen = this.#lastSeen;
-    const backend = this.#backend;
     const hd = this.#h64;
     hd[H64.clockMs] = nowMs;
     const b1 = this.#base1(h);
@@ -530,7 +539,7 @@ export class FlowTable {
     for (let i = 0; i < FLOW_PROBE_WINDOW; i++) {
       const first = i < FLOW_BUCKET_SLOTS;
       const s = first ? base1 + i : base2 + i - FLOW_BUCKET_SLOTS;
-      const c = ctl[s];
+      const c = this.#ctlOf(s);
       if ((c & STATE_MASK) !== FLOW_EMPTY) {
         if (hashes[s] === h && this.#keyMatches(s, frame, p)) {
           target = s;
@@ -539,8 +548,8 @@ export class FlowTable {
         if (!this.#expired(s, now)) {
           if (first) live1++;
           else live2++;
-          if (backend[s] < -1) continue; // pinned by its caller: never evicted
-          const age = (now - lastSeen[s]) | 0;
+          if ((this.#rec[s * R + R_BACKEND] | 0) < -1) continue; // pinned by its caller: never evicted
+          const age = (now - this.#rec[s * R + R_LAST]) | 0;
           if ((c & STATE_MASK) === FLOW_CLOSING) {
             if (age > oldClosingAge) {
               oldClosingAge = age;
@@ -568,7 +577,7 @@ export class FlowTable {
     if (target >= 0) {
       // Same flow already recorded: replace its values in place (an expired one counts as expired).
       if (this.#expired(target, now)) hd[H64.expirations]++;
-      if ((ctl[target] & CTL_HALF_OPEN) !== 0) hd[H64.halfOpen]--;
+      if ((this.#ctlOf(target) & CTL_HALF_OPEN) !== 0) hd[H64.halfOpen]--;
     } else {
       const d = this.#dest.acquire(frame, p.dstAddrOffset, v6);
       if (d >= 0) {
@@ -606,42 +615,40 @@ export class FlowTable {
       if (target >= 0) {
         hd[H64.size]++;
         if (target >= this.#stashBase) this.#h32[H32.stashUsed]++;
-        this.#dst[target] = d;
+        this.#setKeyMeta(target, p.protocol, d);
       } else {
         target = this.discardSlot;
         hd[H64.untracked]++;
-        this.#dst[target] = this.#dest.scratch(frame, p.dstAddrOffset, v6);
+        this.#setKeyMeta(target, p.protocol, this.#dest.scratch(frame, p.dstAddrOffset, v6));
       }
       hashes[target] = h;
-      this.#ports[target] = ((p.srcPort << 16) | p.dstPort) >>> 0;
-      this.#proto[target] = p.protocol;
-      const src = this.#src;
-      const sb = target * 4;
+      this.#rec[target * R + R_PORTS] = ((p.srcPort << 16) | p.dstPort) >>> 0;
+      const src = this.#rec;
+      const sb = target * R;
       const so = p.srcAddrOffset;
       src[sb] = readBE32(frame, so);
       src[sb + 1] = v6 ? readBE32(frame, so + 4) : 0;
       src[sb + 2] = v6 ? readBE32(frame, so + 8) : 0;
       src[sb + 3] = v6 ? readBE32(frame, so + 12) : 0;
     }
-    ctl[target] = FLOW_ACTIVE | (halfOpen ? CTL_HALF_OPEN : 0) | (v6 ? CTL_V6 : 0);
+    this.#setCtl(target, FLOW_ACTIVE | (halfOpen ? CTL_HALF_OPEN : 0) | (v6 ? CTL_V6 : 0));
     if (halfOpen && target !== this.discardSlot) hd[H64.halfOpen]++;
-    lastSeen[target] = now;
+    this.#rec[target * R + R_LAST] = now;
     this.#created[target] = now;
-    backend[target] = backendId;
+    this.#rec[target * R + R_BACKEND] = backendId;
     this.#service[target] = serviceIndex;
     this.#generation[target] = generation;
     this.#token[target] = 0;
-    this.#tokenTouched[target] = now;
+    this.#rec[target * R + R_TTOUCH] = now;
     hd[H64.inserts]++;
     return target;
   }
 
   /** The least recently seen of up to three candidate slots (-1 = none). */
   #oldest(a: number, b: number, c: number, now: number): number {
-    const last = this.#lastSeen;
     let best = a;
-    if (b >= 0 && (best < 0 || ((now - last[b]) | 0) > ((now - last[best]) | 0))) best = b;
-    if (c >= 0 && (best < 0 || ((now - last[c]) | 0) > ((now - last[best]) | 0))) best = c;
+    if (b >= 0 && (best < 0 || ((now - this.#rec[(b) * R + R_LAST]) | 0) > ((now - this.#rec[(best) * R + R_LAST]) | 0))) best = b;
+    if (c >= 0 && (best < 0 || ((now - this.#rec[(c) * R + R_LAST]) | 0) > ((now - this.#rec[(best) * R + R_LAST]) | 0))) best = c;
     return best;
   }
 
@@ -655,9 +662,8 @@ export class FlowTable {
 
   /** A free slot of the bucket at base (an expired entry is freed for it), or -1. */
   #freeIn(base: number, now: number): number {
-    const ctl = this.#ctl;
     for (let s = base; s < base + FLOW_BUCKET_SLOTS; s++) {
-      if ((ctl[s] & STATE_MASK) === FLOW_EMPTY) return s;
+      if ((this.#ctlOf(s) & STATE_MASK) === FLOW_EMPTY) return s;
       if (this.#expired(s, now)) {
         this.#expire(s);
         return s;
@@ -671,11 +677,10 @@ export class FlowTable {
    * other bucket: one move (16 x 8 slots examined) or a chain of two (16 x 8 x 8). Bounded.
    */
   #relocate(base1: number, base2: number, now: number): number {
-    const backend = this.#backend;
     for (let i = 0; i < FLOW_PROBE_WINDOW; i++) {
       const base = i < FLOW_BUCKET_SLOTS ? base1 : base2;
       const s = base + (i & (FLOW_BUCKET_SLOTS - 1));
-      if (backend[s] < -1) continue;
+      if ((this.#rec[s * R + R_BACKEND] | 0) < -1) continue;
       const f = this.#freeIn(this.#altBase(s, base), now);
       if (f >= 0) {
         this.#move(s, f);
@@ -685,10 +690,10 @@ export class FlowTable {
     for (let i = 0; i < FLOW_PROBE_WINDOW; i++) {
       const base = i < FLOW_BUCKET_SLOTS ? base1 : base2;
       const s = base + (i & (FLOW_BUCKET_SLOTS - 1));
-      if (backend[s] < -1) continue;
+      if ((this.#rec[s * R + R_BACKEND] | 0) < -1) continue;
       const alt = this.#altBase(s, base);
       for (let t = alt; t < alt + FLOW_BUCKET_SLOTS; t++) {
-        if (backend[t] < -1) continue;
+        if ((this.#rec[t * R + R_BACKEND] | 0) < -1) continue;
         const alt2 = this.#altBase(t, alt);
         if (alt2 === base1 || alt2 === base2) continue;
         const f = this.#freeIn(alt2, now);
@@ -704,9 +709,8 @@ export class FlowTable {
 
   /** A free stash slot (an expired entry is freed for it), or -1. */
   #stashSlot(now: number): number {
-    const ctl = this.#ctl;
     for (let s = this.#stashBase; s < this.slots; s++) {
-      if ((ctl[s] & STATE_MASK) === FLOW_EMPTY) return s;
+      if ((this.#ctlOf(s) & STATE_MASK) === FLOW_EMPTY) return s;
       if (this.#expired(s, now)) {
         this.#expire(s);
         return s;
@@ -718,19 +722,12 @@ export class FlowTable {
   /** Copy the entry at `from` into the empty slot `to` and free `from` (counts unchanged). */
   #move(from: number, to: number): void {
     this.#hash[to] = this.#hash[from];
-    this.#src.copyWithin(to * 4, from * 4, from * 4 + 4);
-    this.#ports[to] = this.#ports[from];
-    this.#backend[to] = this.#backend[from];
-    this.#lastSeen[to] = this.#lastSeen[from];
+    this.#rec.copyWithin(to * R, from * R, from * R + R);
     this.#created[to] = this.#created[from];
     this.#generation[to] = this.#generation[from];
     this.#token[to] = this.#token[from];
-    this.#tokenTouched[to] = this.#tokenTouched[from];
     this.#service[to] = this.#service[from];
-    this.#dst[to] = this.#dst[from];
-    this.#proto[to] = this.#proto[from];
-    this.#ctl[to] = this.#ctl[from];
-    this.#ctl[from] = FLOW_EMPTY;
+    this.#setCtl(from, FLOW_EMPTY);
     this.#h64[H64.relocations]++;
   }
 
@@ -741,13 +738,13 @@ export class FlowTable {
    * closing timeout until the caller remove()s and re-inserts the flow.
    */
   touch(slot: number, nowMs: number, tcpFlags: number): void {
-    this.#lastSeen[slot] = this.#rel(nowMs);
-    const c = this.#ctl[slot];
+    this.#rec[slot * R + R_LAST] = this.#rel(nowMs);
+    const c = this.#ctlOf(slot);
     if ((c & STATE_MASK) !== FLOW_ACTIVE) return;
     if ((tcpFlags & (TCP_FIN | TCP_RST)) !== 0) {
-      this.#ctl[slot] = (c & ~(STATE_MASK | CTL_HALF_OPEN)) | FLOW_CLOSING;
+      this.#setCtl(slot, (c & ~(STATE_MASK | CTL_HALF_OPEN)) | FLOW_CLOSING);
     } else if ((c & CTL_HALF_OPEN) !== 0 && (tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_ACK) {
-      this.#ctl[slot] = c & ~CTL_HALF_OPEN;
+      this.#setCtl(slot, c & ~CTL_HALF_OPEN);
     } else {
       return;
     }
@@ -755,41 +752,41 @@ export class FlowTable {
   }
 
   backendOf(slot: number): number {
-    return this.#backend[slot];
+    return (this.#rec[slot * R + R_BACKEND] | 0);
   }
   serviceOf(slot: number): number {
     return this.#service[slot];
   }
   setBackend(slot: number, backendId: number): void {
-    this.#backend[slot] = backendId;
+    this.#rec[slot * R + R_BACKEND] = backendId;
   }
   generationOf(slot: number): number {
     return this.#generation[slot];
   }
   /** FLOW_EMPTY, FLOW_ACTIVE or FLOW_CLOSING. */
   stateOf(slot: number): number {
-    return this.#ctl[slot] & STATE_MASK;
+    return this.#ctlOf(slot) & STATE_MASK;
   }
   /** FLOW_KIND_* of an occupied slot. */
   kindOf(slot: number): number {
-    const c = this.#ctl[slot];
+    const c = this.#ctlOf(slot);
     if ((c & STATE_MASK) === FLOW_CLOSING) return FLOW_KIND_CLOSING;
     if ((c & CTL_HALF_OPEN) !== 0) return FLOW_KIND_HALF_OPEN;
-    return this.#proto[slot] === IPPROTO_TCP ? FLOW_KIND_ESTABLISHED : FLOW_KIND_OTHER;
+    return this.#protoOf(slot) === IPPROTO_TCP ? FLOW_KIND_ESTABLISHED : FLOW_KIND_OTHER;
   }
   /** Wall-clock ms the flow was last seen. */
   lastSeenOf(slot: number): number {
-    return this.#absolute(this.#lastSeen[slot]);
+    return this.#absolute(this.#rec[slot * R + R_LAST]);
   }
   /** Wall-clock ms the flow was created. */
   createdOf(slot: number): number {
     return this.#absolute(this.#created[slot]);
   }
   ipVersionOf(slot: number): number {
-    return (this.#ctl[slot] & CTL_V6) !== 0 ? 6 : 4;
+    return (this.#ctlOf(slot) & CTL_V6) !== 0 ? 6 : 4;
   }
   protocolOf(slot: number): number {
-    return this.#proto[slot];
+    return this.#protoOf(slot);
   }
 
   /** A relative time as wall-clock ms, read as the nearest to the table's clock (the last insert or sweep). */
@@ -800,7 +797,7 @@ export class FlowTable {
 
   /** FLOW_TOKEN_NONE, FLOW_TOKEN_HELD or FLOW_TOKEN_COLLIDED. */
   tokenStateOf(slot: number): number {
-    return (this.#ctl[slot] & TOKEN_MASK) >>> TOKEN_SHIFT;
+    return (this.#ctlOf(slot) & TOKEN_MASK) >>> TOKEN_SHIFT;
   }
   /** The MPTCP token recorded for the flow's connection (meaningful unless the state is FLOW_TOKEN_NONE). */
   tokenOf(slot: number): number {
@@ -808,31 +805,31 @@ export class FlowTable {
   }
   /** Record the flow's MPTCP token state and token; `nowMs` counts as its last refresh. */
   setToken(slot: number, state: number, token: number, nowMs: number): void {
-    this.#ctl[slot] = (this.#ctl[slot] & ~TOKEN_MASK) | ((state << TOKEN_SHIFT) & TOKEN_MASK);
+    this.#setCtl(slot, (this.#ctlOf(slot) & ~TOKEN_MASK) | ((state << TOKEN_SHIFT) & TOKEN_MASK));
     this.#token[slot] = token >>> 0;
-    this.#tokenTouched[slot] = this.#rel(nowMs);
+    this.#rec[slot * R + R_TTOUCH] = this.#rel(nowMs);
   }
   /**
    * True (and the refresh recorded) when the flow holds a token last refreshed at least
    * `intervalMs` ago: the caller then refreshes the token in the token table.
    */
   tokenRefreshDue(slot: number, nowMs: number, intervalMs: number): boolean {
-    if ((this.#ctl[slot] & TOKEN_MASK) !== FLOW_TOKEN_HELD << TOKEN_SHIFT) return false;
+    if ((this.#ctlOf(slot) & TOKEN_MASK) !== FLOW_TOKEN_HELD << TOKEN_SHIFT) return false;
     const now = this.#rel(nowMs);
-    if (((now - this.#tokenTouched[slot]) | 0) < intervalMs) return false;
-    this.#tokenTouched[slot] = now;
+    if (((now - this.#rec[slot * R + R_TTOUCH]) | 0) < intervalMs) return false;
+    this.#rec[slot * R + R_TTOUCH] = now;
     return true;
   }
 
   /** Forget a flow. No-op on an empty or out-of-range slot (and on the discard slot). */
   remove(slot: number): void {
-    if (!(slot >= 0 && slot < this.slots) || (this.#ctl[slot] & STATE_MASK) === FLOW_EMPTY) return;
+    if (!(slot >= 0 && slot < this.slots) || (this.#ctlOf(slot) & STATE_MASK) === FLOW_EMPTY) return;
     this.#release(slot);
   }
 
   /** Forget every flow (counters other than size and half-open are kept). */
   clear(): void {
-    this.#ctl.fill(FLOW_EMPTY);
+    this.#rec.fill(0);
     this.#dest.clear();
     this.#h64[H64.size] = 0;
     this.#h64[H64.halfOpen] = 0;
@@ -845,7 +842,6 @@ export class FlowTable {
    * expired ones and return how many. A full pass takes slots / maxSlots calls.
    */
   sweep(nowMs: number, maxSlots: number): number {
-    const ctl = this.#ctl;
     const total = this.slots;
     const now = this.#rel(nowMs);
     this.#h64[H64.clockMs] = nowMs;
@@ -854,7 +850,7 @@ export class FlowTable {
     if (c >= total) c = 0;
     let expired = 0;
     for (let i = 0; i < n; i++) {
-      if ((ctl[c] & STATE_MASK) !== FLOW_EMPTY && this.#expired(c, now)) {
+      if ((this.#ctlOf(c) & STATE_MASK) !== FLOW_EMPTY && this.#expired(c, now)) {
         this.#expire(c);
         expired++;
       }
@@ -869,10 +865,9 @@ export class FlowTable {
    * cb may remove() or setBackend() the slot it is given, but must not insert. Control side.
    */
   forEachSlot(cb: (slot: number) => void, nowMs?: number): void {
-    const ctl = this.#ctl;
     const now = nowMs === undefined ? 0 : this.#rel(nowMs);
     for (let slot = 0; slot < this.slots; slot++) {
-      if ((ctl[slot] & STATE_MASK) === FLOW_EMPTY) continue;
+      if ((this.#ctlOf(slot) & STATE_MASK) === FLOW_EMPTY) continue;
       if (nowMs !== undefined && this.#expired(slot, now)) continue;
       cb(slot);
     }
@@ -883,7 +878,7 @@ export class FlowTable {
     let n = 0;
     const now = this.#rel(nowMs);
     for (let slot = 0; slot < this.slots && n < limit; slot++) {
-      if ((this.#ctl[slot] & STATE_MASK) === FLOW_EMPTY || this.#expired(slot, now)) continue;
+      if ((this.#ctlOf(slot) & STATE_MASK) === FLOW_EMPTY || this.#expired(slot, now)) continue;
       cb(this.describe(slot, nowMs));
       n++;
     }
@@ -891,25 +886,25 @@ export class FlowTable {
 
   /** One slot decoded (allocates). The slot must be occupied. Ages wrap after 49.7 days. */
   describe(slot: number, nowMs: number): FlowEntryInfo {
-    const v6 = (this.#ctl[slot] & CTL_V6) !== 0;
+    const v6 = (this.#ctlOf(slot) & CTL_V6) !== 0;
     const addrLen = v6 ? 16 : 4;
     this.keyOf(slot, this.#keyScratch);
     const now = this.#rel(nowMs);
-    const ports = this.#ports[slot];
+    const ports = this.#rec[slot * R + R_PORTS];
     return {
       slot,
       ipVersion: v6 ? 6 : 4,
-      protocol: this.#proto[slot],
+      protocol: this.#protoOf(slot),
       src: formatAddress(this.#keyScratch, 0, addrLen),
       dst: formatAddress(this.#keyScratch, addrLen, addrLen),
       srcPort: ports >>> 16,
       dstPort: ports & 0xffff,
-      backendId: this.#backend[slot],
+      backendId: (this.#rec[slot * R + R_BACKEND] | 0),
       serviceIndex: this.#service[slot],
       generation: this.#generation[slot],
       ageMs: (now - this.#created[slot]) >>> 0,
-      idleMs: (now - this.#lastSeen[slot]) | 0,
-      state: (this.#ctl[slot] & STATE_MASK) === FLOW_CLOSING ? 'closing' : 'active',
+      idleMs: (now - this.#rec[slot * R + R_LAST]) | 0,
+      state: (this.#ctlOf(slot) & STATE_MASK) === FLOW_CLOSING ? 'closing' : 'active',
       kind: FLOW_KIND_NAMES[this.kindOf(slot)],
     };
   }
@@ -919,12 +914,12 @@ export class FlowTable {
    * sport BE ++ dport BE ++ protocol) into out (>= 37 bytes); returns its length, 13 or 37.
    */
   keyOf(slot: number, out: Uint8Array): number {
-    const words = (this.#ctl[slot] & CTL_V6) !== 0 ? 4 : 1;
+    const words = (this.#ctlOf(slot) & CTL_V6) !== 0 ? 4 : 1;
     const addrLen = words * 4;
-    const sb = slot * 4;
-    const db = this.#dst[slot] * 4;
+    const sb = slot * R;
+    const db = this.#dstOf(slot) * 4;
     for (let w = 0; w < words; w++) {
-      const s = this.#src[sb + w];
+      const s = this.#rec[sb + w];
       const d = this.#destAddr[db + w];
       const o = w * 4;
       out[o] = s >>> 24;
@@ -937,12 +932,12 @@ export class FlowTable {
       out[addrLen + o + 3] = d & 255;
     }
     const o = 2 * addrLen;
-    const ports = this.#ports[slot];
+    const ports = this.#rec[slot * R + R_PORTS];
     out[o] = ports >>> 24;
     out[o + 1] = (ports >>> 16) & 255;
     out[o + 2] = (ports >>> 8) & 255;
     out[o + 3] = ports & 255;
-    out[o + 4] = this.#proto[slot];
+    out[o + 4] = this.#protoOf(slot);
     return o + 5;
   }
 

@@ -191,9 +191,9 @@ describe('FlowTable: timeouts and kinds (fake clock)', () => {
   const cases: { name: string; proto: number; insertFlags: number; flags: number; timeout: number; state: number; kind: number }[] = [
     { name: 'TCP idle', proto: 6, insertFlags: TCP_ACK, flags: TCP_ACK | TCP_PSH, timeout: TIMEOUTS.tcpIdleMs, state: FLOW_ACTIVE, kind: FLOW_KIND_ESTABLISHED },
     { name: 'TCP mid-connection insert (no SYN) is established', proto: 6, insertFlags: TCP_ACK, flags: 0, timeout: TIMEOUTS.tcpIdleMs, state: FLOW_ACTIVE, kind: FLOW_KIND_ESTABLISHED },
-    { name: 'TCP SYN only: half-open, short timeout', proto: 6, insertFlags: TCP_SYN, flags: TCP_SYN, timeout: DEFAULT_HALF_OPEN_MS, state: FLOW_ACTIVE, kind: FLOW_KIND_HALF_OPEN },
+    { name: 'TCP SYN only, no flood: half-open, TCP idle timeout', proto: 6, insertFlags: TCP_SYN, flags: TCP_SYN, timeout: TIMEOUTS.tcpIdleMs, state: FLOW_ACTIVE, kind: FLOW_KIND_HALF_OPEN },
     { name: 'TCP SYN then ACK: established', proto: 6, insertFlags: TCP_SYN, flags: TCP_ACK, timeout: TIMEOUTS.tcpIdleMs, state: FLOW_ACTIVE, kind: FLOW_KIND_ESTABLISHED },
-    { name: 'TCP SYN then SYN+ACK stays half-open', proto: 6, insertFlags: TCP_SYN, flags: TCP_SYN | TCP_ACK, timeout: DEFAULT_HALF_OPEN_MS, state: FLOW_ACTIVE, kind: FLOW_KIND_HALF_OPEN },
+    { name: 'TCP SYN then SYN+ACK stays half-open', proto: 6, insertFlags: TCP_SYN, flags: TCP_SYN | TCP_ACK, timeout: TIMEOUTS.tcpIdleMs, state: FLOW_ACTIVE, kind: FLOW_KIND_HALF_OPEN },
     { name: 'TCP closing after FIN', proto: 6, insertFlags: TCP_ACK, flags: TCP_FIN | TCP_ACK, timeout: TIMEOUTS.tcpClosingMs, state: FLOW_CLOSING, kind: FLOW_KIND_CLOSING },
     { name: 'TCP closing after RST', proto: 6, insertFlags: TCP_ACK, flags: TCP_RST, timeout: TIMEOUTS.tcpClosingMs, state: FLOW_CLOSING, kind: FLOW_KIND_CLOSING },
     { name: 'half-open then RST: closing', proto: 6, insertFlags: TCP_SYN, flags: TCP_RST, timeout: TIMEOUTS.tcpClosingMs, state: FLOW_CLOSING, kind: FLOW_KIND_CLOSING },
@@ -228,12 +228,19 @@ describe('FlowTable: timeouts and kinds (fake clock)', () => {
     expect(lookupFlow(t, flow, T0 + 2 * timeout - 2)).toBe(s);
   });
 
-  it('a configured half-open timeout is used', () => {
-    const t = new FlowTable(64, { ...TIMEOUTS, halfOpenMs: 2500 });
-    const flow = tcp4('10.1.1.1', 5555, '10.2.2.2', 443);
-    const s = insertFlow(t, flow, T0, 1, undefined, 3, 7, TCP_SYN);
-    expect(lookupFlow(t, flow, T0 + 2499)).toBe(s);
-    expect(lookupFlow(t, flow, T0 + 2500)).toBe(-1);
+  const pressure = [
+    { name: 'below half the share: the TCP idle timeout', halfOpen: 7, timeout: TIMEOUTS.tcpIdleMs },
+    { name: 'at half the share (a flood): the half-open timeout', halfOpen: 8, timeout: 2500 },
+  ];
+  it.each(pressure)('half-open entries, $halfOpen of a share of 16, $name', ({ halfOpen, timeout }) => {
+    const t = new FlowTable(64, { ...TIMEOUTS, halfOpenMs: 2500 }, { halfOpenShare: 0.25 });
+    expect(t.halfOpenLimit).toBe(16);
+    const flows = Array.from({ length: halfOpen }, (_, i) => tcp4('10.1.1.1', 5000 + i, '10.2.2.2', 443));
+    const slots = flows.map((f) => insertFlow(t, f, T0, 1, undefined, 3, 7, TCP_SYN));
+    expect(t.halfOpen).toBe(halfOpen);
+    expect(lookupFlow(t, flows[0], T0 + timeout - 1)).toBe(slots[0]);
+    expect(lookupFlow(t, flows[0], T0 + timeout)).toBe(-1);
+    expect(DEFAULT_HALF_OPEN_MS).toBe(10_000);
   });
 
   it('closing is not undone by later packets', () => {

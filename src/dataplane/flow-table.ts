@@ -432,9 +432,10 @@ export class FlowTable {
     const c = this.#ctlOf(s);
     if ((c & STATE_MASK) === FLOW_CLOSING) return this.#tcpClosingMs;
     // Half-open entries get the short timeout while they hold at least half their share (a
-    // flood); otherwise the TCP idle timeout, as before: the cluster e2e showed established
-    // connections losing their entries to the short timeout with no flood at all (their
-    // handshake-completing packet was not seen at that instance; not yet explained).
+    // flood); otherwise the TCP idle timeout, as before. Conservative on purpose: with a fixed
+    // 10 s timeout the cluster e2e (on a loaded machine) made more owner queries and broke more
+    // connections than the base, with no flood; the cause was not found (sampled once a
+    // second, those tables held no half-open entry).
     if ((c & CTL_HALF_OPEN) !== 0) return this.#h64[H64.halfOpen] * 2 >= this.halfOpenLimit ? this.#halfOpenMs : this.#tcpIdleMs;
     return this.#protoOf(s) === IPPROTO_TCP ? this.#tcpIdleMs : this.#udpIdleMs;
   }

@@ -43,7 +43,7 @@ export const CONFIG_DEFAULTS = {
   hashSeed: 0,
   tableSize: SERVICE_DEFAULTS.tableSize,
   weight: BACKEND_DEFAULTS.weight,
-  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
+  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
   capture: { engine: 'ring' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
   safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
   metrics: { listen: '127.0.0.1:9180' },

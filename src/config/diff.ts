@@ -76,6 +76,7 @@ const RESTART_SETTINGS: readonly Setting[] = [
   ['flowTable.tcpIdleTimeoutS', (c) => c.flowTable.tcpIdleTimeoutS],
   ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
   ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],
+  ['flowTable.halfOpenTimeoutS', (c) => c.flowTable.halfOpenTimeoutS],
 ];
 
 const RELOADABLE_SETTINGS: readonly Setting[] = [

@@ -57,6 +57,8 @@ export interface FlowTableConfig {
   tcpIdleTimeoutS: number; // default 300
   tcpClosingTimeoutS: number; // after FIN or RST, default 10
   udpIdleTimeoutS: number; // default 30
+  /** Idle timeout of a half-open TCP flow (only SYNs seen), so spoofed SYNs leave quickly. Default 10. */
+  halfOpenTimeoutS: number;
 }
 
 export interface CaptureConfig {

@@ -3,7 +3,7 @@
  * MPTCP token -> send. `forward()` counts the arrival; `#pipeline()` reads top to bottom in that
  * order, each step that ends the frame returning its counted drop (packet/drop-reasons.ts) or its
  * hold. Beside it: the generation as named records (service-records.ts, backend-slots.ts), owner
- * queries and held frames (owner-hold.ts), per-flow MPTCP tokens (flow-tokens.ts). Everything the
+ * queries and held frames (owner-hold.ts), per-flow MPTCP tokens (flow-tokens.ts, stored in the flow table's entries). Everything the
  * path touches is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
@@ -16,7 +16,7 @@ import { flowHash, fmix32, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
 import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_SERVICES } from './contract/limits.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
-import { FlowTable } from './flow-table.js';
+import { FLOW_KIND_CLOSING, FLOW_KIND_ESTABLISHED, FLOW_KIND_HALF_OPEN, FLOW_KIND_OTHER, FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
 import { AffinityTable, maskedSource } from './affinity-table.js';
 import { ServiceRecords } from './service-records.js';
@@ -38,6 +38,8 @@ export interface ForwarderOptions {
   tcpIdleMs: number;
   tcpClosingMs: number;
   udpIdleMs: number;
+  /** Idle timeout of a half-open TCP flow (only SYNs seen) while a flood fills the half-open share. Default 10 s. */
+  halfOpenIdleMs?: number;
   /** MPTCP token table capacity (entries). Default DEFAULT_TOKEN_CAPACITY. */
   tokenCapacity?: number;
   /** Client-affinity table capacity (entries). Default DEFAULT_AFFINITY_CAPACITY. */
@@ -72,11 +74,11 @@ export class Forwarder {
   #ipId = 0;
 
   constructor(opts: ForwarderOptions) {
-    this.flows = new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs });
+    this.flows = new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs });
     this.counters[G.flowCapacity] = this.flows.capacity;
     this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
     this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);
-    this.#flowTokens = new FlowTokens(this.flows.capacity);
+    this.#flowTokens = new FlowTokens(this.flows);
     this.#hold = new OwnerHold({
       counters: this.counters,
       flows: this.flows,
@@ -124,6 +126,7 @@ export class Forwarder {
     this.#hasSrc6 = spec.encapSource6 !== null;
     if (spec.encapSource6) this.#src6.set(spec.encapSource6);
     this.#hashSeed = spec.hashSeed >>> 0;
+    this.flows.setHashSeed(this.#hashSeed);
     this.#generation = spec.generation;
     this.counters[G.generation] = spec.generation;
 
@@ -390,6 +393,12 @@ export class Forwarder {
     c[G.flowsActive] = this.flows.size;
     c[G.flowEvictions] = this.flows.evictions;
     c[G.flowExpirations] = this.flows.expirations;
+    c[G.flowsHalfOpen] = this.flows.halfOpen;
+    c[G.flowEvictionsHalfOpen] = this.flows.evictionsOf(FLOW_KIND_HALF_OPEN);
+    c[G.flowEvictionsEstablished] = this.flows.evictionsOf(FLOW_KIND_ESTABLISHED);
+    c[G.flowEvictionsClosing] = this.flows.evictionsOf(FLOW_KIND_CLOSING);
+    c[G.flowEvictionsOther] = this.flows.evictionsOf(FLOW_KIND_OTHER);
+    c[G.flowsUntracked] = this.flows.untracked;
     this.tokens.sweep(nowMs, sweepSlots >>> 2);
     this.affinity.sweep(nowMs, sweepSlots >>> 2, this.#services.affinityTimeoutOf);
     c[G.affinityEntries] = this.affinity.size;

@@ -100,6 +100,7 @@ function start(init: DataplaneInit): void {
     tcpIdleMs: init.tcpIdleMs,
     tcpClosingMs: init.tcpClosingMs,
     udpIdleMs: init.udpIdleMs,
+    halfOpenIdleMs: init.halfOpenMs,
     tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);

@@ -92,7 +92,22 @@ export class Metrics {
     global('sluice_flows_created_total', 'Flows created.', G.flowsCreated, 'counter');
     global('sluice_flows_active', 'Flows tracked now.', G.flowsActive, 'gauge');
     global('sluice_flow_table_capacity', 'Flow table capacity (entries).', G.flowCapacity, 'gauge');
-    global('sluice_flow_table_evictions_total', 'Live flows evicted because their bucket was full.', G.flowEvictions, 'counter');
+    global('sluice_flow_table_evictions_total', 'Live flows evicted to make room, all kinds (see sluice_flow_table_evictions_by_kind_total).', G.flowEvictions, 'counter');
+    global('sluice_flow_table_half_open', 'Half-open TCP flows tracked now (only SYNs seen).', G.flowsHalfOpen, 'gauge');
+    new Counter({
+      name: 'sluice_flow_table_evictions_by_kind_total',
+      help: 'Live flows evicted to make room, by the kind of the evicted entry.',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ kind: 'half-open' }, at(G.flowEvictionsHalfOpen));
+        this.inc({ kind: 'established' }, at(G.flowEvictionsEstablished));
+        this.inc({ kind: 'closing' }, at(G.flowEvictionsClosing));
+        this.inc({ kind: 'other' }, at(G.flowEvictionsOther));
+      },
+    });
+    global('sluice_flows_untracked_total', 'New flows forwarded without an entry: half-open past their share, or no room that could be taken.', G.flowsUntracked, 'counter');
     global('sluice_flow_table_expirations_total', 'Flows expired after their idle timeout.', G.flowExpirations, 'counter');
     global('sluice_flows_remapped_total', 'Flows whose backend left the config and that moved to the current table.', G.flowsRemapped, 'counter');
     global('sluice_capture_received_total', 'Frames the capture handle received (libpcap ps_recv).', G.captureReceived, 'counter');

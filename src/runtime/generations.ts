@@ -86,6 +86,7 @@ export class Generations implements Startable {
       tcpIdleMs: cfg.flowTable.tcpIdleTimeoutS * 1000,
       tcpClosingMs: cfg.flowTable.tcpClosingTimeoutS * 1000,
       udpIdleMs: cfg.flowTable.udpIdleTimeoutS * 1000,
+      halfOpenMs: cfg.flowTable.halfOpenTimeoutS * 1000,
       tokenCapacity: DEFAULT_TOKEN_CAPACITY,
       spec: this.spec,
     };

@@ -482,7 +482,7 @@ describe('parseConfig accepts', () => {
           ],
         },
       ],
-      flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30 },
+      flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
       capture: { engine: 'ring', bufferMiB: 32, batchSize: 256 },
       safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
       metrics: { listen: '127.0.0.1:9180' },
@@ -498,7 +498,7 @@ describe('parseConfig accepts', () => {
     expect(c.encapSource4).toBe('192.0.2.5');
     expect(c.encapSource6).toBe('2001:db8:5::5');
     expect(c.hashSeed).toBe(2654435769);
-    expect(c.flowTable).toEqual({ capacity: 2097152, tcpIdleTimeoutS: 600, tcpClosingTimeoutS: 15, udpIdleTimeoutS: 60 });
+    expect(c.flowTable).toEqual({ capacity: 2097152, tcpIdleTimeoutS: 600, tcpClosingTimeoutS: 15, udpIdleTimeoutS: 60, halfOpenTimeoutS: 5 });
     expect(c.capture).toEqual({ engine: 'cap', bufferMiB: 64, batchSize: 512 });
     expect(c.safety).toEqual({ allowHostForwarding: true, allowLocalVip: true, allowOtherInstances: false });
     expect(c.metrics.listen).toBe('[::1]:9180');

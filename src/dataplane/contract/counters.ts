@@ -41,6 +41,13 @@ export const G = {
   ownerHits: 32,
   ownerMisses: 33,
   flowsPublished: 34,
+  /** Flow table by kind (flow-table.ts): half-open entries now, evictions of each kind, new flows not tracked. */
+  flowsHalfOpen: 35,
+  flowEvictionsHalfOpen: 36,
+  flowEvictionsEstablished: 37,
+  flowEvictionsClosing: 38,
+  flowEvictionsOther: 39,
+  flowsUntracked: 45,
   // Capture engines: what the kernel's frame status made them do (ring engine), or could not.
   /** Frames whose partial L4 checksum (TP_STATUS_CSUMNOTREADY) the engine completed. */
   csumCompleted: 40,

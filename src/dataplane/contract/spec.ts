@@ -64,6 +64,8 @@ export interface DataplaneInit {
   tcpIdleMs: number;
   tcpClosingMs: number;
   udpIdleMs: number;
+  /** Idle timeout of a half-open TCP flow; absent = the flow table's default. */
+  halfOpenMs?: number;
   tokenCapacity: number;
   spec: DataplaneSpec;
 }

@@ -15,7 +15,7 @@
  *
  * It never touches packets, so none of this waits on them (src/dataplane/worker.ts does).
  */
-import { ConfigError, formatIssue, formatIssues, readConfigFile } from '../config/load.js';
+import { ConfigError, formatIssue, formatIssues, readConfigFile, type ConfigIssue } from '../config/load.js';
 import type { SluiceConfig } from '../config/types.js';
 import type { DataplaneInit } from '../dataplane/contract/spec.js';
 import { interfaceFacts, type InterfaceFacts } from '../dataplane/host.js';
@@ -127,7 +127,7 @@ export class Daemon {
     let config: SluiceConfig;
     let text: string;
     try {
-      let warnings;
+      let warnings: ConfigIssue[];
       ({ config, text, warnings } = readConfigFile(this.#configPath));
       // Warnings do not stop a start (`sluice check` shows the same ones).
       for (const w of warnings) this.#log.warn({ event: 'config_warning', path: w.path, rule: w.rule }, formatIssue(w));

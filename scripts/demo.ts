@@ -5,6 +5,8 @@
  * on Ctrl-C or failure: the lab's signal handlers remove every namespace it made).
  *
  *   sudo npm run demo            (needs root: network namespaces and raw sockets)
+ *   sudo npm run demo -- --cluster   three instances announcing over BGP, one killed and back
+ *                                    (scripts/demo-cluster.ts)
  */
 import { join } from 'node:path';
 import { Lab, VIP4, VIP6 } from './lab/topology.js';
@@ -87,10 +89,15 @@ async function main(): Promise<number> {
   return pass ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(1);
-  },
-);
+if (process.argv.includes('--cluster')) {
+  // The cluster demo runs on its own when imported.
+  await import('./demo-cluster.js');
+} else {
+  main().then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

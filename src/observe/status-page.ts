@@ -40,14 +40,15 @@ function healthCell(h: BackendHealthReport | null): string {
   const parts = [`<span class="${h.state === 'down' ? 'bad' : h.state === 'up' ? 'ok' : 'muted'}">${escapeHtml(h.check)} ${escapeHtml(h.state)}</span>`];
   if (h.lastCheck) parts.push(`last check ${escapeHtml(h.lastCheck)}`);
   if (h.latencyMs !== undefined && h.latencyMs !== null) parts.push(`${escapeHtml(h.latencyMs.toFixed(1))} ms`);
-  if (h.lastError) parts.push(`<span class="bad">error: ${escapeHtml(h.lastError)}</span>`);
+  // The last failure stays after a recovery (what happened), so it is named "last error".
+  if (h.lastError) parts.push(`<span class="${h.state === 'down' ? 'bad' : 'muted'}">last error: ${escapeHtml(h.lastError)}</span>`);
   if (h.lastChange) parts.push(`changed ${escapeHtml(h.lastChange)}`);
   return parts.join('<br>');
 }
 
 function rateCells(r: Rates | null): string {
-  if (!r) return '<td>-</td><td>-</td><td>-</td>';
-  return `<td>${si(r.packetsPerSecond)}</td><td>${si(r.bitsPerSecond)}</td><td>${si(r.newFlowsPerSecond)}</td>`;
+  if (!r) return '<td data-label="pps">-</td><td data-label="bit/s">-</td><td data-label="new flows/s">-</td>';
+  return `<td data-label="pps">${si(r.packetsPerSecond)}</td><td data-label="bit/s">${si(r.bitsPerSecond)}</td><td data-label="new flows/s">${si(r.newFlowsPerSecond)}</td>`;
 }
 
 function backendRow(b: StatusBackendView): string {
@@ -60,7 +61,7 @@ function backendRow(b: StatusBackendView): string {
     `<td data-label="weight">${escapeHtml(b.weight)}</td>` +
     `<td data-label="active flows">${escapeHtml(b.activeFlows)}</td>` +
     rateCells(b.rates) +
-    `<td>${si(b.packets)}</td><td>${si(b.bytes)}</td>` +
+    `<td data-label="packets">${si(b.packets)}</td><td data-label="bytes">${si(b.bytes)}</td>` +
     '</tr>'
   );
 }

@@ -116,7 +116,7 @@ describe.skipIf(!enabled)('status page and load report in headless Chromium', ()
     console.log(`status page in Chromium: ${JSON.stringify(rows)}; console lines ${page.console.length}`);
     expect(rows).toEqual({ [b1]: 'serving', [b2]: 'down', [b3]: 'draining' });
     expect(page.dom).toContain('http down');
-    expect(page.dom).toMatch(/error: [^<]+/);
+    expect(page.dom).toMatch(/last error: [^<]+/);
     expect(page.dom).toMatch(/pps, [^<]*bit\/s/);
     expect(page.console).toEqual([]);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe('PNG');

@@ -40,7 +40,7 @@ describe('status page over HTTP (observe/admin.ts routeMetricsListener)', () => 
 
   const cases: Array<{ address: string; status: string; shows: string[] }> = [
     { address: '10.1.0.11', status: 'serving', shows: ['http up', 'last check 2026-01-02T03:09:58.000Z', '1.3 ms', '<td data-label="weight">2</td>', '<td data-label="active flows">4</td>'] },
-    { address: '10.1.0.12', status: 'down', shows: ['http down', 'error: connect ECONNREFUSED 10.1.0.12:80', '0.4 ms', '<td data-label="active flows">0</td>'] },
+    { address: '10.1.0.12', status: 'down', shows: ['http down', 'last error: connect ECONNREFUSED 10.1.0.12:80', '0.4 ms', '<td data-label="active flows">0</td>'] },
     { address: '10.1.0.13', status: 'draining', shows: ['http unknown', 'operator override', '<td data-label="active flows">1</td>'] },
     { address: '10.1.0.21', status: 'unresolved', shows: ['no check'] },
   ];

@@ -19,13 +19,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type NsRole } from '../../scripts/lab/topology.js';
 import type { HttpReport } from '../../scripts/lib/reports.js';
 import type { BackendStatus } from '../../src/observe/admin-api.js';
-import { REPO, admin, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { REPO, admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 
 const enabled = e2eEnabled('e2e status page in a browser');
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT = join(REPO, 'test-results', 'status-page');
-const FAST = { intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 } as const;
+/** Quick enough to see b2 down within seconds, lenient enough that a busy 2-core runner does not flap b1 or b3. */
+const CHECK = { intervalMs: 500, timeoutMs: 400, rise: 2, fall: 3 } as const;
 const STATE_WAIT_MS = 8000;
 
 interface Browser {
@@ -84,7 +85,7 @@ describe.skipIf(!enabled)('status page and load report in headless Chromium', ()
     [b1, b2, b3] = lab.backends().map((b) => b.ipv4);
     const file = lab.configFor([{ name: 'web', vip: VIP4, port: 80, protocol: 'tcp' }]);
     const cfg = JSON.parse(readFileSync(file, 'utf8')) as { services: Array<Record<string, unknown>> };
-    cfg.services[0].healthCheck = { type: 'http', port: 80, path: '/', ...FAST };
+    cfg.services[0].healthCheck = { type: 'http', port: 80, path: '/', ...CHECK };
     writeFileSync(file, JSON.stringify(cfg, null, 2) + '\n');
     sluice = await startSluice(lab, file);
   }, 120_000);
@@ -120,6 +121,17 @@ describe.skipIf(!enabled)('status page and load report in headless Chromium', ()
     expect(page.dom).toMatch(/pps, [^<]*bit\/s/);
     expect(page.console).toEqual([]);
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe('PNG');
+
+    // The same state in Prometheus' words, from the running instance.
+    const m = await scrape(lab);
+    const gauges = Object.fromEntries(
+      [b1, b2, b3].map((b) => [b, ['up', 'health', 'weight'].map((g) => metric(m, `sluice_backend_${g}`, { service: 'web', backend: b }))]),
+    );
+    console.log(`per-backend gauges [up, health, weight]: ${JSON.stringify(gauges)}`);
+    expect(gauges).toEqual({ [b1]: [1, 1, 1], [b2]: [0, 0, 1], [b3]: [0, 1, 1] });
+    expect(metric(m, 'sluice_health_transitions_total', { service: 'web', backend: b2, to: 'down' })).toBe(1);
+    expect(metric(m, 'sluice_backend_status', { backend: b3, status: 'draining' })).toBe(1);
+    expect(metric(m, 'sluice_build_info')).toBe(1);
   }, 120_000);
 
   it('renders a `load --report` page: its plots are inline SVG and nothing logs to the console', async () => {

@@ -84,6 +84,10 @@ export interface BackendHealthReport {
   state: string;
   lastError: string | null;
   lastChange: string | null;
+  /** When the last probe ended (ISO time); absent or null before the first. */
+  lastCheck?: string | null;
+  /** How long the last probe took, in ms; absent or null before the first. */
+  latencyMs?: number | null;
 }
 
 /** One backend of one service in /backends. */

@@ -1,5 +1,6 @@
 /**
- * The operator's two HTTP doors: GET /metrics on the metrics listen address, and the admin API
+ * The operator's two HTTP doors: the metrics listener (GET /metrics, the status page at / and
+ * /status.json), and the admin API
  * on its unix socket (routes and answer types in admin-api.ts). The routes check the request
  * and turn it into a typed call; the views turn the control process's facts and the data plane's
  * counters into the answers. Everything they read comes through AdminSources, so this file knows
@@ -34,7 +35,9 @@ import { hardenedServer, listenTcp, sendJson } from './http.js';
 import { serveAdmin } from './admin-server.js';
 import { HttpCounters } from './http-counters.js';
 import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
+import type { BackendGaugeRow, Metrics } from './metrics.js';
+import { renderStatusPage } from './status-page.js';
+import { RateBase, statusView } from './status-view.js';
 
 /** One backend of one service as the control process knows it, before counters are added. */
 export interface BackendFacts {
@@ -209,11 +212,63 @@ export async function routeAdmin(src: AdminSources, method: string, url: URL, re
   return fail(404, `no such endpoint: ${method} ${url.pathname}`);
 }
 
+/** The per-backend gauges' rows: every backend of every service, with its live flows. */
+export function backendGaugeRows(src: AdminSources, activeFlows: ReadonlyMap<number, number>): BackendGaugeRow[] {
+  const out: BackendGaugeRow[] = [];
+  for (const s of src.config().services) {
+    for (const b of src.backendFacts(s)) {
+      out.push({
+        service: s.name,
+        backend: b.address,
+        weight: b.weight,
+        status: b.status,
+        health: b.health?.state ?? null,
+        activeFlows: b.id >= 0 ? (activeFlows.get(b.id) ?? 0) : 0,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The metrics listener's routes, all read-only (the server admits GET and HEAD only):
+ * /metrics for Prometheus, / the status page, /status.json its data.
+ */
+export async function routeMetricsListener(src: AdminSources, rates: RateBase, url: URL, res: ServerResponse): Promise<void> {
+  const path = url.pathname;
+  if (path === '/metrics') {
+    await src.freshCounters();
+    src.metrics.setBackendRows(backendGaugeRows(src, await src.flowCounts()));
+    const body = await src.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': src.metrics.registry.contentType });
+    res.end(body);
+    return;
+  }
+  if (path === '/' || path === '/status.json') {
+    const counters = await src.freshCounters();
+    const now = new Date();
+    const view = statusView(src, counters, await src.flowCounts(), await src.announce(), rates.advance(counters, now.getTime()), now);
+    if (path === '/status.json') return sendJson(res, 200, view);
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      // Nothing on the page runs or loads from elsewhere; say so to the browser too.
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(renderStatusPage(view));
+    return;
+  }
+  return sendJson(res, 404, { error: 'try / (status page), /status.json or /metrics' } satisfies AdminError);
+}
+
 /** The metrics and admin servers, as one part of the control process. */
 export class AdminApi {
   readonly name = 'metrics and admin API';
   readonly #opts: AdminApiOptions;
   #servers: Server[] = [];
+  /** The status page's older counter snapshot (its rates are differences over time). */
+  readonly #rates = new RateBase();
 
   constructor(opts: AdminApiOptions) {
     this.#opts = opts;
@@ -229,13 +284,7 @@ export class AdminApi {
       methods: ['GET', 'HEAD'],
       log,
       onReject: counters.onReject('metrics'),
-      handler: async (_req, url, res) => {
-        if (url.pathname !== '/metrics') return sendJson(res, 404, { error: 'try /metrics' } satisfies AdminError);
-        await sources.freshCounters();
-        const body = await sources.metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': sources.metrics.registry.contentType });
-        res.end(body);
-      },
+      handler: (_req, url, res) => routeMetricsListener(sources, this.#rates, url, res),
     });
     this.#servers.push(metrics);
     await listenTcp(metrics, metricsListen).catch((e: Error) => {

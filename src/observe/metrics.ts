@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ControlPlane } from '../control/index.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
+import { BUILD_INFO } from '../version.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, serviceCounter, type EntityCounter } from '../dataplane/contract/counters.js';
 
 export interface LabelMaps {
@@ -12,6 +13,34 @@ export interface LabelMaps {
   services: ReadonlyMap<number, string>;
   /** backend id -> { service name, address } */
   backends: ReadonlyMap<number, { service: string; address: string }>;
+}
+
+/** One backend of one service as the per-backend gauges show it, refreshed before each scrape. */
+export interface BackendGaugeRow {
+  service: string;
+  backend: string;
+  /** Effective weight (operator overrides applied). */
+  weight: number;
+  /** serving, spare-serving, spare-standby, draining, down, unresolved. */
+  status: string;
+  /** The check's state: up, down, unknown; null without a check. */
+  health: string | null;
+  activeFlows: number;
+}
+
+/** Every value sluice_backend_status can carry, so a status that ends shows 0, not a gap. */
+export const BACKEND_STATUSES = ['serving', 'spare-serving', 'spare-standby', 'draining', 'down', 'unresolved'] as const;
+
+/** sluice_backend_health: 1 up, 0 down, -1 not checked (no check, or no verdict yet). */
+export function healthValue(health: string | null): number {
+  if (health === 'up') return 1;
+  if (health === 'down') return 0;
+  return -1;
+}
+
+/** Whether a backend in this status takes new flows. */
+export function takesNewFlows(status: string): boolean {
+  return status === 'serving' || status === 'spare-serving';
 }
 
 export class Metrics {
@@ -23,9 +52,10 @@ export class Metrics {
   readonly dataplaneUp: Gauge;
   readonly dataplaneRestarts: Counter;
   readonly neighbourUnresolved: Gauge;
-  readonly healthTransitions: Counter<'to'>;
+  readonly healthTransitions: Counter<'service' | 'backend' | 'to'>;
   readonly ownerQueryLatency: Histogram;
   #cluster: ControlPlane | null = null;
+  #backendRows: readonly BackendGaugeRow[] = [];
 
   constructor() {
     const registers = [this.registry];
@@ -240,7 +270,49 @@ export class Metrics {
         this.inc(cluster()?.counters.queueDrops ?? 0);
       },
     });
-    this.healthTransitions = new Counter({ name: 'sluice_health_transitions_total', help: 'Backend health state changes, by the state entered.', labelNames: ['to'], registers });
+    this.healthTransitions = new Counter({
+      name: 'sluice_health_transitions_total',
+      help: 'Backend health state changes, by service, backend and the state entered.',
+      labelNames: ['service', 'backend', 'to'],
+      registers,
+    });
+    const rows = (): readonly BackendGaugeRow[] => this.#backendRows;
+    const perBackendGauge = (name: string, help: string, value: (r: BackendGaugeRow) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['service', 'backend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const r of rows()) this.set({ service: r.service, backend: r.backend }, value(r));
+        },
+      });
+    };
+    perBackendGauge('sluice_backend_up', '1 while the backend takes new flows (serving or spare-serving), 0 otherwise.', (r) => (takesNewFlows(r.status) ? 1 : 0));
+    perBackendGauge('sluice_backend_weight', 'Effective weight of the backend (operator overrides applied).', (r) => r.weight);
+    perBackendGauge('sluice_backend_active_flows', 'Flows the data plane tracks for the backend now.', (r) => r.activeFlows);
+    perBackendGauge('sluice_backend_health', 'Health check verdict: 1 up, 0 down, -1 not checked or no verdict yet.', (r) => healthValue(r.health));
+    new Gauge({
+      name: 'sluice_backend_status',
+      help: 'What the current generation does with the backend: 1 for its status, 0 for the others.',
+      labelNames: ['service', 'backend', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of rows()) for (const st of BACKEND_STATUSES) this.set({ service: r.service, backend: r.backend, status: st }, r.status === st ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_build_info',
+      help: 'Always 1; the labels tell the version, the commit it was built from and the Node.js version.',
+      labelNames: ['version', 'commit', 'node'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ version: BUILD_INFO.version, commit: BUILD_INFO.commit, node: process.versions.node }, 1);
+      },
+    });
     this.neighbourUnresolved = new Gauge({ name: 'sluice_backends_unresolved', help: 'Backends whose next-hop MAC is unknown (they take no new flows).', registers });
   }
 
@@ -254,6 +326,11 @@ export class Metrics {
 
   setCluster(cp: ControlPlane | null): void {
     this.#cluster = cp;
+  }
+
+  /** The per-backend gauges' rows (the metrics route sets them before each scrape). */
+  setBackendRows(r: readonly BackendGaugeRow[]): void {
+    this.#backendRows = r;
   }
 
   setLabels(l: LabelMaps): void {

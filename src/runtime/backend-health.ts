@@ -25,6 +25,8 @@ export interface HealthView {
   state: string;
   lastError: string | null;
   lastChange: string | null;
+  lastCheck: string | null;
+  latencyMs: number | null;
 }
 
 function targetOf(s: ServiceConfig, address: string): HealthTarget | null {
@@ -35,12 +37,15 @@ export class BackendHealth implements Startable {
   readonly name = 'health checks';
   readonly #opts: BackendHealthOptions;
   readonly #manager: HealthManager;
+  #config: SluiceConfig;
 
   constructor(opts: BackendHealthOptions) {
     this.#opts = opts;
+    this.#config = opts.config;
     this.#manager = new HealthManager({
-      onChange: (_key, from, to, detail) => {
-        opts.metrics.healthTransitions.inc({ to });
+      onChange: (key, from, to, detail) => {
+        // One check may serve several services (same backend, same check): each one's series moves.
+        for (const service of this.#servicesOf(key)) opts.metrics.healthTransitions.inc({ service, backend: detail.target.address, to });
         opts.log.warn(
           { event: 'health_change', backend: detail.target.address, port: detail.target.port, check: detail.target.check.type, from, to, error: detail.error ?? null },
           `backend ${detail.target.address} is ${to}`,
@@ -62,12 +67,28 @@ export class BackendHealth implements Startable {
 
   /** Check exactly the backends of `config` from now on. */
   setTargets(config: SluiceConfig): void {
+    this.#config = config;
     const out: HealthTarget[] = [];
     for (const s of config.services) for (const b of s.backends) {
       const t = targetOf(s, b.address);
       if (t) out.push(t);
     }
     this.#manager.setTargets(out);
+  }
+
+  /** The services whose backend is checked under `key`. */
+  #servicesOf(key: string): string[] {
+    const out: string[] = [];
+    for (const s of this.#config.services) {
+      for (const b of s.backends) {
+        const t = targetOf(s, b.address);
+        if (t && targetKey(t) === key) {
+          out.push(s.name);
+          break;
+        }
+      }
+    }
+    return out;
   }
 
   /** A backend without a check always takes traffic; one with a check while its check says so. */
@@ -80,6 +101,11 @@ export class BackendHealth implements Startable {
     const t = targetOf(s, address);
     if (!t) return null;
     const rec = this.#manager.recordOf(targetKey(t));
-    return { check: t.check.type, state: rec?.state ?? 'unknown', lastError: rec?.lastError ?? null, lastChange: rec?.lastChangeAt ? new Date(rec.lastChangeAt).toISOString() : null };
+    return {
+      check: t.check.type,
+      state: rec?.state ?? 'unknown', lastError: rec?.lastError ?? null, lastChange: rec?.lastChangeAt ? new Date(rec.lastChangeAt).toISOString() : null,
+      lastCheck: rec?.lastProbeAt ? new Date(rec.lastProbeAt).toISOString() : null,
+      latencyMs: rec?.lastLatencyMs ?? null,
+    };
   }
 }

@@ -237,9 +237,13 @@ describe.skipIf(!enabled)('backend lifecycle: one Sluice, 3 backends (stick)', (
       const gen1 = await waitApplied(s, gen0);
       expect(gen1).toBe(gen0 + 1);
 
-      // Metrics: one transition to down (the check both services share).
+      // Metrics: one transition to down (the check both services share), counted in each
+      // service's series of b2.
       const m1 = await scrape(lab);
-      expect(metric(m1, 'sluice_health_transitions_total', { to: 'down' }) - metric(m0, 'sluice_health_transitions_total', { to: 'down' })).toBe(1);
+      for (const service of ['web', 'echo']) {
+        const down = { service, backend: b2, to: 'down' };
+        expect(metric(m1, 'sluice_health_transitions_total', down) - metric(m0, 'sluice_health_transitions_total', down)).toBe(1);
+      }
       expect(metric(m1, 'sluice_config_generation')).toBeGreaterThanOrEqual(gen1);
 
       // The CLI: `backends` shows the state and the health detail, `status` the new generation and the status.
@@ -282,7 +286,8 @@ describe.skipIf(!enabled)('backend lifecycle: one Sluice, 3 backends (stick)', (
       expect(after.ok).toBe(90);
       expect(countOf(after, 'b2')).toBeGreaterThan(0);
       const m2 = await scrape(lab);
-      expect(metric(m2, 'sluice_health_transitions_total', { to: 'up' }) - metric(m1, 'sluice_health_transitions_total', { to: 'up' })).toBe(1);
+      const up = { service: 'web', backend: b2, to: 'up' };
+      expect(metric(m2, 'sluice_health_transitions_total', up) - metric(m1, 'sluice_health_transitions_total', up)).toBe(1);
 
       const report = (await long.stop()) as LongReport;
       const others = report.perConnection.filter((c) => c.backend !== 'b2');

@@ -44,13 +44,15 @@ describe.skipIf(!enabled)('ICMP for a VIP under dsr-l2, return path through a 12
 
   it('ping and ping -6 of the VIP are answered', async () => {
     sluice = await startSluice(lab, lab.configFor(services('forward')));
-    const v4 = await lab.exec('client', ['ping', '-c', '3', '-i', '0.2', '-W', '2', VIP4]);
-    const v6 = await lab.exec('client', ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '2', VIP6]);
+    // -w 10: until 3 answers or 10 s (the first request may reach the router before its neighbour entry for a just-started lab).
+    const ping = (args: string[]) => lab.exec('client', ['ping', ...args, '-c', '3', '-i', '0.2', '-w', '10'], { timeoutMs: 15_000 }).catch((e: unknown) => ({ stdout: String(e) }));
+    const v4 = await ping([VIP4]);
+    const v6 = await ping(['-6', VIP6]);
     console.log(`ping: ${v4.stdout.split('\n').find((l) => l.includes('received'))}; ping -6: ${v6.stdout.split('\n').find((l) => l.includes('received'))}`);
     expect(v4.stdout).toMatch(/3 received/);
     expect(v6.stdout).toMatch(/3 received/);
     const m = await scrape(lab);
-    expect(metric(m, 'sluice_icmp_messages_total', { type: 'echo', action: 'replied' })).toBe(6);
+    expect(metric(m, 'sluice_icmp_messages_total', { type: 'echo', action: 'replied' })).toBeGreaterThanOrEqual(6);
   }, 60_000);
 
   it('20 downloads of 1 MiB complete over IPv4 and IPv6 with ICMP errors forwarded, and stall without', async () => {

@@ -97,7 +97,7 @@ export const TOO_BIG_PER_SECOND = 100;
 
 /**
  * Token bucket for the "too big" replies (RFC 4443 2.4(f) asks every ICMP error source to limit
- * its rate): `perSecond` tokens a second, a burst of as many. Integer-free of allocation.
+ * its rate): `perSecond` tokens a second, a burst of as many. No allocation per call.
  */
 export class TooBigLimiter {
   #tokens: number;

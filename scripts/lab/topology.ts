@@ -63,6 +63,11 @@ export interface LabOptions {
   /** 'static' (default): the router has a static ECMP route over the balancers. 'bgp': none; the
    * router learns the VIPs over BGP (start it with scripts/lab/bgp.ts startRouterBgp). */
   vipRoutes?: 'static' | 'bgp';
+  /** MTU of the router's link toward the client, router side only (default: the kernel's 1500).
+   * Smaller: a narrow hop on the return path (backends -> client) that the client does not see,
+   * so the client announces a full MSS and the router must send fragmentation needed / packet too
+   * big back to the VIP (path MTU discovery under DSR, issue 9). */
+  returnPathMtu?: number;
 }
 
 export interface LabPorts {
@@ -137,6 +142,10 @@ export interface ConfigService {
   mptcp?: boolean;
   /** What to do with an MP_JOIN SYN whose token is unknown (Sluice's default: drop). Written only when given. */
   mptcpUnknownJoin?: 'drop' | 'hash';
+  /** ICMP errors for the service's flows (Sluice's default: forward). Written only when given. */
+  icmpErrors?: 'forward' | 'drop';
+  /** Echo requests to the VIP (Sluice's default: reply). Written only when given. */
+  icmpEcho?: 'reply' | 'forward' | 'drop';
 }
 
 export interface ConfigOptions {
@@ -231,6 +240,7 @@ export class Lab {
   readonly runDir: string;
   readonly ports: LabPorts;
   readonly segmentMtu: number;
+  readonly returnPathMtu: number | undefined;
   readonly ipip: boolean;
   readonly withServers: boolean;
   readonly clientPaths: 1 | 2;
@@ -265,6 +275,7 @@ export class Lab {
     this.vipRoutes = opts.vipRoutes ?? 'static';
     this.ports = { ...DEFAULT_PORTS, ...opts.ports };
     this.segmentMtu = opts.segmentMtu ?? (this.ipip ? 1600 : 1500);
+    this.returnPathMtu = opts.returnPathMtu;
     this.runDir = `/tmp/sl-${runId}`;
     const p = `sl-${runId}`;
     this.clientNs = `${p}-cl`;
@@ -452,7 +463,7 @@ export class Lab {
 
     const rtCfg = [
       'link set lo up',
-      `link set ${this.#rtClientIf} up`,
+      `link set ${this.#rtClientIf}${this.returnPathMtu !== undefined ? ` mtu ${this.returnPathMtu}` : ''} up`,
       `addr add 10.99.1.1/24 dev ${this.#rtClientIf}`,
       `link set ${this.#rtSegIf} mtu ${mtu} up`,
       `addr add 10.99.0.1/24 dev ${this.#rtSegIf}`,
@@ -724,6 +735,8 @@ export class Lab {
       if (s.tableSize !== undefined) out['tableSize'] = s.tableSize;
       if (s.mptcp !== undefined) out['mptcp'] = s.mptcp;
       if (s.mptcpUnknownJoin !== undefined) out['mptcpUnknownJoin'] = s.mptcpUnknownJoin;
+      if (s.icmpErrors !== undefined) out['icmpErrors'] = s.icmpErrors;
+      if (s.icmpEcho !== undefined) out['icmpEcho'] = s.icmpEcho;
       return out;
     });
     const config: Record<string, unknown> = {

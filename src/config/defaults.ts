@@ -19,6 +19,8 @@ export const SERVICE_DEFAULTS = {
   tableSize: MAGLEV_DEFAULT_SIZE,
   mptcp: true,
   mptcpUnknownJoin: 'drop' as const,
+  icmpEcho: 'reply' as const,
+  icmpErrors: 'forward' as const,
   minPrimaries: 1,
 };
 

@@ -6,7 +6,7 @@
  */
 import type { BackendConfig, ServiceConfig, SluiceConfig } from './types.js';
 
-export type ServiceField = 'vip' | 'port' | 'protocol' | 'forwarding' | 'tableSize' | 'mptcp' | 'mptcpUnknownJoin' | 'minPrimaries' | 'healthCheck' | 'affinity';
+export type ServiceField = 'vip' | 'port' | 'protocol' | 'forwarding' | 'tableSize' | 'mptcp' | 'mptcpUnknownJoin' | 'icmpEcho' | 'icmpErrors' | 'minPrimaries' | 'healthCheck' | 'affinity';
 
 export interface FieldChange {
   field: ServiceField;
@@ -48,7 +48,7 @@ export interface ConfigDiff {
   empty: boolean;
 }
 
-const SERVICE_FIELDS: readonly ServiceField[] = ['vip', 'port', 'protocol', 'forwarding', 'tableSize', 'mptcp', 'mptcpUnknownJoin', 'minPrimaries', 'healthCheck', 'affinity'];
+const SERVICE_FIELDS: readonly ServiceField[] = ['vip', 'port', 'protocol', 'forwarding', 'tableSize', 'mptcp', 'mptcpUnknownJoin', 'icmpEcho', 'icmpErrors', 'minPrimaries', 'healthCheck', 'affinity'];
 
 /** Objects (health check, affinity) compare and print as JSON. */
 function fieldValue(s: ServiceConfig, f: ServiceField): string | number {

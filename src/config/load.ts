@@ -43,6 +43,8 @@ interface RawService {
   backends: RawBackend[];
   mptcp?: boolean;
   mptcpUnknownJoin?: 'drop' | 'hash';
+  icmpEcho?: 'reply' | 'forward' | 'drop';
+  icmpErrors?: 'forward' | 'drop';
   minPrimaries?: number;
   healthCheck?: HealthCheckInput;
   affinity?: Partial<AffinityConfig> & { mode: 'source-ip' };
@@ -173,6 +175,8 @@ function buildService(s: RawService): ServiceConfig {
     })),
     mptcp: s.protocol === 'tcp' && (s.mptcp ?? d.mptcp),
     mptcpUnknownJoin: s.mptcpUnknownJoin ?? d.mptcpUnknownJoin,
+    icmpEcho: s.icmpEcho ?? d.icmpEcho,
+    icmpErrors: s.icmpErrors ?? d.icmpErrors,
     minPrimaries: s.minPrimaries ?? d.minPrimaries,
     ...(s.healthCheck ? { healthCheck: checkHealthCheck(s.healthCheck).check } : {}),
     ...(s.affinity ? { affinity: { ...AFFINITY_DEFAULTS, ...s.affinity } } : {}),

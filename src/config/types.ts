@@ -44,6 +44,10 @@ export interface ServiceConfig {
   mptcp: boolean;
   /** MP_JOIN with an unknown token: 'drop' (default) or 'hash'. */
   mptcpUnknownJoin: 'drop' | 'hash';
+  /** Echo requests to the VIP: answered by Sluice ('reply', default), forwarded to a backend, or dropped. The VIP's first service decides. */
+  icmpEcho?: 'reply' | 'forward' | 'drop';
+  /** ICMP errors quoting this service's packets (frag needed, too big, unreachable, time exceeded): routed to the flow's backend ('forward', default) or dropped. */
+  icmpErrors?: 'forward' | 'drop';
   /** Spares take new flows while fewer primaries than this are healthy. Default 1. */
   minPrimaries: number;
   /** Health check of every backend; absent = every backend counts as healthy. */

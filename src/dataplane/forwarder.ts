@@ -24,6 +24,8 @@ import { BackendSlots } from './backend-slots.js';
 import { FlowTokens } from './flow-tokens.js';
 import { OwnerHold, QUERY_FLOW, QUERY_TOKEN, isPending, pendingQuery, type OwnerQueryFn, type PublishNowFn, type SendFn } from './owner-hold.js';
 import { LEARN_COLLISION, LEARN_NEW, MptcpTokenTable, mptcpActionToken, mptcpInspect } from './mptcp-tokens.js';
+import { ECHO_DROP, ECHO_REPLY, ICMP_ECHO, ICMP_ERROR, ICMP_OTHER, TooBigLimiter, echoFlow, errorCounter, icmpKind, quotedFlow } from './icmp-steer.js';
+import { writeEchoReply, writeTooBig } from '../packet/icmp-build.js';
 import { MPTCP_ACTION_JOIN_SYN, MPTCP_ACTION_LEARN_V0, MPTCP_ACTION_LEARN_V1, MPTCP_ACTION_MALFORMED, MPTCP_ACTION_NONE } from './mptcp-tokens.js';
 
 export { MAX_PENDING_QUERIES, HOLD_SLOTS, QUERY_DEADLINE_MS, QUERY_FLOW, QUERY_TOKEN, type OwnerQueryFn, type PublishNowFn } from './owner-hold.js';
@@ -61,6 +63,11 @@ export class Forwarder {
   #publishNow: PublishNowFn | null = null;
   readonly #affinityKey = new Uint32Array(4);
   readonly #keyScratch = new Uint8Array(FLOW_KEY_MAX_BYTES);
+  /** The flow an ICMP message belongs to (quoted flow of an error, echo key), as a parsed-packet view into the frame. */
+  readonly #icmpView = new ParsedPacket();
+  readonly #tooBig = new TooBigLimiter();
+  /** Set when the frame written to tx goes back to the client (Sluice's "too big" reply), not to a backend. */
+  #toClient = false;
 
   // Generation-wide egress facts.
   readonly #egressMac = new Uint8Array(6);
@@ -117,6 +124,11 @@ export class Forwarder {
   apply(spec: DataplaneSpec): void {
     this.#match.clear();
     for (const s of spec.services) this.#match.add(s.vip, s.protocol, s.port, s.id);
+    // ICMP has no port: each VIP's echo policy is its first service's (entry keyed protocol ICMP, port 0).
+    for (const s of spec.services) {
+      const icmp = s.vip.length === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+      if (this.#match.match(s.vip, 0, s.vip.length, icmp, 0) < 0) this.#match.add(s.vip, icmp, 0, s.id);
+    }
     this.#services.load(spec.services);
     this.#backends.load(spec.backends);
     this.#egressMac.set(spec.egressMac);
@@ -159,9 +171,10 @@ export class Forwarder {
     // parse
     const reason = parseFrame(rx, len, p);
     if (reason !== Drop.ok) return this.#drop(reason);
-    // Fragments and ICMP are parsed but not steered yet: dropped under their own names.
+    // Fragments are parsed but not steered yet: dropped under their own names.
     if (p.fragment !== FRAG_NONE) return this.#drop(p.ipVersion === 4 ? Drop.ipv4_fragment : Drop.ipv6_fragment);
-    if (p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) return this.#drop(Drop.unsupported_protocol);
+    // ICMP for a VIP: its own branch (#icmp).
+    if (p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) return this.#icmp(rx, len, tx, nowMs);
     // match
     const sid = this.#match.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, p.dstPort);
     if (sid < 0) return this.#drop(Drop.no_service);
@@ -195,8 +208,8 @@ export class Forwarder {
     }
     // send
     if (!this.#backends.hasNextHop(be)) return this.#drop(Drop.no_neighbor);
-    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash) : this.#rewrite(rx, len, be, tx);
-    if (out === 0) return 0;
+    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, be, tx);
+    if (out === 0 || this.#backToClient()) return out;
     const c = this.counters;
     c[serviceCounter(sid, ENTITY.packets)]++;
     c[serviceCounter(sid, ENTITY.bytes)] += len;
@@ -300,15 +313,14 @@ export class Forwarder {
   }
 
   /** ipip: a new Ethernet + outer IP header toward the backend, then the client's IP packet. */
-  #encapsulate(rx: Buffer, p: ParsedPacket, be: number, tx: Buffer, hash: number): number {
+  #encapsulate(rx: Buffer, p: ParsedPacket, be: number, tx: Buffer, hash: number, nowMs: number): number {
     const dst = this.#backends.address(be);
     const v4 = dst !== null && dst.length === 4;
     if (dst === null || (v4 ? !this.#hasSrc4 : !this.#hasSrc6)) return this.#drop(Drop.no_backend);
     const outerLen = encapHeaderLen(dst.length);
     const innerLen = p.l3Length;
-    if (outerLen + innerLen > this.#egressMtu || ETH_HEADER + outerLen + innerLen > tx.length) {
-      return this.#drop(Drop.encap_too_big);
-    }
+    if (outerLen + innerLen > this.#egressMtu) return this.#replyTooBig(rx, p, tx, this.#egressMtu - outerLen, nowMs);
+    if (ETH_HEADER + outerLen + innerLen > tx.length) return this.#drop(Drop.encap_too_big);
     this.#writeMacs(be, tx);
     tx[12] = v4 ? 0x08 : 0x86;
     tx[13] = v4 ? 0x00 : 0xdd;
@@ -317,6 +329,99 @@ export class Forwarder {
     writeEncap(tx, ETH_HEADER, v4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, v4 ? this.#ipId : hash & 0xfffff);
     rx.copy(tx, ETH_HEADER + outerLen, p.l3Offset, p.l3Offset + innerLen);
     return ETH_HEADER + outerLen + innerLen;
+  }
+
+  // ---- ICMP for a VIP (icmp-steer.ts builds the views, packet/icmp-build.ts the replies) ----
+
+  /**
+   * An ICMP message to a VIP. An error goes to the backend of the flow it quotes: the tracked
+   * flow, else the pick a data packet of that flow would get (affinity or Maglev over the same
+   * 5-tuple hash), so every instance agrees; no flow is created for it. An echo request is
+   * answered here, forwarded (hashed on addresses + echo id) or dropped, per the VIP's first
+   * service. Either is forwarded like data (dsr-l2 or ipip).
+   */
+  #icmp(rx: Buffer, len: number, tx: Buffer, nowMs: number): number {
+    const p = this.#p;
+    const c = this.counters;
+    const kind = icmpKind(p);
+    if (kind === ICMP_OTHER) return this.#drop(Drop.icmp_unhandled_type);
+    const v = this.#icmpView;
+    let sid: number;
+    let be = -1;
+    if (kind === ICMP_ECHO) {
+      sid = this.#match.match(rx, p.dstAddrOffset, p.addrLen, p.protocol, 0);
+      if (sid < 0) return this.#drop(Drop.no_service);
+      const policy = this.#services.echoPolicy(sid);
+      if (policy === ECHO_DROP) {
+        c[G.icmpEchoDropped]++;
+        return this.#drop(Drop.icmp_echo_refused);
+      }
+      if (policy === ECHO_REPLY) {
+        const out = writeEchoReply(rx, p, tx);
+        if (out === 0) return this.#drop(Drop.oversize_frame);
+        c[G.icmpEchoReplied]++;
+        return out;
+      }
+      echoFlow(p, v);
+    } else {
+      quotedFlow(p, v);
+      sid = this.#match.match(rx, v.dstAddrOffset, v.addrLen, v.protocol, v.dstPort);
+      if (sid < 0) return this.#drop(Drop.icmp_no_service);
+      if (!this.#services.forwardsIcmpErrors(sid)) return this.#drop(Drop.icmp_errors_off);
+    }
+    const hash = flowHash(rx, v, this.#hashSeed);
+    if (kind === ICMP_ERROR) {
+      const slot = this.flows.lookup(rx, v, hash, nowMs);
+      if (slot >= 0) {
+        const known = this.flows.backendOf(slot);
+        // Its flow's owner is being asked: the message waits with the flow's own packets.
+        if (isPending(known)) return this.#hold.hold(rx, len, pendingQuery(known));
+        if (this.#backends.keepsFlows(known, sid)) be = known;
+      }
+    }
+    if (be < 0) {
+      const table = this.#services.tableOf(sid);
+      if (table === null) return this.#drop(Drop.no_backend);
+      be = kind === ICMP_ERROR && this.#services.hasAffinity(sid) ? this.#affinityBackend(rx, v, sid, table, nowMs) : table[hash % table.length];
+      if (be < 0) return this.#drop(Drop.no_backend);
+    }
+    if (!this.#backends.hasNextHop(be)) return this.#drop(Drop.no_neighbor);
+    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, be, tx);
+    if (out === 0 || this.#backToClient()) return out;
+    c[kind === ICMP_ECHO ? G.icmpEchoForwarded : errorCounter(p)]++;
+    c[serviceCounter(sid, ENTITY.packets)]++;
+    c[serviceCounter(sid, ENTITY.bytes)] += len;
+    c[backendCounter(be, ENTITY.packets)]++;
+    c[backendCounter(be, ENTITY.bytes)] += len;
+    return out;
+  }
+
+  /**
+   * An ipip packet too big for the egress MTU once encapsulated: the packet is dropped
+   * (encap_too_big) and its sender told the usable MTU, rate-limited. IPv4 with DF gets
+   * fragmentation needed as routers send it; IPv4 without DF gets it too (a sender's kernel
+   * records the path MTU and fragments its next datagrams itself), rather than Sluice emitting
+   * two outer fragments per frame. No reply to an ICMP error (RFC 1122 3.2.2).
+   */
+  #replyTooBig(rx: Buffer, p: ParsedPacket, tx: Buffer, mtu: number, nowMs: number): number {
+    this.#drop(Drop.encap_too_big);
+    if ((p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) && icmpKind(p) !== ICMP_ECHO) return 0;
+    if (!this.#tooBig.take(nowMs)) {
+      this.counters[G.icmpTooBigRateLimited]++;
+      return 0;
+    }
+    const out = writeTooBig(rx, p, mtu, tx);
+    if (out === 0) return 0;
+    this.counters[G.icmpTooBigSent]++;
+    this.#toClient = true;
+    return out;
+  }
+
+  /** True (once) when the frame just written goes back to the client rather than to a backend. */
+  #backToClient(): boolean {
+    const r = this.#toClient;
+    this.#toClient = false;
+    return r;
   }
 
   /** Ethernet addresses of an outgoing frame: to the backend's next hop, from the egress interface. */

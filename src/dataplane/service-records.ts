@@ -7,6 +7,7 @@
 import type { ServiceSpec } from './contract/spec.js';
 import { MAX_SERVICES } from './contract/limits.js';
 import { IPPROTO_TCP } from '../packet/parsed-packet.js';
+import { echoPolicyCode } from './icmp-steer.js';
 
 const FWD_DSR = 0;
 const FWD_IPIP = 1;
@@ -24,6 +25,10 @@ export class ServiceRecords {
   readonly #affinityTimeoutMs = new Float64Array(MAX_SERVICES);
   readonly #prefix4 = new Uint8Array(MAX_SERVICES);
   readonly #prefix6 = new Uint8Array(MAX_SERVICES);
+  /** icmpEcho as ECHO_REPLY / ECHO_FORWARD / ECHO_DROP (icmp-steer.ts). */
+  readonly #icmpEcho = new Uint8Array(MAX_SERVICES);
+  /** 1: ICMP errors quoting this service's packets are dropped (icmpErrors: "drop"). */
+  readonly #icmpErrorsOff = new Uint8Array(MAX_SERVICES);
   /** For AffinityTable.sweep: made once, so a sweep allocates no closure. */
   readonly affinityTimeoutOf = (sid: number): number => this.#affinityTimeoutMs[sid];
 
@@ -35,7 +40,11 @@ export class ServiceRecords {
     this.#hashUnknownJoin.fill(0);
     this.#stableHash.fill(0);
     this.#affinity.fill(0);
+    this.#icmpEcho.fill(0);
+    this.#icmpErrorsOff.fill(0);
     for (const s of services) {
+      this.#icmpEcho[s.id] = echoPolicyCode(s.icmpEcho);
+      this.#icmpErrorsOff[s.id] = s.icmpErrors === 'drop' ? 1 : 0;
       this.#table[s.id] = s.table;
       this.#forwarding[s.id] = s.forwarding === 'ipip' ? FWD_IPIP : FWD_DSR;
       this.#mptcp[s.id] = s.mptcp && s.protocol === IPPROTO_TCP ? 1 : 0;
@@ -72,6 +81,16 @@ export class ServiceRecords {
 
   stableHash(sid: number): number {
     return this.#stableHash[sid];
+  }
+
+  /** What an echo request to the service's VIP gets: ECHO_REPLY, ECHO_FORWARD or ECHO_DROP. */
+  echoPolicy(sid: number): number {
+    return this.#icmpEcho[sid];
+  }
+
+  /** ICMP errors for the service's flows go to their backend (icmpErrors: "forward", the default). */
+  forwardsIcmpErrors(sid: number): boolean {
+    return this.#icmpErrorsOff[sid] === 0;
   }
 
   /** Client affinity by source prefix is on. */

@@ -171,6 +171,23 @@ export class Metrics {
     global('sluice_mptcp_token_evictions_total', 'MPTCP token entries evicted because the table was full.', G.mptcpEvictions, 'counter');
     global('sluice_affinity_entries', 'Client-affinity entries (service, client prefix -> backend) held now.', G.affinityEntries, 'gauge');
     global('sluice_mptcp_malformed_options_total', 'Packets with a malformed MPTCP option (forwarded as plain TCP).', G.mptcpMalformed, 'counter');
+    new Counter({
+      name: 'sluice_icmp_messages_total',
+      help: 'ICMP and ICMPv6 to a VIP by type and action: errors routed to their flow\'s backend, echo requests answered/forwarded/dropped, and Sluice\'s own "too big" replies for ipip (sent or held back by the rate limit).',
+      labelNames: ['type', 'action'],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ type: 'dest_unreachable', action: 'forwarded' }, at(G.icmpUnreachForwarded));
+        this.inc({ type: 'too_big', action: 'forwarded' }, at(G.icmpTooBigForwarded));
+        this.inc({ type: 'time_exceeded', action: 'forwarded' }, at(G.icmpTimeExceededForwarded));
+        this.inc({ type: 'echo', action: 'replied' }, at(G.icmpEchoReplied));
+        this.inc({ type: 'echo', action: 'forwarded' }, at(G.icmpEchoForwarded));
+        this.inc({ type: 'echo', action: 'dropped' }, at(G.icmpEchoDropped));
+        this.inc({ type: 'too_big', action: 'sent' }, at(G.icmpTooBigSent));
+        this.inc({ type: 'too_big', action: 'rate_limited' }, at(G.icmpTooBigRateLimited));
+      },
+    });
 
     this.reloads = new Counter({ name: 'sluice_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.reloads.inc({ result: 'ok' }, 0);

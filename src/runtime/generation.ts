@@ -190,6 +190,8 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
       table,
       mptcp: s.mptcp,
       mptcpUnknownJoin: s.mptcpUnknownJoin,
+      icmpEcho: s.icmpEcho,
+      icmpErrors: s.icmpErrors,
       stableHash: stableServiceHash(s),
       affinity: s.affinity ? { timeoutMs: s.affinity.timeoutS * 1000, prefix4: s.affinity.ipv4Prefix, prefix6: s.affinity.ipv6Prefix } : null,
     });

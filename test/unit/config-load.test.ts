@@ -475,6 +475,8 @@ describe('parseConfig accepts', () => {
           tableSize: 65537,
           mptcp: true,
           mptcpUnknownJoin: 'drop',
+          icmpEcho: 'reply',
+          icmpErrors: 'forward',
           minPrimaries: 1,
           backends: [
             { address: '10.1.0.11', weight: 1, state: 'active', role: 'primary' },

@@ -210,12 +210,17 @@ describe('Forwarder: ipip encapsulates toward the backend', () => {
     expect(parseFrame(reframed, reframed.length, p)).toBe(Drop.ok);
   });
 
-  it('drops with encap_too_big when the outer header would exceed the egress MTU', () => {
+  it('counts encap_too_big and answers fragmentation needed when the outer header would exceed the egress MTU', () => {
     const h = new Harness();
     h.apply(config());
     const big = buildFrame({ eth: { src: ROUTER_MAC, dst: EGRESS_MAC }, ipv4: { src: '10.99.1.2', dst: '198.51.100.10' }, udp: { sport: 1, dport: 53 }, payload: Buffer.alloc(1472) });
-    expect(h.send(big).len).toBe(0);
+    const { len, out } = h.send(big);
     expect(h.drops('encap_too_big')).toBe(1);
+    // Back to the client: ICMP type 3 code 4 from the VIP, next-hop MTU 1500 - 20 (test/fixtures/forward-golden.ts has the exact frame).
+    expect(len).toBe(14 + 576);
+    expect(formatMac(out, 0)).toBe(ROUTER_MAC);
+    expect([out[14 + 9], out[34], out[35], out.readUInt16BE(40)]).toEqual([1, 3, 4, 1480]);
+    expect(h.fwd.counters[G.icmpTooBigSent]).toBe(1);
   });
 });
 

@@ -58,8 +58,20 @@ export const G = {
   vlanRestored: 43,
   /** Frames an engine that cannot see the kernel's checksum status passed on unchecked (batch, cap). */
   csumUnverifiable: 44,
+  // ICMP for a VIP (src/dataplane/icmp-steer.ts): per type and action.
+  /** Errors routed to their flow's backend: destination unreachable, too big (v4 frag needed, v6 packet too big), time exceeded. */
+  icmpUnreachForwarded: 45,
+  icmpTooBigForwarded: 46,
+  icmpTimeExceededForwarded: 47,
+  /** Echo requests to a VIP answered by Sluice, forwarded to a backend, or dropped by policy. */
+  icmpEchoReplied: 48,
+  icmpEchoForwarded: 49,
+  icmpEchoDropped: 50,
+  /** ipip packets too big for the egress MTU: "too big" replies sent to the client, and those the rate limit held back. */
+  icmpTooBigSent: 51,
+  icmpTooBigRateLimited: 52,
 } as const;
-export const GLOBAL_COUNT = 48;
+export const GLOBAL_COUNT = 56;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

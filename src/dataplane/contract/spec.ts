@@ -20,6 +20,10 @@ export interface ServiceSpec {
   mptcp: boolean;
   /** What to do with an MP_JOIN whose token is unknown. */
   mptcpUnknownJoin: 'drop' | 'hash';
+  /** Echo requests to the VIP (the VIP's first service decides); absent = 'reply'. */
+  icmpEcho?: 'reply' | 'forward' | 'drop';
+  /** ICMP errors quoting this service's packets; absent = 'forward'. */
+  icmpErrors?: 'forward' | 'drop';
   /** Same on every instance for the same (vip, protocol, port): seeds per-service hashes that must agree across instances. */
   stableHash: number;
   /** Client affinity by source prefix; null = every flow hashed on its 5-tuple. */

@@ -47,7 +47,7 @@ export const G = {
   flowEvictionsEstablished: 37,
   flowEvictionsClosing: 38,
   flowEvictionsOther: 39,
-  flowsUntracked: 45,
+  flowsUntracked: 53,
   // Capture engines: what the kernel's frame status made them do (ring engine), or could not.
   /** Frames whose partial L4 checksum (TP_STATUS_CSUMNOTREADY) the engine completed. */
   csumCompleted: 40,

@@ -103,6 +103,8 @@ function start(init: DataplaneInit): void {
     tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);
+  // Early fragments released by their first fragment leave at once, built where owner-query replays are.
+  forwarder.setFragmentRelease(replayTx, replaySend);
   currentFilter = init.spec.filter;
   const opts = {
     forwarder,

@@ -48,6 +48,10 @@ export const DROP_REASONS = [
   'fragment_too_short',
   'truncated_icmp',
   'bad_icmp_quote',
+  // forwarder: fragments (src/dataplane/fragment-table.ts, fragment-hold.ts) and VLAN egress
+  'fragment_table_full', // a first fragment whose datagram finds no free entry: its later fragments could not follow
+  'fragment_hold_full', // an early fragment (its first fragment not seen yet) with no hold slot free, or larger than a slot
+  'fragment_unmatched', // an early fragment whose first fragment did not come within the hold time
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

@@ -51,8 +51,21 @@ export const G = {
   vlanRestored: 43,
   /** Frames an engine that cannot see the kernel's checksum status passed on unchecked (batch, cap). */
   csumUnverifiable: 44,
+  // Fragments (fragment-table.ts, fragment-hold.ts): datagrams recorded by their first fragment,
+  // later fragments that found theirs, early fragments held / released / expired, and first
+  // fragments refused because the table window was full.
+  fragDatagrams: 45,
+  fragMatched: 46,
+  fragHeld: 47,
+  fragReleased: 48,
+  fragExpired: 49,
+  fragOverflow: 50,
+  fragTableEntries: 51,
+  // VLAN egress (vlan.egress): frames whose ingress tags were removed, frames sent with the configured tag.
+  vlanStripped: 52,
+  vlanTagged: 53,
 } as const;
-export const GLOBAL_COUNT = 48;
+export const GLOBAL_COUNT = 64;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

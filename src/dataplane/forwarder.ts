@@ -155,8 +155,7 @@ export class Forwarder {
       this.#fragments = new FragmentTable(fc.capacity, fc.timeoutMs);
     }
     if (fc !== undefined && fc.holdMs !== this.#fragHold.holdMs && this.#fragHold.count === 0) this.#fragHold = new FragmentHold(fc.holdMs);
-    // Datagrams in flight keep their backend only while it still serves their service.
-    if (this.#fragments.size > 0) this.#fragments.clear();
+    // Datagrams in flight keep their entries: a later fragment checks that its backend still belongs to the service.
     this.counters[G.generation] = spec.generation;
 
     let dropped = 0;

@@ -36,7 +36,7 @@ describe.skipIf(!enabled)('fragments, IP options and IPv6 extension headers, dsr
     ensureBuilt();
     lab = await Lab.create({ backends: 3, mode: 'stick' });
     // The lab's services plus UDP over IPv6 (the defaults have none).
-    sluice = await startSluice(lab, lab.configFor([...lab.defaultServices(), { name: 'dns6', vip: VIP6, port: 53, protocol: 'udp' }]));
+    sluice = await startSluice(lab, lab.configFor(SERVICES()));
     // Warm-up, not measured: neighbours resolved on every hop before the counted runs.
     for (const vip of [VIP4, VIP6]) await client(['udp', '--vip', vip, '--port', '53', '--count', '20', '--size', '100', '--timeout', '3']);
   }, 120_000);
@@ -110,10 +110,12 @@ describe.skipIf(!enabled)('fragments, IP options and IPv6 extension headers, dsr
     expect(metric(m, 'sluice_dropped_packets_total', { reason: 'bad_ipv6_extension_header' })).toBe(0);
   }, 60_000);
 
-  it('802.1Q and QinQ tagged frames reach the untagged backend segment untagged (vlan.egress default)', async () => {
-    // Injected on the balancer's segment from the router (a tagged client segment is what the
-    // lab does not have); the backend's kernel has no VLAN device, so a datagram it delivers to
-    // its server arrived untagged. Each frame has its own source port: one UDP flow each.
+  const SERVICES = (): ReturnType<Lab['defaultServices']> => [...lab.defaultServices(), { name: 'dns6', vip: VIP6, port: 53, protocol: 'udp' }];
+
+  /** Inject 40 tagged UDP frames (802.1Q and QinQ) on the balancer's segment from the router; what the backends delivered and Sluice counted. */
+  async function injectTagged(): Promise<{ delivered: number; stripped: number; forwarded: number }> {
+    // A tagged client segment is what the lab does not have; the backend's kernel has no VLAN
+    // device, so a datagram it delivers to its server arrived untagged. One flow per frame.
     const src = lab.describe().client.interfaces.find((i) => i.ipv4 !== null)?.ipv4;
     expect(src).toBeTruthy();
     const frames = [];
@@ -131,9 +133,25 @@ describe.skipIf(!enabled)('fragments, IP options and IPv6 extension headers, dsr
     await sleep(500);
     const after = await scrape(lab);
     const b = await backendUdp();
-    const stripped = metric(after, 'sluice_vlan_tags_stripped_total') - metric(before, 'sluice_vlan_tags_stripped_total');
-    console.log(`vlan: 40 tagged frames injected, ${stripped} left untagged, backends delivered ${b.datagrams}`);
-    expect(stripped).toBe(40);
-    expect(b.datagrams).toBe(40);
+    const d = (name: string): number => metric(after, name) - metric(before, name);
+    return { delivered: b.datagrams, stripped: d('sluice_vlan_tags_stripped_total'), forwarded: d('sluice_tx_frames_total') };
+  }
+
+  it('802.1Q and QinQ tagged frames reach the untagged backend segment untagged (vlan.egress default); with "keep" they would not', async () => {
+    const untagged = await injectTagged();
+    // The opposite policy, to show the check can fail: the file is rewritten and the watcher applies it.
+    const gen = metric(await scrape(lab), 'sluice_config_generation');
+    lab.configFor(SERVICES(), { extra: { vlan: { egress: 'keep' } } });
+    for (let i = 0; i < 100 && metric(await scrape(lab), 'sluice_config_generation') <= gen; i++) await sleep(100);
+    const kept = await injectTagged();
+    console.log(
+      `vlan: 40 tagged frames; egress untagged: ${untagged.stripped} stripped, ${untagged.delivered} delivered by the backends; ` +
+        `egress keep: ${kept.forwarded} forwarded with their tags, ${kept.delivered} delivered`,
+    );
+    expect(untagged.stripped).toBe(40);
+    expect(untagged.delivered).toBe(40);
+    expect(kept.stripped).toBe(0);
+    expect(kept.forwarded).toBeGreaterThanOrEqual(40);
+    expect(kept.delivered).toBe(0);
   }, 60_000);
 });

@@ -85,6 +85,11 @@ const RELOADABLE_SETTINGS: readonly Setting[] = [
   ['safety.allowHostForwarding', (c) => c.safety.allowHostForwarding],
   ['safety.allowLocalVip', (c) => c.safety.allowLocalVip],
   ['log.level', (c) => c.log.level],
+  // Both reach the data plane with the next generation (a resized fragment table starts empty).
+  ['fragments.tableSize', (c) => c.fragments?.tableSize],
+  ['fragments.timeoutMs', (c) => c.fragments?.timeoutMs],
+  ['fragments.holdMs', (c) => c.fragments?.holdMs],
+  ['vlan.egress', (c) => c.vlan?.egress],
 ];
 
 function changedSettings(settings: readonly Setting[], prev: SluiceConfig, next: SluiceConfig): string[] {

@@ -56,6 +56,8 @@ interface RawConfig {
   hashSeed?: number;
   services: RawService[];
   flowTable?: Partial<SluiceConfig['flowTable']>;
+  fragments?: Partial<SluiceConfig['fragments']>;
+  vlan?: Partial<SluiceConfig['vlan']>;
   capture?: Partial<SluiceConfig['capture']>;
   safety?: Partial<SluiceConfig['safety']>;
   metrics?: { listen?: string };
@@ -191,6 +193,8 @@ function buildConfig(raw: RawConfig): SluiceConfig {
     hashSeed: raw.hashSeed ?? d.hashSeed,
     services: raw.services.map(buildService),
     flowTable: { ...d.flowTable, ...raw.flowTable },
+    fragments: { ...d.fragments, ...raw.fragments },
+    vlan: { ...d.vlan, ...raw.vlan },
     capture: { ...d.capture, ...raw.capture },
     safety: { ...d.safety, ...raw.safety },
     metrics: { ...d.metrics, ...raw.metrics },

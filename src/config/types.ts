@@ -65,6 +65,22 @@ export interface FlowTableConfig {
   halfOpenTimeoutS: number;
 }
 
+/** IPv4/IPv6 fragments of VIP traffic (README "Fragments"). */
+export interface FragmentsConfig {
+  /** Datagrams in flight whose backend is remembered (rounded up to a power of two). Default 65536. */
+  tableSize: number;
+  /** How long a datagram's backend is remembered after its last fragment. Default 2000. */
+  timeoutMs: number;
+  /** How long a fragment that came before its first fragment waits for it. Default 200. */
+  holdMs: number;
+}
+
+/** Tagging of frames Sluice sends (README "VLAN tags"). */
+export interface VlanConfig {
+  /** 'untagged' (default): every tag removed; a number: that 802.1Q VLAN id; 'keep': the frame's own tags (dsr-l2). */
+  egress: 'untagged' | 'keep' | number;
+}
+
 export interface CaptureConfig {
   /** 'ring': Sluice's own AF_PACKET ring (default; sees partial checksums, GSO, VLAN tags); 'batch': its libpcap batching addon; 'cap': the stock cap package. */
   engine: CaptureEngine;
@@ -106,6 +122,9 @@ export interface SluiceConfig {
   hashSeed: number;
   services: ServiceConfig[];
   flowTable: FlowTableConfig;
+  /** Filled in by the loader; optional so configs built in code may leave them out (defaults then). */
+  fragments?: FragmentsConfig;
+  vlan?: VlanConfig;
   capture: CaptureConfig;
   safety: SafetyConfig;
   metrics: { listen: string };

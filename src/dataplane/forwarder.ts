@@ -7,7 +7,7 @@
  * path touches is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
-import { FRAG_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';
+import { FRAG_FIRST, FRAG_LATER, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, ParsedPacket, TCP_SYN } from '../packet/parsed-packet.js';
 import { parseFrame } from '../packet/parse.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
 import { MptcpInfo } from '../packet/mptcp-options.js';
@@ -22,6 +22,8 @@ import { AffinityTable, maskedSource } from './affinity-table.js';
 import { ServiceRecords } from './service-records.js';
 import { BackendSlots } from './backend-slots.js';
 import { FlowTokens } from './flow-tokens.js';
+import { DEFAULT_FRAGMENT_CAPACITY, DEFAULT_FRAGMENT_TIMEOUT_MS, FRAGMENT_KEY_WORDS, FragmentTable, datagramKey } from './fragment-table.js';
+import { DEFAULT_FRAGMENT_HOLD_MS, FragmentHold } from './fragment-hold.js';
 import { OwnerHold, QUERY_FLOW, QUERY_TOKEN, isPending, pendingQuery, type OwnerQueryFn, type PublishNowFn, type SendFn } from './owner-hold.js';
 import { LEARN_COLLISION, LEARN_NEW, MptcpTokenTable, mptcpActionToken, mptcpInspect } from './mptcp-tokens.js';
 import { ECHO_DROP, ECHO_REPLY, ICMP_ECHO, ICMP_ERROR, ICMP_OTHER, TooBigLimiter, echoFlow, errorCounter, icmpKind, quotedFlow } from './icmp-steer.js';
@@ -34,6 +36,9 @@ const ETH_HEADER = 14;
 const ENCAP_TTL = 64;
 /** What a pipeline step returns when it ended the frame (dropped and counted, or held): send nothing. */
 const DONE = -1;
+/** vlan.egress as the forwarder keeps it: a VLAN id (0..4095), or one of these. */
+const VLAN_UNTAGGED = -1;
+const VLAN_KEEP = -2;
 
 export interface ForwarderOptions {
   flowCapacity: number;
@@ -68,6 +73,15 @@ export class Forwarder {
   readonly #tooBig = new TooBigLimiter();
   /** Set when the frame written to tx goes back to the client (Sluice's "too big" reply), not to a backend. */
   #toClient = false;
+  // Fragments: datagram -> backend (first fragment decides), early fragments waiting for it.
+  #fragments = new FragmentTable(DEFAULT_FRAGMENT_CAPACITY, DEFAULT_FRAGMENT_TIMEOUT_MS);
+  #fragHold = new FragmentHold(DEFAULT_FRAGMENT_HOLD_MS);
+  readonly #datagram = new Uint32Array(FRAGMENT_KEY_WORDS);
+  #datagramHash = 0;
+  /** Where released early fragments are written and how they are sent (set by the worker); null: they wait for their deadline. */
+  #releaseTx: Buffer | null = null;
+  #releaseSend: SendFn | null = null;
+  #vlanEgress = VLAN_UNTAGGED;
 
   // Generation-wide egress facts.
   readonly #egressMac = new Uint8Array(6);
@@ -108,6 +122,15 @@ export class Forwarder {
     this.#publishNow = fn;
   }
 
+  /**
+   * Where early fragments go when their first fragment arrives: written to `tx`, sent by `send`
+   * at once (the first fragment itself leaves through the engine's batch).
+   */
+  setFragmentRelease(tx: Buffer | null, send: SendFn | null): void {
+    this.#releaseTx = tx;
+    this.#releaseSend = send;
+  }
+
   get pendingQueries(): number {
     return this.#hold.pending;
   }
@@ -140,6 +163,14 @@ export class Forwarder {
     this.#hashSeed = spec.hashSeed >>> 0;
     this.flows.setHashSeed(this.#hashSeed);
     this.#generation = spec.generation;
+    const ve = spec.vlanEgress ?? 'untagged';
+    this.#vlanEgress = ve === 'untagged' ? VLAN_UNTAGGED : ve === 'keep' ? VLAN_KEEP : ve & 0xfff;
+    const fc = spec.fragments;
+    if (fc !== undefined && (fc.capacity !== this.#fragments.capacity || fc.timeoutMs !== this.#fragments.timeoutMs)) {
+      this.#fragments = new FragmentTable(fc.capacity, fc.timeoutMs);
+    }
+    if (fc !== undefined && fc.holdMs !== this.#fragHold.holdMs && this.#fragHold.count === 0) this.#fragHold = new FragmentHold(fc.holdMs);
+    // Datagrams in flight keep their entries: a later fragment checks that its backend still belongs to the service.
     this.counters[G.generation] = spec.generation;
 
     let dropped = 0;
@@ -171,8 +202,8 @@ export class Forwarder {
     // parse
     const reason = parseFrame(rx, len, p);
     if (reason !== Drop.ok) return this.#drop(reason);
-    // Fragments are parsed but not steered yet: dropped under their own names.
-    if (p.fragment !== FRAG_NONE) return this.#drop(p.ipVersion === 4 ? Drop.ipv4_fragment : Drop.ipv6_fragment);
+    // A later fragment has no ports: it follows its datagram's first fragment (fragment-table.ts).
+    if (p.fragment === FRAG_LATER) return this.#laterFragment(rx, len, p, tx, nowMs);
     // ICMP for a VIP: its own branch (#icmp).
     if (p.protocol === IPPROTO_ICMP || p.protocol === IPPROTO_ICMPV6) return this.#icmp(rx, len, tx, nowMs);
     // match
@@ -206,9 +237,17 @@ export class Forwarder {
     if ((mptcp === MPTCP_ACTION_LEARN_V1 || mptcp === MPTCP_ACTION_LEARN_V0) && this.#flowTokens.wantsToken(slot)) {
       this.#learnToken(rx, mptcp, slot, sid, be, nowMs);
     }
-    // send
+    // A first fragment records its datagram's backend for the fragments that follow it.
+    if (p.fragment === FRAG_FIRST && !this.#recordDatagram(rx, p, sid, be, hash, nowMs)) return this.#drop(Drop.fragment_table_full);
+    const out = this.#send(rx, len, p, sid, be, tx, hash, nowMs);
+    if (out > 0 && p.fragment === FRAG_FIRST && this.#fragHold.count > 0) this.#releaseEarlyFragments(sid, be, hash, nowMs);
+    return out;
+  }
+
+  /** The last step of every forwarded frame: toward backend `be` of service `sid`, counted. */
+  #send(rx: Buffer, len: number, p: ParsedPacket, sid: number, be: number, tx: Buffer, hash: number, nowMs: number): number {
     if (!this.#backends.hasNextHop(be)) return this.#drop(Drop.no_neighbor);
-    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, be, tx);
+    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, p, be, tx);
     if (out === 0 || this.#backToClient()) return out;
     const c = this.counters;
     c[serviceCounter(sid, ENTITY.packets)]++;
@@ -216,6 +255,65 @@ export class Forwarder {
     c[backendCounter(be, ENTITY.packets)]++;
     c[backendCounter(be, ENTITY.bytes)] += len;
     return out;
+  }
+
+  // ---- fragments ------------------------------------------------------------------------------
+
+  /** A first fragment was steered to `be`: remember it for the datagram. False: the table window is full. */
+  #recordDatagram(rx: Buffer, p: ParsedPacket, sid: number, be: number, hash: number, nowMs: number): boolean {
+    const key = this.#datagram;
+    const h = datagramKey(rx, p, key);
+    this.#datagramHash = h;
+    if (this.#fragments.insert(key, h, nowMs, be, sid, hash) < 0) {
+      this.counters[G.fragOverflow]++;
+      return false;
+    }
+    this.counters[G.fragDatagrams]++;
+    return true;
+  }
+
+  /** A fragment without ports: to its datagram's backend, or held until its first fragment comes. */
+  #laterFragment(rx: Buffer, len: number, p: ParsedPacket, tx: Buffer, nowMs: number): number {
+    const key = this.#datagram;
+    const h = datagramKey(rx, p, key);
+    const slot = this.#fragments.lookup(key, h, nowMs);
+    if (slot < 0) {
+      if (!this.#fragHold.hold(rx, len, key, h, nowMs)) return this.#drop(Drop.fragment_hold_full);
+      this.counters[G.fragHeld]++;
+      return 0;
+    }
+    const be = this.#fragments.backendOf(slot);
+    const sid = this.#fragments.serviceOf(slot);
+    if (!this.#backends.belongsTo(be, sid)) return this.#drop(Drop.no_backend);
+    this.counters[G.fragMatched]++;
+    return this.#send(rx, len, p, sid, be, tx, this.#fragments.flowHashOf(slot), nowMs);
+  }
+
+  /**
+   * The first fragment just left for `be`: the datagram's early fragments follow it, sent at once
+   * through the release sink. Re-parses each held frame into the shared ParsedPacket (the first
+   * fragment's output is already written).
+   */
+  #releaseEarlyFragments(sid: number, be: number, hash: number, nowMs: number): void {
+    const tx = this.#releaseTx;
+    const send = this.#releaseSend;
+    if (tx === null || send === null) return;
+    const hold = this.#fragHold;
+    // #recordDatagram left the datagram's key and hash in #datagram / #datagramHash.
+    const key = this.#datagram;
+    const h = this.#datagramHash;
+    let s = hold.nextMatch(key, h, 0);
+    while (s >= 0) {
+      const frame = hold.frame(s);
+      const len = hold.length(s);
+      hold.free(s);
+      if (parseFrame(frame, len, this.#p) === Drop.ok) {
+        this.counters[G.fragReleased]++;
+        const out = this.#send(frame, len, this.#p, sid, be, tx, hash, nowMs);
+        if (out > 0) send(out);
+      }
+      s = hold.nextMatch(key, h, s + 1);
+    }
   }
 
   /**
@@ -303,13 +401,44 @@ export class Forwarder {
     return be;
   }
 
-  /** dsr-l2: the frame unchanged but for its MAC addresses. */
-  #rewrite(rx: Buffer, len: number, be: number, tx: Buffer): number {
+  /**
+   * dsr-l2: the frame unchanged but for its MAC addresses and its VLAN tagging, which is the
+   * egress segment's (vlan.egress): untagged (every tag removed), one configured tag, or the
+   * frame's own tags kept.
+   */
+  #rewrite(rx: Buffer, len: number, p: ParsedPacket, be: number, tx: Buffer): number {
     // Never hand a frame back to the station it came from.
     if (this.#backends.isNextHopMac(be, rx, 6)) return this.#drop(Drop.loop);
-    rx.copy(tx, 0, 0, len);
+    const tagged = p.l3Offset > ETH_HEADER;
+    const policy = this.#vlanEgress;
+    if (policy === VLAN_KEEP || (policy === VLAN_UNTAGGED && !tagged)) {
+      rx.copy(tx, 0, 0, len);
+      this.#writeMacs(be, tx);
+      return len;
+    }
+    // MACs, the egress tag if any, the frame's innermost EtherType (just before its IP header), the rest.
+    const o = this.#writeEgressTag(tx, tagged);
+    tx[o] = rx[p.l3Offset - 2];
+    tx[o + 1] = rx[p.l3Offset - 1];
+    rx.copy(tx, o + 2, p.l3Offset, len);
     this.#writeMacs(be, tx);
-    return len;
+    return o + 2 + len - p.l3Offset;
+  }
+
+  /**
+   * Writes the egress 802.1Q tag at tx[12..16) when vlan.egress names a VLAN, and counts what
+   * became of the ingress tags. Returns the offset of the EtherType that follows.
+   */
+  #writeEgressTag(tx: Buffer, ingressTagged: boolean): number {
+    const vid = this.#vlanEgress;
+    if (ingressTagged) this.counters[G.vlanStripped]++;
+    if (vid < 0) return 12;
+    tx[12] = 0x81;
+    tx[13] = 0x00;
+    tx[14] = (vid >>> 8) & 0x0f;
+    tx[15] = vid & 0xff;
+    this.counters[G.vlanTagged]++;
+    return 16;
   }
 
   /** ipip: a new Ethernet + outer IP header toward the backend, then the client's IP packet. */
@@ -319,16 +448,19 @@ export class Forwarder {
     if (dst === null || (v4 ? !this.#hasSrc4 : !this.#hasSrc6)) return this.#drop(Drop.no_backend);
     const outerLen = encapHeaderLen(dst.length);
     const innerLen = p.l3Length;
+    // The new Ethernet header: untagged, or the egress VLAN's tag ('keep' has no tag to keep here).
+    const ethLen = this.#vlanEgress >= 0 ? ETH_HEADER + 4 : ETH_HEADER;
     if (outerLen + innerLen > this.#egressMtu) return this.#replyTooBig(rx, p, tx, this.#egressMtu - outerLen, nowMs);
-    if (ETH_HEADER + outerLen + innerLen > tx.length) return this.#drop(Drop.encap_too_big);
+    if (ethLen + outerLen + innerLen > tx.length) return this.#drop(Drop.encap_too_big);
     this.#writeMacs(be, tx);
-    tx[12] = v4 ? 0x08 : 0x86;
-    tx[13] = v4 ? 0x00 : 0xdd;
+    const o = this.#vlanEgress >= 0 || p.l3Offset > ETH_HEADER ? this.#writeEgressTag(tx, p.l3Offset > ETH_HEADER) : 12;
+    tx[o] = v4 ? 0x08 : 0x86;
+    tx[o + 1] = v4 ? 0x00 : 0xdd;
     // IPv4: a fresh identification per packet; IPv6: a flow label per flow, so routers keep a flow on one path.
     this.#ipId = (this.#ipId + 1) & 0xffff;
-    writeEncap(tx, ETH_HEADER, v4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, v4 ? this.#ipId : hash & 0xfffff);
-    rx.copy(tx, ETH_HEADER + outerLen, p.l3Offset, p.l3Offset + innerLen);
-    return ETH_HEADER + outerLen + innerLen;
+    writeEncap(tx, ethLen, v4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, v4 ? this.#ipId : hash & 0xfffff);
+    rx.copy(tx, ethLen + outerLen, p.l3Offset, p.l3Offset + innerLen);
+    return ethLen + outerLen + innerLen;
   }
 
   // ---- ICMP for a VIP (icmp-steer.ts builds the views, packet/icmp-build.ts the replies) ----
@@ -386,7 +518,7 @@ export class Forwarder {
       if (be < 0) return this.#drop(Drop.no_backend);
     }
     if (!this.#backends.hasNextHop(be)) return this.#drop(Drop.no_neighbor);
-    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, be, tx);
+    const out = this.#services.isIpip(sid) ? this.#encapsulate(rx, p, be, tx, hash, nowMs) : this.#rewrite(rx, len, p, be, tx);
     if (out === 0 || this.#backToClient()) return out;
     c[kind === ICMP_ECHO ? G.icmpEchoForwarded : errorCounter(p)]++;
     c[serviceCounter(sid, ENTITY.packets)]++;
@@ -463,6 +595,15 @@ export class Forwarder {
   /** Queries past their deadline get the table's answer (the control plane did not reply in time). */
   expireQueries(nowMs: number, tx: Buffer, send: SendFn): void {
     this.#hold.expire(nowMs, tx, send);
+    this.expireFragments(nowMs);
+  }
+
+  /** Early fragments whose first fragment did not come within the hold time: counted drops. */
+  expireFragments(nowMs: number): void {
+    const n = this.#fragHold.expire(nowMs);
+    if (n === 0) return;
+    this.counters[G.fragExpired] += n;
+    this.counters[DROPS_BASE + Drop.fragment_unmatched] += n;
   }
 
   /**
@@ -495,6 +636,8 @@ export class Forwarder {
   tick(nowMs: number, sweepSlots: number): void {
     this.flows.sweep(nowMs, sweepSlots);
     const c = this.counters;
+    this.#fragments.sweep(nowMs, sweepSlots >>> 2);
+    c[G.fragTableEntries] = this.#fragments.size;
     c[G.flowsActive] = this.flows.size;
     c[G.flowEvictions] = this.flows.evictions;
     c[G.flowExpirations] = this.flows.expirations;

@@ -21,16 +21,26 @@ let currentFilter = '';
 const timers: NodeJS.Timeout[] = [];
 /** Where frames released after an owner query are built before they are sent. */
 const replayTx = Buffer.alloc(10240);
-const replaySend = (len: number): void => {
-  const c = forwarder?.counters;
-  if (!c || !engine) return;
-  if (engine.sendFrame(replayTx, len)) {
-    c[G.txFrames]++;
-    c[G.txBytes] += len;
-  } else {
-    c[G.txErrors]++;
-  }
-};
+/** Sends frames written to `buf`, counted as the engines count theirs. */
+const senderOf =
+  (buf: Buffer) =>
+  (len: number): void => {
+    const c = forwarder?.counters;
+    if (!c || !engine) return;
+    if (engine.sendFrame(buf, len)) {
+      c[G.txFrames]++;
+      c[G.txBytes] += len;
+    } else {
+      c[G.txErrors]++;
+    }
+  };
+const replaySend = senderOf(replayTx);
+/**
+ * Early fragments released by their first fragment: a buffer of their own, since the first
+ * fragment may itself be a replayed frame whose output sits in replayTx until it is sent.
+ */
+const fragmentTx = Buffer.alloc(10240);
+const fragmentSend = senderOf(fragmentTx);
 const PUBLISH_CHUNK = 2000;
 const QUERY_EXPIRY_TICK_MS = 5;
 
@@ -104,6 +114,8 @@ function start(init: DataplaneInit): void {
     tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);
+  // Early fragments released by their first fragment leave at once.
+  forwarder.setFragmentRelease(fragmentTx, fragmentSend);
   currentFilter = init.spec.filter;
   const opts = {
     forwarder,

@@ -148,6 +148,15 @@ export class Metrics {
     global('sluice_gso_frames_total', 'GSO super-frames the ring engine cut into segments.', G.gsoFrames, 'counter');
     global('sluice_gso_segments_total', 'Segments cut from GSO super-frames.', G.gsoSegments, 'counter');
     global('sluice_vlan_tags_restored_total', 'Frames whose VLAN tag the kernel stripped before capture and the ring engine put back for the forwarder.', G.vlanRestored, 'counter');
+    global('sluice_fragment_datagrams_total', 'Fragmented datagrams whose first fragment was steered and recorded in the fragment table.', G.fragDatagrams, 'counter');
+    global('sluice_fragments_matched_total', 'Later fragments that found their datagram and followed its first fragment.', G.fragMatched, 'counter');
+    global('sluice_fragments_held_total', 'Fragments that arrived before their first fragment and were held.', G.fragHeld, 'counter');
+    global('sluice_fragments_released_total', 'Held fragments released behind their first fragment.', G.fragReleased, 'counter');
+    global('sluice_fragments_expired_total', 'Held fragments whose first fragment never came within fragments.holdMs (also dropped as fragment_unmatched).', G.fragExpired, 'counter');
+    global('sluice_fragment_table_overflows_total', 'First fragments refused because the fragment table had no free entry (also dropped as fragment_table_full).', G.fragOverflow, 'counter');
+    global('sluice_fragment_table_entries', 'Datagrams in the fragment table (upper bound; expired entries are freed lazily).', G.fragTableEntries, 'gauge');
+    global('sluice_vlan_tags_stripped_total', 'Forwarded frames that arrived tagged and left without their own tags (vlan.egress untagged or a VLAN id; ipip always).', G.vlanStripped, 'counter');
+    global('sluice_vlan_tags_written_total', 'Forwarded frames sent with the vlan.egress tag.', G.vlanTagged, 'counter');
     global('sluice_checksum_unverifiable_total', 'Frames passed on by an engine that cannot see the kernel checksum status (batch, cap).', G.csumUnverifiable, 'counter');
     global('sluice_dataplane_generation', 'Table generation the data plane is forwarding with.', G.generation, 'gauge');
     global('sluice_dataplane_resident_memory_bytes', 'Resident memory of the data-plane process.', G.dataplaneRssBytes, 'gauge');

@@ -53,6 +53,10 @@ export const DROP_REASONS = [
   'icmp_echo_refused', // an echo request to a VIP whose service says icmpEcho: "drop"
   'icmp_unhandled_type', // ICMP to a VIP that is neither a routed error nor an echo request (echo reply, redirect, ...)
   'icmp_errors_off', // an error for a service that says icmpErrors: "drop"
+  // forwarder: fragments (src/dataplane/fragment-table.ts, fragment-hold.ts) and VLAN egress
+  'fragment_table_full', // a first fragment whose datagram finds no free entry: its later fragments could not follow
+  'fragment_hold_full', // an early fragment (its first fragment not seen yet) with no hold slot free, or larger than a slot
+  'fragment_unmatched', // an early fragment whose first fragment did not come within the hold time
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

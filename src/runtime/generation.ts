@@ -2,7 +2,8 @@
  * Turns a validated config plus host facts into a DataplaneSpec: stable ids for services and
  * backends, Maglev tables keyed by backend identity, the capture filter.
  */
-import type { ServiceConfig, SluiceConfig } from '../config/types.js';
+import type { FragmentsConfig, ServiceConfig, SluiceConfig } from '../config/types.js';
+import { CONFIG_DEFAULTS } from '../config/defaults.js';
 import { ipToBytes } from '../packet/address.js';
 import { buildMaglevTable } from '../hash/maglev.js';
 import { murmur3_32 } from '../hash/murmur3.js';
@@ -213,6 +214,12 @@ export function buildSpec(input: BuildInput): DataplaneSpec {
     encapSource4: pick(4, config.encapSource4),
     encapSource6: pick(6, config.encapSource6),
     filter: captureFilter(input.ingress.mac, ownMacs, input.localAddresses ?? []),
+    vlanEgress: (config.vlan ?? CONFIG_DEFAULTS.vlan).egress,
+    fragments: fragmentSpec(config.fragments ?? CONFIG_DEFAULTS.fragments),
   };
 }
 
+/** The fragments config section as the data plane takes it. */
+function fragmentSpec(f: FragmentsConfig): { capacity: number; timeoutMs: number; holdMs: number } {
+  return { capacity: f.tableSize, timeoutMs: f.timeoutMs, holdMs: f.holdMs };
+}

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6 } from '../../scripts/lab/topology.js';
 import type { HttpReport, UdpReport } from '../../scripts/lib/reports.js';
-import { MALFORMED_FRAMES, POLICY_FRAMES } from '../fixtures/malformed-frames.js';
+import { MALFORMED_FRAMES } from '../fixtures/malformed-frames.js';
 import { REPO, e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, sleep, type RunningSluice } from './sluice-harness.js';
 import { CommandError } from '../../scripts/lab/netns.js';
 
@@ -92,7 +92,7 @@ describe.skipIf(!enabled)('dsr-l2, one-armed Sluice, 3 backends', () => {
     // Not sendable at a balancer, so covered by the unit tests only: frames shorter than an Ethernet
     // header (no link takes them), truncated 802.1Q/802.1ad tags (the kernel untags VLAN frames
     // before packet taps and frees the ones it cannot), and ARP (left to the kernel by the filter).
-    const corpus = [...MALFORMED_FRAMES, ...POLICY_FRAMES].filter((f) => f.frame.length >= 14 && f.reason !== 'truncated_vlan' && f.name !== 'ARP ethertype');
+    const corpus = MALFORMED_FRAMES.filter((f) => f.frame.length >= 14 && f.reason !== 'truncated_vlan' && f.name !== 'ARP ethertype');
     expect(corpus.length).toBeGreaterThanOrEqual(20);
     const file = join(lab.describe().runDir, 'malformed.json');
     writeFileSync(file, JSON.stringify(corpus.map((f) => ({ name: f.name, hex: f.frame.toString('hex') }))));

@@ -29,6 +29,8 @@ interface Run {
   /** Drop counters that moved while the input frame was handled. */
   drops: Partial<Record<DropReasonName, number>>;
   rxFrames: number;
+  /** Frames the input released (early fragments), as hex. */
+  released: string[];
 }
 
 /** One case through a fresh Forwarder given the `specMode` generation (normally the mode under test). */
@@ -39,7 +41,11 @@ function run(c: GoldenCase, specMode: Mode): Run {
   fwd.apply(spec);
   if (c.ownerQueries) fwd.setOwnerQuery(() => undefined, c.ownerQueries.holdPerQuery);
   const tx = Buffer.alloc(FRAME_SLOT_BYTES);
+  const releaseTx = Buffer.alloc(FRAME_SLOT_BYTES);
+  let released: string[] = [];
+  fwd.setFragmentRelease(releaseTx, (n) => released.push(releaseTx.subarray(0, n).toString('hex')));
   for (const f of c.before ?? []) fwd.forward(f, f.length, tx, NOW);
+  released = [];
   const dropsBefore = fwd.counters.slice(DROPS_BASE, DROPS_BASE + DROP_REASONS.length);
   const rxBefore = fwd.counters[G.rxFrames];
   let len: number;
@@ -57,12 +63,13 @@ function run(c: GoldenCase, specMode: Mode): Run {
       len = 0;
     }
   }
+  if (c.expireAfterMs !== undefined) fwd.expireFragments(NOW + c.expireAfterMs);
   const drops: Partial<Record<DropReasonName, number>> = {};
   DROP_REASONS.forEach((name, i) => {
     const moved = fwd.counters[DROPS_BASE + i] - dropsBefore[i];
     if (moved !== 0) drops[name] = moved;
   });
-  return { len, out: Buffer.from(tx.subarray(0, len)), drops, rxFrames: fwd.counters[G.rxFrames] - rxBefore };
+  return { len, out: Buffer.from(tx.subarray(0, len)), drops, rxFrames: fwd.counters[G.rxFrames] - rxBefore, released };
 }
 
 const casesFor = (mode: Mode): { name: string; c: GoldenCase }[] => GOLDEN_CASES.filter((c) => c.expect[mode] !== undefined).map((c) => ({ name: c.name, c }));
@@ -80,6 +87,7 @@ describe.each(MODES.map((mode) => ({ mode })))('golden forwarder cases, $mode', 
       expect(got.len).toBe(0);
       expect(got.drops).toEqual({ [want.reason]: 1 });
     }
+    expect(got.released).toEqual((c.released?.[mode] ?? []).map((f) => f.toString('hex')));
   });
 });
 

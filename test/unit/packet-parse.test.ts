@@ -6,7 +6,7 @@ import { buildFrame, buildFrameDetailed } from '../../src/packet/build.js';
 import { formatAddress } from '../../src/packet/address.js';
 
 const ipv6Text = (b: Uint8Array): string => formatAddress(b, 0, 16);
-import { CLIENT4, CLIENT6, CLIENT_PORT, MALFORMED_FRAMES, POLICY_FRAMES, UDP_PORT, VALID_FRAMES, VIP4, VIP6, type ExpectedParse } from '../fixtures/malformed-frames.js';
+import { CLIENT4, CLIENT6, CLIENT_PORT, FRAGMENT_FRAMES, MALFORMED_FRAMES, UDP_PORT, VALID_FRAMES, VIP4, VIP6, type ExpectedParse } from '../fixtures/malformed-frames.js';
 
 /** The reasons parseFrame may return: 'ok' through the first parse block, and the appended parse block. */
 const PARSE_REASONS = new Set<string>([
@@ -284,7 +284,7 @@ describe('parseFrame: ICMP', () => {
     expect({ icmpType, icmpCode, icmpId, innerProtocol, innerSrcPort, innerDstPort, inner }).toEqual(want);
   });
 
-  it.each(POLICY_FRAMES)('$name parses (the forwarder decides what to do with it)', ({ frame }) => {
+  it.each(FRAGMENT_FRAMES)('$name parses (the forwarder decides what to do with it)', ({ frame }) => {
     expect(DROP_REASONS[parseFrame(frame, frame.length, new ParsedPacket())]).toBe('ok');
   });
 });

@@ -70,8 +70,21 @@ export const G = {
   /** ipip packets too big for the egress MTU: "too big" replies sent to the client, and those the rate limit held back. */
   icmpTooBigSent: 51,
   icmpTooBigRateLimited: 52,
+  // Fragments (fragment-table.ts, fragment-hold.ts): datagrams recorded by their first fragment,
+  // later fragments that found theirs, early fragments held / released / expired, and first
+  // fragments refused because the table window was full.
+  fragDatagrams: 54,
+  fragMatched: 55,
+  fragHeld: 56,
+  fragReleased: 57,
+  fragExpired: 58,
+  fragOverflow: 59,
+  fragTableEntries: 60,
+  // VLAN egress (vlan.egress): frames whose ingress tags were removed, frames sent with the configured tag.
+  vlanStripped: 61,
+  vlanTagged: 62,
 } as const;
-export const GLOBAL_COUNT = 56;
+export const GLOBAL_COUNT = 64;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

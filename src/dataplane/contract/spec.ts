@@ -56,7 +56,14 @@ export interface DataplaneSpec {
   encapSource6: Uint8Array | null;
   /** BPF filter for the capture handle (derived from the services). */
   filter: string;
+  /** Tagging of frames leaving on the egress segment (config `vlan.egress`); default 'untagged'. */
+  vlanEgress?: VlanEgress;
+  /** Fragment table and early-fragment hold (config `fragments`); defaults in fragment-table.ts / fragment-hold.ts. */
+  fragments?: { capacity: number; timeoutMs: number; holdMs: number };
 }
+
+/** 'untagged': every tag removed; 'keep': the frame's own tags (dsr-l2; ipip has none to keep); a number: that 802.1Q VLAN id. */
+export type VlanEgress = 'untagged' | 'keep' | number;
 
 export interface DataplaneInit {
   engine: 'ring' | 'batch' | 'cap';

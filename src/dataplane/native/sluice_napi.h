@@ -85,6 +85,15 @@ static inline bool get_opt_bool(napi_env env, napi_value obj, const char* name, 
   return true;
 }
 
+// True (with its element count and data) when v is a typed array of type `want`; throws nothing,
+// so each caller words its own error.
+static inline bool get_typed_area(napi_env env, napi_value v, napi_typedarray_type want, size_t* n, void** data) {
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  napi_is_typedarray(env, v, &is_ta);
+  return is_ta && napi_get_typedarray_info(env, v, &tt, n, data, NULL, NULL) == napi_ok && tt == want;
+}
+
 static inline void delete_ref(napi_env env, napi_ref* r) {
   if (*r != NULL) {
     napi_delete_reference(env, *r);

@@ -49,13 +49,9 @@
 // frames: a Buffer/Uint8Array of at least batch*slot bytes; lengths: a Uint32Array of >= batch.
 static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint32_t batch,
                       uint32_t slot, uint8_t** fp, uint32_t** lp) {
-  bool is_ta = false;
-  napi_typedarray_type tt;
   size_t n = 0;
   void* data = NULL;
-  napi_is_typedarray(env, frames, &is_ta);
-  if (!is_ta || napi_get_typedarray_info(env, frames, &tt, &n, &data, NULL, NULL) != napi_ok ||
-      tt != napi_uint8_array) {
+  if (!get_typed_area(env, frames, napi_uint8_array, &n, &data)) {
     throw_code(env, "EINVAL", "frames must be a Buffer");
     return false;
   }
@@ -65,9 +61,7 @@ static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint3
     return false;
   }
   *fp = (uint8_t*)data;
-  napi_is_typedarray(env, lengths, &is_ta);
-  if (!is_ta || napi_get_typedarray_info(env, lengths, &tt, &n, &data, NULL, NULL) != napi_ok ||
-      tt != napi_uint32_array || n < batch) {
+  if (!get_typed_area(env, lengths, napi_uint32_array, &n, &data) || n < batch) {
     throw_code(env, "EINVAL", "lengths must be a Uint32Array of at least batchSize entries");
     return false;
   }
@@ -291,17 +285,11 @@ static napi_value capture_new(napi_env env, napi_callback_info info) {
   c->lengths = lengths;
   c->batch = batch;
   c->slot = slot;
-  napi_create_reference(env, argv[1], 1, &c->frames_ref);
-  napi_create_reference(env, argv[2], 1, &c->lengths_ref);
-  if (napi_wrap(env, self, c, capture_finalize, NULL, NULL) != napi_ok) {
-    delete_ref(env, &c->frames_ref);
-    delete_ref(env, &c->lengths_ref);
+  if (!polled_wrap(&c->p, env, self, capture_finalize, argv[1], &c->frames_ref, argv[2], &c->lengths_ref)) {
     pcap_close(p);
     free(c);
-    throw_code(env, "ENAPI", "napi_wrap failed");
     return NULL;
   }
-  polled_add_cleanup_hook(&c->p, env);
   napi_value w;
   if (warning[0]) {
     napi_create_string_utf8(env, warning, NAPI_AUTO_LENGTH, &w);

@@ -48,7 +48,19 @@ void polled_init(polled_t* p, const polled_ops_t* ops, napi_env env, int fd, con
   snprintf(p->device, sizeof p->device, "%s", device);
 }
 
-void polled_add_cleanup_hook(polled_t* p, napi_env env) { napi_add_async_cleanup_hook(env, cleanup_hook, p, &p->hook); }
+bool polled_wrap(polled_t* p, napi_env env, napi_value self, napi_finalize finalize, napi_value frames,
+                 napi_ref* frames_ref, napi_value words, napi_ref* words_ref) {
+  napi_create_reference(env, frames, 1, frames_ref);
+  napi_create_reference(env, words, 1, words_ref);
+  if (napi_wrap(env, self, p, finalize, NULL, NULL) != napi_ok) {
+    delete_ref(env, frames_ref);
+    delete_ref(env, words_ref);
+    throw_code(env, "ENAPI", "napi_wrap failed");
+    return false;
+  }
+  napi_add_async_cleanup_hook(env, cleanup_hook, p, &p->hook);
+  return true;
+}
 
 void polled_unref(polled_t* p) {
   if (--p->refs == 0) p->ops->free(p);

@@ -55,8 +55,11 @@ struct polled_s {
 
 // Fills the shared fields of a new handle (refs = 1: the JS wrapper).
 void polled_init(polled_t* p, const polled_ops_t* ops, napi_env env, int fd, const char* device);
-// After a successful napi_wrap: close the I/O when the environment shuts down.
-void polled_add_cleanup_hook(polled_t* p, napi_env env);
+// Wraps the new handle in `self`, pinning the two JS receive areas the native side writes into
+// (refs in *frames_ref, *words_ref), and closes its I/O when the environment shuts down. On
+// failure: throws ENAPI, drops those refs and returns false (the caller frees what it opened).
+bool polled_wrap(polled_t* p, napi_env env, napi_value self, napi_finalize finalize, napi_value frames,
+                 napi_ref* frames_ref, napi_value words, napi_ref* words_ref);
 // The wrapper's finalizer, after the owner dropped its own references: closes and unrefs.
 void polled_finalize(polled_t* p, napi_env env);
 void polled_unref(polled_t* p);

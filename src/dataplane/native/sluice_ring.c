@@ -427,20 +427,14 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   uint8_t* frames;
   uint32_t* meta;
   {
-    bool is_ta = false;
-    napi_typedarray_type tt;
     size_t n = 0;
     void* data = NULL;
-    napi_is_typedarray(env, argv[1], &is_ta);
-    if (!is_ta || napi_get_typedarray_info(env, argv[1], &tt, &n, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
-        n < (size_t)batch * slot) {
+    if (!get_typed_area(env, argv[1], napi_uint8_array, &n, &data) || n < (size_t)batch * slot) {
       throw_code(env, "EINVAL", "frames must be a Buffer of at least batchSize*slotSize bytes");
       return NULL;
     }
     frames = (uint8_t*)data;
-    napi_is_typedarray(env, argv[2], &is_ta);
-    if (!is_ta || napi_get_typedarray_info(env, argv[2], &tt, &n, &data, NULL, NULL) != napi_ok || tt != napi_uint32_array ||
-        n < (size_t)batch * META_WORDS) {
+    if (!get_typed_area(env, argv[2], napi_uint32_array, &n, &data) || n < (size_t)batch * META_WORDS) {
       throw_code(env, "EINVAL", "meta must be a Uint32Array of at least batchSize*%d entries", META_WORDS);
       return NULL;
     }
@@ -568,18 +562,13 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   r->meta = meta;
   r->batch = batch;
   r->slot = slot;
-  napi_create_reference(env, argv[1], 1, &r->frames_ref);
-  napi_create_reference(env, argv[2], 1, &r->meta_ref);
-  if (napi_wrap(env, self, r, ring_finalize, NULL, NULL) != napi_ok) {
-    delete_ref(env, &r->frames_ref);
-    delete_ref(env, &r->meta_ref);
+  if (!polled_wrap(&r->p, env, self, ring_finalize, argv[1], &r->frames_ref, argv[2], &r->meta_ref)) {
     munmap(map, map_len);
     close(fd);
+    free(r->big);
     free(r);
-    throw_code(env, "ENAPI", "napi_wrap failed");
     return NULL;
   }
-  polled_add_cleanup_hook(&r->p, env);
   // V3: the mapped ring as one external Buffer, where GSO super-frames are read in place.
   // V2: the buffer a frame too big for its slot is read into.
   napi_value ringbuf;

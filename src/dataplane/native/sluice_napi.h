@@ -48,16 +48,21 @@ static inline bool get_string(napi_env env, napi_value v, char* out, size_t cap,
   return true;
 }
 
+// opts[name] and its type; false when it is missing or undefined (the caller keeps its default).
+static inline bool get_opt_value(napi_env env, napi_value obj, const char* name, napi_value* v, napi_valuetype* t) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return false;
+  napi_get_named_property(env, obj, name, v);
+  napi_typeof(env, *v, t);
+  return *t != napi_undefined;
+}
+
 // Reads opts[name] as a non-negative integer; missing/undefined -> def.
 static inline bool get_opt_u32(napi_env env, napi_value obj, const char* name, uint32_t def, uint32_t* out) {
-  bool has = false;
   *out = def;
-  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return true;
   napi_value v;
   napi_valuetype t;
-  napi_get_named_property(env, obj, name, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return true;
+  if (!get_opt_value(env, obj, name, &v, &t)) return true;
   double d;
   if (t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || d < 0 || d > 4294967295.0 ||
       d != (double)(uint32_t)d) {
@@ -69,20 +74,25 @@ static inline bool get_opt_u32(napi_env env, napi_value obj, const char* name, u
 }
 
 static inline bool get_opt_bool(napi_env env, napi_value obj, const char* name, bool def, bool* out) {
-  bool has = false;
   *out = def;
-  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return true;
   napi_value v;
   napi_valuetype t;
-  napi_get_named_property(env, obj, name, &v);
-  napi_typeof(env, v, &t);
-  if (t == napi_undefined) return true;
+  if (!get_opt_value(env, obj, name, &v, &t)) return true;
   if (t != napi_boolean) {
     throw_code(env, "EINVAL", "option %s must be a boolean", name);
     return false;
   }
   napi_get_value_bool(env, v, out);
   return true;
+}
+
+// True (with its element count and data) when v is a typed array of type `want`; throws nothing,
+// so each caller words its own error.
+static inline bool get_typed_area(napi_env env, napi_value v, napi_typedarray_type want, size_t* n, void** data) {
+  bool is_ta = false;
+  napi_typedarray_type tt;
+  napi_is_typedarray(env, v, &is_ta);
+  return is_ta && napi_get_typedarray_info(env, v, &tt, n, data, NULL, NULL) == napi_ok && tt == want;
 }
 
 static inline void delete_ref(napi_env env, napi_ref* r) {

@@ -14,6 +14,7 @@
 
 #include <node_api.h>
 #include "sluice_napi.h"
+#include "sluice_polled.h"
 #include <uv.h>
 #include <pcap/pcap.h>
 
@@ -48,13 +49,9 @@
 // frames: a Buffer/Uint8Array of at least batch*slot bytes; lengths: a Uint32Array of >= batch.
 static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint32_t batch,
                       uint32_t slot, uint8_t** fp, uint32_t** lp) {
-  bool is_ta = false;
-  napi_typedarray_type tt;
   size_t n = 0;
   void* data = NULL;
-  napi_is_typedarray(env, frames, &is_ta);
-  if (!is_ta || napi_get_typedarray_info(env, frames, &tt, &n, &data, NULL, NULL) != napi_ok ||
-      tt != napi_uint8_array) {
+  if (!get_typed_area(env, frames, napi_uint8_array, &n, &data)) {
     throw_code(env, "EINVAL", "frames must be a Buffer");
     return false;
   }
@@ -64,9 +61,7 @@ static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint3
     return false;
   }
   *fp = (uint8_t*)data;
-  napi_is_typedarray(env, lengths, &is_ta);
-  if (!is_ta || napi_get_typedarray_info(env, lengths, &tt, &n, &data, NULL, NULL) != napi_ok ||
-      tt != napi_uint32_array || n < batch) {
+  if (!get_typed_area(env, lengths, napi_uint32_array, &n, &data) || n < batch) {
     throw_code(env, "EINVAL", "lengths must be a Uint32Array of at least batchSize entries");
     return false;
   }
@@ -78,91 +73,37 @@ static bool get_areas(napi_env env, napi_value frames, napi_value lengths, uint3
 // capture
 
 typedef struct capture_s {
-  napi_env env;
+  polled_t p;  // first: the wrapped pointer is both (sluice_polled.h)
   pcap_t* pcap;
-  int fd;
-  uv_poll_t poll;
-  bool poll_inited;
-  bool polling;
-  bool closed;
-  bool in_callback;
-  int refs;  // 1 for the JS wrapper + 1 while the uv handle is open
   uint8_t* frames;
   uint32_t* lengths;
   uint32_t batch;
   uint32_t slot;
   uint32_t count;
-  double callback_errors;
   napi_ref frames_ref;
   napi_ref lengths_ref;
-  napi_ref on_batch_ref;
-  napi_ref on_error_ref;
-  napi_ref self_ref;   // keeps the wrapper alive while started
-  napi_ref error_ref;  // last exception nobody handled (onError missing or threw)
-  napi_async_context async_ctx;
-  napi_async_cleanup_hook_handle hook;
-  char device[IF_NAMESIZE + 1];
 } capture_t;
 
-static void capture_unref(capture_t* c) {
-  if (--c->refs == 0) free(c);
-}
+static void capture_read(polled_t* p, int status);
 
-static void capture_remove_hook(capture_t* c) {
-  if (c->hook != NULL) {
-    napi_remove_async_cleanup_hook(c->hook);
-    c->hook = NULL;
-  }
-}
-
-static void on_poll_closed(uv_handle_t* h) {
-  capture_t* c = (capture_t*)h->data;
-  capture_remove_hook(c);
-  capture_unref(c);
-}
-
-// Stops I/O and closes the pcap handle. No JS involved: safe from hooks and finalizers.
-static void capture_close_native(capture_t* c) {
-  if (c->closed) return;
-  c->closed = true;
-  c->polling = false;
-  if (c->poll_inited) {
-    uv_poll_stop(&c->poll);
-    uv_close((uv_handle_t*)&c->poll, on_poll_closed);  // removes the hook when done
-  } else {
-    capture_remove_hook(c);
-  }
+static void capture_close_io(polled_t* p) {
+  capture_t* c = (capture_t*)p;
   if (c->pcap != NULL) {
     pcap_close(c->pcap);
     c->pcap = NULL;
   }
 }
 
-// Drops the references that pin JS callbacks and the wrapper itself.
-static void capture_release_js(capture_t* c, napi_env env) {
-  delete_ref(env, &c->on_batch_ref);
-  delete_ref(env, &c->on_error_ref);
-  delete_ref(env, &c->self_ref);
-  if (c->async_ctx != NULL) {
-    napi_async_destroy(env, c->async_ctx);
-    c->async_ctx = NULL;
-  }
-}
+static void capture_free(polled_t* p) { free(p); }
 
-static void capture_cleanup_hook(napi_async_cleanup_hook_handle handle, void* arg) {
-  capture_t* c = (capture_t*)arg;
-  c->hook = handle;
-  capture_close_native(c);
-}
+static const polled_ops_t capture_ops = {capture_read, capture_close_io, capture_free, "capture", "Capture",
+                                         "SluiceCapture", "EPCAP"};
 
 static void capture_finalize(napi_env env, void* data, void* hint) {
   capture_t* c = (capture_t*)data;
-  capture_close_native(c);
-  capture_release_js(c, env);
   delete_ref(env, &c->frames_ref);
   delete_ref(env, &c->lengths_ref);
-  delete_ref(env, &c->error_ref);
-  capture_unref(c);
+  polled_finalize(&c->p, env);
 }
 
 static void copy_frame(u_char* user, const struct pcap_pkthdr* hdr, const u_char* bytes) {
@@ -180,49 +121,8 @@ static void copy_frame(u_char* user, const struct pcap_pkthdr* hdr, const u_char
   c->count = i + 1;
 }
 
-static void remember_error(capture_t* c, napi_env env, napi_value err) {
-  delete_ref(env, &c->error_ref);
-  napi_create_reference(env, err, 1, &c->error_ref);
-}
-
-// Hands err to onError; if there is none or it throws, keeps it for takeError().
-static void report_error(capture_t* c, napi_env env, napi_value self, napi_value err) {
-  napi_value fn, result, exc;
-  if (c->on_error_ref != NULL && napi_get_reference_value(env, c->on_error_ref, &fn) == napi_ok &&
-      fn != NULL) {
-    napi_status s = napi_make_callback(env, c->async_ctx, self, fn, 1, &err, &result);
-    if (s == napi_ok) return;
-    if (take_exception(env, &exc)) err = exc;
-  }
-  remember_error(c, env, err);
-}
-
-// One call into JS for a whole batch (or to report a failure when count is 0 and failure set).
-static void capture_deliver(capture_t* c, const char* failure) {
-  napi_env env = c->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value self = NULL, fn = NULL, arg, result, exc;
-  napi_get_reference_value(env, c->self_ref, &self);
-  c->in_callback = true;
-  if (self != NULL && c->count > 0 &&
-      napi_get_reference_value(env, c->on_batch_ref, &fn) == napi_ok && fn != NULL) {
-    napi_create_uint32(env, c->count, &arg);
-    napi_status s = napi_make_callback(env, c->async_ctx, self, fn, 1, &arg, &result);
-    if (s != napi_ok && take_exception(env, &exc)) {
-      c->callback_errors += 1;
-      report_error(c, env, self, exc);
-    }
-  }
-  if (self != NULL && failure != NULL) report_error(c, env, self, make_error(env, "ECAPTURE", failure));
-  c->in_callback = false;
-  if (c->closed) capture_release_js(c, env);  // close() was called from inside a callback
-  napi_close_handle_scope(env, scope);
-}
-
-static void on_readable(uv_poll_t* h, int status, int events) {
-  capture_t* c = (capture_t*)h->data;
-  if (c->closed || !c->polling) return;
+static void capture_read(polled_t* p, int status) {
+  capture_t* c = (capture_t*)p;
   char failure[PCAP_ERRBUF_SIZE + 128];
   const char* fail = NULL;
   c->count = 0;
@@ -231,24 +131,23 @@ static void on_readable(uv_poll_t* h, int status, int events) {
   int n = pcap_dispatch(c->pcap, (int)c->batch, copy_frame, (u_char*)c);
   if (n == PCAP_ERROR || n == PCAP_ERROR_IFACE_NOT_UP) {
     // e.g. "The interface went down" / "The interface disappeared".
-    snprintf(failure, sizeof failure, "capture on %s stopped: %s", c->device, pcap_geterr(c->pcap));
+    snprintf(failure, sizeof failure, "capture on %s stopped: %s", p->device, pcap_geterr(c->pcap));
     fail = failure;
   } else if (status < 0) {
     // libuv reports POLLERR as UV_EBADF and stops the poll. libpcap consumed and judged the
     // socket error above and found it harmless (say, a down/up flap): resume.
-    int r = uv_poll_start(&c->poll, UV_READABLE, on_readable);
+    int r = polled_resume(p);
     if (r != 0) {
-      snprintf(failure, sizeof failure, "capture on %s stopped: cannot resume polling: %s", c->device,
+      snprintf(failure, sizeof failure, "capture on %s stopped: cannot resume polling: %s", p->device,
                uv_strerror(r));
       fail = failure;
     }
   }
   if (fail != NULL) {
     // A persistent error would make a level-triggered poll spin: stop and tell JS.
-    c->polling = false;
-    uv_poll_stop(&c->poll);
+    polled_stop(p);
   }
-  if (c->count > 0 || fail != NULL) capture_deliver(c, fail);
+  if (c->count > 0 || fail != NULL) polled_deliver(p, c->count, fail);
 }
 
 static napi_value capture_new(napi_env env, napi_callback_info info) {
@@ -380,26 +279,17 @@ static napi_value capture_new(napi_env env, napi_callback_info info) {
     throw_code(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  c->env = env;
+  polled_init(&c->p, &capture_ops, env, fd, device);
   c->pcap = p;
-  c->fd = fd;
   c->frames = frames;
   c->lengths = lengths;
   c->batch = batch;
   c->slot = slot;
-  c->refs = 1;
-  snprintf(c->device, sizeof c->device, "%s", device);
-  napi_create_reference(env, argv[1], 1, &c->frames_ref);
-  napi_create_reference(env, argv[2], 1, &c->lengths_ref);
-  if (napi_wrap(env, self, c, capture_finalize, NULL, NULL) != napi_ok) {
-    delete_ref(env, &c->frames_ref);
-    delete_ref(env, &c->lengths_ref);
+  if (!polled_wrap(&c->p, env, self, capture_finalize, argv[1], &c->frames_ref, argv[2], &c->lengths_ref)) {
     pcap_close(p);
     free(c);
-    throw_code(env, "ENAPI", "napi_wrap failed");
     return NULL;
   }
-  napi_add_async_cleanup_hook(env, capture_cleanup_hook, c, &c->hook);
   napi_value w;
   if (warning[0]) {
     napi_create_string_utf8(env, warning, NAPI_AUTO_LENGTH, &w);
@@ -411,70 +301,16 @@ static napi_value capture_new(napi_env env, napi_callback_info info) {
 }
 
 static capture_t* capture_this(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv,
-                               napi_value* self_out, bool must_be_open) {
-  napi_value self;
-  size_t dummy = 0;
-  if (napi_get_cb_info(env, info, argc ? argc : &dummy, argv, &self, NULL) != napi_ok) return NULL;
-  capture_t* c = NULL;
-  if (napi_unwrap(env, self, (void**)&c) != napi_ok || c == NULL) {
-    throw_code(env, "EINVAL", "not a Capture");
-    return NULL;
-  }
-  if (must_be_open && c->closed) {
-    throw_code(env, "ECLOSED", "capture on \"%s\" is closed", c->device);
-    return NULL;
-  }
-  if (self_out) *self_out = self;
-  return c;
+                               bool must_be_open) {
+  return (capture_t*)polled_this(env, info, &capture_ops, argc, argv, NULL, must_be_open);
 }
 
-static napi_value capture_start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
-  capture_t* c = capture_this(env, info, &argc, argv, &self, true);
-  if (c == NULL) return NULL;
-  if (c->poll_inited) {
-    throw_code(env, "EINVAL", "capture on \"%s\" was already started", c->device);
-    return NULL;
-  }
-  napi_valuetype t0 = napi_undefined, t1 = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t0);
-  if (argc >= 2) napi_typeof(env, argv[1], &t1);
-  if (t0 != napi_function || (t1 != napi_function && t1 != napi_undefined)) {
-    throw_code(env, "EINVAL", "start(onBatch, onError?) needs functions");
-    return NULL;
-  }
-  struct uv_loop_s* loop = NULL;
-  NAPI_OR_RETURN(env, napi_get_uv_event_loop(env, &loop), NULL);
-  int r = uv_poll_init(loop, &c->poll, c->fd);
-  if (r != 0) {
-    throw_code(env, "EPCAP", "uv_poll_init on \"%s\" failed: %s", c->device, uv_strerror(r));
-    return NULL;
-  }
-  c->poll.data = c;
-  c->poll_inited = true;
-  c->refs++;
-  napi_value name;
-  napi_create_string_utf8(env, "SluiceCapture", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, self, name, &c->async_ctx);
-  napi_create_reference(env, argv[0], 1, &c->on_batch_ref);
-  if (t1 == napi_function) napi_create_reference(env, argv[1], 1, &c->on_error_ref);
-  napi_create_reference(env, self, 1, &c->self_ref);
-  r = uv_poll_start(&c->poll, UV_READABLE, on_readable);
-  if (r != 0) {
-    throw_code(env, "EPCAP", "uv_poll_start on \"%s\" failed: %s", c->device, uv_strerror(r));
-    capture_close_native(c);
-    capture_release_js(c, env);
-    return NULL;
-  }
-  c->polling = true;
-  return NULL;
-}
+static napi_value capture_start(napi_env env, napi_callback_info info) { return polled_start(env, info, &capture_ops); }
 
 static napi_value capture_set_filter(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  capture_t* c = capture_this(env, info, &argc, argv, NULL, true);
+  capture_t* c = capture_this(env, info, &argc, argv, true);
   if (c == NULL) return NULL;
   char filter[8192];
   if (argc < 1 || !get_string(env, argv[0], filter, sizeof filter, "filter")) return NULL;
@@ -493,12 +329,12 @@ static napi_value capture_set_filter(napi_env env, napi_callback_info info) {
 }
 
 static napi_value capture_stats(napi_env env, napi_callback_info info) {
-  capture_t* c = capture_this(env, info, NULL, NULL, NULL, true);
+  capture_t* c = capture_this(env, info, NULL, NULL, true);
   if (c == NULL) return NULL;
   struct pcap_stat st;
   memset(&st, 0, sizeof st);
   if (pcap_stats(c->pcap, &st) != 0) {
-    throw_code(env, "EPCAP", "pcap_stats on \"%s\" failed: %s", c->device, pcap_geterr(c->pcap));
+    throw_code(env, "EPCAP", "pcap_stats on \"%s\" failed: %s", c->p.device, pcap_geterr(c->pcap));
     return NULL;
   }
   napi_value out;
@@ -506,27 +342,15 @@ static napi_value capture_stats(napi_env env, napi_callback_info info) {
   set_number(env, out, "received", st.ps_recv);
   set_number(env, out, "dropped", st.ps_drop);
   set_number(env, out, "ifDropped", st.ps_ifdrop);
-  set_number(env, out, "callbackErrors", c->callback_errors);
+  set_number(env, out, "callbackErrors", c->p.callback_errors);
   return out;
 }
 
 static napi_value capture_take_error(napi_env env, napi_callback_info info) {
-  capture_t* c = capture_this(env, info, NULL, NULL, NULL, false);
-  if (c == NULL) return NULL;
-  napi_value v = NULL;
-  if (c->error_ref != NULL) napi_get_reference_value(env, c->error_ref, &v);
-  delete_ref(env, &c->error_ref);
-  if (v == NULL) napi_get_null(env, &v);
-  return v;
+  return polled_take_error(env, info, &capture_ops);
 }
 
-static napi_value capture_close(napi_env env, napi_callback_info info) {
-  capture_t* c = capture_this(env, info, NULL, NULL, NULL, false);
-  if (c == NULL) return NULL;
-  capture_close_native(c);
-  if (!c->in_callback) capture_release_js(c, env);  // else capture_deliver releases on return
-  return NULL;
-}
+static napi_value capture_close(napi_env env, napi_callback_info info) { return polled_close(env, info, &capture_ops); }
 
 // ---------------------------------------------------------------------------------------------
 // interface info

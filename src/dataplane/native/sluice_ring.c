@@ -27,6 +27,7 @@
 
 #include <node_api.h>
 #include "sluice_napi.h"
+#include "sluice_polled.h"
 #include <uv.h>
 #include <pcap/pcap.h>
 
@@ -116,8 +117,7 @@ static int attach_filter(int fd, struct bpf_program* prog) {
 // the ring
 
 typedef struct ring_s {
-  napi_env env;
-  int fd;
+  polled_t p;  // first: the wrapped pointer is both (sluice_polled.h); refs also counts `ring`
   uint8_t* map;
   size_t map_len;
   uint32_t block_size;
@@ -125,11 +125,6 @@ typedef struct ring_s {
   uint32_t cur_block;  // next block to read
   uint32_t cur_idx;    // frames of cur_block already read
   uint32_t cur_off;    // offset in cur_block of frame cur_idx
-  uv_poll_t poll;
-  bool poll_inited;
-  bool polling;
-  bool closed;
-  bool in_callback;
   bool vnet;
   int version;          // TPACKET_V2 (one wake-up per frame) or TPACKET_V3 (per retired block)
   uint32_t frame_size;  // V2
@@ -138,7 +133,6 @@ typedef struct ring_s {
   uint32_t cur_frame;   // V2: next frame slot to read
   uint8_t* big;         // V2: a frame too big for its ring slot is read here (PACKET_COPY_THRESH)
   size_t big_len;
-  int refs;  // JS wrapper + open uv handle + the external `ring` Buffer (the mapping)
   uint8_t* frames;
   uint32_t* meta;
   uint32_t batch;
@@ -146,112 +140,38 @@ typedef struct ring_s {
   double received;
   double dropped;
   double freezes;
-  double callback_errors;
   double blocks;
   napi_ref frames_ref;
   napi_ref meta_ref;
-  napi_ref on_batch_ref;
-  napi_ref on_error_ref;
-  napi_ref self_ref;
-  napi_ref error_ref;
-  napi_async_context async_ctx;
-  napi_async_cleanup_hook_handle hook;
-  char device[IF_NAMESIZE + 1];
 } ring_t;
 
-static void ring_unref(ring_t* r) {
-  if (--r->refs > 0) return;
+static void ring_on_readable(polled_t* p, int status);
+
+// Closes the socket. The mapping stays until the last reference goes (JS may still hold
+// `ring`); the pages stay valid after close because the mapping pins them.
+static void ring_close_io(polled_t* p) {
+  if (p->fd >= 0) close(p->fd);
+  p->fd = -1;
+}
+
+static void ring_free(polled_t* p) {
+  ring_t* r = (ring_t*)p;
   if (r->map != NULL && r->map != MAP_FAILED) munmap(r->map, r->map_len);
   free(r->big);
   free(r);
 }
 
-static void ring_remove_hook(ring_t* r) {
-  if (r->hook != NULL) {
-    napi_remove_async_cleanup_hook(r->hook);
-    r->hook = NULL;
-  }
-}
-
-static void on_poll_closed(uv_handle_t* h) {
-  ring_t* r = (ring_t*)h->data;
-  ring_remove_hook(r);
-  ring_unref(r);
-}
-
-// Stops I/O and closes the socket. The mapping stays until the last reference goes (JS may
-// still hold `ring`); the pages stay valid after close because the mapping pins them.
-static void ring_close_native(ring_t* r) {
-  if (r->closed) return;
-  r->closed = true;
-  r->polling = false;
-  if (r->poll_inited) {
-    uv_poll_stop(&r->poll);
-    uv_close((uv_handle_t*)&r->poll, on_poll_closed);
-  } else {
-    ring_remove_hook(r);
-  }
-  if (r->fd >= 0) close(r->fd);
-  r->fd = -1;
-}
-
-static void ring_release_js(ring_t* r, napi_env env) {
-  delete_ref(env, &r->on_batch_ref);
-  delete_ref(env, &r->on_error_ref);
-  delete_ref(env, &r->self_ref);
-  if (r->async_ctx != NULL) {
-    napi_async_destroy(env, r->async_ctx);
-    r->async_ctx = NULL;
-  }
-}
-
-static void ring_cleanup_hook(napi_async_cleanup_hook_handle handle, void* arg) {
-  ring_t* r = (ring_t*)arg;
-  r->hook = handle;
-  ring_close_native(r);
-}
+static const polled_ops_t ring_ops = {ring_on_readable, ring_close_io, ring_free, "capture ring", "Ring",
+                                      "SluiceRing", "EIO"};
 
 static void ring_finalize(napi_env env, void* data, void* hint) {
   ring_t* r = (ring_t*)data;
-  ring_close_native(r);
-  ring_release_js(r, env);
   delete_ref(env, &r->frames_ref);
   delete_ref(env, &r->meta_ref);
-  delete_ref(env, &r->error_ref);
-  ring_unref(r);
+  polled_finalize(&r->p, env);
 }
 
-static void map_finalize(napi_env env, void* data, void* hint) { ring_unref((ring_t*)hint); }
-
-static void report_error(ring_t* r, napi_env env, napi_value self, napi_value err) {
-  napi_value fn, result, exc;
-  if (r->on_error_ref != NULL && napi_get_reference_value(env, r->on_error_ref, &fn) == napi_ok && fn != NULL) {
-    if (napi_make_callback(env, r->async_ctx, self, fn, 1, &err, &result) == napi_ok) return;
-    if (take_exception(env, &exc)) err = exc;
-  }
-  delete_ref(env, &r->error_ref);
-  napi_create_reference(env, err, 1, &r->error_ref);
-}
-
-static void ring_deliver(ring_t* r, uint32_t count, const char* failure) {
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value self = NULL, fn = NULL, arg, result, exc;
-  napi_get_reference_value(env, r->self_ref, &self);
-  r->in_callback = true;
-  if (self != NULL && count > 0 && napi_get_reference_value(env, r->on_batch_ref, &fn) == napi_ok && fn != NULL) {
-    napi_create_uint32(env, count, &arg);
-    if (napi_make_callback(env, r->async_ctx, self, fn, 1, &arg, &result) != napi_ok && take_exception(env, &exc)) {
-      r->callback_errors += 1;
-      report_error(r, env, self, exc);
-    }
-  }
-  if (self != NULL && failure != NULL) report_error(r, env, self, make_error(env, "ECAPTURE", failure));
-  r->in_callback = false;
-  if (r->closed) ring_release_js(r, env);
-  napi_close_handle_scope(env, scope);
-}
+static void map_finalize(napi_env env, void* data, void* hint) { polled_unref((polled_t*)hint); }
 
 static inline struct tpacket_block_desc* block_at(ring_t* r, uint32_t i) {
   return (struct tpacket_block_desc*)(r->map + (size_t)i * r->block_size);
@@ -339,8 +259,6 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
   return true;
 }
 
-static void on_readable(uv_poll_t* h, int status, int events);
-
 static void ring_read(ring_t* r, int status) {
   char failure[256];
   const char* fail = NULL;
@@ -368,25 +286,24 @@ static void ring_read(ring_t* r, int status) {
   }
   if (status < 0) {
     // libuv reports POLLERR as UV_EBADF and stops the poll.
-    int rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+    int rc = polled_resume(&r->p);
     if (rc != 0) {
-      snprintf(failure, sizeof failure, "capture on %s stopped: cannot resume polling: %s", r->device, uv_strerror(rc));
+      snprintf(failure, sizeof failure, "capture on %s stopped: cannot resume polling: %s", r->p.device, uv_strerror(rc));
       fail = failure;
     } else {
       int err = 0;
       socklen_t el = sizeof err;
-      getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &el);  // reading clears it
+      getsockopt(r->p.fd, SOL_SOCKET, SO_ERROR, &err, &el);  // reading clears it
       if (err == ENODEV || err == ENXIO) {
-        snprintf(failure, sizeof failure, "capture on %s stopped: the interface disappeared", r->device);
+        snprintf(failure, sizeof failure, "capture on %s stopped: the interface disappeared", r->p.device);
         fail = failure;
       }
     }
   }
   if (fail != NULL) {
-    r->polling = false;
-    uv_poll_stop(&r->poll);
+    polled_stop(&r->p);
   }
-  if (count > 0 || fail != NULL) ring_deliver(r, count, fail);
+  if (count > 0 || fail != NULL) polled_deliver(&r->p, count, fail);
   // The frames JS read in place (IN_RING) are done with: hand their blocks back.
   for (uint32_t k = 0; k < done; k++) {
     struct tpacket_block_desc* bd = block_at(r, (first_done + k) % r->block_count);
@@ -433,7 +350,7 @@ static void ring_read_v2(ring_t* r, int status) {
     if ((st & TP_STATUS_COPY) && big_used) break;  // the next batch reads it
     ssize_t n = -1;
     if (st & TP_STATUS_COPY) {
-      n = recv(r->fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
+      n = recv(r->p.fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
       big_used = true;
     }
     if (take_frame_v2(&w, base, st, count, n, r->big_len)) count++;
@@ -441,24 +358,22 @@ static void ring_read_v2(ring_t* r, int status) {
     r->cur_frame = (r->cur_frame + 1) % r->frame_nr;
   }
   if (status < 0) {
-    int rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+    int rc = polled_resume(&r->p);
     int err = 0;
     socklen_t el = sizeof err;
-    getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    getsockopt(r->p.fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (rc != 0 || err == ENODEV || err == ENXIO) {
-      snprintf(failure, sizeof failure, "capture on %s stopped: %s", r->device,
+      snprintf(failure, sizeof failure, "capture on %s stopped: %s", r->p.device,
                rc != 0 ? uv_strerror(rc) : "the interface disappeared");
       fail = failure;
-      r->polling = false;
-      uv_poll_stop(&r->poll);
+      polled_stop(&r->p);
     }
   }
-  if (count > 0 || fail != NULL) ring_deliver(r, count, fail);
+  if (count > 0 || fail != NULL) polled_deliver(&r->p, count, fail);
 }
 
-static void on_readable(uv_poll_t* h, int status, int events) {
-  ring_t* r = (ring_t*)h->data;
-  if (r->closed || !r->polling) return;
+static void ring_on_readable(polled_t* p, int status) {
+  ring_t* r = (ring_t*)p;
   if (r->version == TPACKET_V2) ring_read_v2(r, status);
   else ring_read(r, status);
 }
@@ -512,20 +427,14 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   uint8_t* frames;
   uint32_t* meta;
   {
-    bool is_ta = false;
-    napi_typedarray_type tt;
     size_t n = 0;
     void* data = NULL;
-    napi_is_typedarray(env, argv[1], &is_ta);
-    if (!is_ta || napi_get_typedarray_info(env, argv[1], &tt, &n, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
-        n < (size_t)batch * slot) {
+    if (!get_typed_area(env, argv[1], napi_uint8_array, &n, &data) || n < (size_t)batch * slot) {
       throw_code(env, "EINVAL", "frames must be a Buffer of at least batchSize*slotSize bytes");
       return NULL;
     }
     frames = (uint8_t*)data;
-    napi_is_typedarray(env, argv[2], &is_ta);
-    if (!is_ta || napi_get_typedarray_info(env, argv[2], &tt, &n, &data, NULL, NULL) != napi_ok || tt != napi_uint32_array ||
-        n < (size_t)batch * META_WORDS) {
+    if (!get_typed_area(env, argv[2], napi_uint32_array, &n, &data) || n < (size_t)batch * META_WORDS) {
       throw_code(env, "EINVAL", "meta must be a Uint32Array of at least batchSize*%d entries", META_WORDS);
       return NULL;
     }
@@ -637,8 +546,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     throw_code(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  r->env = env;
-  r->fd = fd;
+  polled_init(&r->p, &ring_ops, env, fd, device);
   r->map = map;
   r->map_len = map_len;
   r->block_size = block_size;
@@ -654,20 +562,13 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   r->meta = meta;
   r->batch = batch;
   r->slot = slot;
-  r->refs = 1;
-  snprintf(r->device, sizeof r->device, "%s", device);
-  napi_create_reference(env, argv[1], 1, &r->frames_ref);
-  napi_create_reference(env, argv[2], 1, &r->meta_ref);
-  if (napi_wrap(env, self, r, ring_finalize, NULL, NULL) != napi_ok) {
-    delete_ref(env, &r->frames_ref);
-    delete_ref(env, &r->meta_ref);
+  if (!polled_wrap(&r->p, env, self, ring_finalize, argv[1], &r->frames_ref, argv[2], &r->meta_ref)) {
     munmap(map, map_len);
     close(fd);
+    free(r->big);
     free(r);
-    throw_code(env, "ENAPI", "napi_wrap failed");
     return NULL;
   }
-  napi_add_async_cleanup_hook(env, ring_cleanup_hook, r, &r->hook);
   // V3: the mapped ring as one external Buffer, where GSO super-frames are read in place.
   // V2: the buffer a frame too big for its slot is read into.
   napi_value ringbuf;
@@ -677,7 +578,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   }
   if (napi_create_external_buffer(env, r->big != NULL ? r->big_len : map_len, r->big != NULL ? r->big : map,
                                   map_finalize, r, &ringbuf) == napi_ok) {
-    r->refs++;
+    r->p.refs++;
     napi_set_named_property(env, self, "ring", ringbuf);
   }
   napi_value b;
@@ -687,71 +588,16 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   return self;
 }
 
-static ring_t* ring_this(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv, napi_value* self_out,
-                         bool must_be_open) {
-  napi_value self;
-  size_t dummy = 0;
-  if (napi_get_cb_info(env, info, argc ? argc : &dummy, argv, &self, NULL) != napi_ok) return NULL;
-  ring_t* r = NULL;
-  if (napi_unwrap(env, self, (void**)&r) != napi_ok || r == NULL) {
-    throw_code(env, "EINVAL", "not a Ring");
-    return NULL;
-  }
-  if (must_be_open && r->closed) {
-    throw_code(env, "ECLOSED", "capture ring on \"%s\" is closed", r->device);
-    return NULL;
-  }
-  if (self_out) *self_out = self;
-  return r;
+static ring_t* ring_this(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv, bool must_be_open) {
+  return (ring_t*)polled_this(env, info, &ring_ops, argc, argv, NULL, must_be_open);
 }
 
-static napi_value ring_start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], self;
-  ring_t* r = ring_this(env, info, &argc, argv, &self, true);
-  if (r == NULL) return NULL;
-  if (r->poll_inited) {
-    throw_code(env, "EINVAL", "capture ring on \"%s\" was already started", r->device);
-    return NULL;
-  }
-  napi_valuetype t0 = napi_undefined, t1 = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t0);
-  if (argc >= 2) napi_typeof(env, argv[1], &t1);
-  if (t0 != napi_function || (t1 != napi_function && t1 != napi_undefined)) {
-    throw_code(env, "EINVAL", "start(onBatch, onError?) needs functions");
-    return NULL;
-  }
-  struct uv_loop_s* loop = NULL;
-  napi_get_uv_event_loop(env, &loop);
-  int rc = uv_poll_init(loop, &r->poll, r->fd);
-  if (rc != 0) {
-    throw_code(env, "EIO", "uv_poll_init on \"%s\" failed: %s", r->device, uv_strerror(rc));
-    return NULL;
-  }
-  r->poll.data = r;
-  r->poll_inited = true;
-  r->refs++;
-  napi_value name;
-  napi_create_string_utf8(env, "SluiceRing", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, self, name, &r->async_ctx);
-  napi_create_reference(env, argv[0], 1, &r->on_batch_ref);
-  if (t1 == napi_function) napi_create_reference(env, argv[1], 1, &r->on_error_ref);
-  napi_create_reference(env, self, 1, &r->self_ref);
-  rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  if (rc != 0) {
-    throw_code(env, "EIO", "uv_poll_start on \"%s\" failed: %s", r->device, uv_strerror(rc));
-    ring_close_native(r);
-    ring_release_js(r, env);
-    return NULL;
-  }
-  r->polling = true;
-  return NULL;
-}
+static napi_value ring_start(napi_env env, napi_callback_info info) { return polled_start(env, info, &ring_ops); }
 
 static napi_value ring_set_filter(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  ring_t* r = ring_this(env, info, &argc, argv, NULL, true);
+  ring_t* r = ring_this(env, info, &argc, argv, true);
   if (r == NULL) return NULL;
   char filter[8192];
   size_t len = 0;
@@ -765,7 +611,7 @@ static napi_value ring_set_filter(napi_env env, napi_callback_info info) {
   struct bpf_program prog;
   if (!compile_filter(env, filter, &prog)) return NULL;  // the previous filter stays
   // SO_ATTACH_FILTER swaps the program atomically: no frame passes unfiltered in between.
-  int rc = attach_filter(r->fd, &prog);
+  int rc = attach_filter(r->p.fd, &prog);
   int e = errno;
   pcap_freecode(&prog);
   if (rc != 0) throw_code(env, "EFILTER", "cannot install capture filter \"%s\": %s", filter, strerror(e));
@@ -773,12 +619,12 @@ static napi_value ring_set_filter(napi_env env, napi_callback_info info) {
 }
 
 static void ring_poll_stats(ring_t* r) {
-  if (r->closed || r->fd < 0) return;
+  if (r->p.closed || r->p.fd < 0) return;
   struct tpacket_stats_v3 st;
   socklen_t len = sizeof st;
   memset(&st, 0, sizeof st);
   // Reading resets the kernel's counters: keep running totals.
-  if (getsockopt(r->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) {
+  if (getsockopt(r->p.fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) {
     r->received += st.tp_packets;
     r->dropped += st.tp_drops;
     r->freezes += st.tp_freeze_q_cnt;
@@ -786,7 +632,7 @@ static void ring_poll_stats(ring_t* r) {
 }
 
 static napi_value ring_stats(napi_env env, napi_callback_info info) {
-  ring_t* r = ring_this(env, info, NULL, NULL, NULL, false);
+  ring_t* r = ring_this(env, info, NULL, NULL, false);
   if (r == NULL) return NULL;
   ring_poll_stats(r);
   napi_value out;
@@ -795,27 +641,13 @@ static napi_value ring_stats(napi_env env, napi_callback_info info) {
   set_number(env, out, "dropped", r->dropped);
   set_number(env, out, "freezes", r->freezes);
   set_number(env, out, "blocks", r->blocks);
-  set_number(env, out, "callbackErrors", r->callback_errors);
+  set_number(env, out, "callbackErrors", r->p.callback_errors);
   return out;
 }
 
-static napi_value ring_take_error(napi_env env, napi_callback_info info) {
-  ring_t* r = ring_this(env, info, NULL, NULL, NULL, false);
-  if (r == NULL) return NULL;
-  napi_value v = NULL;
-  if (r->error_ref != NULL) napi_get_reference_value(env, r->error_ref, &v);
-  delete_ref(env, &r->error_ref);
-  if (v == NULL) napi_get_null(env, &v);
-  return v;
-}
+static napi_value ring_take_error(napi_env env, napi_callback_info info) { return polled_take_error(env, info, &ring_ops); }
 
-static napi_value ring_close(napi_env env, napi_callback_info info) {
-  ring_t* r = ring_this(env, info, NULL, NULL, NULL, false);
-  if (r == NULL) return NULL;
-  ring_close_native(r);
-  if (!r->in_callback) ring_release_js(r, env);
-  return NULL;
-}
+static napi_value ring_close(napi_env env, napi_callback_info info) { return polled_close(env, info, &ring_ops); }
 
 // walkBlock(block, vnet, slotSize, frames, meta): reads one retired block held in a Buffer with
 // the same code the ring uses; returns the frame count. For golden-byte unit tests; no socket.

@@ -184,6 +184,22 @@ export class FlowTable {
 
   /** Slot of the packet's flow, or -1. An expired entry is freed and reported as absent. */
   lookup(frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
+    const slot = this.probe(frame, p, hash);
+    if (slot < 0 || !this.isExpired(slot, nowMs)) return slot;
+    this.ctl[slot] = FLOW_EMPTY;
+    this.nSize--;
+    this.nExpirations++;
+    return -1;
+  }
+
+  /** Slot of the packet's live flow, or -1, changing nothing (for `sluice explain`). */
+  peek(frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
+    const slot = this.probe(frame, p, hash);
+    return slot >= 0 && !this.isExpired(slot, nowMs) ? slot : -1;
+  }
+
+  /** The slot holding the packet's key, expired or not, or -1. */
+  private probe(frame: Uint8Array, p: ParsedPacket, hash: number): number {
     const keys = this.keys;
     const ctl = this.ctl;
     const bs = this.bucketSlots;
@@ -202,12 +218,6 @@ export class FlowTable {
       const b = slot * FLOW_KEY_WORDS;
       if (keys[b + 1] !== ports || keys[b + 2] !== src0 || keys[b + 6] !== dst0 || keys[b] !== meta) continue;
       if (v6 && !this.v6TailMatches(b, frame, p.srcAddrOffset, p.dstAddrOffset)) continue;
-      if (this.isExpired(slot, nowMs)) {
-        ctl[slot] = FLOW_EMPTY;
-        this.nSize--;
-        this.nExpirations++;
-        return -1;
-      }
       return slot;
     }
     return -1;

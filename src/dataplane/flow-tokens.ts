@@ -46,6 +46,11 @@ export class FlowTokens {
     this.#touched[slot] = nowMs;
   }
 
+  /** The connection token the flow holds (a steered join's, or one learned from its key), or -1. */
+  tokenOf(slot: number): number {
+    return this.#state[slot] === TOKEN_NONE ? -1 : this.#token[slot];
+  }
+
   /** A packet of the flow went by: keep its connection's token alive, at most once per TOKEN_TOUCH_MS. */
   refresh(slot: number, nowMs: number, tokens: MptcpTokenTable): void {
     if (this.#state[slot] === TOKEN_HELD && nowMs - this.#touched[slot] >= TOKEN_TOUCH_MS) {

@@ -164,12 +164,12 @@ function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
 /** Live flows per backend id, and how many of them are TCP-closing. */
 function countFlows(requestId: number): void {
   const counts = new Map<number, number>();
-  let closing = 0;
+  const closing = new Map<number, number>();
   const flows = forwarder?.flows;
   flows?.forEachSlot((slot) => {
     const b = flows.backendOf(slot);
     counts.set(b, (counts.get(b) ?? 0) + 1);
-    if (flows.stateOf(slot) === FLOW_CLOSING) closing++;
+    if (flows.stateOf(slot) === FLOW_CLOSING) closing.set(b, (closing.get(b) ?? 0) + 1);
   }, Date.now());
   send({ type: 'flow-counts', requestId, counts, closing });
 }

@@ -16,7 +16,7 @@
  *   flows {requestId, filter}       ---- admin /flows --->  one flow-table scan
  *                                   <-- flows {requestId, rows, total}
  *   flow-counts {requestId}         ---- admin /backends >  one flow-table scan
- *                                   <-- flow-counts {requestId, counts, closing}
+ *                                   <-- flow-counts {requestId, counts, closing}  (per backend id)
  *   explain {requestId, query}      ---- admin /explain ->  peeks only (dataplane/explain.ts)
  *                                   <-- explain {requestId, decisions} | explain-failed {message}
  *     (these four are the requests: src/dataplane/contract/request.ts gives each a requestId,
@@ -157,8 +157,8 @@ export type FromDataplane =
   | { type: 'apply-failed'; requestId: number; generation: number; message: string }
   | { type: 'counters'; counters: Float64Array }
   | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
-  /** counts: live flows per backend id; closing: how many of all live flows are TCP-closing. */
-  | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: number }
+  /** counts: live flows per backend id; closing: of those, the TCP-closing ones (ids with none absent). */
+  | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: Map<number, number> }
   | { type: 'explain'; requestId: number; decisions: ExplainDecision[] }
   | { type: 'explain-failed'; requestId: number; message: string }
   | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }

@@ -22,6 +22,8 @@ import type { ExplainDecision, ExplainQuery, FlowRow } from '../dataplane/contra
 
 export interface AdminError {
   error: string;
+  /** not-configured: the request names a VIP, backend or service the config does not have (the CLI exits 2). */
+  code?: 'not-configured';
 }
 
 /** The outcome of the last reload (file change, SIGHUP or POST /reload), null before the first. */

@@ -233,6 +233,7 @@ const INSTANCE_PATH = /^\/instance\/(drain|undrain)$/;
 
 export async function routeAdmin(src: AdminSources, method: string, url: URL, res: ServerResponse): Promise<void> {
   const fail = (status: number, error: string): void => sendJson(res, status, { error } satisfies AdminError);
+  const notConfigured = (error: string): void => sendJson(res, 404, { error, code: 'not-configured' } satisfies AdminError);
   const q = url.searchParams;
   if (method === 'GET' && url.pathname === '/status') {
     const counters = await src.freshCounters();
@@ -244,7 +245,7 @@ export async function routeAdmin(src: AdminSources, method: string, url: URL, re
     const query: FlowQuery = { vip: q.get('vip') ?? undefined, backend: q.get('backend') ?? undefined, client: q.get('client') ?? undefined, limit: Math.min(FLOW_LIST_MAX, limit) };
     // A filter naming nothing configured is a mistake, not an empty answer.
     const unknown = unconfigured(src.config(), query);
-    if (unknown) return fail(404, unknown);
+    if (unknown) return notConfigured(unknown);
     return sendJson(res, 200, await src.flows(query));
   }
   if (method === 'GET' && url.pathname === '/backends') {
@@ -257,7 +258,7 @@ export async function routeAdmin(src: AdminSources, method: string, url: URL, re
     if (typeof parsed === 'string') return fail(400, parsed);
     const vips = [...new Set(src.config().services.map((s) => s.vip))];
     const vip = normalizeAddress(parsed.vip);
-    if (vip === undefined || !vips.includes(vip)) return fail(404, `no service has VIP ${parsed.vip} (configured VIPs: ${vips.join(', ') || 'none'})`);
+    if (vip === undefined || !vips.includes(vip)) return notConfigured(`no service has VIP ${parsed.vip} (configured VIPs: ${vips.join(', ') || 'none'})`);
     try {
       return sendJson(res, 200, await src.explain({ ...parsed, vip }));
     } catch (e) {

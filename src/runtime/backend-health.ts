@@ -41,7 +41,8 @@ export class BackendHealth implements Startable {
     this.#manager = new HealthManager({
       onChange: (_key, from, to, detail) => {
         opts.metrics.healthTransitions.inc({ to });
-        opts.log.warn(
+        // Recovery is good news (info); going down or unknown is what an operator must see (warn).
+        opts.log[to === 'up' ? 'info' : 'warn'](
           { event: 'health_change', backend: detail.target.address, port: detail.target.port, check: detail.target.check.type, from, to, error: detail.error ?? null },
           `backend ${detail.target.address} is ${to}`,
         );

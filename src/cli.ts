@@ -25,7 +25,7 @@ import { installErrorPolicy } from './runtime/error-policy.js';
 class UsageError extends Error {}
 
 /** Widest a free-text table cell gets (the full text is in --json). */
-const MAX_CELL = 40;
+const MAX_CELL = 48;
 
 /** Text cut to `max` characters, the cut marked. */
 function truncate(text: string, max = MAX_CELL): string {

@@ -29,7 +29,7 @@ export function statusRates(first: StatusReport, second: StatusReport, intervalS
   const t2 = second.traffic;
   return {
     method: 'two /status snapshots',
-    intervalS: Math.round(intervalS * 1000) / 1000,
+    intervalS,
     total: {
       pps: per(t1.rxFrames, t2.rxFrames, intervalS),
       bps: 8 * per(t1.rxBytes, t2.rxBytes, intervalS),
@@ -61,7 +61,7 @@ export function si(n: number): string {
 export function formatRates(r: StatusRates, table: (headers: string[], rows: (string | number)[][]) => string): string {
   const t = r.total;
   return [
-    `rates over ${r.intervalS} s (${r.method}): in ${si(t.pps)} pps ${si(t.bps)}bit/s, out ${si(t.txPps)} pps ${si(t.txBps)}bit/s, ${si(t.newFlowsPerS)} new flows/s`,
+    `rates over ${r.intervalS.toFixed(2)} s (${r.method}): in ${si(t.pps)} pps ${si(t.bps)}bit/s, out ${si(t.txPps)} pps ${si(t.txBps)}bit/s, ${si(t.newFlowsPerS)} new flows/s`,
     table(
       ['SERVICE', 'BACKEND', 'PPS', 'BPS', 'NEW_FLOWS/S'],
       r.backends.map((b) => [b.service, b.address, si(b.pps), si(b.bps), si(b.newFlowsPerS)]),

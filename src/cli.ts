@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 /**
- * sluice run | check | status | backends | flows | drain | undrain | weight | reload
+ * sluice run | check | status | backends | flows | explain | drain | undrain | weight | reload
  *
  * `run` and `check` work in this process; the others are clients of a running instance's admin
- * API (answers typed in observe/admin-api.ts).
+ * API (answers typed in observe/admin-api.ts). Exit codes: 0 ok; 1 a failure (no daemon, an
+ * answer refused); 2 a usage mistake (a filter or --config naming nothing that is running).
  */
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfigFile, ConfigError, formatIssues, formatIssue } from './config/load.js';
 import { checkConfigFile } from './config/check.js';
@@ -12,9 +15,43 @@ import { DEFAULT_ADMIN_SOCKET as DEFAULT_SOCKET } from './config/defaults.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
-import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
+import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type ExplainReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
+import { formatExplain } from './observe/explain-format.js';
+import { formatRates, statusRates } from './observe/status-rates.js';
 import { VERSION } from './version.js';
 import { installErrorPolicy } from './runtime/error-policy.js';
+
+/** A mistake in what the operator asked for (exit 2), as opposed to a failure (exit 1). */
+class UsageError extends Error {}
+
+/** Widest a free-text table cell gets (the full text is in --json). */
+const MAX_CELL = 48;
+
+/** Text cut to `max` characters, the cut marked. */
+function truncate(text: string, max = MAX_CELL): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** A file path as the kernel sees it, for comparing two names of one file. */
+function canonicalPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!/^\d{1,5}$/.test(v) || n > 65535) throw new InvalidArgumentError('must be a port number 0..65535');
+  return n;
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0.1 || n > 60) throw new InvalidArgumentError('must be a number of seconds 0.1..60');
+  return n;
+}
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -53,8 +90,10 @@ function table(headers: string[], rows: (string | number)[][]): string {
 async function admin<T>(opts: { socket?: string; config?: string }, method: string, path: string): Promise<T> {
   const { status, body } = await adminRequest(socketFrom(opts), method, path);
   if (status >= 400) {
-    const msg = typeof body === 'object' && body && 'error' in body ? String((body as AdminError).error) : JSON.stringify(body);
-    throw new Error(`admin API answered ${status}: ${msg}`);
+    const err = typeof body === 'object' && body && 'error' in body ? (body as AdminError) : null;
+    // A filter naming nothing configured: the operator's mistake, said plainly.
+    if (err?.code === 'not-configured') throw new UsageError(err.error);
+    throw new Error(`admin API answered ${status}: ${err ? err.error : JSON.stringify(body)}`);
   }
   return body as T;
 }
@@ -62,7 +101,9 @@ async function admin<T>(opts: { socket?: string; config?: string }, method: stri
 function printStatus(s: StatusReport): void {
   console.log(`sluice ${s.version}  generation ${s.generation}  config ${s.config}`);
   console.log(`data plane: ${s.dataplane.up ? 'up' : 'DOWN'} (engine ${s.dataplane.engine}, pid ${s.dataplane.pid}, restarts ${s.dataplane.restarts})`);
-  console.log(`flows: ${s.flows.active} active of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
+  // Older daemons report no closing split: the line stays as it was.
+  const split = s.flows.closing === undefined ? '' : ` (${s.flows.active - s.flows.closing} open, ${s.flows.closing} closing)`;
+  console.log(`flows: ${s.flows.active} active${split} of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
   console.log(`frames: ${s.traffic.rxFrames} in, ${s.traffic.txFrames} out, ${s.traffic.txErrors} tx errors, ${s.traffic.captureDropped} capture drops`);
   const drops = Object.entries(s.drops);
   console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);
@@ -76,7 +117,7 @@ function printStatus(s: StatusReport): void {
   for (const svc of s.services) {
     for (const b of svc.backends) {
       // An older daemon's /status has no per-backend status: "-".
-      rows.push([svc.name, `${hostPort(svc.vip, svc.port)}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? `unresolved (${b.problem})`, b.flowsCreated, b.packets]);
+      rows.push([svc.name, `${hostPort(svc.vip, svc.port)}/${svc.protocol}`, svc.forwarding, b.address, b.weight, b.status ?? '-', b.mac ?? truncate(`unresolved (${b.problem})`), b.flowsCreated, b.packets]);
     }
   }
   console.log();
@@ -150,11 +191,26 @@ const withSocket = (c: Command): Command =>
   c.option('-s, --socket <path>', `admin socket (default: from --config, else ${DEFAULT_SOCKET})`).option('-c, --config <file>', 'read the admin socket path from this config');
 
 withSocket(program.command('status').description('show the running instance: generation, data plane, services, backends, drops'))
+  .option('--rate', 'also show rates (pps, bps, new flows/s): the difference of two /status snapshots --interval apart')
+  .option('--interval <seconds>', 'seconds between the two snapshots of --rate', seconds, 1)
   .option('--json', 'machine-readable output')
-  .action(async (opts: { socket?: string; config?: string; json?: boolean }) => {
-    const s = await admin<StatusReport>(opts, 'GET', '/status');
-    if (opts.json) console.log(JSON.stringify(s, null, 2));
-    else printStatus(s);
+  .action(async (opts: { socket?: string; config?: string; json?: boolean; rate?: boolean; interval: number }) => {
+    const first = await admin<StatusReport>(opts, 'GET', '/status');
+    if (!opts.rate) {
+      if (opts.json) console.log(JSON.stringify(first, null, 2));
+      else printStatus(first);
+      return;
+    }
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, opts.interval * 1000));
+    const second = await admin<StatusReport>(opts, 'GET', '/status');
+    const rates = statusRates(first, second, (performance.now() - t0) / 1000);
+    if (opts.json) console.log(JSON.stringify({ ...second, rates }, null, 2));
+    else {
+      printStatus(second);
+      console.log();
+      console.log(formatRates(rates, table));
+    }
   });
 
 withSocket(program.command('flows').description('list tracked flows (bounded)'))
@@ -188,27 +244,66 @@ withSocket(program.command('backends').description('list backends: status in the
   .action(async (opts: { socket?: string; config?: string; service?: string; json?: boolean }) => {
     const out = await admin<BackendsReport>(opts, 'GET', '/backends');
     const rows = out.backends.filter((b) => !opts.service || b.service === opts.service);
+    if (opts.service && rows.length === 0) {
+      const names = [...new Set(out.backends.map((b) => b.service))];
+      throw new UsageError(`no service named ${JSON.stringify(opts.service)} (services: ${names.join(', ') || 'none'})`);
+    }
     if (opts.json) {
       console.log(JSON.stringify({ backends: rows }, null, 2));
       return;
     }
     console.log(
       table(
-        ['SERVICE', 'BACKEND', 'ROLE', 'WEIGHT', 'STATUS', 'HEALTH', 'ACTIVE_FLOWS', 'FLOWS', 'PACKETS'],
+        ['SERVICE', 'BACKEND', 'ROLE', 'WEIGHT', 'STATUS', 'HEALTH', 'ACTIVE_FLOWS', 'CLOSING', 'FLOWS', 'PACKETS'],
         rows.map((b) => [
           b.service,
           b.address,
           b.role,
           b.weight,
           `${b.status}${b.overridden ? ' (operator)' : ''}`,
-          b.health ? `${b.health.check} ${b.health.state}${b.health.lastError ? ` (${b.health.lastError})` : ''}` : '-',
+          b.health ? truncate(`${b.health.check} ${b.health.state}${b.health.lastError ? ` (${b.health.lastError})` : ''}`) : '-',
           b.activeFlows,
+          b.closingFlows ?? '-',
           b.flowsCreated,
           b.packets,
         ]),
       ),
     );
   });
+
+withSocket(program.command('explain').description('show what Sluice decides for one flow: service, hash and Maglev slot, backend, tracked entry, owners, MPTCP token, drop reason'))
+  .argument('[tuple]', 'the flow as PROTO:CLIENT:CPORT-VIP:PORT, e.g. tcp:192.0.2.7:40001-198.51.100.10:80 (IPv6 in brackets)')
+  .option('--vip <address>', 'the service VIP')
+  .option('--port <n>', 'the service port', port)
+  .option('--protocol <tcp|udp>', 'the protocol', 'tcp')
+  .option('--client <address>', 'the client address')
+  .option('--client-port <n>', 'the client port (without it: each tracked flow of the client, else a representative port)', port)
+  .option('--token <hex>', 'explain an MPTCP MP_JOIN SYN carrying this connection token (8 hex digits)')
+  .option('--json', 'machine-readable output')
+  .action(async (tuple: string | undefined, opts: { socket?: string; config?: string; vip?: string; port?: number; protocol: string; client?: string; clientPort?: number; token?: string; json?: boolean }) => {
+    const q = explainArgs(tuple, opts);
+    const out = await admin<ExplainReport>(opts, 'GET', `/explain?${q}`);
+    if (opts.json) console.log(JSON.stringify(out, null, 2));
+    else console.log(formatExplain(out));
+  });
+
+/** The explain query from a 5-tuple argument or the options (the tuple wins where both say). */
+function explainArgs(tuple: string | undefined, o: { vip?: string; port?: number; protocol: string; client?: string; clientPort?: number; token?: string }): URLSearchParams {
+  let { vip, port: vport, protocol, client, clientPort } = o;
+  if (tuple !== undefined) {
+    const m = /^(tcp|udp):(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})-(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(tuple);
+    if (!m) throw new UsageError(`tuple ${JSON.stringify(tuple)} is not PROTO:CLIENT:CPORT-VIP:PORT (e.g. tcp:192.0.2.7:40001-198.51.100.10:80, IPv6 in brackets)`);
+    const bare = (a: string): string => a.replace(/^\[|\]$/g, '');
+    [protocol, client, clientPort, vip, vport] = [m[1], bare(m[2]), port(m[3]), bare(m[4]), port(m[5])];
+  }
+  if (protocol !== 'tcp' && protocol !== 'udp') throw new UsageError(`--protocol must be tcp or udp, got ${JSON.stringify(protocol)}`);
+  if (!vip || vport === undefined || !client) throw new UsageError('explain needs a VIP, a port and a client: --vip VIP --port P --client IP [--client-port N], or a tuple PROTO:CLIENT:CPORT-VIP:PORT');
+  if (o.token !== undefined && !/^(0x)?[0-9a-fA-F]{1,8}$/.test(o.token)) throw new UsageError(`--token must be up to 8 hex digits, got ${JSON.stringify(o.token)}`);
+  const q = new URLSearchParams({ protocol, vip, port: String(vport), client });
+  if (clientPort !== undefined) q.set('clientPort', String(clientPort));
+  if (o.token !== undefined) q.set('token', o.token);
+  return q;
+}
 
 const operate = (name: OperateAction, description: string): Command => {
   const c = withSocket(program.command(name).description(description)).argument('<backend>', 'backend address').option('--service <name>', 'only in this service (default: every service that has it)').option('--json', 'machine-readable output');
@@ -255,7 +350,14 @@ for (const [name, description] of [
     });
 }
 
-withSocket(program.command('reload').description('re-read the config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
+withSocket(program.command('reload').description('re-read the running instance\'s config file now (same as SIGHUP)')).action(async (opts: { socket?: string; config?: string }) => {
+  if (opts.config) {
+    // The daemon re-reads its own file: a different --config would be silently ignored.
+    const running = (await admin<StatusReport>(opts, 'GET', '/status')).config;
+    if (canonicalPath(opts.config) !== canonicalPath(running)) {
+      throw new UsageError(`--config ${resolve(opts.config)} is not the running instance's config file ${running}: reload re-reads ${running} (edit that file, or restart with --config ${opts.config})`);
+    }
+  }
   const { status, body } = await adminRequest(socketFrom(opts), 'POST', '/reload');
   // A refusal by the admin socket's authorization is an AdminError ({ error }), not a ReloadResult.
   const r = body as Partial<ReloadResult> & Partial<AdminError>;
@@ -268,6 +370,6 @@ withSocket(program.command('reload').description('re-read the config file now (s
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`sluice: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exitCode = 1;
+  process.exitCode = e instanceof UsageError ? 2 : 1;
 });
 

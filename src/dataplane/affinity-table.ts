@@ -64,6 +64,15 @@ export class AffinityTable {
     return -1;
   }
 
+  /** Like lookup, changing nothing: the entry is neither refreshed nor expired. */
+  peek(sid: number, key: Uint32Array, hash: number, nowMs: number, timeoutMs: number): number {
+    for (let i = 0; i < WINDOW; i++) {
+      const slot = (hash + i) & this.#mask;
+      if (this.#used[slot] === 1 && this.#matches(slot, sid, key)) return nowMs - this.#lastSeen[slot] >= timeoutMs ? -1 : this.#backend[slot];
+    }
+    return -1;
+  }
+
   /** Record (sid, key) -> backend: its own slot if present, else the first free one, else evict the least recently used. */
   set(sid: number, key: Uint32Array, hash: number, backend: number, nowMs: number): void {
     let victim = -1;

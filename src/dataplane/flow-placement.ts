@@ -15,22 +15,24 @@ export const FLOW_PROBE_WINDOW = 2 * FLOW_BUCKET_SLOTS;
 
 /** Slot of the packet's flow, or -1. An expired entry is freed and reported as absent. */
 export function lookupFlow(t: FlowSlots, frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
+  const s = findFlow(t, frame, p, hash);
+  return s < 0 ? -1 : t.live(s, nowMs);
+}
+
+/** The slot holding the packet's key, expired or not, or -1; changes nothing. */
+export function findFlow(t: FlowSlots, frame: Uint8Array, p: ParsedPacket, hash: number): number {
   const h = hash >>> 0;
   const hashes = t.hash;
   const b1 = t.bucket1(h);
   let s = b1 * FLOW_BUCKET_SLOTS;
   for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
-    if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return t.live(s, nowMs);
+    if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return s;
   }
   s = t.bucket2(h, b1) * FLOW_BUCKET_SLOTS;
   for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
-    if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return t.live(s, nowMs);
+    if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return s;
   }
-  if (t.h32[H32.stashUsed] > 0) {
-    const s2 = t.findInStash(h, frame, p);
-    if (s2 >= 0) return t.live(s2, nowMs);
-  }
-  return -1;
+  return t.h32[H32.stashUsed] > 0 ? t.findInStash(h, frame, p) : -1;
 }
 
 /**

@@ -47,7 +47,7 @@ import { CTL_HALF_OPEN, CTL_V6, FLOW_ACTIVE, FLOW_CLOSING, FLOW_EMPTY, FLOW_KIND
 import { FLOW_TOKEN_HELD, STATE_MASK, TOKEN_MASK, TOKEN_SHIFT, type FlowEntryInfo, type FlowTableOptions, type FlowTimeouts } from './flow-entry.js';
 import { ATTACH_CLOCK_LIMIT_MS, geometryFor, openFlowBuffer, roundUpPow2 } from './flow-open.js';
 import { FlowSlots } from './flow-slots.js';
-import { insertFlow, lookupFlow } from './flow-placement.js';
+import { findFlow, insertFlow, lookupFlow } from './flow-placement.js';
 import { describeFlow, writeFlowKey } from './flow-describe.js';
 
 export { FLOW_BUCKET_SLOTS, FLOW_BYTES_PER_SLOT, FLOW_LAYOUT_VERSION, FLOW_STASH_SLOTS, FLOW_MAX_DESTINATIONS } from './flow-layout.js';
@@ -194,6 +194,12 @@ export class FlowTable {
   /** Slot of the packet's flow, or -1. An expired entry is freed and reported as absent. */
   lookup(frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
     return lookupFlow(this.#t, frame, p, hash, nowMs);
+  }
+
+  /** Slot of the packet's live flow, or -1, changing nothing (for `sluice explain`). */
+  peek(frame: Uint8Array, p: ParsedPacket, hash: number, nowMs: number): number {
+    const s = findFlow(this.#t, frame, p, hash);
+    return s >= 0 && !this.#t.expired(s, this.#t.rel(nowMs)) ? s : -1;
   }
 
   /**

@@ -35,6 +35,11 @@ export class FlowTokens {
     this.#flows.setToken(slot, collided ? FLOW_TOKEN_COLLIDED : FLOW_TOKEN_HELD, token, nowMs);
   }
 
+  /** The connection token the flow holds (a steered join's, or one learned from its key), or -1. */
+  tokenOf(slot: number): number {
+    return this.#flows.tokenStateOf(slot) === FLOW_TOKEN_NONE ? -1 : this.#flows.tokenOf(slot);
+  }
+
   /** A packet of the flow went by: keep its connection's token alive, at most once per TOKEN_TOUCH_MS. */
   refresh(slot: number, nowMs: number, tokens: MptcpTokenTable): void {
     if (this.#flows.tokenRefreshDue(slot, nowMs, TOKEN_TOUCH_MS)) tokens.touch(this.#flows.tokenOf(slot), nowMs);

@@ -53,6 +53,17 @@ export interface ForwarderOptions {
   affinityCapacity?: number;
 }
 
+/** What explain.ts reads of a forwarder beyond its public tables. */
+export interface ForwarderView {
+  readonly match: ServiceTable;
+  readonly services: ServiceRecords;
+  readonly backends: BackendSlots;
+  readonly flowTokens: FlowTokens;
+  readonly hashSeed: number;
+  readonly generation: number;
+  readonly ownerQueries: boolean;
+}
+
 export class Forwarder {
   readonly counters: Float64Array = newCounters();
   readonly flows: FlowTable;
@@ -141,6 +152,19 @@ export class Forwarder {
 
   get maxBackendId(): number {
     return this.#backends.maxId;
+  }
+
+  /** The generation's records as `sluice explain` reads them (dataplane/explain.ts); read-only use only. */
+  explainView(): ForwarderView {
+    return {
+      match: this.#match,
+      services: this.#services,
+      backends: this.#backends,
+      flowTokens: this.#flowTokens,
+      hashSeed: this.#hashSeed,
+      generation: this.#generation,
+      ownerQueries: this.#hold.enabled,
+    };
   }
 
   /** Swap in a new generation. Flows whose backend left the config are forgotten so their next packet takes the new table. */

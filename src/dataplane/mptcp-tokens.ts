@@ -216,6 +216,18 @@ export class MptcpTokenTable {
     return -1;
   }
 
+  /** Slot of the live entry for `token`, or -1, changing nothing (no expiry, no hit/miss count). */
+  peekSlot(token: number, nowMs: number): number {
+    token = token >>> 0;
+    const mask = this.#mask;
+    const start = this.bucketOf(token);
+    for (let i = 0; i < this.probeWindow; i++) {
+      const s = (start + i) & mask;
+      if (this.#state[s] !== 0 && this.#token[s] === token) return nowMs - this.#lastSeen[s] > this.idleTimeoutMs ? -1 : s;
+    }
+    return -1;
+  }
+
   /** Backend id owning `token`, or -1 if unknown or expired. */
   lookup(token: number, nowMs: number): number {
     const s = this.lookupSlot(token, nowMs);

@@ -6,6 +6,8 @@
  * capture engine does to its event loop.
  */
 import { Forwarder } from './forwarder.js';
+import { explainQuery } from './explain.js';
+import { FLOW_CLOSING } from './flow-table.js';
 import { G, usedLength } from './contract/counters.js';
 import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './contract/limits.js';
 import type { CaptureEngine } from './engine.js';
@@ -172,15 +174,30 @@ function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
   send({ type: 'flows', requestId: msg.requestId, rows, total });
 }
 
-/** Live flows per backend id. */
+/** Live flows per backend id, and how many of them are TCP-closing. */
 function countFlows(requestId: number): void {
   const counts = new Map<number, number>();
+  const closing = new Map<number, number>();
   const flows = forwarder?.flows;
   flows?.forEachSlot((slot) => {
     const b = flows.backendOf(slot);
     counts.set(b, (counts.get(b) ?? 0) + 1);
+    if (flows.stateOf(slot) === FLOW_CLOSING) closing.set(b, (closing.get(b) ?? 0) + 1);
   }, Date.now());
-  send({ type: 'flow-counts', requestId, counts });
+  send({ type: 'flow-counts', requestId, counts, closing });
+}
+
+/** `sluice explain`: the forwarder's decision for a tuple, read without side effects. */
+function explain(msg: Extract<ToDataplane, { type: 'explain' }>): void {
+  if (!forwarder) {
+    send({ type: 'explain-failed', requestId: msg.requestId, message: 'the data plane has no forwarder yet' });
+    return;
+  }
+  try {
+    send({ type: 'explain', requestId: msg.requestId, decisions: explainQuery(forwarder, msg.query, Date.now()) });
+  } catch (e) {
+    send({ type: 'explain-failed', requestId: msg.requestId, message: e instanceof Error ? e.message : String(e) });
+  }
 }
 
 function onMessage(msg: ToDataplane): void {
@@ -204,6 +221,9 @@ function onMessage(msg: ToDataplane): void {
         break;
       case 'flow-counts':
         countFlows(msg.requestId);
+        break;
+      case 'explain':
+        explain(msg);
         break;
       case 'publish':
         publishCounters();

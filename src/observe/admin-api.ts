@@ -5,7 +5,10 @@
  *
  *   GET  /status                                   -> StatusReport
  *   GET  /backends                                 -> BackendsReport
- *   GET  /flows?vip=&backend=&client=&limit=       -> FlowsReport          (limit 1..10000, default 100)
+ *   GET  /flows?vip=&backend=&client=&limit=       -> FlowsReport          (limit 1..10000, default 100;
+ *                                                     404 if vip or backend is not configured)
+ *   GET  /explain?vip=&port=&protocol=&client=&clientPort=&token=
+ *                                                  -> ExplainReport        (404 if no service has the VIP)
  *   POST /backends/{drain|undrain|weight}?address=&service=&weight=
  *                                                  -> OperateResult        (404 if no backend matched)
  *   POST /reload                                   -> ReloadResult         (409 if refused)
@@ -15,10 +18,12 @@
 import type { AnnounceStatus } from '../announce/announcer.js';
 import type { Forwarding, Protocol } from '../config/types.js';
 import type { ControlCounters, ControlPlaneStatus } from '../control/index.js';
-import type { FlowRow } from '../dataplane/contract/messages.js';
+import type { ExplainDecision, ExplainQuery, FlowRow } from '../dataplane/contract/messages.js';
 
 export interface AdminError {
   error: string;
+  /** not-configured: the request names a VIP, backend or service the config does not have (the CLI exits 2). */
+  code?: 'not-configured';
 }
 
 /** The outcome of the last reload (file change, SIGHUP or POST /reload), null before the first. */
@@ -72,8 +77,9 @@ export interface StatusReport {
   cluster: ClusterReport | null;
   /** BGP announcement of the VIPs; null without an "announce" section. */
   announce: AnnounceStatus | null;
-  flows: { active: number; capacity: number; created: number; evictions: number };
-  traffic: { rxFrames: number; txFrames: number; txErrors: number; captureDropped: number };
+  /** active: every live flow (closing ones included); closing: of those, TCP flows after FIN/RST (absent if the data plane did not answer). */
+  flows: { active: number; closing?: number; capacity: number; created: number; evictions: number };
+  traffic: { rxFrames: number; rxBytes?: number; txFrames: number; txBytes?: number; txErrors: number; captureDropped: number };
   /** Non-zero drop counters by reason (packet/drop-reasons.ts). */
   drops: Record<string, number>;
   services: ServiceReport[];
@@ -104,7 +110,10 @@ export interface BackendStatus {
   health: BackendHealthReport | null;
   mac: string | null;
   problem: string | null;
+  /** Live flows on it (closing ones included). */
   activeFlows: number;
+  /** Of activeFlows, the TCP-closing ones. */
+  closingFlows?: number;
   flowsCreated: number;
   packets: number;
   bytes: number;
@@ -129,6 +138,41 @@ export interface FlowsReport {
   rows: FlowReportRow[];
   /** Matching flows, of which at most `limit` are in rows. */
   total: number;
+}
+
+/** What the cluster knows of a flow key: its owner and replica instances, and what they hold. */
+export interface ExplainCluster {
+  /** Rendezvous owner then replica over the live instances (instance ids). */
+  owner: string | null;
+  replica: string | null;
+  self: string;
+  /** This instance's own entry for the key (it holds one only as owner or replica), "service/address". */
+  heldHere: string | null;
+  /**
+   * The owner's (or replica's) answer to a query for the key, "service/address" or null if neither
+   * holds it; not asked when this instance is the owner or the replica (heldHere says).
+   */
+  heldByOwners: string | null;
+  asked: boolean;
+}
+
+/** One explained flow: the data plane's decision with its ids turned into names. */
+export interface ExplainFlowReport extends ExplainDecision {
+  service: string | null;
+  tableBackend: string | null;
+  affinityBackend: string | null;
+  newFlowBackend: string | null;
+  trackedBackend: string | null;
+  tokenBackend: string | null;
+  /** The backend the flow's next packet goes to (null if dropped or waiting for its owner). */
+  nextBackend: string | null;
+  /** Null without a cluster. */
+  cluster: ExplainCluster | null;
+}
+
+export interface ExplainReport {
+  query: ExplainQuery;
+  flows: ExplainFlowReport[];
 }
 
 export type OperateAction = 'drain' | 'undrain' | 'weight';

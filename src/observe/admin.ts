@@ -29,7 +29,10 @@ import {
   type StatusReport,
   type InstanceAction,
   type InstanceResult,
+  type ExplainReport,
 } from './admin-api.js';
+import type { ExplainQuery } from '../dataplane/contract/messages.js';
+import { normalizeAddress } from '../packet/address.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
 import { hardenedServer, listenTcp, sendJson } from './http.js';
 import { serveAdmin } from './admin-server.js';
@@ -54,6 +57,18 @@ export interface BackendFacts {
   health: BackendHealthReport | null;
 }
 
+/** Live flows per backend id, and of those the TCP-closing ones. */
+export interface FlowStates {
+  counts: Map<number, number>;
+  closing: Map<number, number>;
+}
+
+const sum = (m: ReadonlyMap<number, number>): number => {
+  let n = 0;
+  for (const v of m.values()) n += v;
+  return n;
+};
+
 /** What the admin API reads and does; the control process's composition root provides it. */
 export interface AdminSources {
   readonly configPath: string;
@@ -70,6 +85,10 @@ export interface AdminSources {
   freshCounters(): Promise<Float64Array>;
   /** Live flows per local backend id; empty if the data plane does not answer. */
   flowCounts(): Promise<Map<number, number>>;
+  /** Live and TCP-closing flows per local backend id; null if the data plane does not answer. */
+  flowStates(): Promise<FlowStates | null>;
+  /** `sluice explain`: the data plane's decision for a flow, named, with the cluster's owners. */
+  explain(q: ExplainQuery): Promise<ExplainReport>;
   flows(q: FlowQuery): Promise<FlowsReport>;
   operate(op: OperateRequest): Promise<OperateResult>;
   reload(): Promise<ReloadResult>;
@@ -106,8 +125,8 @@ export function clusterReport(status: ControlPlaneStatus, sync: boolean): Cluste
   return { ...rest, sync, counters: plain };
 }
 
-/** GET /status. */
-export function statusReport(src: AdminSources, c: Float64Array, announce: AnnounceStatus | null): StatusReport {
+/** GET /status. states: the live/closing split, when the data plane answered for it. */
+export function statusReport(src: AdminSources, c: Float64Array, announce: AnnounceStatus | null, states: FlowStates | null = null): StatusReport {
   const at = (i: number): number => counterOf(c, i);
   const config = src.config();
   const drops: Record<string, number> = {};
@@ -124,8 +143,8 @@ export function statusReport(src: AdminSources, c: Float64Array, announce: Annou
     lastReload: src.lastReload(),
     cluster: cluster ? clusterReport(cluster.status, cluster.sync) : null,
     announce,
-    flows: { active: at(G.flowsActive), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
-    traffic: { rxFrames: at(G.rxFrames), txFrames: at(G.txFrames), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
+    flows: { active: at(G.flowsActive), ...(states ? { closing: sum(states.closing) } : {}), capacity: at(G.flowCapacity), created: at(G.flowsCreated), evictions: at(G.flowEvictions) },
+    traffic: { rxFrames: at(G.rxFrames), rxBytes: at(G.rxBytes), txFrames: at(G.txFrames), txBytes: at(G.txBytes), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
     drops,
     services: config.services.map((s) => ({
       name: s.name,
@@ -140,7 +159,7 @@ export function statusReport(src: AdminSources, c: Float64Array, announce: Annou
 }
 
 /** GET /backends: every backend of every service, with its live flows. */
-export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows: ReadonlyMap<number, number>): BackendStatus[] {
+export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows: ReadonlyMap<number, number>, closingFlows?: ReadonlyMap<number, number>): BackendStatus[] {
   const out: BackendStatus[] = [];
   for (const s of src.config().services) {
     for (const b of src.backendFacts(s)) {
@@ -157,6 +176,7 @@ export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows:
         mac: b.mac,
         problem: b.problem,
         activeFlows: b.id >= 0 ? (activeFlows.get(b.id) ?? 0) : 0,
+        ...(closingFlows ? { closingFlows: b.id >= 0 ? (closingFlows.get(b.id) ?? 0) : 0 } : {}),
         flowsCreated,
         packets,
         bytes,
@@ -166,6 +186,49 @@ export function backendStatuses(src: AdminSources, c: Float64Array, activeFlows:
   return out;
 }
 
+/** The message for a /flows filter that names no configured VIP or backend, else null. */
+export function unconfigured(config: SluiceConfig, q: FlowQuery): string | null {
+  if (q.vip !== undefined) {
+    const vip = normalizeAddress(q.vip) ?? q.vip;
+    const vips = [...new Set(config.services.map((s) => s.vip))];
+    if (!vips.includes(vip)) return `no service has VIP ${q.vip} (configured VIPs: ${vips.join(', ') || 'none'})`;
+  }
+  if (q.backend !== undefined) {
+    const backend = normalizeAddress(q.backend) ?? q.backend;
+    if (!config.services.some((s) => s.backends.some((b) => b.address === backend))) return `no service has backend ${q.backend}`;
+  }
+  return null;
+}
+
+/** GET /explain's query string, checked: the query, or what is wrong with it. */
+export function explainQueryOf(q: URLSearchParams): ExplainQuery | string {
+  const protocol = q.get('protocol') ?? 'tcp';
+  if (protocol !== 'tcp' && protocol !== 'udp') return `protocol must be tcp or udp, got ${JSON.stringify(protocol)}`;
+  const vip = q.get('vip');
+  const client = q.get('client');
+  if (!vip) return 'vip is required';
+  if (!client) return 'client is required';
+  if (normalizeAddress(client) === undefined) return `client ${JSON.stringify(client)} is not an IPv4 or IPv6 address`;
+  const port = portOf(q.get('port'));
+  if (port === null) return 'port must be an integer 0..65535';
+  const cp = q.get('clientPort');
+  const clientPort = cp === null ? undefined : portOf(cp);
+  if (clientPort === null) return 'clientPort must be an integer 0..65535';
+  const t = q.get('token');
+  let token: number | undefined;
+  if (t !== null) {
+    if (!/^(0x)?[0-9a-f]{1,8}$/i.test(t)) return 'token must be up to 8 hex digits (the MPTCP connection token)';
+    token = parseInt(t.replace(/^0x/i, ''), 16);
+  }
+  return { protocol, vip, port, client, ...(clientPort !== undefined ? { clientPort } : {}), ...(token !== undefined ? { token } : {}) };
+}
+
+function portOf(v: string | null): number | null {
+  if (v === null || !/^\d{1,5}$/.test(v)) return null;
+  const n = Number(v);
+  return n <= 65535 ? n : null;
+}
+
 const OPERATE_PATH = /^\/backends\/(drain|undrain|weight)$/;
 
 /** The admin routes: check the request, make the typed call, answer with its admin-api type. */
@@ -173,17 +236,37 @@ const INSTANCE_PATH = /^\/instance\/(drain|undrain)$/;
 
 export async function routeAdmin(src: AdminSources, method: string, url: URL, res: ServerResponse): Promise<void> {
   const fail = (status: number, error: string): void => sendJson(res, status, { error } satisfies AdminError);
+  const notConfigured = (error: string): void => sendJson(res, 404, { error, code: 'not-configured' } satisfies AdminError);
   const q = url.searchParams;
-  if (method === 'GET' && url.pathname === '/status') return sendJson(res, 200, statusReport(src, await src.freshCounters(), await src.announce()));
+  if (method === 'GET' && url.pathname === '/status') {
+    const counters = await src.freshCounters();
+    return sendJson(res, 200, statusReport(src, counters, await src.announce(), await src.flowStates()));
+  }
   if (method === 'GET' && url.pathname === '/flows') {
     const limit = Number(q.get('limit') ?? 100);
     if (!Number.isInteger(limit) || limit < 1) return fail(400, 'limit must be a positive integer');
     const query: FlowQuery = { vip: q.get('vip') ?? undefined, backend: q.get('backend') ?? undefined, client: q.get('client') ?? undefined, limit: Math.min(FLOW_LIST_MAX, limit) };
+    // A filter naming nothing configured is a mistake, not an empty answer.
+    const unknown = unconfigured(src.config(), query);
+    if (unknown) return notConfigured(unknown);
     return sendJson(res, 200, await src.flows(query));
   }
   if (method === 'GET' && url.pathname === '/backends') {
     const counters = await src.freshCounters();
-    return sendJson(res, 200, { backends: backendStatuses(src, counters, await src.flowCounts()) });
+    const states = await src.flowStates();
+    return sendJson(res, 200, { backends: backendStatuses(src, counters, states?.counts ?? new Map<number, number>(), states?.closing) });
+  }
+  if (method === 'GET' && url.pathname === '/explain') {
+    const parsed = explainQueryOf(q);
+    if (typeof parsed === 'string') return fail(400, parsed);
+    const vips = [...new Set(src.config().services.map((s) => s.vip))];
+    const vip = normalizeAddress(parsed.vip);
+    if (vip === undefined || !vips.includes(vip)) return notConfigured(`no service has VIP ${parsed.vip} (configured VIPs: ${vips.join(', ') || 'none'})`);
+    try {
+      return sendJson(res, 200, await src.explain({ ...parsed, vip }));
+    } catch (e) {
+      return fail(e instanceof RangeError ? 400 : 500, (e as Error).message);
+    }
   }
   const op = OPERATE_PATH.exec(url.pathname);
   if (method === 'POST' && op) {

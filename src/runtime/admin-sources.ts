@@ -6,8 +6,10 @@
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import type { ControlPlaneStatus } from '../control/index.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
-import type { FlowQuery, FlowsReport, InstanceAction, InstanceResult, LastReload, OperateRequest, OperateResult, ReloadResult } from '../observe/admin-api.js';
-import type { AdminSources, BackendFacts } from '../observe/admin.js';
+import { resolve } from 'node:path';
+import type { ExplainCluster, ExplainFlowReport, ExplainReport, FlowQuery, FlowsReport, InstanceAction, InstanceResult, LastReload, OperateRequest, OperateResult, ReloadResult } from '../observe/admin-api.js';
+import type { AdminSources, BackendFacts, FlowStates } from '../observe/admin.js';
+import type { ExplainDecision, ExplainQuery } from '../dataplane/contract/messages.js';
 import type { Metrics } from '../observe/metrics.js';
 import { formatMac } from '../packet/mac.js';
 import type { BackendHealth } from './backend-health.js';
@@ -40,7 +42,8 @@ export class ControlAdminSources implements AdminSources {
 
   constructor(parts: ControlParts) {
     this.#p = parts;
-    this.configPath = parts.configPath;
+    // Absolute, as this process reads it: `sluice reload --config` compares against it.
+    this.configPath = resolve(parts.configPath);
     this.metrics = parts.metrics;
   }
 
@@ -92,6 +95,54 @@ export class ControlAdminSources implements AdminSources {
       // No data plane to ask, or it is busy: the table shows 0 active flows rather than failing.
       return new Map();
     }
+  }
+
+  async flowStates(): Promise<FlowStates | null> {
+    try {
+      const r = await this.#p.supervisor.request({ type: 'flow-counts' });
+      return { counts: r.counts, closing: r.closing ?? new Map<number, number>() };
+    } catch {
+      return null;
+    }
+  }
+
+  async explain(q: ExplainQuery): Promise<ExplainReport> {
+    const reply = await this.#p.supervisor.request({ type: 'explain', query: q });
+    if (reply.type === 'explain-failed') throw new RangeError(reply.message);
+    const spec = this.#p.generations.spec;
+    const backends = new Map(spec.backends.map((b) => [b.id, b.address]));
+    const services = new Map(spec.services.map((s) => [s.id, s.name]));
+    const name = (id: number | null): string | null => (id === null || id < 0 ? null : (backends.get(id) ?? `#${id}`));
+    const flows: ExplainFlowReport[] = [];
+    for (const d of reply.decisions) {
+      flows.push({
+        ...d,
+        service: d.serviceId === null ? null : (services.get(d.serviceId) ?? `#${d.serviceId}`),
+        tableBackend: name(d.tableBackendId),
+        affinityBackend: name(d.affinityBackendId),
+        newFlowBackend: name(d.newFlowBackendId),
+        trackedBackend: name(d.tracked?.backendId ?? null),
+        tokenBackend: name(d.tokenBackendId),
+        nextBackend: name(d.next.backendId),
+        cluster: await this.#explainCluster(d),
+      });
+    }
+    return { query: q, flows };
+  }
+
+  /** The flow key's owner and replica over the live instances, and what they hold for it. */
+  async #explainCluster(d: ExplainDecision): Promise<ExplainCluster | null> {
+    const cp = this.#p.bridge.controlPlane;
+    if (!cp || d.ownerKey === null) return null;
+    const key = Uint8Array.from(Buffer.from(d.ownerKey, 'hex'));
+    const [owner = null, replica = null] = cp.owners(key);
+    const self = cp.instanceId;
+    const here = cp.lookupLocal('flow', key);
+    const heldHere = here ? `${here.backend.service}/${here.backend.address}` : null;
+    // This instance is owner or replica: its own entry is the answer; otherwise ask them (a read).
+    const asked = owner !== self && replica !== self && (owner !== null || replica !== null);
+    const who = asked ? await cp.query('flow', key) : null;
+    return { owner, replica, self, heldHere, heldByOwners: who ? `${who.service}/${who.address}` : null, asked };
   }
 
   async flows(q: FlowQuery): Promise<FlowsReport> {

@@ -46,7 +46,8 @@ export class BackendHealth implements Startable {
       onChange: (key, from, to, detail) => {
         // One check may serve several services (same backend, same check): each one's series moves.
         for (const service of this.#servicesOf(key)) opts.metrics.healthTransitions.inc({ service, backend: detail.target.address, to });
-        opts.log.warn(
+        // Recovery is good news (info); going down or unknown is what an operator must see (warn).
+        opts.log[to === 'up' ? 'info' : 'warn'](
           { event: 'health_change', backend: detail.target.address, port: detail.target.port, check: detail.target.check.type, from, to, error: detail.error ?? null },
           `backend ${detail.target.address} is ${to}`,
         );

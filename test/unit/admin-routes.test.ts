@@ -70,6 +70,8 @@ function fakeSources(calls: Calls, answers: { operateOk: boolean; reloadOk: bool
     backendFacts: (s: ServiceConfig) => s.backends.map((b) => FACTS[b.address]),
     freshCounters: async () => counters(),
     flowCounts: async () => new Map([[0, 3], [2, 1]]),
+    flowStates: async () => ({ counts: new Map([[0, 3], [2, 1]]), closing: new Map([[0, 1]]) }),
+    explain: async (q) => ({ query: q, flows: [] }),
     flows: async (q) => {
       calls.flows.push(q);
       return { rows: [], total: 0 };

@@ -140,12 +140,12 @@ describe('sluice CLI output against a fake admin API', () => {
       const r = await cli(['backends', '--socket', fake.socket]);
       expect(r.code, r.stderr).toBe(0);
       const t = tableLines(r.stdout, 'SERVICE');
-      expect(cells(t[0])).toEqual(['SERVICE', 'BACKEND', 'ROLE', 'WEIGHT', 'STATUS', 'HEALTH', 'ACTIVE_FLOWS', 'FLOWS', 'PACKETS']);
+      expect(cells(t[0])).toEqual(['SERVICE', 'BACKEND', 'ROLE', 'WEIGHT', 'STATUS', 'HEALTH', 'ACTIVE_FLOWS', 'CLOSING', 'FLOWS', 'PACKETS']);
       expect(t.slice(1).map(cells)).toEqual([
-        ['web', '10.1.0.11', 'primary', '1', 'serving', 'http up', '5', '100', '500'],
-        ['web', '10.1.0.12', 'primary', '1', 'down', 'http down (connect ECONNREFUSED 10.1.0.12:80)', '0', '9', '77'],
-        ['web', '10.1.0.19', 'spare', '1', 'spare-standby', 'http up', '0', '0', '0'],
-        ['dns', '10.1.0.21', 'primary', '3', 'draining (operator)', '-', '4', '20', '60'],
+        ['web', '10.1.0.11', 'primary', '1', 'serving', 'http up', '5', '2', '100', '500'],
+        ['web', '10.1.0.12', 'primary', '1', 'down', 'http down (connect ECONNREFUSED 10.1.0.12:80)', '0', '0', '9', '77'],
+        ['web', '10.1.0.19', 'spare', '1', 'spare-standby', 'http up', '0', '0', '0', '0'],
+        ['dns', '10.1.0.21', 'primary', '3', 'draining (operator)', '-', '4', '1', '20', '60'],
       ]);
       for (const row of t.slice(1)) expectAligned(t[0], row);
     });

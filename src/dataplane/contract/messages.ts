@@ -16,8 +16,10 @@
  *   flows {requestId, filter}       ---- admin /flows --->  one flow-table scan
  *                                   <-- flows {requestId, rows, total}
  *   flow-counts {requestId}         ---- admin /backends >  one flow-table scan
- *                                   <-- flow-counts {requestId, counts}
- *     (these three are the requests: src/dataplane/contract/request.ts gives each a requestId,
+ *                                   <-- flow-counts {requestId, counts, closing}  (per backend id)
+ *   explain {requestId, query}      ---- admin /explain ->  peeks only (dataplane/explain.ts)
+ *                                   <-- explain {requestId, decisions} | explain-failed {message}
+ *     (these four are the requests: src/dataplane/contract/request.ts gives each a requestId,
  *      waits REQUEST_TIMEOUT_MS below and always clears its timer; a late answer is dropped)
  *
  *   publish                         ---- before a scrape >  (answered by the next counters)
@@ -63,6 +65,7 @@ export type ToDataplane =
   | { type: 'generation'; requestId: number; spec: DataplaneSpec }
   | ({ type: 'flows'; requestId: number } & FlowFilter)
   | { type: 'flow-counts'; requestId: number }
+  | { type: 'explain'; requestId: number; query: ExplainQuery }
   /** Cluster with sync: turn owner queries on (holdPackets per flow) or off. */
   | { type: 'owner-queries'; enabled: boolean; holdPackets: number }
   /** The owner's answer to an owner-query: a local backend id, or -1. */
@@ -86,6 +89,66 @@ export interface FlowRow {
   state: 'active' | 'closing';
 }
 
+/** The flow `sluice explain` asks about (addresses as text; the data plane parses them). */
+export interface ExplainTuple {
+  protocol: 'tcp' | 'udp';
+  client: string;
+  clientPort: number;
+  vip: string;
+  port: number;
+}
+
+/** An explain request: without clientPort, every tracked flow of the client on vip:port. */
+export type ExplainQuery = Omit<ExplainTuple, 'clientPort'> & {
+  clientPort?: number;
+  /** Explain an MP_JOIN SYN carrying this connection token. */
+  token?: number;
+};
+
+/** How a flow's next packet is decided (the order of Forwarder#pipeline). */
+export type ExplainBy = 'flow-entry' | 'mptcp-token' | 'owner-query' | 'affinity' | 'table' | 'drop';
+
+/** What the data plane decides for one 5-tuple, read without side effects (dataplane/explain.ts). */
+export interface ExplainDecision extends ExplainTuple {
+  /** given: the query's port; tracked: a tracked flow of the client; representative: no port was given and none is tracked. */
+  portSource: 'given' | 'tracked' | 'representative';
+  generation: number;
+  serviceId: number | null;
+  /** Flow hash (murmur3 of the canonical key under the generation's seed), unsigned. */
+  hash: number | null;
+  tableSize: number | null;
+  /** hash % tableSize: the Maglev slot. */
+  tableSlot: number | null;
+  /** The backend id in that slot in this generation (-1: no backend takes new flows). */
+  tableBackendId: number | null;
+  /** The client-affinity entry's backend (-1: none live); null when the service has no affinity. */
+  affinityBackendId: number | null;
+  /** The backend a new flow (a SYN, a first UDP datagram) of this tuple would get. */
+  newFlowBackendId: number | null;
+  tracked: {
+    /** null while an owner query for it is in flight. */
+    backendId: number | null;
+    pendingOwnerQuery: boolean;
+    since: string;
+    ageMs: number;
+    idleMs: number;
+    state: 'active' | 'closing';
+    generation: number;
+    /** The entry still decides (its backend is in the service and not down). */
+    keeps: boolean;
+  } | null;
+  /** The MPTCP token the flow holds, or the one asked about. */
+  mptcpToken: number | null;
+  /** The token table's backend for that token, if it has a live entry. */
+  tokenBackendId: number | null;
+  /** Canonical flow key (hex), for the cluster's owner and replica. */
+  ownerKey: string | null;
+  /** Owner queries are on (cluster with sync). */
+  ownerQueries: boolean;
+  /** What the next mid-flow packet (TCP ACK, UDP datagram) meets: its backend and how it was chosen, or the drop reason it gets. */
+  next: { backendId: number | null; by: ExplainBy; drop: string | null };
+}
+
 /** Data-plane process -> control process. */
 export type FromDataplane =
   | { type: 'ready'; engine: string }
@@ -94,7 +157,10 @@ export type FromDataplane =
   | { type: 'apply-failed'; requestId: number; generation: number; message: string }
   | { type: 'counters'; counters: Float64Array }
   | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
-  | { type: 'flow-counts'; requestId: number; counts: Map<number, number> }
+  /** counts: live flows per backend id; closing: of those, the TCP-closing ones (ids with none absent). */
+  | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: Map<number, number> }
+  | { type: 'explain'; requestId: number; decisions: ExplainDecision[] }
+  | { type: 'explain-failed'; requestId: number; message: string }
   | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }
   | { type: 'owner-entries'; entries: OwnerEntry[] };
 
@@ -110,11 +176,13 @@ export interface ReplyOf {
   generation: Extract<FromDataplane, { type: 'applied' | 'apply-failed' }>;
   flows: Extract<FromDataplane, { type: 'flows' }>;
   'flow-counts': Extract<FromDataplane, { type: 'flow-counts' }>;
+  explain: Extract<FromDataplane, { type: 'explain' | 'explain-failed' }>;
 }
 export const REPLY_TYPES: { readonly [K in RequestType]: readonly ReplyOf[K]['type'][] } = {
   generation: ['applied', 'apply-failed'],
   flows: ['flows'],
   'flow-counts': ['flow-counts'],
+  explain: ['explain', 'explain-failed'],
 };
 
 /**
@@ -125,6 +193,7 @@ export const REQUEST_TIMEOUT_MS: { readonly [K in RequestType]: number } = {
   generation: 10_000,
   flows: 2_000,
   'flow-counts': 2_000,
+  explain: 2_000,
 };
 
 /** The messages the data plane sends unasked (everything but answers and the start handshake). */

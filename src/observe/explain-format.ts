@@ -1,0 +1,59 @@
+/**
+ * `sluice explain` for a person: one block per flow, one decision per line, in the order the
+ * forwarder takes them (service, hash and slot, tracked entry, token, owners, the verdict).
+ */
+import type { ExplainFlowReport, ExplainReport } from './admin-api.js';
+
+const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+const hex8 = (n: number): string => n.toString(16).padStart(8, '0');
+const s1 = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+
+const BY: Record<ExplainFlowReport['next']['by'], string> = {
+  'flow-entry': 'its tracked flow entry',
+  'mptcp-token': 'its MPTCP connection token',
+  'owner-query': "its owner's answer (the data plane asks the cluster, holding the packet)",
+  affinity: 'client affinity',
+  table: 'the Maglev table',
+  drop: 'dropped',
+};
+
+function portNote(f: ExplainFlowReport): string {
+  if (f.portSource === 'tracked') return ' (a tracked flow of this client)';
+  if (f.portSource === 'representative') return ` (no client port given and no tracked flow of this client: the table pick for representative client port ${f.clientPort}; other ports hash elsewhere)`;
+  return '';
+}
+
+export function formatFlow(f: ExplainFlowReport): string {
+  const lines = [`flow ${f.protocol} ${hostPort(f.client, f.clientPort)} -> ${hostPort(f.vip, f.port)}${portNote(f)}`];
+  const kv = (k: string, v: string): number => lines.push(`  ${k.padEnd(13)}${v}`);
+  kv('service:', f.service === null ? 'none (no service on this VIP, port and protocol)' : `${f.service} (generation ${f.generation})`);
+  if (f.hash !== null) {
+    const slot = f.tableSlot === null ? 'no table' : `Maglev slot ${f.tableSlot} of ${f.tableSize} -> ${f.tableBackend ?? 'no backend takes new flows'}`;
+    kv('hash:', `0x${hex8(f.hash)} -> ${slot}`);
+  }
+  if (f.affinityBackendId !== null) kv('affinity:', f.affinityBackend ? `entry for the client's prefix: ${f.affinityBackend}` : 'no live entry for the client\'s prefix');
+  if (f.service !== null) kv('new flow:', f.newFlowBackend ?? 'no backend');
+  if (f.tracked === null) kv('tracked:', 'no');
+  else {
+    const t = f.tracked;
+    const on = t.pendingOwnerQuery ? 'waiting for its owner\'s answer' : `on ${f.trackedBackend}`;
+    kv('tracked:', `yes, since ${t.since} (age ${s1(t.ageMs)}, idle ${s1(t.idleMs)}), ${t.state}, ${on}, recorded in generation ${t.generation}${t.keeps || t.pendingOwnerQuery ? '' : '; its backend is gone or down: the next packet takes the current table'}`);
+  }
+  if (f.mptcpToken !== null) kv('mptcp token:', `${hex8(f.mptcpToken)} (token table: ${f.tokenBackend ?? 'no live entry'})`);
+  if (f.cluster) {
+    const c = f.cluster;
+    const role = c.owner === c.self ? ' (this instance)' : '';
+    const rrole = c.replica === c.self ? ' (this instance)' : '';
+    kv('owner:', `${c.owner ?? '-'}${role}, replica ${c.replica ?? '-'}${rrole}`);
+    kv('held:', `here ${c.heldHere ?? 'nothing'}; ${c.asked ? `owner/replica answer ${c.heldByOwners ?? 'nothing'}` : 'owner/replica not asked (this instance is one of them)'}`);
+  } else if (f.ownerQueries) kv('owner:', 'cluster not reachable from the admin API');
+  const n = f.next;
+  if (n.drop !== null) kv('verdict:', `DROP ${n.drop}${n.backendId !== null ? ` (backend ${f.nextBackend} by ${BY[n.by]})` : ''}`);
+  else if (n.by === 'owner-query') kv('verdict:', `a mid-flow packet goes where ${BY[n.by]} says${f.newFlowBackend ? `; a SYN goes to ${f.newFlowBackend}` : ''}`);
+  else kv('verdict:', `next packet to ${f.nextBackend} by ${BY[n.by]}`);
+  return lines.join('\n');
+}
+
+export function formatExplain(r: ExplainReport): string {
+  return r.flows.map(formatFlow).join('\n\n');
+}

@@ -584,12 +584,15 @@ describe.skipIf(!enabled)('affinity across 2 instances behind the router\'s ECMP
 
 /**
  * A copy of what `sluice run` loads (package.json, dist/src and dist/schema, the build record,
- * the capture addon and the runtime dependencies listed in package-lock.json), readable by every
+ * the native addons and the runtime dependencies listed in package-lock.json), readable by every
  * user whatever the checkout's permissions or the umask; returns the copy's CLI path.
  */
 function readableRuntime(dest: string): string {
   const copy = (rel: string): void => cpSync(join(REPO, rel), join(dest, rel), { recursive: true });
-  for (const rel of ['package.json', join('dist', 'src'), join('dist', 'schema'), join('dist', 'build-info.json'), join('src', 'dataplane', 'native', 'build', 'Release', 'sluice_pcap.node')]) copy(rel);
+  // Every addon the build made (the capture addon, the ring addon, ...), not a list that can go stale.
+  const release = join('src', 'dataplane', 'native', 'build', 'Release');
+  const addons = readdirSync(join(REPO, release)).filter((f) => f.endsWith('.node')).map((f) => join(release, f));
+  for (const rel of ['package.json', join('dist', 'src'), join('dist', 'schema'), join('dist', 'build-info.json'), ...addons]) copy(rel);
   const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
   const runtime = Object.entries(lock.packages)
     .filter(([path, p]) => path.startsWith('node_modules/') && !p.dev)

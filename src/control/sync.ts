@@ -1,14 +1,12 @@
 /**
  * Owner sync: who holds a flow's state, sending it there, and asking for it.
  *
- * Ownership: the owners of a key are the top `replicas` (default 2: the owner and one replica)
- * live instances by rendezvous hashing (src/hash/rendezvous.ts) of murmur3(key, OWNER_KEY_SEED)
- * over the sorted live set. Adding or losing one instance keeps at least one of a key's two
- * previous holders among its two new owners, so a query to both owners survives one change.
+ * Ownership (sync-ownership.ts): the owners of a key are the top `replicas` live instances by
+ * rendezvous hashing of the key over the sorted live set.
  *
  * publish(entries): each entry goes to its owners; the ones that are this instance are stored
- * at once, the others are queued per destination (bounded, counted) and packed into PUBLISH
- * datagrams as the transport has buffers (transport.ts BulkSource).
+ * at once, the others are queued per destination (bounded, counted; sync-publish.ts) and packed
+ * into PUBLISH datagrams as the transport has buffers (transport.ts BulkSource).
  *
  * query(kind, key): this instance's own store first if it is an owner; then QUERY to the other
  * owners in parallel; the first FOUND answer wins; null when every asked owner answered NOT
@@ -21,15 +19,12 @@
  * keep. The store is bounded and entries expire, so keeping them costs little.
  *
  * View changes: entries this instance holds are handed to owners that are new in the view
- * (and to a peer that restarted while up, having lost its store), in slices of handoffSlice
- * entries per event-loop turn so queries keep being answered. A newer job does not cancel an
- * older one; at most MAX_HANDOFF_JOBS run, the oldest is dropped beyond that (counted).
+ * (and to a peer that restarted while up, having lost its store), in slices per event-loop turn
+ * (sync-handoff.ts).
  */
-import { murmur3_32 } from '../hash/murmur3.js';
 import { rendezvousOwners } from '../hash/rendezvous.js';
 import {
   MAX_TTL_MS,
-  PublishBodyWriter,
   checkEntry,
   validKeyLength,
   writeAnswerBody,
@@ -38,125 +33,32 @@ import {
   type BackendIdentity,
   type ControlMessage,
   type EntryKind,
-  type MessageTypeName,
   type PublishBody,
   type QueryBody,
   type SyncEntry,
 } from './codec.js';
-import type { OwnerStore, StoredEntry } from './owner-store.js';
+import type { OwnerStore } from './owner-store.js';
+import { HandoffJobs, type HandoffHost } from './sync-handoff.js';
+import {
+  DEFAULT_HANDOFF_SLICE,
+  DEFAULT_MAX_OUTSTANDING_QUERIES,
+  DEFAULT_MAX_PENDING_PUBLISH,
+  QUERY_LATENCY_BUCKETS_MS,
+  defaultTimers,
+  type PublishResult,
+  type SyncCounters,
+  type SyncOptions,
+  type SyncTimers,
+  type SyncTransport,
+} from './sync-options.js';
+import { DEFAULT_REPLICAS, ownerKeyHash, ownersOf } from './sync-ownership.js';
+import { PublishQueues } from './sync-publish.js';
 import type { BodyWriter } from './transport.js';
 
-/** Seed of the key hash for owner selection. Fixed: changing it moves every owner. */
-export const OWNER_KEY_SEED = 0x0c0ffee5;
-export const DEFAULT_REPLICAS = 2;
-export const DEFAULT_MAX_OUTSTANDING_QUERIES = 1024;
-export const DEFAULT_MAX_PENDING_PUBLISH = 1 << 20;
-export const DEFAULT_HANDOFF_SLICE = 4096;
-export const MAX_HANDOFF_JOBS = 8;
-/** Upper bounds (ms) of the query latency histogram buckets; one more bucket counts the rest. */
-export const QUERY_LATENCY_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50];
-
-/** What sync needs from the transport (transport.ts implements it; tests fake it). */
-export interface SyncTransport {
-  send(peerId: string, type: MessageTypeName, writeBody: BodyWriter): boolean;
-  kick(peerId: string): void;
-  setBulkSource(source: ((peerId: string, out: Buffer, off: number, max: number) => number) | undefined): void;
-}
-
-export interface SyncTimers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  /** Run fn soon, after pending I/O (handoff slices). */
-  defer(fn: () => void): void;
-}
-
-const defaultTimers: SyncTimers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-  defer: (fn) => void setImmediate(fn),
-};
-
-export interface SyncOptions {
-  selfId: string;
-  transport: SyncTransport;
-  store: OwnerStore;
-  /** Monotonic ms (expiry, latency). */
-  now: () => number;
-  replicas?: number;
-  maxOutstandingQueries?: number;
-  maxPendingPublish?: number;
-  handoffSlice?: number;
-  timers?: SyncTimers;
-}
-
-export interface QueryLatency {
-  /** Upper bounds in ms; counts has one more element, for slower answers. */
-  bucketsMs: readonly number[];
-  counts: number[];
-  sumMs: number;
-  count: number;
-}
-
-export interface SyncCounters {
-  /** Entries accepted by publish(). */
-  publishEntries: number;
-  /** Entries publish() refused (bad key length, ttl, service name or address). */
-  publishInvalid: number;
-  /** Entry copies dropped because maxPendingPublish were already queued. */
-  publishDropped: number;
-  /** Entry copies stored locally because this instance is one of their owners. */
-  publishLocal: number;
-  /** Entry copies written into PUBLISH datagrams. */
-  publishSent: number;
-  /** Entries received in PUBLISH messages. */
-  entriesReceived: number;
-  /** Received entries with ttl 0 (withdrawals). */
-  entriesWithdrawn: number;
-  /** Received entries stored although this instance is not one of their owners in its view. */
-  storedNotOwner: number;
-  /** Entry copies queued to new owners after a view change or a peer restart. */
-  handoffEntries: number;
-  /** Handoff jobs dropped because MAX_HANDOFF_JOBS were running. */
-  handoffJobsDropped: number;
-  /** query() calls. */
-  queries: number;
-  /** query() answered from this instance's own store. */
-  localHits: number;
-  /** QUERY datagrams sent. */
-  queriesSent: number;
-  /** query() resolved with a backend (local or remote). */
-  hits: number;
-  /** query() resolved null because every owner said NOT FOUND (or no other owner exists). */
-  misses: number;
-  /** query() resolved null on timeout. */
-  timeouts: number;
-  /** query() resolved null at once: maxOutstandingQueries were waiting. */
-  queryOverflow: number;
-  /** query() resolved null at once: no QUERY could be queued (invalid key or full queues). */
-  queryFailed: number;
-  /** ANSWERs for no waiting query (late, duplicate, or not matching what was asked). */
-  unmatchedAnswers: number;
-  /** QUERYs answered for peers. */
-  answersServed: number;
-  /** ... of which FOUND. */
-  answersFound: number;
-  /** FOUND answers stored locally because this instance is an owner that lacked the entry. */
-  readRepairs: number;
-  latency: QueryLatency;
-}
-
-export interface PublishResult {
-  /** Entries accepted. */
-  accepted: number;
-  /** Entries refused (see counters.publishInvalid). */
-  invalid: number;
-  /** Entry copies dropped on a full pending queue. */
-  dropped: number;
-  /** Entry copies stored locally. */
-  local: number;
-  /** Entry copies queued for peers. */
-  queued: number;
-}
+export { DEFAULT_REPLICAS, OWNER_KEY_SEED, ownerKeyHash, ownersOf } from './sync-ownership.js';
+// Every name sync.ts exported before it was split stays importable from here.
+export { DEFAULT_HANDOFF_SLICE, DEFAULT_MAX_OUTSTANDING_QUERIES, DEFAULT_MAX_PENDING_PUBLISH, MAX_HANDOFF_JOBS, QUERY_LATENCY_BUCKETS_MS } from './sync-options.js';
+export type { PublishResult, QueryLatency, SyncCounters, SyncOptions, SyncTimers, SyncTransport } from './sync-options.js';
 
 interface PendingQuery {
   id: number;
@@ -169,35 +71,10 @@ interface PendingQuery {
   resolve: (b: BackendIdentity | null) => void;
 }
 
-interface EntryQueue {
-  items: SyncEntry[];
-  head: number;
-}
-
-interface HandoffJob {
-  iterator: IterableIterator<StoredEntry>;
-  /** Destinations for one entry given its owners in the current view. */
-  targets: (entry: StoredEntry, owners: readonly string[]) => readonly string[];
-}
-
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** murmur3 of the key bytes under OWNER_KEY_SEED: the rendezvous key hash. */
-export function ownerKeyHash(key: Uint8Array): number {
-  return murmur3_32(key, 0, key.length, OWNER_KEY_SEED);
-}
-
-/** The owners of a key among instances (ids and their hashInstanceId values), best first. */
-export function ownersOf(key: Uint8Array, ids: readonly string[], hashes: Uint32Array, replicas = DEFAULT_REPLICAS): string[] {
-  const out = new Int32Array(replicas);
-  const k = rendezvousOwners(ownerKeyHash(key), hashes, replicas, out);
-  const owners: string[] = new Array<string>(k);
-  for (let i = 0; i < k; i++) owners[i] = ids[out[i]];
-  return owners;
 }
 
 export class OwnerSync {
@@ -209,19 +86,14 @@ export class OwnerSync {
   readonly #now: () => number;
   readonly #timers: SyncTimers;
   readonly #maxOutstanding: number;
-  readonly #maxPending: number;
-  readonly #slice: number;
   readonly #outstanding = new Map<number, PendingQuery>();
-  readonly #pending = new Map<string, EntryQueue>();
-  readonly #writer = new PublishBodyWriter();
+  readonly #queues: PublishQueues;
+  readonly #handoff: HandoffJobs;
   readonly #ownerIdx: Int32Array;
   readonly #validBackends = new WeakSet<BackendIdentity>();
-  #pendingTotal = 0;
   #nextQueryId = 1;
   #liveIds: readonly string[];
   #liveHashes: Uint32Array;
-  #jobs: HandoffJob[] = [];
-  #jobScheduled = false;
   #stopped = false;
 
   constructor(opts: SyncOptions) {
@@ -232,8 +104,6 @@ export class OwnerSync {
     this.#now = opts.now;
     this.#timers = opts.timers ?? defaultTimers;
     this.#maxOutstanding = opts.maxOutstandingQueries ?? DEFAULT_MAX_OUTSTANDING_QUERIES;
-    this.#maxPending = opts.maxPendingPublish ?? DEFAULT_MAX_PENDING_PUBLISH;
-    this.#slice = opts.handoffSlice ?? DEFAULT_HANDOFF_SLICE;
     if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 8) throw new RangeError(`replicas ${this.replicas}: must be 1..8`);
     this.#ownerIdx = new Int32Array(this.replicas);
     this.#liveIds = [opts.selfId];
@@ -263,7 +133,14 @@ export class OwnerSync {
       readRepairs: 0,
       latency: { bucketsMs: QUERY_LATENCY_BUCKETS_MS, counts: new Array<number>(QUERY_LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 },
     };
-    this.#transport.setBulkSource((peerId, out, off, max) => this.#fillPublish(peerId, out, off, max));
+    this.#queues = new PublishQueues(this.#transport, this.counters, opts.maxPendingPublish ?? DEFAULT_MAX_PENDING_PUBLISH);
+    const host: HandoffHost = {
+      now: () => this.#now(),
+      owners: (key) => this.owners(key),
+      enqueue: (peer, e) => this.#queues.enqueue(peer, e),
+    };
+    this.#handoff = new HandoffJobs(host, this.#timers, this.counters, opts.handoffSlice ?? DEFAULT_HANDOFF_SLICE);
+    this.#transport.setBulkSource((peerId, out, off, max) => this.#queues.fill(peerId, out, off, max));
   }
 
   /** Queries waiting for an answer. */
@@ -273,7 +150,7 @@ export class OwnerSync {
 
   /** Entry copies queued for peers. */
   get pendingPublish(): number {
-    return this.#pendingTotal;
+    return this.#queues.total;
   }
 
   /**
@@ -286,16 +163,10 @@ export class OwnerSync {
     this.#liveIds = ids.slice();
     this.#liveHashes = Uint32Array.from(hashes);
     const live = new Set(ids);
-    for (const [peer, q] of this.#pending) {
-      if (live.has(peer)) continue;
-      const orphans = q.items.slice(q.head);
-      this.#pending.delete(peer);
-      this.#pendingTotal -= orphans.length;
-      for (const e of orphans) this.#route(e, peer);
-    }
+    this.#queues.dropPeersNotIn(live, (e, leftPeer) => this.#route(e, leftPeer));
     if (this.#store.size === 0 || oldHashes.length === 0) return;
     const self = this.selfId;
-    this.#addJob({
+    this.#handoff.add({
       iterator: this.#store.values(),
       targets: (entry, owners) => {
         const before = ownersOf(entry.key, oldIds, oldHashes, this.replicas);
@@ -307,7 +178,7 @@ export class OwnerSync {
   /** A peer restarted while up: give it back the entries it owns. */
   peerRestarted(peerId: string): void {
     if (this.#store.size === 0 || !this.#liveIds.includes(peerId)) return;
-    this.#addJob({ iterator: this.#store.values(), targets: (_e, owners) => (owners.includes(peerId) ? [peerId] : []) });
+    this.#handoff.add({ iterator: this.#store.values(), targets: (_e, owners) => (owners.includes(peerId) ? [peerId] : []) });
   }
 
   /** Owners of a key in the current view, best first. */
@@ -423,7 +294,7 @@ export class OwnerSync {
       q.resolve(null);
     }
     this.#outstanding.clear();
-    this.#jobs = [];
+    this.#handoff.stop();
     this.#transport.setBulkSource(undefined);
   }
 
@@ -445,7 +316,7 @@ export class OwnerSync {
         this.#storeEntry(e);
         this.counters.publishLocal++;
         if (res) res.local++;
-      } else if (this.#enqueue(o, e)) {
+      } else if (this.#queues.enqueue(o, e)) {
         if (res) res.queued++;
       } else if (res) {
         res.dropped++;
@@ -453,44 +324,9 @@ export class OwnerSync {
     }
   }
 
-  #enqueue(peer: string, e: SyncEntry): boolean {
-    if (this.#pendingTotal >= this.#maxPending) {
-      this.counters.publishDropped++;
-      return false;
-    }
-    let q = this.#pending.get(peer);
-    if (q === undefined) {
-      q = { items: [], head: 0 };
-      this.#pending.set(peer, q);
-    }
-    q.items.push(e);
-    this.#pendingTotal++;
-    if (q.items.length - q.head === 1) this.#transport.kick(peer);
-    return true;
-  }
-
   #storeEntry(e: SyncEntry): void {
     if (e.ttlMs === 0) this.#store.remove(e.kind, e.key);
     else this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
-  }
-
-  /** BulkSource: the next PUBLISH body for a peer, or 0. */
-  #fillPublish(peerId: string, out: Buffer, off: number, max: number): number {
-    const q = this.#pending.get(peerId);
-    if (q === undefined || q.head >= q.items.length) return 0;
-    const w = this.#writer;
-    w.begin(out, off, max);
-    const start = q.head;
-    while (q.head < q.items.length && w.add(q.items[q.head])) q.head++;
-    const n = q.head - start;
-    this.#pendingTotal -= n;
-    this.counters.publishSent += n;
-    if (q.head >= q.items.length) this.#pending.delete(peerId);
-    else if (q.head >= 4096 && q.head * 2 >= q.items.length) {
-      q.items = q.items.slice(q.head);
-      q.head = 0;
-    }
-    return n > 0 ? w.finish() : 0;
   }
 
   #onPublish(body: PublishBody): void {
@@ -554,45 +390,5 @@ export class OwnerSync {
     lat.sumMs += ms;
     lat.count++;
     q.resolve(result);
-  }
-
-  #addJob(job: HandoffJob): void {
-    if (this.#stopped) return;
-    this.#jobs.push(job);
-    if (this.#jobs.length > MAX_HANDOFF_JOBS) {
-      this.#jobs.shift();
-      this.counters.handoffJobsDropped++;
-    }
-    this.#scheduleJobs();
-  }
-
-  #scheduleJobs(): void {
-    if (this.#jobScheduled || this.#jobs.length === 0) return;
-    this.#jobScheduled = true;
-    this.#timers.defer(() => {
-      this.#jobScheduled = false;
-      this.#runJobs();
-    });
-  }
-
-  /** One slice of the oldest handoff job. */
-  #runJobs(): void {
-    const job = this.#jobs[0];
-    if (job === undefined || this.#stopped) return;
-    const now = this.#now();
-    for (let n = 0; n < this.#slice; n++) {
-      const next = job.iterator.next();
-      if (next.done) {
-        this.#jobs.shift();
-        break;
-      }
-      const e = next.value;
-      const ttl = Math.ceil(e.expiresAt - now);
-      if (ttl <= 0) continue;
-      for (const peer of job.targets(e, this.owners(e.key))) {
-        if (this.#enqueue(peer, { kind: e.kind, key: e.key, backend: e.backend, ttlMs: Math.min(ttl, MAX_TTL_MS) })) this.counters.handoffEntries++;
-      }
-    }
-    this.#scheduleJobs();
   }
 }

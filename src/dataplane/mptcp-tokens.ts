@@ -24,19 +24,7 @@
  *
  * Hot path (learn, lookup, touch): no allocation, no closures, no exceptions.
  *
- * Forwarder integration, per TCP packet of an MPTCP-enabled service (after the service match):
- *   action = mptcpInspect(frame, parsed, info)
- *   MALFORMED -> count it; carry on as plain TCP (never drop for a bad MPTCP option).
- *   JOIN_SYN  -> on a flow-table miss: token = mptcpActionToken(...); b = tokens.lookup(token, now);
- *                b >= 0 and up: use b (record the flow, keep the token beside it);
- *                else the service's policy: drop (Drop.mptcp_join_unknown_token) or hash.
- *   LEARN_*   -> after the flow's backend is known and before the packet is sent, and only if
- *                the flow has no token yet (Linux repeats MP_CAPABLE until the server's first
- *                DSS; one SHA each otherwise): token = mptcpActionToken(...);
- *                tokens.learn(token, backend, serviceIndex, info.version, now); keep the token
- *                beside the flow.
- *   Flows holding a token: tokens.touch(token, flowLastSeen) when the flow table refreshes or
- *   sweeps them (rate-limited, not per packet); tokens.sweep(now, budget) from a timer.
+ * How the forwarder uses it per packet: docs/DESIGN.md section 3 ("MPTCP tokens in the path").
  */
 import { randomInt } from 'node:crypto';
 import type { ParsedPacket } from '../packet/parsed-packet.js';

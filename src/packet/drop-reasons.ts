@@ -48,7 +48,7 @@ export const DROP_REASONS = [
   'fragment_too_short',
   'truncated_icmp',
   'bad_icmp_quote',
-  // ICMP for a VIP (src/dataplane/forwarder.ts, icmp-steer.ts)
+  // ICMP for a VIP (src/dataplane/icmp-path.ts, icmp-steer.ts)
   'icmp_no_service', // an error quoting a packet of no configured service
   'icmp_echo_refused', // an echo request to a VIP whose service says icmpEcho: "drop"
   'icmp_unhandled_type', // ICMP to a VIP that is neither a routed error nor an echo request (echo reply, redirect, ...)

@@ -8,7 +8,7 @@ import type { AnnounceStatus } from '../announce/announcer.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, type EntityCounter } from '../dataplane/contract/counters.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import { VERSION } from '../version.js';
-import type { BackendHealthReport, LastReload } from './admin-api.js';
+import type { BackendStatus, LastReload } from './admin-api.js';
 import type { AdminSources } from './admin.js';
 
 export interface Rates {
@@ -17,23 +17,10 @@ export interface Rates {
   newFlowsPerSecond: number;
 }
 
-export interface StatusBackendView {
-  address: string;
-  weight: number;
-  state: 'active' | 'draining';
-  role: 'primary' | 'spare';
-  /** serving, spare-serving, spare-standby, draining, down, unresolved. */
-  status: string;
-  overridden: boolean;
-  health: BackendHealthReport | null;
-  /** Flows the data plane tracks for it now (active and closing are not told apart by the data plane). */
-  activeFlows: number;
-  packets: number;
-  bytes: number;
-  flowsCreated: number;
+/** A backend as /backends reports it (less its service and MAC), with its rates. */
+export interface StatusBackendView extends Omit<BackendStatus, 'service' | 'mac' | 'closingFlows'> {
   /** null until a second snapshot is at hand. */
   rates: Rates | null;
-  problem: string | null;
 }
 
 export interface StatusServiceView {

@@ -9,8 +9,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import type { ControlPlaneStatus } from '../control/index.js';
-import { DROPS_BASE, ENTITY, G, backendCounter } from '../dataplane/contract/counters.js';
-import { DROP_REASONS } from '../packet/drop-reasons.js';
+import { ENTITY, G, backendCounter } from '../dataplane/contract/counters.js';
 import { VERSION } from '../version.js';
 import {
   FLOW_LIST_MAX,
@@ -40,7 +39,7 @@ import { HttpCounters } from './http-counters.js';
 import type { Logger } from './log.js';
 import type { BackendGaugeRow, Metrics } from './metrics.js';
 import { renderStatusPage } from './status-page.js';
-import { RateBase, statusView } from './status-view.js';
+import { RateBase, nonZeroDrops, serviceHead, statusView } from './status-view.js';
 
 /** One backend of one service as the control process knows it, before counters are added. */
 export interface BackendFacts {
@@ -129,8 +128,7 @@ export function clusterReport(status: ControlPlaneStatus, sync: boolean): Cluste
 export function statusReport(src: AdminSources, c: Float64Array, announce: AnnounceStatus | null, states: FlowStates | null = null): StatusReport {
   const at = (i: number): number => counterOf(c, i);
   const config = src.config();
-  const drops: Record<string, number> = {};
-  for (let r = 1; r < DROP_REASONS.length; r++) if (at(DROPS_BASE + r) > 0) drops[DROP_REASONS[r]] = at(DROPS_BASE + r);
+  const drops = nonZeroDrops(c);
   const cluster = src.cluster();
   return {
     version: VERSION,
@@ -147,11 +145,7 @@ export function statusReport(src: AdminSources, c: Float64Array, announce: Annou
     traffic: { rxFrames: at(G.rxFrames), rxBytes: at(G.rxBytes), txFrames: at(G.txFrames), txBytes: at(G.txBytes), txErrors: at(G.txErrors), captureDropped: at(G.captureDropped) },
     drops,
     services: config.services.map((s) => ({
-      name: s.name,
-      vip: s.vip,
-      port: s.port === 0 ? 'all' : s.port,
-      protocol: s.protocol,
-      forwarding: s.forwarding,
+      ...serviceHead(s),
       // Effective weight and status (operator overrides, health, spares), as /backends reports them.
       backends: src.backendFacts(s).map((b) => ({ address: b.address, weight: b.weight, status: b.status, mac: b.mac, problem: b.problem, ...withCounters(b, c) })),
     })),

@@ -5,6 +5,7 @@
  * at least MIN_RATE_INTERVAL_MS, however often the page is loaded.
  */
 import type { AnnounceStatus } from '../announce/announcer.js';
+import type { Forwarding, Protocol, ServiceConfig } from '../config/types.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, type EntityCounter } from '../dataplane/contract/counters.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import { VERSION } from '../version.js';
@@ -99,6 +100,21 @@ function ratesBetween(older: Snapshot, newer: Snapshot, packets: number, bytes: 
   return { packetsPerSecond: per(packets), bitsPerSecond: per(bytes) * 8, newFlowsPerSecond: per(flows) };
 }
 
+/** Every drop reason whose counter is not zero, by name (packet/drop-reasons.ts): /status and the status page. */
+export function nonZeroDrops(counters: Float64Array): Record<string, number> {
+  const drops: Record<string, number> = {};
+  for (let r = 1; r < DROP_REASONS.length; r++) {
+    const n = counterOf(counters, DROPS_BASE + r);
+    if (n > 0) drops[DROP_REASONS[r]] = n;
+  }
+  return drops;
+}
+
+/** What names a service in /status and on the status page (port 0 is "all"). */
+export function serviceHead(s: ServiceConfig): { name: string; vip: string; port: number | 'all'; protocol: Protocol; forwarding: Forwarding } {
+  return { name: s.name, vip: s.vip, port: s.port === 0 ? 'all' : s.port, protocol: s.protocol, forwarding: s.forwarding };
+}
+
 /** The status view from the sources, a counter snapshot taken now, the flow counts and the rate base. */
 export function statusView(
   src: AdminSources,
@@ -109,8 +125,7 @@ export function statusView(
   now: Date,
 ): StatusView {
   const at = (i: number): number => counterOf(counters, i);
-  const drops: Record<string, number> = {};
-  for (let r = 1; r < DROP_REASONS.length; r++) if (at(DROPS_BASE + r) > 0) drops[DROP_REASONS[r]] = at(DROPS_BASE + r);
+  const drops = nonZeroDrops(counters);
   const cluster = src.cluster();
   const config = src.config();
   return {
@@ -127,11 +142,7 @@ export function statusView(
     captureDropped: at(G.captureDropped),
     drops,
     services: config.services.map((s) => ({
-      name: s.name,
-      vip: s.vip,
-      port: s.port === 0 ? 'all' : s.port,
-      protocol: s.protocol,
-      forwarding: s.forwarding,
+      ...serviceHead(s),
       backends: src.backendFacts(s).map((b) => {
         const has = b.id >= 0;
         const i = (which: EntityCounter): number => (has ? backendCounter(b.id, which) : -1);

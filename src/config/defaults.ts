@@ -45,7 +45,7 @@ export const CONFIG_DEFAULTS = {
   hashSeed: 0,
   tableSize: SERVICE_DEFAULTS.tableSize,
   weight: BACKEND_DEFAULTS.weight,
-  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
+  flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10, floodProtection: true },
   fragments: { tableSize: 65536, timeoutMs: 2000, holdMs: 200 },
   vlan: { egress: 'untagged' as 'untagged' | 'keep' | number },
   capture: { engine: 'ring' as CaptureEngine, bufferMiB: 32, batchSize: 256 },

@@ -77,6 +77,7 @@ const RESTART_SETTINGS: readonly Setting[] = [
   ['flowTable.tcpClosingTimeoutS', (c) => c.flowTable.tcpClosingTimeoutS],
   ['flowTable.udpIdleTimeoutS', (c) => c.flowTable.udpIdleTimeoutS],
   ['flowTable.halfOpenTimeoutS', (c) => c.flowTable.halfOpenTimeoutS],
+  ['flowTable.floodProtection', (c) => c.flowTable.floodProtection],
 ];
 
 const RELOADABLE_SETTINGS: readonly Setting[] = [

@@ -63,6 +63,12 @@ export interface FlowTableConfig {
   udpIdleTimeoutS: number; // default 30
   /** Idle timeout of a half-open TCP flow (only SYNs seen), so spoofed SYNs leave quickly. Default 10. */
   halfOpenTimeoutS: number;
+  /**
+   * Half-open flows get their own bounded share and never evict an established flow (README
+   * "SYN floods"). false: plain least-recently-seen eviction, kept to show what the protection
+   * buys (the SYN flood e2e runs both). Default true.
+   */
+  floodProtection: boolean;
 }
 
 /** IPv4/IPv6 fragments of VIP traffic (README "Fragments"). */

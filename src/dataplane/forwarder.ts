@@ -41,6 +41,8 @@ export interface ForwarderOptions {
   udpIdleMs: number;
   /** Idle timeout of a half-open TCP flow (only SYNs seen) while a flood fills the half-open share. Default 10 s. */
   halfOpenIdleMs?: number;
+  /** false: the flow table's plain eviction (no half-open share), for comparison. Default true. */
+  floodProtection?: boolean;
   /** MPTCP token table capacity (entries). Default DEFAULT_TOKEN_CAPACITY. */
   tokenCapacity?: number;
   /** Client-affinity table capacity (entries). Default DEFAULT_AFFINITY_CAPACITY. */
@@ -81,7 +83,7 @@ export class Forwarder {
   #generation = 0;
 
   constructor(opts: ForwarderOptions) {
-    this.flows = new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs });
+    this.flows = new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
     this.counters[G.flowCapacity] = this.flows.capacity;
     this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
     this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);

@@ -113,6 +113,7 @@ function start(init: DataplaneInit): void {
     tcpClosingMs: init.tcpClosingMs,
     udpIdleMs: init.udpIdleMs,
     halfOpenIdleMs: init.halfOpenMs,
+    floodProtection: init.floodProtection,
     tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);

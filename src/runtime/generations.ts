@@ -87,6 +87,7 @@ export class Generations implements Startable {
       tcpClosingMs: cfg.flowTable.tcpClosingTimeoutS * 1000,
       udpIdleMs: cfg.flowTable.udpIdleTimeoutS * 1000,
       halfOpenMs: cfg.flowTable.halfOpenTimeoutS * 1000,
+      floodProtection: cfg.flowTable.floodProtection,
       tokenCapacity: DEFAULT_TOKEN_CAPACITY,
       spec: this.spec,
     };

@@ -335,6 +335,11 @@ const invalidCases: InvalidCase[] = [
     want: [{ path: '$.flowTable.capacity', rule: 'minimum' }],
   },
   {
+    name: 'flowTable.floodProtection given a string',
+    edit: (d) => (d.flowTable = { floodProtection: 'off' }),
+    want: [{ path: '$.flowTable.floodProtection', rule: 'type' }],
+  },
+  {
     name: 'capture.engine "pcap"',
     edit: (d) => (d.capture = { engine: 'pcap' }),
     want: [{ path: '$.capture.engine', rule: 'enum' }],
@@ -484,7 +489,7 @@ describe('parseConfig accepts', () => {
           ],
         },
       ],
-      flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
+      flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10, floodProtection: true },
       fragments: { tableSize: 65536, timeoutMs: 2000, holdMs: 200 },
       vlan: { egress: 'untagged' },
       capture: { engine: 'ring', bufferMiB: 32, batchSize: 256 },
@@ -502,7 +507,7 @@ describe('parseConfig accepts', () => {
     expect(c.encapSource4).toBe('192.0.2.5');
     expect(c.encapSource6).toBe('2001:db8:5::5');
     expect(c.hashSeed).toBe(2654435769);
-    expect(c.flowTable).toEqual({ capacity: 2097152, tcpIdleTimeoutS: 600, tcpClosingTimeoutS: 15, udpIdleTimeoutS: 60, halfOpenTimeoutS: 5 });
+    expect(c.flowTable).toEqual({ capacity: 2097152, tcpIdleTimeoutS: 600, tcpClosingTimeoutS: 15, udpIdleTimeoutS: 60, halfOpenTimeoutS: 5, floodProtection: true });
     expect(c.capture).toEqual({ engine: 'cap', bufferMiB: 64, batchSize: 512 });
     expect(c.safety).toEqual({ allowHostForwarding: true, allowLocalVip: true, allowOtherInstances: false });
     expect(c.metrics.listen).toBe('[::1]:9180');

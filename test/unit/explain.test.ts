@@ -37,7 +37,7 @@ function config(mutate: (s: ServiceConfig[]) => void = () => undefined): SluiceC
     egressInterface: 'sl-lb0',
     hashSeed: 0,
     services,
-    flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
+    flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10, floodProtection: true },
     capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
     safety: { allowHostForwarding: false, allowLocalVip: false },
     metrics: { listen: '127.0.0.1:9180' },

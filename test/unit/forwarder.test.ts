@@ -36,7 +36,7 @@ function config(overrides: Partial<SluiceConfig> = {}, backends4 = ['10.99.0.11'
       { name: 'any', vip: '198.51.100.20', family: 4, port: 0, protocol: 'udp', forwarding: 'dsr-l2', tableSize: 251, backends: [{ address: '10.99.0.11', weight: 1 }] },
       ] as ServiceInput[]
     ).map((svc) => ({ mptcp: svc.protocol === 'tcp', mptcpUnknownJoin: 'drop' as const, minPrimaries: 1, ...svc, backends: svc.backends.map((b) => ({ state: 'active' as const, role: 'primary' as const, ...b })) })),
-    flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10 },
+    flowTable: { capacity: 4096, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10, floodProtection: true },
     capture: { engine: 'batch', bufferMiB: 32, batchSize: 256 },
     safety: { allowHostForwarding: false, allowLocalVip: false },
     metrics: { listen: '127.0.0.1:9180' },

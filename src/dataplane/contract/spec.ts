@@ -77,6 +77,8 @@ export interface DataplaneInit {
   udpIdleMs: number;
   /** Idle timeout of a half-open TCP flow; absent = the flow table's default. */
   halfOpenMs?: number;
+  /** Half-open share and kind-aware eviction in the flow table; absent = on. */
+  floodProtection?: boolean;
   tokenCapacity: number;
   spec: DataplaneSpec;
 }

@@ -21,6 +21,7 @@ packages=(
   iputils-ping
   procps             # sysctl
   tcpdump
+  hping3             # the SYN flood e2e: spoofed SYNs from random sources
   curl
   mptcpd             # mptcpize: real MPTCP peers for tests
   bird2              # the BGP speaker Sluice drives for "announce" (birdc), and the lab router's BGP daemon

@@ -3,6 +3,7 @@ import { Drop } from '../packet/drop-reasons.js';
 import { G } from './contract/counters.js';
 import { FRAME_SLOT_BYTES } from './contract/limits.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
+import { slotViews } from './slot-views.js';
 
 const TRUNCATED = 0x80000000;
 
@@ -17,8 +18,8 @@ export class BatchEngine implements CaptureEngine {
   readonly #opts: EngineOptions;
   readonly #rx: BatchCapture;
   readonly #tx: PacketTx;
-  readonly #rxSlots: Buffer[] = [];
-  readonly #txSlots: Buffer[] = [];
+  readonly #rxSlots: Buffer[];
+  readonly #txSlots: Buffer[];
 
   constructor(opts: EngineOptions) {
     this.#opts = opts;
@@ -38,12 +39,8 @@ export class BatchEngine implements CaptureEngine {
       throw e;
     }
     // One view per slot, made once: the hot path never slices.
-    for (let i = 0; i < this.#rx.batchSize; i++) {
-      this.#rxSlots.push(this.#rx.frames.subarray(i * this.#rx.slotSize, (i + 1) * this.#rx.slotSize));
-    }
-    for (let i = 0; i < this.#rx.batchSize; i++) {
-      this.#txSlots.push(this.#tx.frames.subarray(i * this.#tx.slotSize, (i + 1) * this.#tx.slotSize));
-    }
+    this.#rxSlots = slotViews(this.#rx.frames, this.#rx.batchSize, this.#rx.slotSize);
+    this.#txSlots = slotViews(this.#tx.frames, this.#tx.batchSize, this.#tx.slotSize);
   }
 
   start(): void {

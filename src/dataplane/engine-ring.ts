@@ -20,6 +20,7 @@ import {
   RING_META_WORDS,
 } from './ring-frame.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
+import { slotViews } from './slot-views.js';
 
 const PARTIAL = F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM;
 
@@ -50,8 +51,8 @@ export class RingEngine implements CaptureEngine {
   readonly #opts: EngineOptions;
   readonly #rx: RingCapture;
   readonly #tx: PacketTx;
-  readonly #rxSlots: Buffer[] = [];
-  readonly #txSlots: Buffer[] = [];
+  readonly #rxSlots: Buffer[];
+  readonly #txSlots: Buffer[];
   readonly #segment = new GsoSegmenter();
   readonly #segBuf = Buffer.alloc(FRAME_SLOT_BYTES);
   #n = 0;
@@ -75,8 +76,8 @@ export class RingEngine implements CaptureEngine {
       this.#rx.close();
       throw e;
     }
-    for (let i = 0; i < this.#rx.batchSize; i++) this.#rxSlots.push(this.#rx.frames.subarray(i * FRAME_SLOT_BYTES, (i + 1) * FRAME_SLOT_BYTES));
-    for (let i = 0; i < this.#tx.batchSize; i++) this.#txSlots.push(this.#tx.frames.subarray(i * FRAME_SLOT_BYTES, (i + 1) * FRAME_SLOT_BYTES));
+    this.#rxSlots = slotViews(this.#rx.frames, this.#rx.batchSize, FRAME_SLOT_BYTES);
+    this.#txSlots = slotViews(this.#tx.frames, this.#tx.batchSize, FRAME_SLOT_BYTES);
   }
 
   /** False when the kernel refused PACKET_VNET_HDR (GSO super-frames then cannot be cut). */

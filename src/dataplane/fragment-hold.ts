@@ -11,6 +11,7 @@
  * No allocation per packet: the forwarder walks matches with nextMatch() instead of a callback.
  */
 import { FRAGMENT_KEY_WORDS, sameDatagram } from './fragment-table.js';
+import { slotViews } from './slot-views.js';
 
 export const FRAGMENT_HOLD_SLOTS = 256;
 export const FRAGMENT_HOLD_SLOT_BYTES = 10240;
@@ -20,7 +21,7 @@ export const DEFAULT_FRAGMENT_HOLD_MS = 200;
 export class FragmentHold {
   readonly holdMs: number;
   readonly #frames = Buffer.alloc(FRAGMENT_HOLD_SLOTS * FRAGMENT_HOLD_SLOT_BYTES);
-  readonly #views: Buffer[] = [];
+  readonly #views = slotViews(this.#frames, FRAGMENT_HOLD_SLOTS, FRAGMENT_HOLD_SLOT_BYTES);
   readonly #keys = new Uint32Array(FRAGMENT_HOLD_SLOTS * FRAGMENT_KEY_WORDS);
   readonly #hash = new Uint32Array(FRAGMENT_HOLD_SLOTS);
   readonly #len = new Int32Array(FRAGMENT_HOLD_SLOTS);
@@ -32,7 +33,6 @@ export class FragmentHold {
   constructor(holdMs: number = DEFAULT_FRAGMENT_HOLD_MS) {
     if (!Number.isFinite(holdMs) || holdMs <= 0) throw new RangeError(`fragment hold: ${holdMs} ms must be > 0`);
     this.holdMs = holdMs;
-    for (let i = 0; i < FRAGMENT_HOLD_SLOTS; i++) this.#views.push(this.#frames.subarray(i * FRAGMENT_HOLD_SLOT_BYTES, (i + 1) * FRAGMENT_HOLD_SLOT_BYTES));
   }
 
   /** Fragments waiting. */

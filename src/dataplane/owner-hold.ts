@@ -24,6 +24,7 @@ import type { MptcpTokenTable } from './mptcp-tokens.js';
 import type { FlowTokens } from './flow-tokens.js';
 import type { ServiceRecords } from './service-records.js';
 import type { BackendSlots } from './backend-slots.js';
+import { slotViews } from './slot-views.js';
 
 /** Owner queries in flight at once, frames held for them, and the longest a frame waits. */
 export const MAX_PENDING_QUERIES = 256;
@@ -97,7 +98,7 @@ export class OwnerHold {
 
   // Per hold slot: the frame bytes, its length, and the query it waits on (-1: free).
   readonly #frames = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
-  readonly #frameViews: Buffer[] = [];
+  readonly #frameViews = slotViews(this.#frames, HOLD_SLOTS, HOLD_SLOT_BYTES);
   readonly #frameQuery = new Int32Array(HOLD_SLOTS).fill(-1);
   readonly #frameLen = new Int32Array(HOLD_SLOTS);
   #holdCursor = 0;
@@ -105,7 +106,6 @@ export class OwnerHold {
 
   constructor(host: OwnerHoldHost) {
     this.#host = host;
-    for (let i = 0; i < HOLD_SLOTS; i++) this.#frameViews.push(this.#frames.subarray(i * HOLD_SLOT_BYTES, (i + 1) * HOLD_SLOT_BYTES));
   }
 
   /** Turn owner queries on (fn) or off (null), holding up to holdPerQuery frames per query (1..64). */

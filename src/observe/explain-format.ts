@@ -60,7 +60,8 @@ export function formatFlow(f: ExplainFlowReport): string {
     const c = f.cluster;
     const role = c.owner === c.self ? ' (this instance)' : '';
     const rrole = c.replica === c.self ? ' (this instance)' : '';
-    kv('owner:', `${c.owner ?? '-'}${role}, replica ${c.replica ?? '-'}${rrole}${c.kind === 'token' ? ' (of its MPTCP token)' : ''}`);
+    // A join SYN the data plane does not know asks about its token: the token's owners, not the flow's.
+    kv(c.kind === 'token' ? 'token owner:' : 'owner:', `${c.owner ?? '-'}${role}, replica ${c.replica ?? '-'}${rrole}`);
     kv('held:', `here ${c.heldHere ?? 'nothing'}; ${c.asked ? `owner/replica answer ${c.heldByOwners ?? 'nothing'}` : 'owner/replica not asked (this instance is one of them)'}`);
   } else if (f.ownerQueries) kv('owner:', 'cluster not reachable from the admin API');
   const n = f.next;

@@ -21,6 +21,11 @@
  *  4. The router then sends everything through one instance at a time; each connection sends a
  *     line and the backend that answers is recorded: for every flow that instance explained, the
  *     answer comes from the backend its report named.
+ *  5. MPTCP (the service has "mptcp": true; the client has a second path with a `subflow`
+ *     endpoint): 6 connections held open with 2 subflows, located on the backends with `ss -tni`.
+ *     A further join SYN of each, explained with `--token` on every instance: where the data
+ *     plane does not know the token, the report names the token's owner and the backend the
+ *     owners hold, which is the backend the connection's real join reached.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +33,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type ConfigService } from '../../scripts/lab/topology.js';
 import type { ExplainFlowReport, ExplainReport } from '../../src/observe/admin-api.js';
 import { REPO, admin, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { backendSubflows } from './explain-helpers.js';
 import { MPTCP_PORT, configPath, lbAddress, ecmpHops, setEcmp, startMptcpServer, status, waitConverged, waitFor, writeClusterKey, writeInstanceConfig } from './cluster-helpers.js';
 
 const enabled = e2eEnabled('e2e explain (owner is another instance)');
@@ -36,6 +42,8 @@ const PEER = join(REPO, 'scripts', 'mptcp-peer.py');
 const N = 3;
 const ALL = ['lb1', 'lb2', 'lb3'];
 const CONNECTIONS = 30;
+const HELD = 6;
+const PATH2 = '10.99.9.2';
 const FIRST_PORT = 43100;
 const SERVICE = 'named';
 
@@ -47,7 +55,7 @@ const SERVICE = 'named';
  */
 const CLIENT_PY = String.raw`
 import json, os, socket, sys, time
-host, port, n, first, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+host, port, n, first, d, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 def write(name, obj):
     with open(os.path.join(d, name + ".tmp"), "w") as f:
         json.dump(obj, f)
@@ -67,7 +75,7 @@ for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.settimeout(5)
-        s.bind(("0.0.0.0", p))
+        s.bind((src, p))
         s.connect((host, port))
         s.sendall(b"GET 0 %d\n" % p)
         names[p] = readline(s).split()[1]
@@ -101,11 +109,11 @@ describe.skipIf(!enabled)('sluice explain names the owner instance and the backe
   const sluice: RunningSluice[] = [];
   let address: Map<string, string>;
 
-  const services = (backends: string[]): ConfigService[] => [{ name: SERVICE, vip: VIP4, port: MPTCP_PORT, protocol: 'tcp', backends: backends.map((a) => ({ address: a })) }];
+  const services = (backends: string[]): ConfigService[] => [{ name: SERVICE, vip: VIP4, port: MPTCP_PORT, protocol: 'tcp', mptcp: true, mptcpUnknownJoin: 'drop', backends: backends.map((a) => ({ address: a })) }];
 
   beforeAll(async () => {
     ensureBuilt();
-    lab = await Lab.create({ backends: 5, mode: 'stick', balancers: N, ipv6: false });
+    lab = await Lab.create({ backends: 5, mode: 'stick', balancers: N, clientPaths: 2, ipv6: false });
     dir = lab.describe().runDir;
     client = lab.describe().client.interfaces.find((i) => i.ipv4 !== null)?.ipv4?.split('/')[0] ?? '';
     await Promise.all(lab.backends().map((b) => startMptcpServer(lab, b.index, PEER)));
@@ -138,7 +146,7 @@ describe.skipIf(!enabled)('sluice explain names the owner instance and the backe
   }
 
   it(`${CONNECTIONS} connections, then b4 and b5 added: the instance without an entry names the owner and its backend, which answers when packets come through it`, async () => {
-    const run = lab.spawn('client', ['python3', '-u', join(dir, 'explain-client.py'), VIP4, String(MPTCP_PORT), String(CONNECTIONS), String(FIRST_PORT), dir], { logName: 'explain-client.log' });
+    const run = lab.spawn('client', ['python3', '-u', join(dir, 'explain-client.py'), VIP4, String(MPTCP_PORT), String(CONNECTIONS), String(FIRST_PORT), dir, client], { logName: 'explain-client.log' });
     try {
       // 1. Connections up, each greeted by its backend.
       await waitFile('ready', 20_000);
@@ -248,4 +256,69 @@ describe.skipIf(!enabled)('sluice explain names the owner instance and the backe
       if (run.exitCode === null) run.kill('SIGKILL');
     }
   }, 90_000);
+
+  it(`${HELD} held MPTCP connections: a join SYN explained with its token on an instance that does not know the token names the token's owner and the backend the connection's join reached`, async () => {
+    const ready = join(dir, 'mp.ready');
+    const release = join(dir, 'mp.release');
+    const run = lab.exec(
+      'client',
+      ['python3', PEER, 'client', '--target', `${VIP4}:${MPTCP_PORT}`, '--connections', String(HELD), '--bytes', '4096', '--concurrency', String(HELD), '--seed', '9300', '--hold-ms', '5000', '--timeout', '60', '--report', join(dir, 'mp.json'), '--hold-until', release, '--ready', ready],
+      { timeoutMs: 75_000 },
+    );
+    run.catch(() => undefined);
+    try {
+      for (let i = 0; i < 300 && !existsSync(ready); i++) await sleep(50);
+      expect(existsSync(ready), 'the held MPTCP connections never all got ready').toBe(true);
+      // Where each connection's subflows are, on the backends themselves.
+      // The backend counts a join once its handshake's last ACK is in, a moment after the client does.
+      let seen = await backendSubflows(lab, MPTCP_PORT);
+      for (let i = 0; i < 50 && seen.filter((x) => x.join).length < HELD; i++) {
+        await sleep(100);
+        seen = await backendSubflows(lab, MPTCP_PORT);
+      }
+      const joins = seen.filter((x) => x.join && x.peer === PATH2);
+      expect(joins.length, JSON.stringify(seen)).toBe(HELD);
+      let viaOwner = 0;
+      let viaToken = 0;
+      const problems: string[] = [];
+      let shown: { k: number; port: number; token: string; backend: string; owner: string } | null = null;
+      for (const [i, j] of joins.entries()) {
+        const backend = address.get(j.backend) ?? j.backend;
+        expect(seen.find((x) => !x.join && x.token === j.token)?.backend, `token ${j.token}: both subflows on one backend`).toBe(j.backend);
+        // A further join SYN of this connection, from a port not seen yet, explained on each instance.
+        const port = 48000 + i;
+        for (const s of sluice) {
+          const q = new URLSearchParams({ protocol: 'tcp', vip: VIP4, port: String(MPTCP_PORT), client: PATH2, clientPort: String(port), token: j.token });
+          const r = (await admin<ExplainReport>(s, 'GET', `/explain?${q}`)).flows[0];
+          const id = `token ${j.token} (join on ${backend}) on lb${s.balancer}`;
+          if (r.next.by === 'mptcp-token') {
+            // This instance's data plane knows the token (it learned it, or a join came through it).
+            viaToken++;
+            if (r.nextBackend !== backend) problems.push(`${id}: token table says ${r.nextBackend ?? '-'}`);
+          } else if (r.next.by === 'owner-query') {
+            viaOwner++;
+            const c = r.cluster;
+            if (r.next.asks !== 'token' || c?.kind !== 'token') problems.push(`${id}: asks ${r.next.asks ?? '-'}, cluster ${JSON.stringify(c)}`);
+            else if ((c.asked ? c.heldByOwners : c.heldHere) !== `${SERVICE}/${backend}`) problems.push(`${id}: the token's owner ${c.owner ?? '-'} holds ${c.heldByOwners ?? c.heldHere ?? 'nothing'}`);
+            else if (r.nextBackend !== backend) problems.push(`${id}: next backend ${r.nextBackend ?? '-'}`);
+            else if (shown === null && c.owner !== null && c.owner !== `lb${s.balancer}`) shown = { k: s.balancer, port, token: j.token, backend, owner: c.owner };
+          } else problems.push(`${id}: next ${JSON.stringify(r.next)}`);
+        }
+      }
+      console.log(`explain e2e, cluster MPTCP: ${HELD} connections x 3 instances: a new join SYN with the token explained by the data plane's token table ${viaToken} times, through the token's owner ${viaOwner} times; problems ${problems.length}`);
+      expect(problems, problems.join('\n')).toEqual([]);
+      expect(viaOwner, 'no instance without the token: the owner path was not exercised').toBeGreaterThan(0);
+      expect(shown, 'an instance without the token whose owner is another instance').not.toBeNull();
+      if (shown) {
+        const { stdout: text } = await lab.exec(`lb${shown.k}`, [process.execPath, join(REPO, 'dist', 'src', 'cli.js'), 'explain', `tcp:${PATH2}:${shown.port}-${VIP4}:${MPTCP_PORT}`, '--token', shown.token, '--socket', sluice[shown.k - 1].socket]);
+        console.log(text);
+        expect(text).toContain(`mptcp token: ${shown.token} (token table: no live entry)`);
+        expect(text).toMatch(new RegExp(`token owner: ${shown.owner}, replica lb\\d`));
+        expect(text).toContain(`the join SYN goes to ${shown.backend} by its owner's answer (${shown.owner})`);
+      }
+    } finally {
+      writeFileSync(release, '1\n');
+      await run.catch(() => undefined);
+    }
+  }, 60_000);
 });

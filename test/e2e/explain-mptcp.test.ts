@@ -23,6 +23,7 @@ import { Lab, VIP4 } from '../../scripts/lab/topology.js';
 import type { ExplainFlowReport, ExplainReport } from '../../src/observe/admin-api.js';
 import { REPO, e2eEnabled, ensureBuilt, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { MPTCP_PORT, startMptcpServer } from './cluster-helpers.js';
+import { backendSubflows } from './explain-helpers.js';
 
 const enabled = e2eEnabled('e2e explain (MPTCP join)');
 
@@ -30,16 +31,6 @@ const PEER = join(REPO, 'scripts', 'mptcp-peer.py');
 const PATH1 = '10.99.1.2';
 const PATH2 = '10.99.9.2';
 const HELD = 8;
-
-/** One subflow as a backend's `ss -tni` shows it. */
-interface Subflow {
-  backend: string;
-  /** "M" (the MP_CAPABLE subflow) or "J" (an MP_JOIN subflow), from ss's flags. */
-  join: boolean;
-  peer: string;
-  peerPort: number;
-  token: string;
-}
 
 describe.skipIf(!enabled)('sluice explain names the token and the backend an MPTCP join reached', () => {
   let lab: Lab;
@@ -68,30 +59,6 @@ describe.skipIf(!enabled)('sluice explain names the token and the backend an MPT
     return r.flows[0];
   }
 
-  /** Every established subflow on :MPTCP_PORT of every backend, with its token (ss -tni). */
-  async function subflows(): Promise<Subflow[]> {
-    const out: Subflow[] = [];
-    for (const b of lab.backends()) {
-      const { stdout } = await lab.exec(b.name, ['ss', '-tniH', 'state', 'established', `( sport = :${MPTCP_PORT} )`]);
-      // One record per subflow: a head line "Recv-Q Send-Q local peer", then indented details.
-      const records: { head: string; body: string }[] = [];
-      for (const line of stdout.split('\n')) {
-        if (line.trim() === '') continue;
-        const last = records[records.length - 1];
-        if (/^\s/.test(line) && last) last.body += ` ${line.trim()}`;
-        else records.push({ head: line.trim(), body: '' });
-      }
-      for (const r of records) {
-        const fields = r.head.split(/\s+/);
-        const m = /^\[?(?:::ffff:)?([0-9.]+)\]?:(\d+)$/.exec(fields[fields.length - 1] ?? '');
-        const ulp = /tcp-ulp-mptcp flags:(\w+) token:[0-9a-f]+\(id:\d+\)\/([0-9a-f]+)\(id:\d+\)/.exec(r.body);
-        if (!m || !ulp) continue;
-        out.push({ backend: b.name, join: ulp[1].includes('J'), peer: m[1], peerPort: Number(m[2]), token: ulp[2].padStart(8, '0') });
-      }
-    }
-    return out;
-  }
-
   it(`${HELD} held connections: explain of each join's 5-tuple names its token and the backend ss shows it on, which is not the join's own table pick`, async () => {
     const ready = join(dir, 'held.ready');
     const release = join(dir, 'held.release');
@@ -106,7 +73,12 @@ describe.skipIf(!enabled)('sluice explain names the token and the backend an MPT
     try {
       for (let i = 0; i < 300 && !existsSync(ready); i++) await sleep(50);
       expect(existsSync(ready), 'the held connections never all got ready').toBe(true);
-      const seen = await subflows();
+      // The backend counts a join once its handshake's last ACK is in, a moment after the client does.
+      let seen = await backendSubflows(lab, MPTCP_PORT);
+      for (let i = 0; i < 50 && seen.filter((x) => x.join).length < HELD; i++) {
+        await sleep(100);
+        seen = await backendSubflows(lab, MPTCP_PORT);
+      }
       const joins = seen.filter((s) => s.join && s.peer === PATH2);
       const firsts = seen.filter((s) => !s.join && s.peer === PATH1);
       // Both subflows of every connection on one backend, as the backends see them.

@@ -158,7 +158,10 @@ describe('explain asks the owner what the data plane would be told', () => {
     const held = f.cluster?.asked ? `${f.cluster.heldByOwners ?? 'nothing'} by owners` : `${f.cluster?.heldHere ?? 'nothing'} here`;
     const named = held.replace(B1, 'B1').replace(B2, 'B2').replace(B3, 'B3').replace(OTHER, 'OTHER');
     expect(named === 'nothing by owners' || named === 'nothing here' ? 'nothing' : named).toBe(want.held);
-    expect(formatFlow(f).split('\n').find((l) => l.startsWith('  verdict:'))).toBe(`  verdict:     ${verdict}`);
+    const lines = formatFlow(f).split('\n');
+    expect(lines.find((l) => l.startsWith('  verdict:'))).toBe(`  verdict:     ${verdict}`);
+    const self = (id: string): string => (id === cluster.self ? ' (this instance)' : '');
+    expect(lines).toContain(`  ${(want.kind === 'token' ? 'token owner:' : 'owner:').padEnd(13)}${cluster.owners[0]}${self(cluster.owners[0])}, replica ${cluster.owners[1]}${self(cluster.owners[1])}`);
   });
 
   it('a join SYN whose token nobody holds, on a service that hashes unknown joins: the table pick', async () => {

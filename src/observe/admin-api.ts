@@ -152,7 +152,8 @@ export interface ExplainCluster {
   heldHere: string | null;
   /**
    * The owner's (or replica's) answer to a query for the key, "service/address" or null if neither
-   * holds it; not asked when this instance is the owner or the replica (heldHere says).
+   * holds it; not asked when this instance is the owner or the replica and holds the entry
+   * (heldHere says), as the data plane's own query would not ask.
    */
   heldByOwners: string | null;
   asked: boolean;

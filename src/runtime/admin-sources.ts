@@ -152,11 +152,13 @@ export class ControlAdminSources implements AdminSources {
     const self = cp.instanceId;
     const here = cp.lookupLocal(k.kind, k.key);
     const heldHere = here ? `${here.backend.service}/${here.backend.address}` : null;
-    // This instance is owner or replica: its own entry is the answer; otherwise ask them (a read).
-    const asked = owner !== self && replica !== self && (owner !== null || replica !== null);
+    // As the data plane's query (ControlPlane#query): this instance's own entry if it is owner or
+    // replica and holds one; else the other owners are asked (a read).
+    const mine = here !== undefined && (owner === self || replica === self);
+    const asked = !mine && [owner, replica].some((o) => o !== null && o !== self);
     const who = asked ? await cp.query(k.kind, k.key) : null;
     const cluster: ExplainCluster = { kind: k.kind, owner, replica, self, heldHere, heldByOwners: who ? `${who.service}/${who.address}` : null, asked };
-    return { cluster, answer: asked ? who : (here?.backend ?? null) };
+    return { cluster, answer: mine ? here.backend : who };
   }
 
   /**

@@ -128,6 +128,13 @@ describe('explain asks the owner what the data plane would be told', () => {
       verdict: `a mid-flow packet goes to ${B1} by its owner's answer (this instance); a SYN goes to ${B3}`,
     },
     {
+      name: 'this instance is the replica but holds nothing: the owner is asked, as the data plane would',
+      d: decision({ next: OWNER_QUERY }),
+      cluster: { self: 'lb2', owners: ['lb1', 'lb2'], here: null, remote: web(B2) },
+      want: { next: B2, kind: 'flow', asked: [{ kind: 'flow', key: FLOW_KEY }], held: 'web/B2 by owners' },
+      verdict: `a mid-flow packet goes to ${B2} by its owner's answer (lb1); a SYN goes to ${B3}`,
+    },
+    {
       name: "the answer names another service's backend: the table pick, as the data plane's belongsTo check",
       d: decision({ next: OWNER_QUERY }),
       cluster: { self: 'lb3', owners: ['lb1', 'lb2'], here: null, remote: { service: 'mail', address: OTHER } },

@@ -132,6 +132,7 @@ export function explainFlow(fwd: Forwarder, t: ExplainTuple, token: number | und
     const held = view.flowTokens.tokenOf(slot);
     if (held >= 0) out.mptcpToken = held >>> 0;
     if (pending) {
+      // A packet is held for its owner's answer (the entry does not say whether a flow's or a join's token's).
       out.next = { backendId: null, by: 'owner-query', drop: null };
       return out;
     }
@@ -148,12 +149,12 @@ export function explainFlow(fwd: Forwarder, t: ExplainTuple, token: number | und
     // The query names an MP_JOIN SYN: it follows its connection's token.
     const owner = out.tokenBackendId ?? -1;
     if (owner >= 0 && view.backends.belongsTo(owner, sid)) out.next = { backendId: owner, by: 'mptcp-token', drop: null };
-    else if (view.ownerQueries) out.next = { backendId: null, by: 'owner-query', drop: null };
+    else if (view.ownerQueries) out.next = { backendId: null, by: 'owner-query', drop: null, asks: 'token' };
     else if (!view.services.hashesUnknownJoins(sid)) out.next = { backendId: null, by: 'drop', drop: dropName(Drop.mptcp_join_unknown_token) };
     else out.next = newFlow(pick, pickBy);
   } else if (tcp && view.ownerQueries) {
     // An untracked mid-flow segment asks its owner (a SYN would take newFlowBackendId).
-    out.next = { backendId: null, by: 'owner-query', drop: null };
+    out.next = { backendId: null, by: 'owner-query', drop: null, asks: 'flow' };
   } else out.next = newFlow(pick, pickBy);
   if (table === null && out.next.by !== 'flow-entry' && out.next.by !== 'owner-query' && out.next.by !== 'mptcp-token') out.next = { backendId: null, by: 'drop', drop: dropName(Drop.no_backend) };
   const be = out.next.backendId;

@@ -140,8 +140,10 @@ export interface FlowsReport {
   total: number;
 }
 
-/** What the cluster knows of a flow key: its owner and replica instances, and what they hold. */
+/** What the cluster knows of a flow key (or a join's token): its owner and replica instances, and what they hold. */
 export interface ExplainCluster {
+  /** The key asked about: the flow's, or the MPTCP token of a join SYN the data plane would ask for. */
+  kind: 'flow' | 'token';
   /** Rendezvous owner then replica over the live instances (instance ids). */
   owner: string | null;
   replica: string | null;
@@ -150,7 +152,8 @@ export interface ExplainCluster {
   heldHere: string | null;
   /**
    * The owner's (or replica's) answer to a query for the key, "service/address" or null if neither
-   * holds it; not asked when this instance is the owner or the replica (heldHere says).
+   * holds it; not asked when this instance is the owner or the replica and holds the entry
+   * (heldHere says), as the data plane's own query would not ask.
    */
   heldByOwners: string | null;
   asked: boolean;
@@ -164,7 +167,11 @@ export interface ExplainFlowReport extends ExplainDecision {
   newFlowBackend: string | null;
   trackedBackend: string | null;
   tokenBackend: string | null;
-  /** The backend the flow's next packet goes to (null if dropped or waiting for its owner). */
+  /**
+   * The backend the flow's next packet goes to: null if dropped; with next.by "owner-query", the
+   * backend the cluster's answer gives it (the owner's entry, else the table's pick), null
+   * without a cluster or when the answer drops it.
+   */
   nextBackend: string | null;
   /** Null without a cluster. */
   cluster: ExplainCluster | null;

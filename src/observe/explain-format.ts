@@ -23,6 +23,22 @@ function portNote(f: ExplainFlowReport): string {
   return '';
 }
 
+/** A packet held for its owner's answer: where that answer sends it, when the admin API could ask. */
+function ownerVerdict(f: ExplainFlowReport): string {
+  const join = f.next.asks === 'token';
+  const what = join ? 'the join SYN' : 'a mid-flow packet';
+  const syn = !join && f.newFlowBackend ? `; a SYN goes to ${f.newFlowBackend}` : '';
+  const c = f.cluster;
+  if (c === null) return `${what} goes where ${BY['owner-query']} says${syn}`;
+  const held = c.asked ? c.heldByOwners : c.heldHere;
+  const by = c.owner === c.self ? 'this instance' : c.owner;
+  if (f.nextBackend !== null && held !== null && held.endsWith(`/${f.nextBackend}`)) return `${what} goes to ${f.nextBackend} by its owner's answer (${by ?? '-'})${syn}`;
+  const none = join ? "its token's owner and replica hold nothing" : 'its owner and replica hold nothing';
+  if (f.nextBackend === null) return `${what} is dropped: ${none}`;
+  // Instances publish only the flows the table would misplace: nothing held means the table's pick.
+  return `${what} goes to ${f.nextBackend} by ${BY.table} (${none})${syn}`;
+}
+
 export function formatFlow(f: ExplainFlowReport): string {
   const lines = [`flow ${f.protocol} ${hostPort(f.client, f.clientPort)} -> ${hostPort(f.vip, f.port)}${portNote(f)}`];
   const kv = (k: string, v: string): number => lines.push(`  ${k.padEnd(13)}${v}`);
@@ -44,12 +60,13 @@ export function formatFlow(f: ExplainFlowReport): string {
     const c = f.cluster;
     const role = c.owner === c.self ? ' (this instance)' : '';
     const rrole = c.replica === c.self ? ' (this instance)' : '';
-    kv('owner:', `${c.owner ?? '-'}${role}, replica ${c.replica ?? '-'}${rrole}`);
+    // A join SYN the data plane does not know asks about its token: the token's owners, not the flow's.
+    kv(c.kind === 'token' ? 'token owner:' : 'owner:', `${c.owner ?? '-'}${role}, replica ${c.replica ?? '-'}${rrole}`);
     kv('held:', `here ${c.heldHere ?? 'nothing'}; ${c.asked ? `owner/replica answer ${c.heldByOwners ?? 'nothing'}` : 'owner/replica not asked (this instance is one of them)'}`);
   } else if (f.ownerQueries) kv('owner:', 'cluster not reachable from the admin API');
   const n = f.next;
   if (n.drop !== null) kv('verdict:', `DROP ${n.drop}${n.backendId !== null ? ` (backend ${f.nextBackend} by ${BY[n.by]})` : ''}`);
-  else if (n.by === 'owner-query') kv('verdict:', `a mid-flow packet goes where ${BY[n.by]} says${f.newFlowBackend ? `; a SYN goes to ${f.newFlowBackend}` : ''}`);
+  else if (n.by === 'owner-query') kv('verdict:', ownerVerdict(f));
   else kv('verdict:', `next packet to ${f.nextBackend} by ${BY[n.by]}`);
   return lines.join('\n');
 }

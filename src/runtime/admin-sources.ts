@@ -12,6 +12,8 @@ import type { AdminSources, BackendFacts, FlowStates } from '../observe/admin.js
 import type { ExplainDecision, ExplainQuery } from '../dataplane/contract/messages.js';
 import type { Metrics } from '../observe/metrics.js';
 import { formatMac } from '../packet/mac.js';
+import { tokenKey } from '../packet/token-key.js';
+import type { BackendIdentity } from '../control/index.js';
 import type { BackendHealth } from './backend-health.js';
 import { backendKey, effectiveBackends } from './generation.js';
 import type { Generations } from './generations.js';
@@ -115,34 +117,68 @@ export class ControlAdminSources implements AdminSources {
     const name = (id: number | null): string | null => (id === null || id < 0 ? null : (backends.get(id) ?? `#${id}`));
     const flows: ExplainFlowReport[] = [];
     for (const d of reply.decisions) {
+      const { cluster, answer } = await this.#explainCluster(d);
+      const tableBackend = name(d.tableBackendId);
       flows.push({
         ...d,
         service: d.serviceId === null ? null : (services.get(d.serviceId) ?? `#${d.serviceId}`),
-        tableBackend: name(d.tableBackendId),
+        tableBackend,
         affinityBackend: name(d.affinityBackendId),
         newFlowBackend: name(d.newFlowBackendId),
         trackedBackend: name(d.tracked?.backendId ?? null),
         tokenBackend: name(d.tokenBackendId),
-        nextBackend: name(d.next.backendId),
-        cluster: await this.#explainCluster(d),
+        nextBackend: d.next.by === 'owner-query' ? this.#ownerVerdict(d, cluster, answer, tableBackend) : name(d.next.backendId),
+        cluster,
       });
     }
     return { query: q, flows };
   }
 
-  /** The flow key's owner and replica over the live instances, and what they hold for it. */
-  async #explainCluster(d: ExplainDecision): Promise<ExplainCluster | null> {
+  /** The key the data plane asks the cluster about for this decision (a join SYN: its token), else the flow key. */
+  #ownerKeyOf(d: ExplainDecision): { kind: 'flow' | 'token'; key: Uint8Array } | null {
+    if (d.next.asks === 'token' && d.mptcpToken !== null) return { kind: 'token', key: tokenKey(d.mptcpToken) };
+    return d.ownerKey === null ? null : { kind: 'flow', key: Uint8Array.from(Buffer.from(d.ownerKey, 'hex')) };
+  }
+
+  /**
+   * The key's owner and replica over the live instances, and what they hold for it (a read; the
+   * answer the data plane's own query would get, within the cluster's query timeout).
+   */
+  async #explainCluster(d: ExplainDecision): Promise<{ cluster: ExplainCluster | null; answer: BackendIdentity | null }> {
     const cp = this.#p.bridge.controlPlane;
-    if (!cp || d.ownerKey === null) return null;
-    const key = Uint8Array.from(Buffer.from(d.ownerKey, 'hex'));
-    const [owner = null, replica = null] = cp.owners(key);
+    const k = this.#ownerKeyOf(d);
+    if (!cp || k === null) return { cluster: null, answer: null };
+    const [owner = null, replica = null] = cp.owners(k.key);
     const self = cp.instanceId;
-    const here = cp.lookupLocal('flow', key);
+    const here = cp.lookupLocal(k.kind, k.key);
     const heldHere = here ? `${here.backend.service}/${here.backend.address}` : null;
-    // This instance is owner or replica: its own entry is the answer; otherwise ask them (a read).
-    const asked = owner !== self && replica !== self && (owner !== null || replica !== null);
-    const who = asked ? await cp.query('flow', key) : null;
-    return { owner, replica, self, heldHere, heldByOwners: who ? `${who.service}/${who.address}` : null, asked };
+    // As the data plane's query (ControlPlane#query): this instance's own entry if it is owner or
+    // replica and holds one; else the other owners are asked (a read).
+    const mine = here !== undefined && (owner === self || replica === self);
+    const asked = !mine && [owner, replica].some((o) => o !== null && o !== self);
+    const who = asked ? await cp.query(k.kind, k.key) : null;
+    const cluster: ExplainCluster = { kind: k.kind, owner, replica, self, heldHere, heldByOwners: who ? `${who.service}/${who.address}` : null, asked };
+    return { cluster, answer: mine ? here.backend : who };
+  }
+
+  /**
+   * Where a packet held for its owner's answer goes, as OwnerHold#settle decides: the answered
+   * backend if it is one of the flow's service, else (a miss) the Maglev table's pick, except a
+   * join SYN of a service that drops joins with an unknown token. Null without a cluster.
+   */
+  #ownerVerdict(d: ExplainDecision, cluster: ExplainCluster | null, answer: BackendIdentity | null, tableBackend: string | null): string | null {
+    if (cluster === null) return null;
+    const { generations } = this.#p;
+    if (answer !== null) {
+      const id = generations.backendId(answer.service, answer.address);
+      if (id >= 0 && generations.spec.backends.some((b) => b.id === id && b.serviceId === d.serviceId)) return answer.address;
+    }
+    if (cluster.kind === 'token') {
+      const svc = generations.spec.services.find((s) => s.id === d.serviceId);
+      const hashes = generations.config.services.find((c) => c.name === svc?.name)?.mptcpUnknownJoin === 'hash';
+      if (!hashes) return null;
+    }
+    return tableBackend;
   }
 
   async flows(q: FlowQuery): Promise<FlowsReport> {

@@ -4,8 +4,8 @@
  * servers answer with their name (x-backend); the client connects from a chosen source port with
  * curl, and explain is asked through the CLI (`sluice explain ... --json`) in the balancer's
  * namespace. Covered: a tracked flow, an untracked one (the table pick for a new port, asked
- * before the connection exists). Not covered here: an MPTCP join and a flow owned by another
- * instance (the data-plane side of both is in test/unit/explain.test.ts).
+ * before the connection exists). An MPTCP join is in explain-mptcp.test.ts, a flow whose owner
+ * is another instance in explain-cluster.test.ts.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

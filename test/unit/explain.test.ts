@@ -16,6 +16,8 @@ import type { ExplainTuple } from '../../src/dataplane/contract/messages.js';
 import type { ServiceConfig, SluiceConfig } from '../../src/config/types.js';
 import type { NextHop } from '../../src/dataplane/host.js';
 import { parseMac, formatMac } from '../../src/packet/mac.js';
+import { tokenKey } from '../../src/packet/token-key.js';
+import { QUERY_FLOW, QUERY_TOKEN } from '../../src/dataplane/owner-hold.js';
 import { CLIENT_KEY, LINUX_SERVER_KEY, LINUX_SERVER_TOKEN, optMpCapable, optMpJoinSyn } from '../fixtures/mptcp-frames.js';
 
 const ROUTER_MAC = '02:00:00:00:00:01';
@@ -143,6 +145,25 @@ describe('explain names what the forwarder does', () => {
     const unknown = explainFlow(h.fwd, tuple('tcp', 40402), 0x01020304, 1003, 'given');
     expect(unknown.next).toEqual({ backendId: null, by: 'drop', drop: 'mptcp_join_unknown_token' });
     expect(createHash('sha256').update(Buffer.from(LINUX_SERVER_KEY)).digest().readUInt32BE(0)).toBe(LINUX_SERVER_TOKEN);
+  });
+
+  it.each([
+    { name: 'an untracked mid-flow ACK asks for its flow key', sport: 40600, token: undefined, asks: 'flow' as const },
+    { name: 'a join SYN with a token this instance does not know asks for the token', sport: 40601, token: 0x01020304, asks: 'token' as const },
+  ])('cluster with sync: $name, as the forwarder then does', ({ sport, token, asks }) => {
+    const h = new Harness();
+    h.apply(config());
+    const queries: { kind: number; key: string }[] = [];
+    h.fwd.setOwnerQuery((_q, kind, key) => queries.push({ kind, key: Buffer.from(key).toString('hex') }));
+    const d = explainFlow(h.fwd, tuple('tcp', sport), token, 1000, 'given');
+    expect(d.next).toEqual({ backendId: null, by: 'owner-query', drop: null, asks });
+    const frame =
+      token === undefined
+        ? tcp(sport, TCP_ACK)
+        : tcp(sport, TCP_SYN, pad(optMpJoinSyn({ backup: false, addressId: 2, token: [...Buffer.from(token.toString(16).padStart(8, '0'), 'hex')], nonce: 7 })));
+    expect(h.reached(frame, 1000), 'held for the answer').toBeNull();
+    // The query the forwarder sent is for the key the admin API asks the cluster about.
+    expect(queries).toEqual([asks === 'flow' ? { kind: QUERY_FLOW, key: d.ownerKey } : { kind: QUERY_TOKEN, key: Buffer.from(tokenKey(token ?? 0)).toString('hex') }]);
   });
 
   it.each([

@@ -146,7 +146,13 @@ export interface ExplainDecision extends ExplainTuple {
   /** Owner queries are on (cluster with sync). */
   ownerQueries: boolean;
   /** What the next mid-flow packet (TCP ACK, UDP datagram) meets: its backend and how it was chosen, or the drop reason it gets. */
-  next: { backendId: number | null; by: ExplainBy; drop: string | null };
+  next: {
+    backendId: number | null;
+    by: ExplainBy;
+    drop: string | null;
+    /** With by "owner-query": what the data plane asks the cluster about (an untracked join SYN asks for its token). */
+    asks?: 'flow' | 'token';
+  };
 }
 
 /** Data-plane process -> control process. */

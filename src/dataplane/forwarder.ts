@@ -146,11 +146,14 @@ export class Forwarder {
   }
 
   /**
-   * Where early fragments go when their first fragment arrives: written to `tx`, sent by `send`
-   * at once (the first fragment itself leaves through the engine's batch).
+   * Where frames beyond the one forward() returns go, written to `tx` and sent by `send` at once:
+   * early fragments when their first fragment arrives (the first fragment itself leaves through
+   * the engine's batch), and the leading outer fragments of an ipip packet without DF split to
+   * fit the egress MTU (egress.ts). Without it, such packets get "too big" replies instead.
    */
   setFragmentRelease(tx: Buffer | null, send: SendFn | null): void {
     this.#frag.setRelease(tx, send);
+    this.#egress.setSink(tx, send);
   }
 
   get pendingQueries(): number {

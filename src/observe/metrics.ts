@@ -157,6 +157,8 @@ export class Metrics {
     global('sluice_fragment_table_entries', 'Datagrams in the fragment table (upper bound; expired entries are freed lazily).', G.fragTableEntries, 'gauge');
     global('sluice_vlan_tags_stripped_total', 'Forwarded frames that arrived tagged and left without their own tags (vlan.egress untagged or a VLAN id; ipip always).', G.vlanStripped, 'counter');
     global('sluice_vlan_tags_written_total', 'Forwarded frames sent with the vlan.egress tag.', G.vlanTagged, 'counter');
+    global('sluice_encap_split_packets_total', 'ipip: IPv4 packets without DF too big for the egress MTU once encapsulated, sent as outer fragments (the backend reassembles).', G.encapSplitPackets, 'counter');
+    global('sluice_encap_fragments_total', 'ipip: outer fragments sent for packets split to fit the egress MTU.', G.encapFragments, 'counter');
     global('sluice_checksum_unverifiable_total', 'Frames passed on by an engine that cannot see the kernel checksum status (batch, cap).', G.csumUnverifiable, 'counter');
     global('sluice_dataplane_generation', 'Table generation the data plane is forwarding with.', G.generation, 'gauge');
     global('sluice_dataplane_resident_memory_bytes', 'Resident memory of the data-plane process.', G.dataplaneRssBytes, 'gauge');

@@ -83,8 +83,11 @@ export const G = {
   // VLAN egress (vlan.egress): frames whose ingress tags were removed, frames sent with the configured tag.
   vlanStripped: 61,
   vlanTagged: 62,
+  // ipip of IPv4 without DF too big for the egress MTU (egress.ts): packets sent as outer fragments, and the fragments.
+  encapSplitPackets: 63,
+  encapFragments: 64,
 } as const;
-export const GLOBAL_COUNT = 64;
+export const GLOBAL_COUNT = 80;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

@@ -86,6 +86,12 @@ export const G = {
   // ipip of IPv4 without DF too big for the egress MTU (egress.ts): packets sent as outer fragments, and the fragments.
   encapSplitPackets: 63,
   encapFragments: 64,
+  // Fragments across instances (fragment-owner.ts): datagrams published by their first fragment,
+  // datagrams asked about by later fragments, and answers that named a backend / did not (or never came).
+  fragOwnerPublished: 65,
+  fragOwnerQueries: 66,
+  fragOwnerHits: 67,
+  fragOwnerMisses: 68,
 } as const;
 export const GLOBAL_COUNT = 80;
 

@@ -116,7 +116,7 @@ def udp_run(a) -> dict:
                 raw.sendto(f, (a.vip, 0))
         sent += 1
         socks.append(s)
-        if i % 25 == 24:
+        if i % a.burst == a.burst - 1:
             time.sleep(0.01)  # bounded pacing: no burst larger than the backends' socket buffers
     answered = set()
     deadline = time.time() + a.timeout
@@ -188,6 +188,7 @@ def main() -> None:
     u.add_argument("--mtu", type=int, default=1500)
     u.add_argument("--reorder", action="store_true")
     u.add_argument("--no-df", action="store_true", help="IPv4: send with IP_PMTUDISC_DONT (no DF bit)")
+    u.add_argument("--burst", type=int, default=25, help="datagrams sent back to back before a 10 ms pause")
     u.add_argument("--timeout", type=float, default=10)
     o = sub.add_parser("options")
     o.add_argument("--vip", required=True)

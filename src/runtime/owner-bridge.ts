@@ -25,10 +25,10 @@ const TOKEN_QUERY_RETRY_UNTIL_MS = 40;
 /**
  * A fragment query that hears NOT FOUND is asked again too: the datagram's first fragment reached
  * another instance at about the same moment, and its entry may still be on its way to the owner.
- * Within the data plane's fragment hold (fragments.holdMs, 200 ms by default).
+ * Until shortly before the data plane's fragment hold ends (fragments.holdMs).
  */
 const FRAGMENT_QUERY_RETRY_DELAY_MS = 5;
-const FRAGMENT_QUERY_RETRY_UNTIL_MS = 150;
+const FRAGMENT_QUERY_RETRY_MARGIN_MS = 20;
 /** A datagram's entry lives as long as the data plane remembers it (fragment-table.ts DEFAULT_FRAGMENT_TIMEOUT_MS). */
 const FRAGMENT_OWNER_TTL_MS = 2_000;
 
@@ -132,8 +132,9 @@ export class OwnerBridge implements Startable {
         await new Promise((r) => setTimeout(r, TOKEN_QUERY_RETRY_DELAY_MS));
         who = await cp.query('token', key, left);
       }
-      for (let retry = 0; who === null && kind === OWNER_KIND.fragment; retry++) {
-        const left = FRAGMENT_QUERY_RETRY_UNTIL_MS - (performance.now() - started) - FRAGMENT_QUERY_RETRY_DELAY_MS;
+      const fragmentUntil = (this.#opts.config.fragments?.holdMs ?? 200) - FRAGMENT_QUERY_RETRY_MARGIN_MS;
+      while (who === null && kind === OWNER_KIND.fragment) {
+        const left = fragmentUntil - (performance.now() - started) - FRAGMENT_QUERY_RETRY_DELAY_MS;
         if (left < 2) break;
         await new Promise((r) => setTimeout(r, FRAGMENT_QUERY_RETRY_DELAY_MS));
         who = await cp.query('fragment', key, Math.min(left, 20));

@@ -5,7 +5,9 @@
  * its own sources with the same tsc flags into a temporary directory, fed the same prebuilt
  * 60-byte UDP frames (the pps harness's: 1024 flows to one 3-backend dsr-l2 service), in
  * rotating rounds. The figure is forward() calls per second of CPU time (process.cpuUsage),
- * median of the rounds, and each variant's ratio to the first (the oldest). The issue's bar:
+ * median of the rounds, and each variant's ratio to the first (the oldest); also the best round
+ * of each (other load on the machine only ever slows a round down, so on a shared machine the
+ * best rounds are the steadier comparison). The issue's bar:
  * plain traffic loses no more than 5% to the issue's work (ratio >= 0.95).
  *
  * Default bases, oldest first (other work landed between them, so each step is named):
@@ -152,7 +154,16 @@ async function main(): Promise<void> {
     }
     const first = median(variants[0].pps);
     const last = median(variants[variants.length - 1].pps);
-    const rows = variants.map((v) => ({ name: v.name, commit: v.commit, ppsPerCpuSecond: median(v.pps), ratioToFirst: Number((median(v.pps) / first).toFixed(3)), rounds: v.pps }));
+    const best0 = Math.max(...variants[0].pps);
+    const rows = variants.map((v) => ({
+      name: v.name,
+      commit: v.commit,
+      ppsPerCpuSecond: median(v.pps),
+      ratioToFirst: Number((median(v.pps) / first).toFixed(3)),
+      bestPpsPerCpuSecond: Math.max(...v.pps),
+      bestRatioToFirst: Number((Math.max(...v.pps) / best0).toFixed(3)),
+      rounds: v.pps,
+    }));
     const result = {
       what: 'Forwarder.forward() of plain 60-byte UDP frames (1024 flows, dsr-l2, 3 backends), frames per CPU second (median of the rounds), per main-line commit and this tree, in one run',
       rounds: ROUNDS,
@@ -160,6 +171,7 @@ async function main(): Promise<void> {
       everyFrameForwarded: forwardedAll,
       variants: rows,
       ratioThisTreeVsFirst: Number((last / first).toFixed(3)),
+      bestRatioThisTreeVsFirst: rows[rows.length - 1].bestRatioToFirst,
       bar: { ratioAtLeast: 0.95, met: last / first >= 0.95 },
       node: process.version,
       cpus: os.cpus().length,
@@ -168,8 +180,8 @@ async function main(): Promise<void> {
     };
     mkdirSync(dirname(OUT), { recursive: true });
     writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n');
-    for (const r of rows) console.log(`plain path ${r.name.padEnd(10)} ${Math.round(r.ppsPerCpuSecond).toLocaleString('en').padStart(10)} frames/CPU-s  x${r.ratioToFirst.toFixed(3)}  rounds ${r.rounds.join(' ')}`);
-    console.log(`this tree vs ${variants[0].name}: x${result.ratioThisTreeVsFirst} (bar >= 0.95: ${result.bar.met ? 'met' : 'NOT met'}); every frame forwarded: ${forwardedAll}; load average ${result.loadAverage.join(' ')}; ${OUT}`);
+    for (const r of rows) console.log(`plain path ${r.name.padEnd(10)} ${Math.round(r.ppsPerCpuSecond).toLocaleString('en').padStart(10)} frames/CPU-s  x${r.ratioToFirst.toFixed(3)}  best ${Math.round(r.bestPpsPerCpuSecond).toLocaleString('en')} x${r.bestRatioToFirst.toFixed(3)}  rounds ${r.rounds.join(' ')}`);
+    console.log(`this tree vs ${variants[0].name}: x${result.ratioThisTreeVsFirst} median, x${result.bestRatioThisTreeVsFirst} best round (bar >= 0.95: ${result.bar.met ? 'met' : 'NOT met'}); every frame forwarded: ${forwardedAll}; load average ${result.loadAverage.join(' ')}; ${OUT}`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -160,7 +160,7 @@ table inet ${NFT_TABLE} {
     const on = await run(vip);
     console.log(
       `${family}, 2 instances: ownership on: ${on.r.answered}/${on.r.sent} answered, ${on.whole} whole at the backends; datagrams split across instances ${on.split} ` +
-        `(owner answers ${on.hits}, published ${on.published}, first fragments at lb1/lb2 ${on.firstAt.join('/')}, expired fragments ${on.expired}, backend reassembly failures ${on.reasmFails}); ` +
+        `(owner answers ${on.hits}, published ${on.published}, first fragments at lb1/lb2 ${on.firstAt.join('/')}, expired fragments ${on.expired}, backend reassembly failures ${on.reasmFails} (incl. earlier runs' incomplete datagrams timing out)); ` +
         `ownership off: ${off.r.answered}/${off.r.sent} answered, ${off.whole} whole, expired fragments ${off.expired}, first fragments at lb1/lb2 ${off.firstAt.join('/')}`,
     );
     // The split really happened (else this proves nothing), and on both instances.

@@ -143,6 +143,8 @@ table inet ${NFT_TABLE} {
     ensureBuilt();
     lab = await Lab.create({ backends: 3, mode: 'stick', balancers: N });
     keyFile = writeClusterKey(lab);
+    // The router's ECMP hashes L4 (set by the lab in the router namespace it created, for every multi-instance lab).
+    for (const v of ['ipv4', 'ipv6']) expect((await lab.exec('router', ['sysctl', '-n', `net.${v}.fib_multipath_hash_policy`])).stdout.trim()).toBe('1');
     await splitRouter();
   }, 120_000);
   afterAll(async () => {

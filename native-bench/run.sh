@@ -19,6 +19,7 @@
 #   BENCH_RETRIES=N      measure a run again if outside load took > 5% of the window (default 2)
 #   BENCH_READY_TIMEOUT=S how long a forwarder may take to start forwarding (default 30)
 #   BENCH_KEEP=1         keep the run directory (logs, configs, raw samples) under /tmp
+#   BENCH_PLAIN=0        skip the in-process plain-path comparison (forwarder before/after issue 9) at the end
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -550,3 +551,11 @@ cat > "$RUN/settings.json" <<EOF
 }
 EOF
 node "$HERE/report.mjs" "$RUN" "$OUT"
+
+# ---- plain path before/after issue 9 (in-process, no lab; bounded: about 6 rounds x 4 variants x 1 s) ----
+# The forwarder of older main-line commits and of this tree on the same plain UDP frames, in
+# one run (native-bench/plain-path.bench.ts); BENCH_PLAIN=0 skips it.
+if [[ "${BENCH_PLAIN:-1}" == 1 ]]; then
+  log "plain path: forwarder before/after issue 9 (native-bench/results/plain-path.json)"
+  (cd "$ROOT" && PLAIN_BENCH_ROUNDS=$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 3 || echo 6) timeout 300 node dist/native-bench/plain-path.bench.js) || log "plain path bench failed (the pps figures above stand)"
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lab client for fragments and IP options/extension headers (e2e test/e2e/fragments.test.ts).
 
-  fragment-client.py udp      --vip V --port P --count N --size S [--reorder] [--timeout T]
+  fragment-client.py udp      --vip V --port P --count N --size S [--reorder] [--no-df] [--timeout T]
   fragment-client.py options  --vip V --tcp-port P --udp-port Q [--timeout T]
 
 udp: N datagrams of S bytes, each from its own socket (its own source port). Without --reorder
@@ -24,6 +24,9 @@ import sys
 import time
 
 IPPROTO_FRAGMENT = 44
+# <linux/in.h>: socket option and value for "never set DF".
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
 IPV6_HOPOPTS = 54
 IPV6_DSTOPTS = 59
 # A PadN option filling an 8-byte extension header: next header and length are the kernel's.
@@ -98,6 +101,9 @@ def udp_run(a) -> dict:
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
         s.setblocking(False)
+        if a.no_df and family == socket.AF_INET:
+            # IP_PMTUDISC_DONT: the kernel never sets DF on this socket's packets.
+            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         payload = (f"dgram {i} ".encode() + bytes(range(256)) * (a.size // 256 + 1))[: a.size]
         if raw is None:
             s.sendto(payload, (a.vip, a.port))
@@ -110,7 +116,7 @@ def udp_run(a) -> dict:
                 raw.sendto(f, (a.vip, 0))
         sent += 1
         socks.append(s)
-        if i % 25 == 24:
+        if i % a.burst == a.burst - 1:
             time.sleep(0.01)  # bounded pacing: no burst larger than the backends' socket buffers
     answered = set()
     deadline = time.time() + a.timeout
@@ -181,6 +187,8 @@ def main() -> None:
     u.add_argument("--size", type=int, default=4000)
     u.add_argument("--mtu", type=int, default=1500)
     u.add_argument("--reorder", action="store_true")
+    u.add_argument("--no-df", action="store_true", help="IPv4: send with IP_PMTUDISC_DONT (no DF bit)")
+    u.add_argument("--burst", type=int, default=25, help="datagrams sent back to back before a 10 ms pause")
     u.add_argument("--timeout", type=float, default=10)
     o = sub.add_parser("options")
     o.add_argument("--vip", required=True)

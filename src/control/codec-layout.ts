@@ -27,7 +27,9 @@
  *   ANSWER     queryId u32 | kind u8 | keyLen u8 | key | found u8
  *              [ttlMs u32 | nameLen u8 | service name | addrLen u8 | address]   (if found)
  * kind: 1 FLOW (key = canonical 5-tuple, 13 or 37 bytes, src/hash/murmur3.ts copyFlowKey),
- *       2 TOKEN (key = MPTCP token, 4 bytes big-endian).
+ *       2 TOKEN (key = MPTCP token, 4 bytes big-endian),
+ *       3 FRAGMENT (key = a fragmented datagram: ipVersion u8 | protocol u8 | identification u32 |
+ *         source | destination, 14 or 38 bytes; src/dataplane/fragment-owner.ts).
  *
  * Backend identity on the wire is (service name, backend address bytes), never a per-instance
  * id: two instances that number their backends differently still agree on what an entry means.
@@ -81,8 +83,10 @@ export const REJECT_REASONS: readonly RejectReason[] = [
 ];
 
 /** What a flow-state entry is keyed by. */
-export type EntryKind = 'flow' | 'token';
-export const ENTRY_KIND_CODE: Readonly<Record<EntryKind, number>> = { flow: 1, token: 2 };
+export type EntryKind = 'flow' | 'token' | 'fragment';
+export const ENTRY_KIND_CODE: Readonly<Record<EntryKind, number>> = { flow: 1, token: 2, fragment: 3 };
+/** Key lengths of a FRAGMENT entry (IPv4, IPv6): distinct from a flow's and a token's, so a key's length names its kind. */
+export const FRAGMENT_KEY_LENGTHS: readonly number[] = [14, 38];
 
 /** A backend as every instance names it: the service's name and the backend's canonical address. */
 export interface BackendIdentity {
@@ -94,7 +98,7 @@ export interface BackendIdentity {
 /** One piece of flow state: key -> backend, valid for ttlMs (0 withdraws it). */
 export interface SyncEntry {
   kind: EntryKind;
-  /** Flow: canonical 5-tuple (13 or 37 bytes). Token: 4 bytes big-endian. */
+  /** Flow: canonical 5-tuple (13 or 37 bytes). Token: 4 bytes big-endian. Fragment: datagram key (14 or 38 bytes). */
   key: Uint8Array;
   backend: BackendIdentity;
   ttlMs: number;
@@ -157,12 +161,14 @@ export { tokenKey } from '../packet/token-key.js';
 
 /** True if `key` has a valid length for `kind`. */
 export function validKeyLength(kind: EntryKind, length: number): boolean {
+  if (kind === 'fragment') return length === 14 || length === 38;
   return kind === 'token' ? length === 4 : length === 13 || length === 37;
 }
 
-/** The kind implied by a key's length (4: token; 13 or 37: flow), or undefined. */
+/** The kind implied by a key's length (4: token; 13 or 37: flow; 14 or 38: fragment), or undefined. */
 export function kindOfKey(key: Uint8Array): EntryKind | undefined {
   if (key.length === 4) return 'token';
+  if (key.length === 14 || key.length === 38) return 'fragment';
   if (key.length === 13 || key.length === 37) return 'flow';
   return undefined;
 }
@@ -181,9 +187,9 @@ export function backendSetHash(backends: Iterable<{ service: string; address: st
 
 /** Why a SyncEntry cannot be sent, or undefined if it can. */
 export function checkEntry(e: SyncEntry): string | undefined {
-  if (e.kind !== 'flow' && e.kind !== 'token') return `kind ${String(e.kind)}: expected "flow" or "token"`;
+  if (e.kind !== 'flow' && e.kind !== 'token' && e.kind !== 'fragment') return `kind ${String(e.kind)}: expected "flow", "token" or "fragment"`;
   if (!(e.key instanceof Uint8Array) || !validKeyLength(e.kind, e.key.length)) {
-    return `${e.kind} key of ${e.key?.length} bytes: expected ${e.kind === 'token' ? '4' : '13 or 37'}`;
+    return `${e.kind} key of ${e.key?.length} bytes: expected ${e.kind === 'token' ? '4' : e.kind === 'fragment' ? '14 or 38' : '13 or 37'}`;
   }
   if (!Number.isInteger(e.ttlMs) || e.ttlMs < 0 || e.ttlMs > 0xffffffff) return `ttlMs ${e.ttlMs}: expected an integer 0..2^32-1`;
   return checkBackend(e.backend);

@@ -31,7 +31,7 @@ import {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const TYPE_BY_CODE: readonly (MessageTypeName | undefined)[] = [undefined, 'HEARTBEAT', 'PUBLISH', 'QUERY', 'ANSWER'];
-const KIND_BY_CODE: readonly (EntryKind | undefined)[] = [undefined, 'flow', 'token'];
+const KIND_BY_CODE: readonly (EntryKind | undefined)[] = [undefined, 'flow', 'token', 'fragment'];
 
 /** Thrown inside body parsing only; decodeDatagram turns it into MALFORMED_BODY. */
 class Malformed extends Error {}

@@ -271,9 +271,9 @@ export class ControlPlane {
     return [...this.#membership.live()];
   }
 
-  /** Owner then replica of a key (4-byte token, 13- or 37-byte flow key) in the current view. */
+  /** Owner then replica of a key (4-byte token, 13- or 37-byte flow key, 14- or 38-byte fragment key) in the current view. */
   owners(keyBytes: Uint8Array): string[] {
-    if (kindOfKey(keyBytes) === undefined) throw new RangeError(`key of ${keyBytes.length} bytes: expected 4 (token), 13 or 37 (flow)`);
+    if (kindOfKey(keyBytes) === undefined) throw new RangeError(`key of ${keyBytes.length} bytes: expected 4 (token), 13 or 37 (flow), 14 or 38 (fragment)`);
     return this.#sync.owners(keyBytes);
   }
 

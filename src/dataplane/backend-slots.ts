@@ -54,6 +54,11 @@ export class BackendSlots {
     return be >= 0 && be < MAX_BACKENDS && this.#service[be] === sid;
   }
 
+  /** The service backend `be` belongs to in this generation, or -1 (any number: ids come from peers too). */
+  serviceOf(be: number): number {
+    return Number.isInteger(be) && be >= 0 && be < MAX_BACKENDS ? this.#service[be] : -1;
+  }
+
   /** A flow recorded on `be` stays there: the backend is still the service's and not down (a draining one keeps its flows). */
   keepsFlows(be: number, sid: number): boolean {
     return this.belongsTo(be, sid) && this.#down[be] === 0;

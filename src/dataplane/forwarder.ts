@@ -25,6 +25,7 @@ import { ServiceRecords } from './service-records.js';
 import { BackendSlots } from './backend-slots.js';
 import { FlowTokens } from './flow-tokens.js';
 import { FragmentPath } from './fragment-path.js';
+import { FRAGMENT_QUERY_BASE } from './fragment-owner.js';
 import { IcmpPath } from './icmp-path.js';
 import { Egress } from './egress.js';
 import { FlowSteer, STEER_DONE } from './flow-steer.js';
@@ -140,23 +141,30 @@ export class Forwarder {
   /** Turn owner queries on (cluster with sync) or off. */
   setOwnerQuery(fn: OwnerQueryFn | null, holdPerQuery = DEFAULT_HOLD_PACKETS): void {
     this.#hold.configure(fn, holdPerQuery);
+    // Later fragments of a datagram this instance never saw ask too (fragment-owner.ts).
+    this.#frag.setOwnerQuery(fn);
   }
 
   /** Publish learned tokens and steered join subflows as they happen (cluster with sync), or not. */
   setPublishNow(fn: PublishNowFn | null): void {
     this.#steer.setPublishNow(fn);
+    // And each first fragment's datagram, for its later fragments that reach other instances.
+    this.#frag.setPublishNow(fn);
   }
 
   /**
-   * Where early fragments go when their first fragment arrives: written to `tx`, sent by `send`
-   * at once (the first fragment itself leaves through the engine's batch).
+   * Where frames beyond the one forward() returns go, written to `tx` and sent by `send` at once:
+   * early fragments when their first fragment arrives (the first fragment itself leaves through
+   * the engine's batch), and the leading outer fragments of an ipip packet without DF split to
+   * fit the egress MTU (egress.ts). Without it, such packets get "too big" replies instead.
    */
   setFragmentRelease(tx: Buffer | null, send: SendFn | null): void {
     this.#frag.setRelease(tx, send);
+    this.#egress.setSink(tx, send);
   }
 
   get pendingQueries(): number {
-    return this.#hold.pending;
+    return this.#hold.pending + this.#frag.pendingQueries;
   }
 
   get generation(): number {
@@ -296,7 +304,9 @@ export class Forwarder {
    * flow is recorded and the frames it held are forwarded; `send` transmits each one written to `tx`.
    */
   answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {
-    this.#hold.answer(queryId, backendId, nowMs, tx, send);
+    // A fragment query's held fragments leave through the fragment release sink (setFragmentRelease).
+    if (queryId >= FRAGMENT_QUERY_BASE) this.#frag.answer(queryId, backendId, nowMs);
+    else this.#hold.answer(queryId, backendId, nowMs, tx, send);
   }
 
   /** Queries past their deadline get the table's answer (the control plane did not reply in time). */

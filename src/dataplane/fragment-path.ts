@@ -2,6 +2,9 @@
  * The forwarder's fragments branch. A first fragment is steered like any packet and records its
  * datagram's backend here (fragment-table.ts); a later fragment has no ports and follows that
  * record, or waits (fragment-hold.ts) until its first fragment comes, then leaves right behind it.
+ * With several instances (owner sync on) the datagram is also an owned key of the cluster
+ * (fragment-owner.ts): a first fragment publishes its backend, and later fragments of a datagram
+ * this instance never saw ask the owners and leave on the answer.
  * Everything is preallocated: no allocation, promise or closure per packet.
  */
 import { Drop } from '../packet/drop-reasons.js';
@@ -12,7 +15,8 @@ import type { DataplaneSpec } from './contract/spec.js';
 import type { BackendSlots } from './backend-slots.js';
 import { DEFAULT_FRAGMENT_CAPACITY, DEFAULT_FRAGMENT_TIMEOUT_MS, FRAGMENT_KEY_WORDS, FragmentTable, datagramKey } from './fragment-table.js';
 import { DEFAULT_FRAGMENT_HOLD_MS, FragmentHold } from './fragment-hold.js';
-import type { SendFn } from './owner-hold.js';
+import type { OwnerQueryFn, PublishNowFn, SendFn } from './owner-hold.js';
+import { FragmentOwner } from './fragment-owner.js';
 
 /** What the fragments branch needs of the forwarder it serves. */
 export interface FragmentPathHost {
@@ -34,6 +38,9 @@ export class FragmentPath {
   /** Where released early fragments are written and how they are sent (set by the worker); null: they wait for their deadline. */
   #releaseTx: Buffer | null = null;
   #releaseSend: SendFn | null = null;
+  /** The cluster side: publish first fragments' datagrams, ask about unknown ones. */
+  readonly #owner = new FragmentOwner();
+  readonly #answerKey = new Uint32Array(FRAGMENT_KEY_WORDS);
 
   constructor(host: FragmentPathHost) {
     this.#host = host;
@@ -64,6 +71,16 @@ export class FragmentPath {
     this.#releaseSend = send;
   }
 
+  /** Owner queries for unknown datagrams on (fn) or off (null); the answer comes back through answer(). */
+  setOwnerQuery(fn: OwnerQueryFn | null): void {
+    this.#owner.setAsk(fn);
+  }
+
+  /** Publishing each first fragment's datagram to its owners on (fn) or off (null). */
+  setPublishNow(fn: PublishNowFn | null): void {
+    this.#owner.setPublish(fn);
+  }
+
   /** A first fragment was steered to `be`: remember it for the datagram. False: the table window is full. */
   record(rx: Buffer, p: ParsedPacket, sid: number, be: number, hash: number, nowMs: number): boolean {
     const key = this.#datagram;
@@ -74,6 +91,7 @@ export class FragmentPath {
       return false;
     }
     this.#host.counters[G.fragDatagrams]++;
+    if (this.#owner.publish(key, be)) this.#host.counters[G.fragOwnerPublished]++;
     return true;
   }
 
@@ -86,6 +104,8 @@ export class FragmentPath {
     if (slot < 0) {
       if (!this.#fragHold.hold(rx, len, key, h, nowMs)) return this.#drop(Drop.fragment_hold_full);
       host.counters[G.fragHeld]++;
+      // Its first fragment may have reached another instance: ask the datagram's owners (once per datagram).
+      if (this.#owner.ask(key, h, nowMs, this.#fragHold.holdMs) === 1) host.counters[G.fragOwnerQueries]++;
       return 0;
     }
     const be = this.#fragments.backendOf(slot);
@@ -97,18 +117,45 @@ export class FragmentPath {
 
   /**
    * The first fragment just left for `be`: the datagram's early fragments follow it, sent at once
-   * through the release sink. Re-parses each held frame into the shared ParsedPacket (the first
-   * fragment's output is already written).
+   * through the release sink (the first fragment's output is already written).
    */
   release(sid: number, be: number, hash: number, nowMs: number): void {
+    // record() left the datagram's key and hash in #datagram / #datagramHash.
+    this.#releaseDatagram(this.#datagram, this.#datagramHash, sid, be, hash, nowMs);
+  }
+
+  /**
+   * The owners' answer to fragment query `queryId`: backend `be` of this instance, or -1 (not
+   * known: the held fragments wait out their hold). On an answer the datagram is recorded and
+   * its held fragments leave through the release sink.
+   */
+  answer(queryId: number, be: number, nowMs: number): void {
+    const key = this.#answerKey;
+    const h = this.#owner.settle(queryId, key);
+    if (h < 0) return;
+    const c = this.#host.counters;
+    const sid = be >= 0 ? this.#host.backends.serviceOf(be) : -1;
+    if (sid < 0) {
+      c[G.fragOwnerMisses]++;
+      return;
+    }
+    c[G.fragOwnerHits]++;
+    if (this.#fragments.insert(key, h, nowMs, be, sid, h) < 0) c[G.fragOverflow]++;
+    this.#releaseDatagram(key, h, sid, be, h, nowMs);
+  }
+
+  /** Fragment queries in flight. */
+  get pendingQueries(): number {
+    return this.#owner.pending;
+  }
+
+  /** Every held fragment of datagram `key` (hash h) to backend `be`, written to the release buffer and sent. Re-parses each into the shared ParsedPacket. */
+  #releaseDatagram(key: Uint32Array, h: number, sid: number, be: number, hash: number, nowMs: number): void {
     const tx = this.#releaseTx;
     const send = this.#releaseSend;
     if (tx === null || send === null) return;
     const host = this.#host;
     const hold = this.#fragHold;
-    // record() left the datagram's key and hash in #datagram / #datagramHash.
-    const key = this.#datagram;
-    const h = this.#datagramHash;
     let s = hold.nextMatch(key, h, 0);
     while (s >= 0) {
       const frame = hold.frame(s);
@@ -125,6 +172,8 @@ export class FragmentPath {
 
   /** Early fragments whose first fragment did not come within the hold time: counted drops. */
   expire(nowMs: number): void {
+    const unanswered = this.#owner.expire(nowMs);
+    if (unanswered > 0) this.#host.counters[G.fragOwnerMisses] += unanswered;
     const n = this.#fragHold.expire(nowMs);
     if (n === 0) return;
     this.#host.counters[G.fragExpired] += n;

@@ -109,9 +109,9 @@ export class IcmpPath {
   /**
    * An ipip packet too big for the egress MTU once encapsulated: the packet is dropped
    * (encap_too_big) and its sender told the usable MTU, rate-limited. IPv4 with DF gets
-   * fragmentation needed as routers send it; IPv4 without DF gets it too (a sender's kernel
-   * records the path MTU and fragments its next datagrams itself), rather than Sluice emitting
-   * two outer fragments per frame. No reply to an ICMP error (RFC 1122 3.2.2).
+   * fragmentation needed as routers send it; IPv4 without DF is normally sent as outer
+   * fragments instead (egress.ts) and gets it only where that is not possible. No reply to an
+   * ICMP error (RFC 1122 3.2.2).
    */
   replyTooBig(rx: Buffer, p: ParsedPacket, tx: Buffer, mtu: number, nowMs: number): number {
     const c = this.#host.counters;

@@ -157,6 +157,12 @@ export class Metrics {
     global('sluice_fragment_table_entries', 'Datagrams in the fragment table (upper bound; expired entries are freed lazily).', G.fragTableEntries, 'gauge');
     global('sluice_vlan_tags_stripped_total', 'Forwarded frames that arrived tagged and left without their own tags (vlan.egress untagged or a VLAN id; ipip always).', G.vlanStripped, 'counter');
     global('sluice_vlan_tags_written_total', 'Forwarded frames sent with the vlan.egress tag.', G.vlanTagged, 'counter');
+    global('sluice_encap_split_packets_total', 'ipip: IPv4 packets without DF too big for the egress MTU once encapsulated, sent as outer fragments (the backend reassembles).', G.encapSplitPackets, 'counter');
+    global('sluice_encap_fragments_total', 'ipip: outer fragments sent for packets split to fit the egress MTU.', G.encapFragments, 'counter');
+    global('sluice_fragment_owner_published_total', 'Fragmented datagrams whose first fragment was published to the datagram key\'s owners (cluster with sync).', G.fragOwnerPublished, 'counter');
+    global('sluice_fragment_owner_queries_total', 'Fragmented datagrams whose later fragments came here without their first fragment: their owners were asked.', G.fragOwnerQueries, 'counter');
+    global('sluice_fragment_owner_hits_total', 'Fragment owner queries answered with a backend: the held fragments followed the datagram.', G.fragOwnerHits, 'counter');
+    global('sluice_fragment_owner_misses_total', 'Fragment owner queries answered "not known" or not in time: the held fragments wait out their hold.', G.fragOwnerMisses, 'counter');
     global('sluice_checksum_unverifiable_total', 'Frames passed on by an engine that cannot see the kernel checksum status (batch, cap).', G.csumUnverifiable, 'counter');
     global('sluice_dataplane_generation', 'Table generation the data plane is forwarding with.', G.generation, 'gauge');
     global('sluice_dataplane_resident_memory_bytes', 'Resident memory of the data-plane process.', G.dataplaneRssBytes, 'gauge');

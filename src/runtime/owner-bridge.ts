@@ -5,7 +5,7 @@
  * tells the cluster each new generation's backend set. Without a cluster config it does nothing.
  */
 import type { SluiceConfig } from '../config/types.js';
-import { ControlPlane, backendSetHash, loadClusterKey, type SyncEntry } from '../control/index.js';
+import { ControlPlane, backendSetHash, loadClusterKey, type EntryKind, type SyncEntry } from '../control/index.js';
 import { DEFAULT_HOLD_PACKETS } from '../dataplane/contract/limits.js';
 import { OWNER_KIND, type OwnerEntry } from '../dataplane/contract/messages.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -22,6 +22,20 @@ const OWNER_REFRESH_MS = 10_000;
 const TOKEN_QUERY_RETRIES = 3;
 const TOKEN_QUERY_RETRY_DELAY_MS = 4;
 const TOKEN_QUERY_RETRY_UNTIL_MS = 40;
+/**
+ * A fragment query that hears NOT FOUND is asked again too: the datagram's first fragment reached
+ * another instance at about the same moment, and its entry may still be on its way to the owner.
+ * Until shortly before the data plane's fragment hold ends (fragments.holdMs).
+ */
+const FRAGMENT_QUERY_RETRY_DELAY_MS = 5;
+const FRAGMENT_QUERY_RETRY_MARGIN_MS = 20;
+/** A datagram's entry lives as long as the data plane remembers it (fragment-table.ts DEFAULT_FRAGMENT_TIMEOUT_MS). */
+const FRAGMENT_OWNER_TTL_MS = 2_000;
+
+/** The cluster codec's name of a data-plane owner kind. */
+function entryKind(kind: number): EntryKind {
+  return kind === OWNER_KIND.token ? 'token' : kind === OWNER_KIND.fragment ? 'fragment' : 'flow';
+}
 
 export interface OwnerBridgeOptions {
   log: Logger;
@@ -107,7 +121,7 @@ export class OwnerBridge implements Startable {
       const end = this.#opts.metrics.ownerQueryLatency.startTimer();
       const started = performance.now();
       const isToken = kind === OWNER_KIND.token;
-      let who = await cp.query(isToken ? 'token' : 'flow', key);
+      let who = await cp.query(entryKind(kind), key);
       // An MP_JOIN follows its connection's third ACK by ~1 ms (docs/PROTOCOLS.md), and the
       // instance that learned the token from that ACK publishes it at the same moment: the join's
       // query can reach the owner first and hear NOT FOUND. Ask again a few times while the data
@@ -117,6 +131,13 @@ export class OwnerBridge implements Startable {
         if (left < 2) break;
         await new Promise((r) => setTimeout(r, TOKEN_QUERY_RETRY_DELAY_MS));
         who = await cp.query('token', key, left);
+      }
+      const fragmentUntil = (this.#opts.config.fragments?.holdMs ?? 200) - FRAGMENT_QUERY_RETRY_MARGIN_MS;
+      while (who === null && kind === OWNER_KIND.fragment) {
+        const left = fragmentUntil - (performance.now() - started) - FRAGMENT_QUERY_RETRY_DELAY_MS;
+        if (left < 2) break;
+        await new Promise((r) => setTimeout(r, FRAGMENT_QUERY_RETRY_DELAY_MS));
+        who = await cp.query('fragment', key, Math.min(left, 20));
       }
       end();
       if (who) backendId = this.#opts.generations.backendId(who.service, who.address);
@@ -133,7 +154,8 @@ export class OwnerBridge implements Startable {
     for (const e of entries) {
       const b = byId.get(e.backendId);
       if (!b) continue;
-      out.push({ kind: e.kind === OWNER_KIND.token ? 'token' : 'flow', key: e.key, backend: { service: generations.serviceName(b.serviceId), address: b.address }, ttlMs: OWNER_TTL_MS });
+      const kind = entryKind(e.kind);
+      out.push({ kind, key: e.key, backend: { service: generations.serviceName(b.serviceId), address: b.address }, ttlMs: kind === 'fragment' ? FRAGMENT_OWNER_TTL_MS : OWNER_TTL_MS });
     }
     if (out.length > 0) cp.publish(out);
   }

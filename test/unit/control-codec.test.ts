@@ -66,6 +66,9 @@ function reseal(d: Buffer, key = KEY): Buffer {
 const flow4 = Uint8Array.from([10, 0, 0, 1, 192, 0, 2, 10, 0x9c, 0x40, 0, 80, 6]);
 const flow6 = Uint8Array.from({ length: 37 }, (_, i) => (i * 7 + 3) & 0xff);
 flow6[36] = 17;
+/** Fragmented datagram keys: 4 | 17 | id | src | dst (14 bytes), 6 | 17 | id | src | dst (38 bytes). */
+const frag4 = Uint8Array.from([4, 17, 0, 0, 0x23, 0x45, 10, 0, 0, 1, 192, 0, 2, 10]);
+const frag6 = Uint8Array.from({ length: 38 }, (_, i) => (i === 0 ? 6 : i === 1 ? 17 : (i * 5 + 1) & 0xff));
 const web1 = { service: 'web', address: '10.1.0.1' };
 const web2 = { service: 'web', address: '10.1.0.2' };
 const dns6 = { service: 'dns-v6', address: '2001:db8::53' };
@@ -88,6 +91,18 @@ describe('round trips', () => {
       },
     },
     { name: 'QUERY for a flow', type: 'QUERY', body: { queryId: 0xffffffff, kind: 'flow', key: flow6 } },
+    {
+      name: 'PUBLISH of IPv4 and IPv6 fragmented datagrams (kind 3: version, protocol, identification, addresses)',
+      type: 'PUBLISH',
+      body: {
+        entries: [
+          { kind: 'fragment', key: frag4, backend: web1, ttlMs: 2000 },
+          { kind: 'fragment', key: frag6, backend: dns6, ttlMs: 2000 },
+        ],
+      },
+    },
+    { name: 'QUERY for a fragmented datagram', type: 'QUERY', body: { queryId: 7, kind: 'fragment', key: frag6 } },
+    { name: 'ANSWER for a fragmented datagram, found', type: 'ANSWER', body: { queryId: 7, kind: 'fragment', key: frag4, found: true, backend: web2, ttlMs: 1500 } },
     { name: 'QUERY for a token', type: 'QUERY', body: { queryId: 1, kind: 'token', key: tokenKey(42) } },
     { name: 'ANSWER found', type: 'ANSWER', body: { queryId: 77, kind: 'flow', key: flow4, found: true, backend: dns6, ttlMs: 12_345 } },
     { name: 'ANSWER not found', type: 'ANSWER', body: { queryId: 78, kind: 'token', key: tokenKey(7), found: false, ttlMs: 0 } },
@@ -351,7 +366,7 @@ describe('identity helpers', () => {
   for (const c of entryCases) it(`checkEntry: ${c.name}`, () => expect(checkEntry(c.e) === undefined).toBe(c.ok));
 
   it('kindOfKey by length', () => {
-    expect([4, 13, 37, 12, 0].map((n) => kindOfKey(new Uint8Array(n)))).toEqual(['token', 'flow', 'flow', undefined, undefined]);
+    expect([4, 13, 37, 14, 38, 12, 0].map((n) => kindOfKey(new Uint8Array(n)))).toEqual(['token', 'flow', 'flow', 'fragment', 'fragment', undefined, undefined]);
   });
 });
 

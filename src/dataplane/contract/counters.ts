@@ -83,8 +83,17 @@ export const G = {
   // VLAN egress (vlan.egress): frames whose ingress tags were removed, frames sent with the configured tag.
   vlanStripped: 61,
   vlanTagged: 62,
+  // ipip of IPv4 without DF too big for the egress MTU (egress.ts): packets sent as outer fragments, and the fragments.
+  encapSplitPackets: 63,
+  encapFragments: 64,
+  // Fragments across instances (fragment-owner.ts): datagrams published by their first fragment,
+  // datagrams asked about by later fragments, and answers that named a backend / did not (or never came).
+  fragOwnerPublished: 65,
+  fragOwnerQueries: 66,
+  fragOwnerHits: 67,
+  fragOwnerMisses: 68,
 } as const;
-export const GLOBAL_COUNT = 64;
+export const GLOBAL_COUNT = 80;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

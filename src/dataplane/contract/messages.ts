@@ -41,8 +41,8 @@
  */
 import type { DataplaneInit, DataplaneSpec } from './spec.js';
 
-/** Owner-entry kinds as the forwarder numbers them (the cluster codec names them 'flow'/'token'). */
-export const OWNER_KIND = { flow: 0, token: 1 } as const;
+/** Owner-entry kinds as the forwarder numbers them (the cluster codec names them 'flow'/'token'/'fragment'). */
+export const OWNER_KIND = { flow: 0, token: 1, fragment: 2 } as const;
 
 /** One entry learned by the data plane for the owners: kind (OWNER_KIND), key bytes, local backend id. */
 export interface OwnerEntry {

@@ -138,6 +138,43 @@ function connectionProblems(c: ClientConn, servers: Map<number, ServerRecord[]>,
   return p;
 }
 
+/** Start mptcp-peer.py servers on every backend of `lab`, each writing its records to `dir`; resolves once all listen. */
+async function startPeerServers(lab: Lab, dir: string): Promise<void> {
+  await Promise.all(
+    lab.backends().map(async (b) => {
+      const log = `mptcp-${b.name}.log`;
+      lab.spawn(b.name, ['python3', '-u', PEER, 'server', '--port', String(PORT), '--name', b.name, '--report', join(dir, `server-${b.name}.jsonl`)], { logName: log });
+      for (let i = 0; i < 100; i++) {
+        if (existsSync(join(dir, log)) && readFileSync(join(dir, log), 'utf8').includes('listening')) return;
+        await sleep(50);
+      }
+      throw new Error(`mptcp-peer server in ${b.name} did not start: ${readFileSync(join(dir, log), 'utf8')}`);
+    }),
+  );
+}
+
+/** Server records by seed, once every seed of `seeds` has one (a server writes after its client closed; bounded wait). */
+async function serverRecordsOf(lab: Lab, dir: string, seeds: number[]): Promise<Map<number, ServerRecord[]>> {
+  let by = new Map<number, ServerRecord[]>();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    by = new Map();
+    for (const b of lab.backends()) {
+      const file = join(dir, `server-${b.name}.jsonl`);
+      if (!existsSync(file)) continue;
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        if (!line.trim()) continue;
+        const r = JSON.parse(line) as ServerRecord;
+        const seed = r.request?.seed;
+        if (seed === undefined) continue;
+        by.set(seed, [...(by.get(seed) ?? []), r]);
+      }
+    }
+    if (seeds.every((s) => by.has(s))) return by;
+    await sleep(100);
+  }
+  return by;
+}
+
 describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 client paths, 3 backends)', () => {
   let lab: Lab;
   let sluice: RunningSluice | undefined;
@@ -195,27 +232,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 clie
     return readReport(name);
   };
 
-  /** Server records by seed, once every seed of `seeds` has one (the server writes after the client closed). */
-  const serverRecords = async (seeds: number[]): Promise<Map<number, ServerRecord[]>> => {
-    let by = new Map<number, ServerRecord[]>();
-    for (let attempt = 0; attempt < 50; attempt++) {
-      by = new Map();
-      for (const b of lab.backends()) {
-        const file = join(dir, `server-${b.name}.jsonl`);
-        if (!existsSync(file)) continue;
-        for (const line of readFileSync(file, 'utf8').split('\n')) {
-          if (!line.trim()) continue;
-          const r = JSON.parse(line) as ServerRecord;
-          const seed = r.request?.seed;
-          if (seed === undefined) continue;
-          by.set(seed, [...(by.get(seed) ?? []), r]);
-        }
-      }
-      if (seeds.every((s) => by.has(s))) return by;
-      await sleep(100);
-    }
-    return by;
-  };
+  const serverRecords = (seeds: number[]): Promise<Map<number, ServerRecord[]>> => serverRecordsOf(lab, dir, seeds);
 
   const problemsOf = async (rep: ClientReport): Promise<string[]> => {
     const servers = await serverRecords(rep.perConnection.map((c) => c.seed));
@@ -227,17 +244,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 clie
     if (!existsSync('/proc/sys/net/mptcp/enabled')) throw new Error('this kernel has no MPTCP (/proc/sys/net/mptcp missing)');
     lab = await Lab.create({ backends: 3, mode: 'stick', clientPaths: 2, ipv6: false, servers: false });
     dir = lab.describe().runDir;
-    await Promise.all(
-      lab.backends().map(async (b) => {
-        const log = `mptcp-${b.name}.log`;
-        lab.spawn(b.name, ['python3', '-u', PEER, 'server', '--port', String(PORT), '--name', b.name, '--report', join(dir, `server-${b.name}.jsonl`)], { logName: log });
-        for (let i = 0; i < 100; i++) {
-          if (existsSync(join(dir, log)) && readFileSync(join(dir, log), 'utf8').includes('listening')) return;
-          await sleep(50);
-        }
-        throw new Error(`mptcp-peer server in ${b.name} did not start: ${readFileSync(join(dir, log), 'utf8')}`);
-      }),
-    );
+    await startPeerServers(lab, dir);
     configPath = lab.configFor(services(true));
     sluice = await startSluice(lab, configPath);
   });
@@ -431,17 +438,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering in ipip mode (2 client paths, 
     if (!existsSync('/proc/sys/net/mptcp/enabled')) throw new Error('this kernel has no MPTCP (/proc/sys/net/mptcp missing)');
     lab = await Lab.create({ backends: 3, mode: 'stick', clientPaths: 2, ipv6: false, servers: false, ipip: true });
     dir = lab.describe().runDir;
-    await Promise.all(
-      lab.backends().map(async (b) => {
-        const log = `mptcp-${b.name}.log`;
-        lab.spawn(b.name, ['python3', '-u', PEER, 'server', '--port', String(PORT), '--name', b.name, '--report', join(dir, `server-${b.name}.jsonl`)], { logName: log });
-        for (let i = 0; i < 100; i++) {
-          if (existsSync(join(dir, log)) && readFileSync(join(dir, log), 'utf8').includes('listening')) return;
-          await sleep(50);
-        }
-        throw new Error(`mptcp-peer server in ${b.name} did not start: ${readFileSync(join(dir, log), 'utf8')}`);
-      }),
-    );
+    await startPeerServers(lab, dir);
     const services: ConfigService[] = [{ name: 'mp', vip: VIP4, port: PORT, protocol: 'tcp', mptcp: true, mptcpUnknownJoin: 'drop' }];
     sluice = await startSluice(lab, lab.configFor(services, { forwarding: 'ipip' }));
   }, 120_000);
@@ -460,23 +457,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering in ipip mode (2 client paths, 
     const m1 = await scrape(lab);
     const steered = metric(m1, 'sluice_mptcp_joins_steered_total') - metric(m0, 'sluice_mptcp_joins_steered_total');
     const unknown = metric(m1, 'sluice_mptcp_joins_unknown_token_total') - metric(m0, 'sluice_mptcp_joins_unknown_token_total');
-    // Server records by seed, once every connection has one (the server writes after the client closed; bounded wait).
-    let servers = new Map<number, ServerRecord[]>();
-    for (let attempt = 0; attempt < 50; attempt++) {
-      servers = new Map();
-      for (const b of lab.backends()) {
-        const file = join(dir, `server-${b.name}.jsonl`);
-        if (!existsSync(file)) continue;
-        for (const line of readFileSync(file, 'utf8').split('\n')) {
-          if (!line.trim()) continue;
-          const r = JSON.parse(line) as ServerRecord;
-          const seed = r.request?.seed;
-          if (seed !== undefined) servers.set(seed, [...(servers.get(seed) ?? []), r]);
-        }
-      }
-      if (rep.perConnection.every((c) => servers.has(c.seed))) break;
-      await sleep(100);
-    }
+    const servers = await serverRecordsOf(lab, dir, rep.perConnection.map((c) => c.seed));
     const problems = rep.perConnection.flatMap((c) => connectionProblems(c, servers, rep.bytes));
     let decapsulated = 0;
     for (const b of lab.backends()) decapsulated += Number((await lab.decapStats(b.index)).decapsulated ?? 0);

@@ -316,9 +316,19 @@ def client(args):
                 while not os.path.exists(args.hold_until) and remaining() > 0 and not release.is_set():
                     time.sleep(0.02)
             s.settimeout(max(0.1, min(args.io_timeout, remaining())))
-            s.sendall(b"INFO\n")
-            line = rd.readline()
-            rec["server"] = json.loads(line) if line else None
+            # The client counts a join subflow once it sent the join's third ACK; the server
+            # counts it once that ACK arrived, which on a loaded machine (or through a userspace
+            # decapsulator) can be after INFO did. So ask again, bounded, while the server sees
+            # fewer subflows than this side: a subflow that never reaches the server still shows.
+            ask_end = time.monotonic() + min(1.0, max(0.0, remaining()))
+            while True:
+                s.sendall(b"INFO\n")
+                line = rd.readline()
+                rec["server"] = json.loads(line) if line else None
+                seen = ((rec["server"] or {}).get("info") or {}).get("subflows", 0)
+                if args.plain or line is None or seen >= rec["subflows"] or time.monotonic() >= ask_end:
+                    break
+                time.sleep(0.02)
         except Exception as e:
             rec["error"] = "%s: %s" % (type(e).__name__, e)
         finally:

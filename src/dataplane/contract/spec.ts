@@ -78,5 +78,10 @@ export interface DataplaneInit {
   /** Idle timeout of a half-open TCP flow; absent = the flow table's default. */
   halfOpenMs?: number;
   tokenCapacity: number;
+  /**
+   * The flow table's file (handover.ts), mapped shared; attach: take over the table in it (a
+   * restart or replacement) instead of starting empty. Absent: the table is in private memory.
+   */
+  flowTable?: { path: string; attach: boolean };
   spec: DataplaneSpec;
 }

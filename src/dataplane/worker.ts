@@ -360,14 +360,12 @@ function handOver(): void {
   stopping = true;
   stopPacketWork();
   const flows = forwarder?.flows.size ?? 0;
-  const done = (): void => {
-    control?.send({ type: 'handed-over', flows });
-    control?.end();
-    setTimeout(() => process.exit(0), 20);
-  };
-  if (server) server.close(done);
-  else done();
+  // Closing the listener frees the name at once (close's callback would wait for this very connection).
+  server?.close();
   server = null;
+  control?.send({ type: 'handed-over', flows });
+  control?.end();
+  setTimeout(() => process.exit(0), 20);
 }
 
 /** The control process went away: forward on, but hold no packets for owner answers nobody will send. */
@@ -424,7 +422,8 @@ function argValue(flag: string): string | null {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : null;
 }
 
-const LISTEN_RETRY_MS = 5_000;
+/** A replacement starts while its predecessor still holds the name (until it hands over, at most 5 s). */
+const LISTEN_RETRY_MS = 15_000;
 /** Before any control process connected and sent init: a data plane nobody drives exits. */
 const FIRST_CONTACT_MS = 30_000;
 

@@ -192,9 +192,14 @@ export class DataplaneSupervisor implements Startable {
     this.#idsMatchTable = true;
     if (hello.contract === CONTRACT_VERSION && hello.build === buildIdentity()) return this.#adopt(channel, hello);
     log.info({ event: 'dataplane_replacing', pid: hello.pid, build: hello.build, ours: buildIdentity(), flows: hello.flows }, 'a data plane of another build is running: taking over its flow table');
+    // The new process starts (Node, the addon) while the old one still forwards; it takes the
+    // socket name, the table and the capture only after the old one has let go of them.
+    const child = this.#spawn();
+    const t0 = Date.now();
     const handedOver = await this.#handOver(channel, hello.pid);
-    await this.#startNew(handedOver);
-    this.#origin = 'replaced';
+    await this.#initNew(child, handedOver, 'replaced');
+    // No capture between the two: what TCP retransmits across (the kernel drops those frames).
+    log.info({ event: 'dataplane_replaced', pid: this.#pid, previousPid: hello.pid, gapMs: Date.now() - t0 }, `replaced the data plane; ${Date.now() - t0} ms without capture`);
   }
 
   /** A data plane listening on our socket name, after its hello; null when none answers. */
@@ -227,8 +232,8 @@ export class DataplaneSupervisor implements Startable {
 
   async #adopt(channel: Channel, hello: DataplaneHello): Promise<void> {
     const { log, metrics } = this.#opts;
-    this.#use(channel, hello.pid, hello.engine ?? '');
     this.#origin = 'adopted';
+    this.#use(channel, hello.pid, hello.engine ?? '');
     this.#keptFlows = hello.flows;
     const reply = await this.request({ type: 'generation', spec: this.#opts.init().spec });
     if (reply.type === 'apply-failed') throw new StartupError(`the running data plane (pid ${hello.pid}) refused the current generation: ${reply.message}`);
@@ -245,8 +250,11 @@ export class DataplaneSupervisor implements Startable {
     return done !== null;
   }
 
-  async #startNew(attach: boolean): Promise<void> {
-    const { log, metrics } = this.#opts;
+  #startNew(attach: boolean): Promise<void> {
+    return this.#initNew(this.#spawn(), attach, 'started');
+  }
+
+  #spawn(): ChildProcess {
     const child = spawn(process.execPath, [...process.execArgv, WORKER_PATH, '--listen', this.#socketName], {
       // A session of its own: the control process's death, its terminal or its process group do not end forwarding.
       detached: true,
@@ -254,6 +262,12 @@ export class DataplaneSupervisor implements Startable {
     });
     this.#child = child;
     child.unref();
+    return child;
+  }
+
+  /** Connect to a data plane just spawned, init it (attaching to the table or not), wait until it is ready. */
+  async #initNew(child: ChildProcess, attach: boolean, origin: DataplaneOrigin): Promise<void> {
+    const { log, metrics } = this.#opts;
     const exitedEarly = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(`code ${code}, signal ${signal}`)));
     const deadline = Date.now() + START_TIMEOUT_MS;
     let channel: Channel | null = null;
@@ -274,8 +288,8 @@ export class DataplaneSupervisor implements Startable {
       channel.destroy('start failed');
       throw new StartupError(answer ? `the data plane could not start: ${answer.message}` : `the data-plane process did not start within ${START_TIMEOUT_MS} ms`);
     }
+    this.#origin = origin;
     this.#use(channel, child.pid ?? null, answer.engine);
-    this.#origin = 'started';
     this.#idsMatchTable = this.#handover;
     this.#keptFlows = answer.flowTable.flows;
     metrics.dataplaneUp.set(1);

@@ -104,8 +104,10 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
     for (;;) {
       if (child.exitCode !== null) throw new Error(`sluice exited with ${child.exitCode} during start; log ${join(dir, logName)}:\n${readFileSync(join(dir, logName), 'utf8')}`);
       try {
+        // The admin API answers before the data plane is adopted or started: wait for that too.
         const r = await adminRequest(socket, 'GET', '/status', 1000);
-        if (r.status === 200) return { child, cli, env };
+        const st = r.body as StatusReport;
+        if (r.status === 200 && st.dataplane.up && st.dataplane.generation === st.generation) return { child, cli, env };
       } catch {
         // not up yet
       }
@@ -214,6 +216,9 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
   afterAll(async () => {
     if (control) await stopControl(control);
     if (figures.length > 0) console.log(`restart e2e:\n${figures.join('\n')}`);
+    // SLUICE_E2E_KEEP_LOGS=<dir>: keep the run's logs (Sluice, load, MPTCP peers) for a post-mortem.
+    const keep = process.env.SLUICE_E2E_KEEP_LOGS;
+    if (keep && dir) cpSync(dir, keep, { recursive: true, filter: (f) => f === dir || /\.(log|json|jsonl)$/.test(f) });
     await lab?.destroy();
   });
 
@@ -293,11 +298,15 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
     const counts = [await movedOf(PATH1, 7), await movedOf(PATH1, MPTCP_PORT), await movedOf(PATH2, MPTCP_PORT)];
     const moved = counts.reduce((a, c) => a + c.moved, 0);
     const tracked = counts.reduce((a, c) => a + c.tracked, 0);
+    await sleep(1000);
+    const afterReload = ((await long.snapshot()) as LongReport).broken;
+    figures.push(`  handover ${tag}: ${afterReload} long-lived connections broken by the reload itself (before any restart)`);
 
     const origins: string[] = [];
     control = await restartControl(control, cli1);
     origins.push((await status()).dataplane.origin ?? '?');
     await sleep(3000);
+    figures.push(`  handover ${tag}: ${((await long.snapshot()) as LongReport).broken} broken after the same-build restart`);
     control = await restartControl(control, cli2);
     origins.push((await status()).dataplane.origin ?? '?');
     await sleep(3000);

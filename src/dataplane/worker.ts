@@ -41,6 +41,7 @@ let flowTableFile: string | null = null;
 let control: SocketChannel<ToDataplane, FromDataplane> | null = null;
 let server: Server | null = null;
 let stopping = false;
+let outliveControl = true;
 const timers: NodeJS.Timeout[] = [];
 /** Where frames released after an owner query are built before they are sent. */
 const replayTx = Buffer.alloc(10240);
@@ -144,7 +145,7 @@ function openFlows(init: DataplaneInit, nowMs: number): { flows: Forwarder['flow
 }
 
 function start(init: DataplaneInit): void {
-  if (forwarder) throw new Error('this data plane is already running (init twice)');
+  if (forwarder) throw new Error(`this data plane (pid ${process.pid}) is already running: adopt it instead`);
   const now = Date.now();
   const opened = openFlows(init, now);
   forwarder = new Forwarder({
@@ -159,6 +160,7 @@ function start(init: DataplaneInit): void {
   forwarder.apply(init.spec);
   currentSpec = init.spec;
   captureInterface = init.interface;
+  outliveControl = init.outliveControl !== false;
   // MP_JOINs of connections that crossed a restart find their backend through the index.
   if (opened.origin.attached) opened.origin.tokens = rebuildTokenIndex(forwarder.flows, forwarder.tokens, now);
   // Early fragments released by their first fragment leave at once.
@@ -323,7 +325,8 @@ function onMessage(msg: ToDataplane): void {
     const message = e instanceof Error ? e.message : String(e);
     if (msg.type === 'init') {
       send({ type: 'fatal', message });
-      shutdown(1);
+      // A second init (a control process that took this running data plane for a new one) must not stop forwarding.
+      if (!forwarder || !engine) shutdown(1);
     } else if (msg.type === 'generation') {
       send({ type: 'apply-failed', requestId: msg.requestId, generation: msg.spec.generation, message });
     }
@@ -371,8 +374,8 @@ function handOver(): void {
 /** The control process went away: forward on, but hold no packets for owner answers nobody will send. */
 function controlGone(): void {
   if (stopping) return;
-  if (!forwarder) {
-    // Started but never initialised: nothing forwards, nobody will come back for it.
+  if (!forwarder || !outliveControl) {
+    // Never initialised (nobody will come back for it), or told to live no longer than its control process.
     shutdown(0);
     return;
   }

@@ -41,8 +41,8 @@ const STOP_GRACE_MS = 3_000;
 const RESTART_MAX_DELAY_MS = 5_000;
 /** A scrape waits at most this long for the fresh snapshot it asked for. */
 const FRESH_COUNTERS_WAIT_MS = 50;
-/** Connecting to a data plane that may exist, and its hello. */
-const PROBE_TIMEOUT_MS = 2_000;
+/** Connecting to a data plane that may exist, and its hello (a busy packet loop answers late). */
+const PROBE_TIMEOUT_MS = 5_000;
 /** handover -> handed-over and exit. */
 const HANDOVER_TIMEOUT_MS = 5_000;
 /** After this many restarts in one control process, a restarted data plane starts with an empty table (the kept one may be what kills it). */
@@ -225,7 +225,8 @@ export class DataplaneSupervisor implements Startable {
     const hello = await this.#await<DataplaneHello>(channel, PROBE_TIMEOUT_MS, (m) => (m.type === 'hello' ? m : null), () => channel.send({ type: 'hello', contract: CONTRACT_VERSION }));
     if (!hello) {
       channel.destroy('no hello');
-      return null;
+      // Someone holds the name but does not answer: a second data plane would capture beside it.
+      throw new StartupError(`a data plane listens on @${this.#socketName} but did not answer within ${PROBE_TIMEOUT_MS} ms; stop it (its pid: ss -xlp | grep ${this.#socketName})`);
     }
     return { channel, hello };
   }
@@ -278,10 +279,19 @@ export class DataplaneSupervisor implements Startable {
         throw new StartupError(`the data-plane process did not start within ${START_TIMEOUT_MS} ms`);
       }
       channel = await this.#connect();
+      if (channel) {
+        // Only our own child: a predecessor may still hold the name for a moment.
+        this.#listen(channel);
+        const c: Channel = channel;
+        const hello = await this.#await(c, PROBE_TIMEOUT_MS, (m) => (m.type === 'hello' ? m : null), () => c.send({ type: 'hello', contract: CONTRACT_VERSION }));
+        if (hello?.pid !== child.pid) {
+          c.destroy('not the data plane just started');
+          channel = null;
+        }
+      }
       if (!channel) await new Promise((r) => setTimeout(r, 20));
     }
-    this.#listen(channel);
-    const init: DataplaneInit = { ...this.#opts.init(), flowTable: this.#handover ? { path: this.#opts.flowTablePath, attach } : undefined };
+    const init: DataplaneInit = { ...this.#opts.init(), flowTable: this.#handover ? { path: this.#opts.flowTablePath, attach } : undefined, outliveControl: this.#handover };
     const answer = await this.#await(channel, Math.max(1, deadline - Date.now()), (m) => (m.type === 'ready' || m.type === 'fatal' ? m : null), () => channel.send({ type: 'init', init }));
     if (!answer || answer.type !== 'ready') {
       child.kill('SIGKILL');

@@ -157,8 +157,9 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
     throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
   };
 
+  /** A stall over 2.5 s counts: forwarding stopped (TCP retransmits across anything shorter). */
   const startLong = (n: number, durationS: number): LoadRun =>
-    lab.startLoad(['--mode', 'long', '--target', `${VIP4}:7`, '--connections', String(n), '--interval', '200', '--stall-ms', '5000', '--duration', String(durationS)]);
+    lab.startLoad(['--mode', 'long', '--target', `${VIP4}:7`, '--connections', String(n), '--interval', '200', '--stall-ms', '2500', '--duration', String(durationS)]);
 
   const longEstablished = async (load: LoadRun, n: number): Promise<void> => {
     await waitFor(`${n} echo connections open on the backends`, 20_000, async () => {
@@ -264,6 +265,36 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
     control = null;
     await waitFor('the data plane to exit after a clean stop', 10_000, async () => (processAlive(dp) ? undefined : true));
     expect(existsSync(`${socket}.flows`)).toBe(false);
+  }, 240_000);
+
+  it('a, with the handover off (SLUICE_HANDOVER=off): the same SIGKILL stops forwarding until a new control process starts a new data plane (the comparison)', async () => {
+    const env = { SLUICE_HANDOVER: 'off' };
+    config = writeConfig(3);
+    control = await startControl(cli1, env);
+    const long = startLong(100, 60);
+    await longEstablished(long, 100);
+    const dp = (await status()).dataplane.pid as number;
+    const stream = lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '400', '--rate', '40', '--concurrency', '4', '--duration', '30']) as Promise<HttpReport>;
+    await sleep(1500);
+    const killed = control;
+    killed.child.kill('SIGKILL');
+    expect(await exited(killed, 5000)).toBe(true);
+    control = null;
+    await sleep(3000);
+    const alive = processAlive(dp);
+    control = await startControl(cli1, env);
+    const st = await status();
+    const http = await stream;
+    await sleep(2000);
+    const rep = (await long.stop()) as LongReport;
+    figures.push(
+      `a, handover off: after SIGKILL of the control process the data plane ${alive ? 'lived on' : 'exited'}; the next one was ${st.dataplane.origin} (pid ${st.dataplane.pid}); long-lived: ${rep.broken} broken, ${rep.stalled} of ${rep.established} stalled over ${rep.stallThresholdMs} ms; new connections meanwhile ${http.ok} ok, ${http.failed} failed of ${http.requests}`,
+    );
+    expect(alive).toBe(false);
+    expect(st.dataplane.origin).toBe('started');
+    expect(rep.stalled).toBeGreaterThan(0);
+    await stopControl(control);
+    control = null;
   }, 240_000);
 
   /** One run of scenario b; `handover` false runs every control process with SLUICE_HANDOVER=off. */

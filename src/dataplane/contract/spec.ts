@@ -83,5 +83,7 @@ export interface DataplaneInit {
    * restart or replacement) instead of starting empty. Absent: the table is in private memory.
    */
   flowTable?: { path: string; attach: boolean };
+  /** false (SLUICE_HANDOVER=off): exit when the control process's channel closes, as before handover existed. Default true. */
+  outliveControl?: boolean;
   spec: DataplaneSpec;
 }

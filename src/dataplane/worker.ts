@@ -10,8 +10,9 @@
  * has, and the next control process connects and adopts it. It stops on `shutdown` (a clean stop
  * of Sluice), on `handover` (a replacement takes its flow table), or on SIGTERM.
  *
- * Usage: node worker.js --listen <abstract socket name>
+ * Usage: node worker.js --listen <abstract socket name> [--loaded-fd 3]
  */
+import { closeSync, writeSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Forwarder } from './forwarder.js';
 import { explainQuery } from './explain.js';
@@ -430,11 +431,24 @@ const LISTEN_RETRY_MS = 15_000;
 /** Before any control process connected and sent init: a data plane nobody drives exits. */
 const FIRST_CONTACT_MS = 30_000;
 
+/** Tell whoever started this process that its code is loaded (a replacement is then quick to take over). */
+function signalLoaded(): void {
+  const fd = Number(argValue('--loaded-fd'));
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    writeSync(fd, 'loaded\n');
+    closeSync(fd);
+  } catch {
+    // the starter went away: nothing to tell
+  }
+}
+
 const name = argValue('--listen');
 if (!name) {
   process.stderr.write('sluice data plane: usage: worker.js --listen <abstract socket name>\n');
   process.exit(2);
 } else {
+  signalLoaded();
   listen(name, Date.now() + LISTEN_RETRY_MS);
   setTimeout(() => {
     if (!forwarder) shutdown(1);

@@ -19,7 +19,7 @@
  * The message flow is drawn in src/dataplane/contract/messages.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { DataplaneInit } from '../dataplane/contract/spec.js';
@@ -116,7 +116,10 @@ export class DataplaneSupervisor implements Startable {
   }
 
   get info(): DataplaneInfo {
-    return { engine: this.#engine, up: this.#channel !== null, pid: this.#pid, restarts: this.#restarts, origin: this.#origin, keptFlows: this.#keptFlows };
+    // Up while a data-plane process exists: from its spawn (as a fork was, before), or while adopted.
+    const starting = this.#channel === null && this.#child !== null && this.#child.exitCode === null && this.#child.signalCode === null && !this.#stopping;
+    const pid = this.#channel !== null ? this.#pid : starting ? (this.#child?.pid ?? null) : this.#pid;
+    return { engine: this.#engine, up: this.#channel !== null || starting, pid, restarts: this.#restarts, origin: this.#origin, keptFlows: this.#keptFlows };
   }
 
   /** Called each time a data-plane process is ready (first start, adoption and every restart). */
@@ -195,6 +198,7 @@ export class DataplaneSupervisor implements Startable {
     // The new process starts (Node, the addon) while the old one still forwards; it takes the
     // socket name, the table and the capture only after the old one has let go of them.
     const child = this.#spawn();
+    await this.#loaded(child, START_TIMEOUT_MS);
     const t0 = Date.now();
     const handedOver = await this.#handOver(channel, hello.pid);
     await this.#initNew(child, handedOver, 'replaced');
@@ -252,23 +256,45 @@ export class DataplaneSupervisor implements Startable {
   }
 
   #startNew(attach: boolean): Promise<void> {
-    return this.#initNew(this.#spawn(), attach, 'started');
+    const child = this.#spawn();
+    void this.#loaded(child, START_TIMEOUT_MS);
+    return this.#initNew(child, attach, 'started');
   }
 
   #spawn(): ChildProcess {
-    const child = spawn(process.execPath, [...process.execArgv, WORKER_PATH, '--listen', this.#socketName], {
+    const child = spawn(process.execPath, [...process.execArgv, WORKER_PATH, '--listen', this.#socketName, '--loaded-fd', '3'], {
       // A session of its own: the control process's death, its terminal or its process group do not end forwarding.
       detached: true,
-      stdio: ['ignore', 'inherit', 'inherit'],
+      // fd 3: the worker says when its code is loaded, then closes it (nothing else ties the two processes).
+      stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
     });
     this.#child = child;
     child.unref();
     return child;
   }
 
+  /** Resolves once the child has loaded its code (or closed fd 3, or exited), at most after timeoutMs. */
+  #loaded(child: ChildProcess, timeoutMs: number): Promise<void> {
+    const pipe = child.stdio[3];
+    if (!pipe) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        pipe.destroy();
+        resolve();
+      };
+      const t = setTimeout(done, timeoutMs);
+      pipe.once('data', done);
+      pipe.once('close', done);
+      pipe.once('error', done);
+      child.once('exit', done);
+    });
+  }
+
   /** Connect to a data plane just spawned, init it (attaching to the table or not), wait until it is ready. */
   async #initNew(child: ChildProcess, attach: boolean, origin: DataplaneOrigin): Promise<void> {
     const { log, metrics } = this.#opts;
+    const startedAt = Date.now();
     const exitedEarly = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(`code ${code}, signal ${signal}`)));
     const deadline = Date.now() + START_TIMEOUT_MS;
     let channel: Channel | null = null;
@@ -300,6 +326,7 @@ export class DataplaneSupervisor implements Startable {
     }
     this.#origin = origin;
     this.#use(channel, child.pid ?? null, answer.engine);
+    log.info({ event: 'dataplane_started', pid: child.pid, engine: answer.engine, ms: Date.now() - startedAt, attached: answer.flowTable.attached }, 'data-plane process ready');
     this.#idsMatchTable = this.#handover;
     this.#keptFlows = answer.flowTable.flows;
     metrics.dataplaneUp.set(1);
@@ -442,11 +469,17 @@ export class DataplaneSupervisor implements Startable {
   }
 }
 
+/** The process runs (a zombie, exited but not yet reaped by whoever inherited it, does not). */
 function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }

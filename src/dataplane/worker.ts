@@ -23,7 +23,7 @@ import type { CaptureEngine } from './engine.js';
 import type { DataplaneInit } from './contract/spec.js';
 import type { FlowRow, FromDataplane, OwnerEntry, ToDataplane } from './contract/messages.js';
 import type { DataplaneSpec } from './contract/spec.js';
-import { CONTRACT_VERSION, buildIdentity, type DataplaneHello, type DataplaneIds, type FlowTableOrigin } from './contract/handover.js';
+import { CONTRACT_VERSION, buildIdentity, initSettings, type DataplaneHello, type DataplaneIds, type FlowTableOrigin } from './contract/handover.js';
 import { SocketChannel } from './contract/socket-channel.js';
 import { openSharedFlowTable } from './shared-flow-table.js';
 import { rebuildTokenIndex } from './flow-token-index.js';
@@ -37,6 +37,7 @@ let engine: CaptureEngine | null = null;
 let currentFilter = '';
 let currentSpec: DataplaneSpec | null = null;
 let captureInterface: string | null = null;
+let settings = '';
 let flowTableFile: string | null = null;
 /** The connected control process; null while there is none (it died, or is restarting). */
 let control: SocketChannel<ToDataplane, FromDataplane> | null = null;
@@ -161,6 +162,7 @@ function start(init: DataplaneInit): void {
   forwarder.apply(init.spec);
   currentSpec = init.spec;
   captureInterface = init.interface;
+  settings = initSettings(init);
   outliveControl = init.outliveControl !== false;
   // MP_JOINs of connections that crossed a restart find their backend through the index.
   if (opened.origin.attached) opened.origin.tokens = rebuildTokenIndex(forwarder.flows, forwarder.tokens, now);
@@ -217,6 +219,7 @@ function hello(): DataplaneHello {
     flowTable: flowTableFile,
     flows: forwarder?.flows.size ?? 0,
     ids: idsOf(currentSpec),
+    settings,
   };
 }
 

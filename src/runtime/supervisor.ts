@@ -24,7 +24,7 @@ import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { DataplaneInit } from '../dataplane/contract/spec.js';
 import type { DataplaneNotice, FromDataplane, ReplyOf, RequestBody, RequestType, ToDataplane } from '../dataplane/contract/messages.js';
-import { CONTRACT_VERSION, buildIdentity, dataplaneSocketName, handoverEnabled, type DataplaneHello, type DataplaneIds } from '../dataplane/contract/handover.js';
+import { CONTRACT_VERSION, buildIdentity, dataplaneSocketName, initSettings, handoverEnabled, type DataplaneHello, type DataplaneIds } from '../dataplane/contract/handover.js';
 import { SocketChannel } from '../dataplane/contract/socket-channel.js';
 import { RequestTracker } from '../dataplane/contract/request.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -193,8 +193,10 @@ export class DataplaneSupervisor implements Startable {
     }
     this.#opts.adoptIds(hello.ids);
     this.#idsMatchTable = true;
-    if (hello.contract === CONTRACT_VERSION && hello.build === buildIdentity()) return this.#adopt(channel, hello);
-    log.info({ event: 'dataplane_replacing', pid: hello.pid, build: hello.build, ours: buildIdentity(), flows: hello.flows }, 'a data plane of another build is running: taking over its flow table');
+    const sameSettings = hello.settings === initSettings(this.#opts.init());
+    if (hello.contract === CONTRACT_VERSION && hello.build === buildIdentity() && sameSettings) return this.#adopt(channel, hello);
+    const why = !sameSettings && hello.build === buildIdentity() ? 'its start-only settings (capture, interfaces, table sizes, timeouts) differ from the config' : 'it is another build';
+    log.info({ event: 'dataplane_replacing', pid: hello.pid, build: hello.build, ours: buildIdentity(), flows: hello.flows, why }, `replacing the running data plane (${why}): taking over its flow table`);
     // The new process starts (Node, the addon) while the old one still forwards; it takes the
     // socket name, the table and the capture only after the old one has let go of them.
     const child = this.#spawn();

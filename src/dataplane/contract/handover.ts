@@ -14,6 +14,7 @@
  *     build can hand over to any newer one; the other messages follow CONTRACT_VERSION.
  */
 import { BUILD_INFO } from '../../version.js';
+import type { DataplaneInit } from './spec.js';
 
 /** Bump when a message of messages.ts other than hello/handover changes shape or meaning. */
 export const CONTRACT_VERSION = 1;
@@ -61,6 +62,29 @@ export interface DataplaneHello {
   flows: number;
   /** The ids of the generation in force: flows record them, so the next control process keeps them. */
   ids: DataplaneIds;
+  /** initSettings() of the init it runs: another value (a restart-only setting changed) means replace, not adopt. */
+  settings: string;
+}
+
+/**
+ * The settings a data plane takes only at start (capture, interfaces, table sizes, timeouts), as
+ * one comparable string. A control process whose config changed any of them replaces the running
+ * data plane (the flow table is still handed over where its capacity allows) instead of adopting it.
+ */
+export function initSettings(init: DataplaneInit): string {
+  return JSON.stringify([
+    init.engine,
+    init.interface,
+    init.egressInterface,
+    init.bufferBytes,
+    init.batchSize,
+    init.flowCapacity,
+    init.tcpIdleMs,
+    init.tcpClosingMs,
+    init.udpIdleMs,
+    init.halfOpenMs ?? null,
+    init.tokenCapacity,
+  ]);
 }
 
 /**

@@ -395,8 +395,12 @@ function accept(socket: Socket): void {
     socket.destroy();
     return;
   }
-  // A new control process supersedes the old connection (a restart adopting this data plane).
-  control?.destroy('superseded by a new control process');
+  // A new control process supersedes the old connection (a restart adopting this data plane);
+  // the old one is told, so it does not fight back by reconnecting.
+  if (control) {
+    control.send({ type: 'superseded', by: creds.pid });
+    control.end();
+  }
   const ch = new SocketChannel<ToDataplane, FromDataplane>(socket);
   control = ch;
   countersInFlight = false;

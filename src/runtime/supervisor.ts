@@ -105,6 +105,8 @@ export class DataplaneSupervisor implements Startable {
   #restartTimer: NodeJS.Timeout | null = null;
   #stopping = false;
   #releasing = false;
+  /** Another control process took the data plane over: losing the channel is not a crash. */
+  #superseded = false;
   /** The control process's ids match the table's (it ran or adopted the data plane that wrote it). */
   #idsMatchTable = false;
 
@@ -360,6 +362,12 @@ export class DataplaneSupervisor implements Startable {
         if (this.#waiters[i](m)) return;
       }
       if (channel !== this.#channel) return;
+      if (m.type === 'superseded') {
+        // Two control processes for one data plane (the instance claim should prevent it): the newer one wins, this one stops driving it.
+        this.#superseded = true;
+        this.#opts.log.error({ event: 'dataplane_superseded', by: m.by }, `another control process (pid ${m.by}) took over the data plane; not reconnecting`);
+        return;
+      }
       if ('requestId' in m) {
         if (!this.#requests.settle(m)) this.#opts.log.debug({ event: 'dataplane_late_answer', type: m.type }, 'an answer nobody waits for any more');
       } else if (m.type === 'counters' || m.type === 'owner-query' || m.type === 'owner-entries') {
@@ -411,7 +419,7 @@ export class DataplaneSupervisor implements Startable {
     metrics.dataplaneUp.set(0);
     for (const fn of this.#exitListeners) fn();
     this.#requests.failAll('the data-plane process exited');
-    if (this.#stopping) return;
+    if (this.#stopping || this.#superseded) return;
     this.#scheduleRestart(reason);
   }
 

@@ -167,6 +167,8 @@ export type FromDataplane =
   | DataplaneHello
   | { type: 'ready'; engine: string; flowTable: FlowTableOrigin }
   | { type: 'handed-over'; flows: number }
+  /** Another control process connected and drives this data plane now (sent to the old one before its channel is closed). */
+  | { type: 'superseded'; by: number }
   | { type: 'fatal'; message: string }
   | { type: 'applied'; requestId: number; generation: number }
   | { type: 'apply-failed'; requestId: number; generation: number; message: string }
@@ -212,4 +214,4 @@ export const REQUEST_TIMEOUT_MS: { readonly [K in RequestType]: number } = {
 };
 
 /** The messages the data plane sends unasked (everything but answers and the start handshake). */
-export type DataplaneNotice = Exclude<FromDataplane, DataplaneReply | { type: 'ready' | 'fatal' | 'hello' | 'handed-over' }>;
+export type DataplaneNotice = Exclude<FromDataplane, DataplaneReply | { type: 'ready' | 'fatal' | 'hello' | 'handed-over' | 'superseded' }>;

@@ -22,7 +22,8 @@
       connection has 2 subflows or MS passed (polls MPTCP_INFO), asks the server for its view
       ("INFO"), and closes. With --hold-until every connection, once checked, waits until FILE
       exists before closing (the last one to get there writes --ready), so the caller can look
-      at the live subflows (ss -tiM). Writes one JSON report (per connection and totals) to
+      at the live subflows (ss -tiM); after the hold it also records its subflow count
+      (subflowsAfterHold), to see whether something during the hold cost it a subflow. Writes one JSON report (per connection and totals) to
       FILE. The whole run is bounded by --timeout: it always exits (2 when it timed out).
 
 The stream of a seed is SHAKE-256("sluice-mptcp-peer:<seed>"), as long as asked.
@@ -329,6 +330,12 @@ def client(args):
                 if args.plain or line is None or seen >= rec["subflows"] or time.monotonic() >= ask_end:
                     break
                 time.sleep(0.02)
+            if args.hold_until and not args.plain:
+                # After a hold (a Sluice restart meanwhile): the exchange above crossed both
+                # subflows' flow entries; a subflow reset by a wrong backend is gone by now.
+                time.sleep(0.3)
+                after = mptcp_info(s)
+                rec["subflowsAfterHold"] = after.get("subflows", 0) if after else 0
         except Exception as e:
             rec["error"] = "%s: %s" % (type(e).__name__, e)
         finally:

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * sluice run | check | status | backends | flows | explain | drain | undrain | weight | reload
+ * sluice run | check | status | backends | flows | explain | drain | undrain | weight | reload | restart
  *
  * `run` and `check` work in this process; the others are clients of a running instance's admin
  * API (answers typed in observe/admin-api.ts). Exit codes: 0 ok; 1 a failure (no daemon, an
@@ -15,7 +15,7 @@ import { DEFAULT_ADMIN_SOCKET as DEFAULT_SOCKET } from './config/defaults.js';
 import { Daemon, StartupError } from './runtime/daemon.js';
 import { createLogger } from './observe/log.js';
 import { adminRequest } from './observe/admin-client.js';
-import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type ExplainReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type StatusReport } from './observe/admin-api.js';
+import { FLOW_LIST_MAX, MAX_OPERATOR_WEIGHT, type AdminError, type BackendsReport, type ExplainReport, type InstanceResult, type FlowsReport, type OperateAction, type OperateResult, type ReloadResult, type RestartResult, type StatusReport } from './observe/admin-api.js';
 import { formatExplain } from './observe/explain-format.js';
 import { formatRates, statusRates } from './observe/status-rates.js';
 import { VERSION } from './version.js';
@@ -100,7 +100,8 @@ async function admin<T>(opts: { socket?: string; config?: string }, method: stri
 
 function printStatus(s: StatusReport): void {
   console.log(`sluice ${s.version}  generation ${s.generation}  config ${s.config}`);
-  console.log(`data plane: ${s.dataplane.up ? 'up' : 'DOWN'} (engine ${s.dataplane.engine}, pid ${s.dataplane.pid}, restarts ${s.dataplane.restarts})`);
+  const origin = s.dataplane.origin && s.dataplane.origin !== 'started' ? `, ${s.dataplane.origin} with ${s.dataplane.keptFlows ?? 0} flows` : '';
+  console.log(`data plane: ${s.dataplane.up ? 'up' : 'DOWN'} (engine ${s.dataplane.engine}, pid ${s.dataplane.pid}, restarts ${s.dataplane.restarts}${origin})`);
   // Older daemons report no closing split: the line stays as it was.
   const split = s.flows.closing === undefined ? '' : ` (${s.flows.active - s.flows.closing} open, ${s.flows.closing} closing)`;
   console.log(`flows: ${s.flows.active} active${split} of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
@@ -151,8 +152,17 @@ program
       log.info({ event: 'signal', signal }, 'stopping');
       void daemon.stop().then(() => process.exit(0));
     };
+    // A hitless restart: this control process leaves, the data plane forwards on for the next one.
+    const release = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ event: 'releasing', why }, 'handing over to the next control process');
+      void daemon.release().then(() => process.exit(0));
+    };
+    daemon.onRestartRequest = () => release('restart request');
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGUSR2', () => release('SIGUSR2'));
     try {
       await daemon.start();
     } catch (e) {
@@ -366,6 +376,37 @@ withSocket(program.command('reload').description('re-read the running instance\'
     process.stderr.write(`reload refused: ${r.message ?? r.error ?? JSON.stringify(body)}\n`);
     process.exitCode = 1;
   }
+});
+
+withSocket(
+  program
+    .command('restart')
+    .description('hitless restart: the running control process hands over and exits, its data plane forwards on with every flow; the next `sluice run` (systemd: Restart=always) adopts it, or takes over its flow table if it is another build'),
+).action(async (opts: { socket?: string; config?: string }) => {
+  const socket = socketFrom(opts);
+  const { status, body } = await adminRequest(socket, 'POST', '/restart');
+  const r = body as Partial<RestartResult> & Partial<AdminError>;
+  if (status !== 202) {
+    process.stderr.write(`restart refused: ${r.error ?? JSON.stringify(body)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  // Bounded: the old control process stops its parts (at most a few seconds) and exits.
+  let gone = false;
+  for (let i = 0; i < 200 && !gone; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    gone = await adminRequest(socket, 'GET', '/status', 500).then(
+      () => false,
+      () => true,
+    );
+  }
+  if (!gone) {
+    process.stderr.write(`restart: control process ${r.pid} still answers on ${socket} after 10 s\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (r.handover) console.log(`control process ${r.pid} exited; data plane ${r.dataplanePid ?? '-'} forwards on. Start the next one (\`sluice run\`; systemd with Restart=always does): it adopts the data plane, or takes over its flow table if it is another build.`);
+  else console.log(`control process ${r.pid} exited with its data plane (SLUICE_HANDOVER=off: nothing kept).`);
 });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

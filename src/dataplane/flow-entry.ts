@@ -56,6 +56,8 @@ export interface FlowTableOptions {
   shared?: boolean;
   /** Format this buffer (at least FlowTable.bytesFor(capacity) bytes; its old contents are erased). */
   buffer?: ArrayBufferLike;
+  /** The buffer given as `buffer` is known to be all zeros (a new file): skip erasing it, which would touch every page. */
+  bufferZeroed?: boolean;
   /** Attach to the table already in this buffer: its flows are kept; the given timeouts apply from now on. */
   attach?: ArrayBufferLike;
   /** The flow hash seed the caller uses; recorded in the header, and on attach it must match the recorded one. */

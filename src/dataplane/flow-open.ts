@@ -98,7 +98,7 @@ export function openFlowBuffer(capacity: number, timeouts: FlowTimeouts, options
       if (buffer.byteLength < bytes) {
         throw new Error(`flow table: the buffer has ${buffer.byteLength} bytes; capacity ${cap} needs ${bytes}`);
       }
-      new Uint8Array(buffer, 0, bytes).fill(0);
+      if (options.bufferZeroed !== true) new Uint8Array(buffer, 0, bytes).fill(0);
     } else {
       buffer = options.shared === true ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
     }

@@ -48,6 +48,8 @@ export interface ForwarderOptions {
   tokenCapacity?: number;
   /** Client-affinity table capacity (entries). Default DEFAULT_AFFINITY_CAPACITY. */
   affinityCapacity?: number;
+  /** A flow table opened by the caller (a shared one a restart keeps: shared-flow-table.ts); default a new private one. */
+  flows?: FlowTable;
 }
 
 /** What explain.ts reads of a forwarder beyond its public tables. */
@@ -84,7 +86,7 @@ export class Forwarder {
   #generation = 0;
 
   constructor(opts: ForwarderOptions) {
-    this.flows = new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
+    this.flows = opts.flows ?? new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
     this.counters[G.flowCapacity] = this.flows.capacity;
     this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
     this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);

@@ -1,10 +1,19 @@
 /**
  * The data-plane process: owns the capture handle, the forwarder and its tables, and dispatches
  * the control process's messages to them (who sends what, and which get an answer: the header
- * of contract/messages.ts). Forked by the control process (src/runtime/supervisor.ts) so that
+ * of contract/messages.ts). Started by the control process (src/runtime/supervisor.ts) so that
  * packet work never delays metrics, the admin API, health checks or the cluster, whatever the
  * capture engine does to its event loop.
+ *
+ * It runs in a session of its own and listens on the abstract socket of its capture interface
+ * (contract/handover.ts): when the control process dies it forwards on with the generation it
+ * has, and the next control process connects and adopts it. It stops on `shutdown` (a clean stop
+ * of Sluice), on `handover` (a replacement takes its flow table), or on SIGTERM.
+ *
+ * Usage: node worker.js --listen <abstract socket name> [--loaded-fd 3]
  */
+import { closeSync, writeSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { Forwarder } from './forwarder.js';
 import { explainQuery } from './explain.js';
 import { FLOW_CLOSING } from './flow-table.js';
@@ -13,6 +22,12 @@ import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './c
 import type { CaptureEngine } from './engine.js';
 import type { DataplaneInit } from './contract/spec.js';
 import type { FlowRow, FromDataplane, OwnerEntry, ToDataplane } from './contract/messages.js';
+import type { DataplaneSpec } from './contract/spec.js';
+import { CONTRACT_VERSION, buildIdentity, initSettings, type DataplaneHello, type DataplaneIds, type FlowTableOrigin } from './contract/handover.js';
+import { SocketChannel } from './contract/socket-channel.js';
+import { openSharedFlowTable } from './shared-flow-table.js';
+import { rebuildTokenIndex } from './flow-token-index.js';
+import { peerCredentials } from '../observe/peer-credentials.js';
 import { BatchEngine } from './engine-batch.js';
 import { CapEngine } from './engine-cap.js';
 import { RingEngine } from './engine-ring.js';
@@ -20,6 +35,15 @@ import { RingEngine } from './engine-ring.js';
 let forwarder: Forwarder | null = null;
 let engine: CaptureEngine | null = null;
 let currentFilter = '';
+let currentSpec: DataplaneSpec | null = null;
+let captureInterface: string | null = null;
+let settings = '';
+let flowTableFile: string | null = null;
+/** The connected control process; null while there is none (it died, or is restarting). */
+let control: SocketChannel<ToDataplane, FromDataplane> | null = null;
+let server: Server | null = null;
+let stopping = false;
+let outliveControl = true;
 const timers: NodeJS.Timeout[] = [];
 /** Where frames released after an owner query are built before they are sent. */
 const replayTx = Buffer.alloc(10240);
@@ -75,7 +99,7 @@ function publishOwners(): void {
 }
 
 function send(msg: FromDataplane): void {
-  if (process.connected) process.send?.(msg);
+  control?.send(msg);
 }
 
 /**
@@ -86,7 +110,8 @@ function send(msg: FromDataplane): void {
 let countersInFlight = false;
 
 function publishCounters(): void {
-  if (!forwarder || countersInFlight || !process.connected || !process.send) return;
+  const ch = control;
+  if (!forwarder || countersInFlight || !ch) return;
   const c = forwarder.counters;
   if (engine) {
     const s = engine.stats();
@@ -101,13 +126,33 @@ function publishCounters(): void {
   c[G.dataplaneCpuSystemUs] = cpu.system;
   countersInFlight = true;
   const msg: FromDataplane = { type: 'counters', counters: c.slice(0, usedLength(forwarder.maxBackendId)) };
-  process.send(msg, undefined, undefined, () => {
+  ch.send(msg, () => {
     countersInFlight = false;
   });
 }
 
+/** The flow table: the shared file's (kept across restarts) or private memory. */
+function openFlows(init: DataplaneInit, nowMs: number): { flows: Forwarder['flows'] | undefined; origin: FlowTableOrigin } {
+  if (!init.flowTable) return { flows: undefined, origin: { attached: false, flows: 0, tokens: 0, note: 'private memory (handover off)' } };
+  flowTableFile = init.flowTable.path;
+  const { flows, origin } = openSharedFlowTable({
+    path: init.flowTable.path,
+    attach: init.flowTable.attach,
+    capacity: init.flowCapacity,
+    timeouts: { tcpIdleMs: init.tcpIdleMs, tcpClosingMs: init.tcpClosingMs, udpIdleMs: init.udpIdleMs, halfOpenMs: init.halfOpenMs },
+    hashSeed: init.spec.hashSeed,
+    floodProtection: init.floodProtection,
+    nowMs,
+  });
+  return { flows, origin };
+}
+
 function start(init: DataplaneInit): void {
+  if (forwarder) throw new Error(`this data plane (pid ${process.pid}) is already running: adopt it instead`);
+  const now = Date.now();
+  const opened = openFlows(init, now);
   forwarder = new Forwarder({
+    flows: opened.flows,
     flowCapacity: init.flowCapacity,
     tcpIdleMs: init.tcpIdleMs,
     tcpClosingMs: init.tcpClosingMs,
@@ -117,6 +162,12 @@ function start(init: DataplaneInit): void {
     tokenCapacity: init.tokenCapacity,
   });
   forwarder.apply(init.spec);
+  currentSpec = init.spec;
+  captureInterface = init.interface;
+  settings = initSettings(init);
+  outliveControl = init.outliveControl !== false;
+  // MP_JOINs of connections that crossed a restart find their backend through the index.
+  if (opened.origin.attached) opened.origin.tokens = rebuildTokenIndex(forwarder.flows, forwarder.tokens, now);
   // Early fragments released by their first fragment leave at once.
   forwarder.setFragmentRelease(fragmentTx, fragmentSend);
   currentFilter = init.spec.filter;
@@ -145,7 +196,33 @@ function start(init: DataplaneInit): void {
       if (!stalled) fwd.expireQueries(now, replayTx, replaySend);
     }, QUERY_EXPIRY_TICK_MS),
   );
-  send({ type: 'ready', engine: engine.name });
+  send({ type: 'ready', engine: engine.name, flowTable: opened.origin });
+}
+
+function idsOf(spec: DataplaneSpec | null): DataplaneIds {
+  if (!spec) return { generation: 0, services: [], backends: [] };
+  const names = new Map(spec.services.map((s) => [s.id, s.name]));
+  return {
+    generation: spec.generation,
+    services: spec.services.map((s) => ({ name: s.name, id: s.id })),
+    backends: spec.backends.map((b) => ({ service: names.get(b.serviceId) ?? '', address: b.address, id: b.id })),
+  };
+}
+
+function hello(): DataplaneHello {
+  return {
+    type: 'hello',
+    pid: process.pid,
+    build: buildIdentity(),
+    contract: CONTRACT_VERSION,
+    interface: captureInterface,
+    engine: engine?.name ?? null,
+    generation: currentSpec?.generation ?? 0,
+    flowTable: flowTableFile,
+    flows: forwarder?.flows.size ?? 0,
+    ids: idsOf(currentSpec),
+    settings,
+  };
 }
 
 function listFlows(msg: Extract<ToDataplane, { type: 'flows' }>): void {
@@ -204,6 +281,9 @@ function explain(msg: Extract<ToDataplane, { type: 'explain' }>): void {
 function onMessage(msg: ToDataplane): void {
   try {
     switch (msg.type) {
+      case 'hello':
+        send(hello());
+        break;
       case 'init':
         start(msg.init);
         break;
@@ -214,6 +294,7 @@ function onMessage(msg: ToDataplane): void {
           currentFilter = msg.spec.filter;
         }
         forwarder.apply(msg.spec);
+        currentSpec = msg.spec;
         publishCounters();
         send({ type: 'applied', requestId: msg.requestId, generation: msg.spec.generation });
         break;
@@ -242,33 +323,154 @@ function onMessage(msg: ToDataplane): void {
       case 'shutdown':
         shutdown(0);
         break;
+      case 'handover':
+        handOver();
+        break;
     }
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (msg.type === 'init') {
       send({ type: 'fatal', message });
-      shutdown(1);
+      // A second init (a control process that took this running data plane for a new one) must not stop forwarding.
+      if (!forwarder || !engine) shutdown(1);
     } else if (msg.type === 'generation') {
       send({ type: 'apply-failed', requestId: msg.requestId, generation: msg.spec.generation, message });
     }
   }
 }
 
-function shutdown(code: number): void {
+function stopPacketWork(): void {
   for (const t of timers) clearInterval(t);
+  timers.length = 0;
   try {
     engine?.close();
   } catch {
     // closing a handle that failed to open
   }
   engine = null;
-  // Let the last IPC messages drain before leaving.
+}
+
+function shutdown(code: number): void {
+  if (stopping) return;
+  stopping = true;
+  stopPacketWork();
+  server?.close();
+  // Let the last messages drain before leaving.
   setTimeout(() => process.exit(code), 20);
 }
 
-process.on('message', (m) => onMessage(m as ToDataplane));
-process.on('disconnect', () => shutdown(0));
+/**
+ * A replacement data plane takes the flow table: stop capturing and every timer (no write to the
+ * table after this), stop listening so the replacement can take the socket name, say so, exit.
+ * The table file stays.
+ */
+function handOver(): void {
+  if (stopping) return;
+  stopping = true;
+  stopPacketWork();
+  const flows = forwarder?.flows.size ?? 0;
+  // Closing the listener frees the name at once (close's callback would wait for this very connection).
+  server?.close();
+  server = null;
+  control?.send({ type: 'handed-over', flows });
+  control?.end();
+  setTimeout(() => process.exit(0), 20);
+}
+
+/** The control process went away: forward on, but hold no packets for owner answers nobody will send. */
+function controlGone(): void {
+  if (stopping) return;
+  if (!forwarder || !outliveControl) {
+    // Never initialised (nobody will come back for it), or told to live no longer than its control process.
+    shutdown(0);
+    return;
+  }
+  forwarder.setOwnerQuery(null, 0);
+  forwarder.setPublishNow(null);
+}
+
+function accept(socket: Socket): void {
+  // Only this process's own user (or root) may drive it: the kernel says who connected.
+  const creds = peerCredentials(socket);
+  const uid = process.getuid?.() ?? 0;
+  if (!creds || (creds.uid !== 0 && creds.uid !== uid)) {
+    socket.destroy();
+    return;
+  }
+  // A new control process supersedes the old connection (a restart adopting this data plane);
+  // the old one is told, so it does not fight back by reconnecting.
+  if (control) {
+    control.send({ type: 'superseded', by: creds.pid });
+    control.end();
+  }
+  const ch = new SocketChannel<ToDataplane, FromDataplane>(socket);
+  control = ch;
+  countersInFlight = false;
+  ch.onMessage(onMessage);
+  ch.onClose(() => {
+    if (control !== ch) return;
+    control = null;
+    controlGone();
+  });
+}
+
+/** Listen on the abstract name; a predecessor handing over may hold it for a moment yet. */
+function listen(name: string, deadline: number): void {
+  const s = createServer(accept);
+  s.once('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EADDRINUSE' && Date.now() < deadline) {
+      setTimeout(() => listen(name, deadline), 20);
+      return;
+    }
+    process.stderr.write(`sluice data plane: cannot listen on @${name}: ${e.message}\n`);
+    process.exit(1);
+  });
+  s.listen({ path: `\0${name}`, exclusive: true }, () => {
+    server = s;
+  });
+}
+
+function argValue(flag: string): string | null {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : null;
+}
+
+/** A replacement starts while its predecessor still holds the name (until it hands over, at most 5 s). */
+const LISTEN_RETRY_MS = 15_000;
+/** Before any control process connected and sent init: a data plane nobody drives exits. */
+const FIRST_CONTACT_MS = 30_000;
+
+/** Tell whoever started this process that its code is loaded (a replacement is then quick to take over). */
+function signalLoaded(): void {
+  const fd = Number(argValue('--loaded-fd'));
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    writeSync(fd, 'loaded\n');
+    closeSync(fd);
+  } catch {
+    // the starter went away: nothing to tell
+  }
+}
+
+const name = argValue('--listen');
+if (!name) {
+  process.stderr.write('sluice data plane: usage: worker.js --listen <abstract socket name>\n');
+  process.exit(2);
+} else {
+  signalLoaded();
+  listen(name, Date.now() + LISTEN_RETRY_MS);
+  setTimeout(() => {
+    if (!forwarder) shutdown(1);
+  }, FIRST_CONTACT_MS).unref();
+}
+// Its stdout and stderr may be a pipe or a journal socket the dead control process held: a write
+// that fails must not end forwarding.
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
 process.on('SIGTERM', () => shutdown(0));
 process.on('SIGINT', () => {
   // The control process decides when we stop.
+});
+process.on('SIGHUP', () => {
+  // The terminal of whoever started the control process is no concern of the data plane.
 });

@@ -12,6 +12,7 @@
  *   POST /backends/{drain|undrain|weight}?address=&service=&weight=
  *                                                  -> OperateResult        (404 if no backend matched)
  *   POST /reload                                   -> ReloadResult         (409 if refused)
+ *   POST /restart                                  -> RestartResult        (202; the control process then exits, the data plane forwards on)
  *   POST /instance/{drain|undrain}                 -> InstanceResult       (409 without an "announce" section)
  *   anything wrong with the request                -> AdminError           (400, 404; 500 on a failure)
  */
@@ -70,7 +71,8 @@ export interface StatusReport {
   /** The control process's current generation. */
   generation: number;
   /** generation: the one the data plane last reported running. */
-  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number; generation: number };
+  /** origin: started by this control process, adopted (found running), or replaced (another build's flow table taken over); keptFlows: flows it kept then. */
+  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number; generation: number; origin?: string; keptFlows?: number };
   interface: string;
   egressInterface: string;
   lastReload: LastReload | null;
@@ -218,3 +220,13 @@ export interface InstanceResult {
 export const FLOW_LIST_MAX = 10_000;
 /** Highest weight an operator may set. */
 export const MAX_OPERATOR_WEIGHT = 1000;
+
+/** POST /restart: this control process hands over and exits (`sluice restart`). */
+export interface RestartResult {
+  /** The control process that is leaving. */
+  pid: number;
+  /** The data plane that forwards on (null: none is running). */
+  dataplanePid: number | null;
+  /** false with SLUICE_HANDOVER=off: the data plane stops too. */
+  handover: boolean;
+}

@@ -25,6 +25,7 @@ import {
   type OperateRequest,
   type OperateResult,
   type ReloadResult,
+  type RestartResult,
   type StatusReport,
   type InstanceAction,
   type InstanceResult,
@@ -75,7 +76,7 @@ export interface AdminSources {
   readonly metrics: Metrics;
   config(): SluiceConfig;
   generation(): number;
-  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number };
+  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number };
   lastReload(): LastReload | null;
   cluster(): { status: ControlPlaneStatus; sync: boolean } | null;
   /** Every backend of `s` in the current generation (effective weight, status, next hop, health). */
@@ -91,6 +92,8 @@ export interface AdminSources {
   flows(q: FlowQuery): Promise<FlowsReport>;
   operate(op: OperateRequest): Promise<OperateResult>;
   reload(): Promise<ReloadResult>;
+  /** Hand over and exit soon after answering (`sluice restart`); null when this process cannot restart (not run from the CLI). */
+  restart(): RestartResult | null;
   /** The BGP announcement's state; null without an "announce" section. */
   announce(): Promise<AnnounceStatus | null>;
   /** Instance drain/undrain; null without an "announce" section. */
@@ -274,6 +277,11 @@ export async function routeAdmin(src: AdminSources, method: string, url: URL, re
     }
     const r = await src.operate({ action, address, service: q.get('service') ?? undefined, weight });
     return sendJson(res, r.ok ? 200 : 404, r);
+  }
+  if (method === 'POST' && url.pathname === '/restart') {
+    const r = src.restart();
+    if (r === null) return fail(409, 'this process cannot restart itself (not started by `sluice run`)');
+    return sendJson(res, 202, r);
   }
   if (method === 'POST' && url.pathname === '/reload') {
     const r = await src.reload();

@@ -7,9 +7,10 @@ import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import type { ControlPlaneStatus } from '../control/index.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
 import { resolve } from 'node:path';
-import type { ExplainCluster, ExplainFlowReport, ExplainReport, FlowQuery, FlowsReport, InstanceAction, InstanceResult, LastReload, OperateRequest, OperateResult, ReloadResult } from '../observe/admin-api.js';
+import type { ExplainCluster, ExplainFlowReport, ExplainReport, FlowQuery, FlowsReport, InstanceAction, InstanceResult, LastReload, OperateRequest, OperateResult, ReloadResult, RestartResult } from '../observe/admin-api.js';
 import type { AdminSources, BackendFacts, FlowStates } from '../observe/admin.js';
 import type { ExplainDecision, ExplainQuery } from '../dataplane/contract/messages.js';
+import { handoverEnabled } from '../dataplane/contract/handover.js';
 import type { Metrics } from '../observe/metrics.js';
 import { formatMac } from '../packet/mac.js';
 import { tokenKey } from '../packet/token-key.js';
@@ -34,6 +35,8 @@ export interface ControlParts {
   reloader: Reloader;
   /** Null without an "announce" section. */
   announcement: VipAnnouncement | null;
+  /** What releases this process (`sluice restart`), or null when nobody can (not run from the CLI). */
+  restart: () => (() => void) | null;
 }
 
 export class ControlAdminSources implements AdminSources {
@@ -57,8 +60,16 @@ export class ControlAdminSources implements AdminSources {
     return this.#p.generations.number;
   }
 
-  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number } {
+  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number } {
     return this.#p.supervisor.info;
+  }
+
+  restart(): RestartResult | null {
+    const request = this.#p.restart();
+    if (!request) return null;
+    // Answer first: the release starts after this turn.
+    setTimeout(request, 50);
+    return { pid: process.pid, dataplanePid: this.#p.supervisor.info.pid, handover: handoverEnabled() };
   }
 
   lastReload(): LastReload | null {

@@ -9,7 +9,7 @@
  *   generations.ts     the current table generation; apply() the next one or keep this one
  *   observe/admin.ts   /metrics and the admin API (answers from admin-sources.ts)
  *   owner-bridge.ts    the cluster: owner queries and entries between data plane and peers
- *   supervisor.ts      the data-plane process: fork, restart, the typed request helper
+ *   supervisor.ts      the data-plane process: adopt, replace or start it, restart, the typed request helper
  *   reloader.ts        config file, SIGHUP, admin, health and next-hop changes -> generations
  *   vip-announcement.ts  BGP routes for the VIPs (last in, first out: withdrawn before anything stops)
  *
@@ -34,6 +34,7 @@ import { Reloader } from './reloader.js';
 import type { Startable } from './startable.js';
 import { StartupError } from './startup-error.js';
 import { DataplaneSupervisor } from './supervisor.js';
+import { flowTablePath } from '../dataplane/contract/handover.js';
 import { VipAnnouncement } from './vip-announcement.js';
 
 export { StartupError } from './startup-error.js';
@@ -54,6 +55,9 @@ export class Daemon {
   /** Parts whose start() was called, in that order (a part that failed half way is stopped too). */
   readonly #started: Startable[] = [];
   #sources: ControlAdminSources | null = null;
+  #supervisor: DataplaneSupervisor | null = null;
+  /** What `sluice restart` (POST /restart) and SIGUSR2 call: set by the CLI, which owns the process. */
+  onRestartRequest: (() => void) | null = null;
 
   constructor(configPath: string, log: Logger) {
     this.#configPath = configPath;
@@ -82,6 +86,16 @@ export class Daemon {
       },
       'sluice is forwarding',
     );
+  }
+
+  /**
+   * Stop this control process but leave the data plane forwarding, flows and MPTCP tokens in its
+   * table, for the next control process (systemd's restart, or the operator's `sluice run`) to
+   * adopt or replace. With SLUICE_HANDOVER=off this is stop().
+   */
+  release(): Promise<void> {
+    this.#supervisor?.release();
+    return this.stop();
   }
 
   async stop(): Promise<void> {
@@ -154,14 +168,33 @@ export class Daemon {
     // Health changes and restarts happen only after start(), when every part below exists.
     const nextHops = new NextHops({ log, metrics, config });
     const health = new BackendHealth({ log, metrics, config, onTrafficChange: () => reloader.scheduleHealthRebuild() });
-    const supervisor: DataplaneSupervisor = new DataplaneSupervisor({ log, metrics, init: (): DataplaneInit => generations.dataplaneInit() });
+    const supervisor: DataplaneSupervisor = new DataplaneSupervisor({
+      log,
+      metrics,
+      init: (): DataplaneInit => generations.dataplaneInit(),
+      adoptIds: (ids) => generations.adopt(ids),
+      interface: config.interface,
+      flowTablePath: flowTablePath(config.admin.socket),
+    });
+    this.#supervisor = supervisor;
     const generations = new Generations({ metrics, config, ingress, egress, nextHops, health, supervisor });
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });
     const reloader = new Reloader({ log, metrics, configPath, initialText: text, generations, nextHops, health });
     const announcement = config.announce
       ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor })
       : null;
-    const sources = new ControlAdminSources({ configPath, metrics, generations, nextHops, health, supervisor, bridge, reloader, announcement });
+    const sources = new ControlAdminSources({
+      configPath,
+      metrics,
+      generations,
+      nextHops,
+      health,
+      supervisor,
+      bridge,
+      reloader,
+      announcement,
+      restart: () => this.onRestartRequest,
+    });
     const claim = new InstanceClaim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false });
     const admin = new AdminApi({
       sources,

@@ -54,6 +54,23 @@ export class IdAllocator {
     }
   }
 
+  /**
+   * Forget every id and take these (a running data plane's, on adoption). New keys get ids after
+   * the highest taken, so a released id is not handed out again at once.
+   */
+  reset(entries: Iterable<readonly [string, number]>): void {
+    this.#ids.clear();
+    this.#used.fill(0);
+    let next = 0;
+    for (const [key, id] of entries) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.capacity || this.#used[id]) continue;
+      this.#used[id] = 1;
+      this.#ids.set(key, id);
+      next = Math.max(next, id + 1);
+    }
+    this.#next = next % this.capacity;
+  }
+
   entries(): IterableIterator<[string, number]> {
     return this.#ids.entries();
   }

@@ -11,6 +11,7 @@ import type { DataplaneInit, DataplaneSpec } from '../dataplane/contract/spec.js
 import type { InterfaceFacts } from '../dataplane/host.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { BackendHealth } from './backend-health.js';
+import type { DataplaneIds } from '../dataplane/contract/handover.js';
 import { IdAllocator, backendKey, buildSpec, type BackendOverride } from './generation.js';
 import type { NextHops } from './next-hops.js';
 import type { Startable } from './startable.js';
@@ -53,6 +54,18 @@ export class Generations implements Startable {
 
   stop(): void {
     // Nothing runs between calls.
+  }
+
+  /**
+   * A running data plane was found (supervisor.ts): number services and backends as its generation
+   * does, since its flows and MPTCP tokens record those ids, and continue after its generation.
+   */
+  adopt(ids: DataplaneIds): void {
+    this.#serviceIds.reset(ids.services.map((s) => [s.name, s.id] as const));
+    this.#backendIds.reset(ids.backends.map((b) => [backendKey(b.service, b.address), b.id] as const));
+    this.#number = Math.max(this.#number, ids.generation + 1);
+    this.#spec = this.#build(this.#config, this.#number);
+    this.#opts.metrics.configGeneration.set(this.#number);
   }
 
   get config(): SluiceConfig {

@@ -227,6 +227,8 @@ async function runSequence(c: Cluster): Promise<SequenceResult> {
     step(`${tag}: lb2 withdrawn; killing it (${await phase(c)})`);
     const killedAt = Date.now();
     lb2.child.kill('SIGKILL');
+    // The whole instance dies: its data plane would otherwise forward on (and be adopted on restart).
+    if (lb2Worker) process.kill(lb2Worker, 'SIGKILL');
     await exited;
     await waitFor('lb2 to be reported down by lb1 and lb3', () => Promise.all([status(inst(c, 1)), status(inst(c, 3))]), (all) => all.every((st) => st.cluster?.live.join(',') === 'lb1,lb3'), 100, 50);
     const failureDetectionMs = Date.now() - killedAt;

@@ -84,6 +84,7 @@ function fakeSources(calls: Calls, answers: { operateOk: boolean; reloadOk: bool
       calls.reloads++;
       return answers.reloadOk ? { ok: true, message: 'no changes' } : { ok: false, message: 'these settings change only with a restart: hashSeed' };
     },
+    restart: () => null,
     // No "announce" section: no announcement state, and instance drain is refused (409).
     announce: async () => null,
     instance: async () => null,

@@ -1,11 +1,15 @@
 /**
  * The messages between the control process (src/runtime/, supervisor.ts is its end of the pipe)
- * and the data-plane process (src/dataplane/worker.ts). Node IPC with `serialization: 'advanced'`
- * (structured clone), so typed arrays, Maps and Uint8Arrays cross as they are.
+ * and the data-plane process (src/dataplane/worker.ts), framed on a unix socket
+ * (socket-channel.ts, v8 structured clone), so typed arrays, Maps and Uint8Arrays cross as they
+ * are. The data plane outlives its control process; finding and adopting it: handover.ts.
  *
  *   control process                                       data-plane process
  *   ---------------                                       ------------------
- *   init {DataplaneInit}            ---- once, at fork -->  opens capture, applies spec
+ *   hello {contract}                ---- on connect ----->  (every build keeps hello's shape)
+ *                                   <-- hello {pid, build, interface, generation, ...}
+ *   init {DataplaneInit}            ---- once, new dp --->  maps or attaches the flow table,
+ *                                                           opens capture, applies spec
  *                                   <-- ready {engine} ---  or fatal {message}, then exits
  *                                                           (answer within START_TIMEOUT_MS 15 s,
  *                                                            else the child is killed)
@@ -38,8 +42,14 @@
  *
  *   shutdown                        ---- on stop -------->  closes capture, exits (SIGKILL
  *                                                           after 3 s if it does not)
+ *   handover                        ---- on replace ----->  closes capture, stops writing the
+ *                                   <-- handed-over ------  table, stops listening, exits; the
+ *                                                           new data plane attaches the table
+ *   (the control process closing its end stops nothing: the data plane forwards on with the
+ *    generation it has, and the next control process adopts it with a generation request)
  */
 import type { DataplaneInit, DataplaneSpec } from './spec.js';
+import type { DataplaneHello, FlowTableOrigin } from './handover.js';
 
 /** Owner-entry kinds as the forwarder numbers them (the cluster codec names them 'flow'/'token'/'fragment'). */
 export const OWNER_KIND = { flow: 0, token: 1, fragment: 2 } as const;
@@ -61,6 +71,7 @@ export interface FlowFilter {
 
 /** Control process -> data-plane process. */
 export type ToDataplane =
+  | { type: 'hello'; contract: number }
   | { type: 'init'; init: DataplaneInit }
   | { type: 'generation'; requestId: number; spec: DataplaneSpec }
   | ({ type: 'flows'; requestId: number } & FlowFilter)
@@ -74,7 +85,9 @@ export type ToDataplane =
   | { type: 'publish-owners' }
   /** Send a counters snapshot now. */
   | { type: 'publish' }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /** Stop capturing and writing the flow table, answer handed-over, exit: a new data plane takes over. */
+  | { type: 'handover' };
 
 export interface FlowRow {
   protocol: 'tcp' | 'udp';
@@ -157,7 +170,11 @@ export interface ExplainDecision extends ExplainTuple {
 
 /** Data-plane process -> control process. */
 export type FromDataplane =
-  | { type: 'ready'; engine: string }
+  | DataplaneHello
+  | { type: 'ready'; engine: string; flowTable: FlowTableOrigin }
+  | { type: 'handed-over'; flows: number }
+  /** Another control process connected and drives this data plane now (sent to the old one before its channel is closed). */
+  | { type: 'superseded'; by: number }
   | { type: 'fatal'; message: string }
   | { type: 'applied'; requestId: number; generation: number }
   | { type: 'apply-failed'; requestId: number; generation: number; message: string }
@@ -203,4 +220,4 @@ export const REQUEST_TIMEOUT_MS: { readonly [K in RequestType]: number } = {
 };
 
 /** The messages the data plane sends unasked (everything but answers and the start handshake). */
-export type DataplaneNotice = Exclude<FromDataplane, DataplaneReply | { type: 'ready' | 'fatal' }>;
+export type DataplaneNotice = Exclude<FromDataplane, DataplaneReply | { type: 'ready' | 'fatal' | 'hello' | 'handed-over' | 'superseded' }>;

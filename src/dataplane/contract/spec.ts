@@ -80,5 +80,12 @@ export interface DataplaneInit {
   /** Half-open share and kind-aware eviction in the flow table; absent = on. */
   floodProtection?: boolean;
   tokenCapacity: number;
+  /**
+   * The flow table's file (handover.ts), mapped shared; attach: take over the table in it (a
+   * restart or replacement) instead of starting empty. Absent: the table is in private memory.
+   */
+  flowTable?: { path: string; attach: boolean };
+  /** false (SLUICE_HANDOVER=off): exit when the control process's channel closes, as before handover existed. Default true. */
+  outliveControl?: boolean;
   spec: DataplaneSpec;
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "sluice_host.h"
+#include "sluice_shm.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -147,4 +148,5 @@ void sluice_host_register(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "groupId", fn);
   napi_create_function(env, "lockFile", NAPI_AUTO_LENGTH, lock_file, NULL, &fn);
   napi_set_named_property(env, exports, "lockFile", fn);
+  sluice_shm_register(env, exports);
 }

@@ -11,9 +11,12 @@
  *                                                backend differs from what the new table picks,
  *                                                and every MPTCP token; again (refresh) while those
  *                                                flows live, well within ttlMs; ttlMs 0 when one ends
- *   await cp.query(kind, key)                    on a miss for a non-SYN packet or an MP_JOIN SYN
- *                                                while the data plane holds its packets; null means
+ *   await cp.query(kind, key)                    on a miss for a non-SYN packet, an MP_JOIN SYN, or
+ *                                                a UDP packet while changeRecentMs() > 0, while the
+ *                                                data plane holds its packets; null means
  *                                                "use the table"
+ *   cp.changeRecentMs(lifetimeMs)                how long flows pinned off the table's pick may
+ *                                                still exist (0 in steady state)
  *   cp.status(), cp.counters                     admin API and metrics
  *   await cp.stop()                              at shutdown (pending queries resolve null)
  */
@@ -22,14 +25,14 @@ import { MAX_QUERY_TIMEOUT_MS, parseHostPort, type ClusterConfig } from './clust
 import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, type MessageTypeName, type RejectReason, type SyncEntry } from './codec.js';
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
-import { OwnerSync, type PublishResult, type QueryLatency, type SyncCounters } from './sync.js';
+import { OwnerSync, type PublishResult, type QueryLatency, type QueryOptions, type SyncCounters } from './sync.js';
 import { Transport, type TransportCounters } from './transport.js';
 
 export type { ClusterConfig, ClusterPeer, ClusterConfigResult } from './cluster-config.js';
 export { validateClusterConfig, loadClusterKey, clusterKeyIssues, parseHostPort, CLUSTER_DEFAULTS } from './cluster-config.js';
 export type { BackendIdentity, EntryKind, SyncEntry, RejectReason, MessageTypeName } from './codec.js';
 export { backendSetHash, tokenKey, kindOfKey, REJECT_REASONS, MESSAGE_TYPES } from './codec.js';
-export type { PublishResult, QueryLatency } from './sync.js';
+export type { PublishResult, QueryLatency, QueryOptions } from './sync.js';
 export { QUERY_LATENCY_BUCKETS_MS, OWNER_KEY_SEED, ownersOf } from './sync.js';
 export type { StoredEntry } from './owner-store.js';
 
@@ -244,7 +247,7 @@ export class ControlPlane {
   setGeneration(generation: number, backendSetHash: bigint): void {
     if (!Number.isSafeInteger(generation) || generation < 0) throw new RangeError(`generation ${generation}: expected a safe integer >= 0`);
     const changed = generation !== this.#membership.generation || backendSetHash !== this.#membership.backendSetHash;
-    this.#membership.setLocal(generation, BigInt.asUintN(64, backendSetHash));
+    this.#membership.setLocal(generation, BigInt.asUintN(64, backendSetHash), this.#mono());
     if (changed && this.#started) {
       this.#membership.heartbeatSoon();
       this.#membership.tick(this.#mono());
@@ -259,11 +262,33 @@ export class ControlPlane {
   /**
    * The backend of record for a flow key or MPTCP token, asked of its owner and replica in
    * parallel; null if neither has it, on timeout (default cluster.queryTimeoutMs, at most 50),
-   * or when too many queries are waiting. Never rejects.
+   * or when too many queries are waiting. Never rejects. o.resendMs asks the silent owners
+   * again before the timeout; o.onTimeout tells a timeout from a NOT FOUND.
    */
-  query(kind: EntryKind, key: Uint8Array, timeoutMs?: number): Promise<BackendIdentity | null> {
+  query(kind: EntryKind, key: Uint8Array, timeoutMs?: number, o?: QueryOptions): Promise<BackendIdentity | null> {
     const t = Math.min(MAX_QUERY_TIMEOUT_MS, Math.max(1, Math.floor(timeoutMs ?? this.#cluster.queryTimeoutMs)));
-    return this.#sync.query(kind, key, t);
+    return this.#sync.query(kind, key, t, o);
+  }
+
+  /**
+   * How much longer (ms; 0: not) flows whose backend differs from the current table's pick may
+   * still exist in the cluster, for entries that live lifetimeMs: lifetimeMs after the latest
+   * table change seen anywhere (here or in a peer's heartbeat; membership.ts tableChangedAt), or
+   * after the latest flow entry stored here (such entries are refreshed while their flows live,
+   * so this outlasts a change by as long as the flows it left behind, and tells a restarted
+   * instance what it never saw). While it is > 0 a packet with no local state may belong to a
+   * flow another instance pinned: the data plane asks its owner, UDP included.
+   */
+  changeRecentMs(lifetimeMs: number): number {
+    let last = this.#membership.tableChangedAt ?? -Infinity;
+    const put = this.#sync.lastFlowEntryAt;
+    if (put !== undefined && put > last) last = put;
+    return Math.max(0, Math.ceil(last + lifetimeMs - this.#mono()));
+  }
+
+  /** Subscribe to table changes (here: peerId is this instance's id, or at a peer); returns the unsubscribe function. */
+  onTableChange(cb: (peerId: string) => void): () => void {
+    return this.#membership.onTableChange(cb);
   }
 
   /** Sorted ids of the live instances, this one included. */

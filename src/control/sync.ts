@@ -60,6 +60,15 @@ export { DEFAULT_REPLICAS, OWNER_KEY_SEED, ownerKeyHash, ownersOf } from './sync
 export { DEFAULT_HANDOFF_SLICE, DEFAULT_MAX_OUTSTANDING_QUERIES, DEFAULT_MAX_PENDING_PUBLISH, MAX_HANDOFF_JOBS, QUERY_LATENCY_BUCKETS_MS } from './sync-options.js';
 export type { PublishResult, QueryLatency, SyncCounters, SyncOptions, SyncTimers, SyncTransport } from './sync-options.js';
 
+/** Timed-out query ids remembered (oldest forgotten first) so that a FOUND answer arriving later is counted as lateFound. */
+const MAX_TIMED_OUT_REMEMBERED = 4096;
+
+/** How one query waits: resendMs (below its timeout) sends the QUERY again to the owners still silent; onTimeout runs if nobody answered in time. */
+export interface QueryOptions {
+  resendMs?: number;
+  onTimeout?: () => void;
+}
+
 interface PendingQuery {
   id: number;
   kind: EntryKind;
@@ -68,6 +77,7 @@ interface PendingQuery {
   selfOwner: boolean;
   startedAt: number;
   timer: unknown;
+  resend: unknown;
   resolve: (b: BackendIdentity | null) => void;
 }
 
@@ -87,6 +97,10 @@ export class OwnerSync {
   readonly #timers: SyncTimers;
   readonly #maxOutstanding: number;
   readonly #outstanding = new Map<number, PendingQuery>();
+  /** Ids of queries that timed out, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted. */
+  readonly #timedOut = new Set<number>();
+  /** Monotonic ms of the last flow entry stored here (from a peer or this instance), or undefined. */
+  #lastFlowEntryAt: number | undefined;
   readonly #queues: PublishQueues;
   readonly #handoff: HandoffJobs;
   readonly #ownerIdx: Int32Array;
@@ -125,6 +139,8 @@ export class OwnerSync {
       hits: 0,
       misses: 0,
       timeouts: 0,
+      queryResends: 0,
+      lateFound: 0,
       queryOverflow: 0,
       queryFailed: 0,
       unmatchedAnswers: 0,
@@ -146,6 +162,16 @@ export class OwnerSync {
   /** Queries waiting for an answer. */
   get outstandingQueries(): number {
     return this.#outstanding.size;
+  }
+
+  /**
+   * Monotonic ms of the last flow entry stored here, or undefined. Flow entries exist only for
+   * flows whose backend differs from the table's pick, and are refreshed while those flows live:
+   * a recent one says such flows still exist in the cluster (a restarted instance learns it from
+   * the entries handed to it, not from a change it never saw).
+   */
+  get lastFlowEntryAt(): number | undefined {
+    return this.#lastFlowEntryAt;
   }
 
   /** Entry copies queued for peers. */
@@ -213,9 +239,11 @@ export class OwnerSync {
 
   /**
    * The backend of record for a key: from this instance's store if it owns the key, else from
-   * the other owners. Never rejects.
+   * the other owners. Never rejects. With o.resendMs below timeoutMs, the QUERY goes again (same
+   * id) to the owners that have not answered by then: a datagram lost, or an answer from an owner
+   * and a replica both slow, gets a second chance; either copy's answer settles the query.
    */
-  query(kind: EntryKind, key: Uint8Array, timeoutMs: number): Promise<BackendIdentity | null> {
+  query(kind: EntryKind, key: Uint8Array, timeoutMs: number, o: QueryOptions = {}): Promise<BackendIdentity | null> {
     const c = this.counters;
     c.queries++;
     if (this.#stopped || !validKeyLength(kind, key.length)) {
@@ -248,6 +276,7 @@ export class OwnerSync {
     let id = this.#nextQueryId;
     while (this.#outstanding.has(id)) id = (id + 1) >>> 0 || 1;
     this.#nextQueryId = (id + 1) >>> 0 || 1;
+    this.#timedOut.delete(id);
     const body: QueryBody = { queryId: id, kind, key };
     const write: BodyWriter = (out, off) => writeQueryBody(out, off, body);
     const asked: string[] = [];
@@ -258,13 +287,24 @@ export class OwnerSync {
       return Promise.resolve(null);
     }
     return new Promise<BackendIdentity | null>((resolve) => {
-      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resolve };
+      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resend: undefined, resolve };
       q.timer = this.#timers.setTimeout(() => {
         if (this.#outstanding.get(id) !== q) return;
         this.#outstanding.delete(id);
+        if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
         c.timeouts++;
+        this.#rememberTimedOut(id);
+        o.onTimeout?.();
         resolve(null);
       }, timeoutMs);
+      const resendMs = o.resendMs ?? 0;
+      if (resendMs > 0 && resendMs < timeoutMs) {
+        q.resend = this.#timers.setTimeout(() => {
+          q.resend = undefined;
+          if (this.#outstanding.get(id) !== q) return;
+          for (const peer of q.asked) if (this.#transport.send(peer, 'QUERY', write)) c.queryResends++;
+        }, resendMs);
+      }
       this.#outstanding.set(id, q);
     });
   }
@@ -291,6 +331,7 @@ export class OwnerSync {
     this.#stopped = true;
     for (const q of this.#outstanding.values()) {
       this.#timers.clearTimeout(q.timer);
+      if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
       q.resolve(null);
     }
     this.#outstanding.clear();
@@ -326,7 +367,10 @@ export class OwnerSync {
 
   #storeEntry(e: SyncEntry): void {
     if (e.ttlMs === 0) this.#store.remove(e.kind, e.key);
-    else this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+    else {
+      if (e.kind === 'flow') this.#lastFlowEntryAt = this.#now();
+      this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+    }
   }
 
   #onPublish(body: PublishBody): void {
@@ -339,6 +383,7 @@ export class OwnerSync {
         continue;
       }
       if (!this.isOwner(e.key)) c.storedNotOwner++;
+      if (e.kind === 'flow') this.#lastFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
     }
   }
@@ -361,6 +406,7 @@ export class OwnerSync {
     const at = q === undefined ? -1 : q.asked.indexOf(peerId);
     if (q === undefined || at < 0 || q.kind !== body.kind || !sameBytes(q.key, body.key)) {
       c.unmatchedAnswers++;
+      if (q === undefined && body.found && this.#timedOut.delete(body.queryId)) c.lateFound++;
       return;
     }
     if (body.found && body.backend !== undefined) {
@@ -379,9 +425,18 @@ export class OwnerSync {
     }
   }
 
+  #rememberTimedOut(id: number): void {
+    if (this.#timedOut.size >= MAX_TIMED_OUT_REMEMBERED) {
+      const oldest = this.#timedOut.values().next();
+      if (!oldest.done) this.#timedOut.delete(oldest.value);
+    }
+    this.#timedOut.add(id);
+  }
+
   #finish(q: PendingQuery, result: BackendIdentity | null): void {
     this.#outstanding.delete(q.id);
     this.#timers.clearTimeout(q.timer);
+    if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
     const ms = this.#now() - q.startedAt;
     const lat = this.counters.latency;
     let b = 0;

@@ -140,6 +140,11 @@ export class Forwarder {
     this.#hold.configure(fn, holdPerQuery);
   }
 
+  /** A table change is recent in the cluster until untilMs (this process's Date.now clock; 0: not): UDP with no local flow asks its owner until then (owner-hold.ts). */
+  setChangeRecent(untilMs: number): void {
+    this.#hold.setChangeRecent(untilMs);
+  }
+
   /** Publish learned tokens and steered join subflows as they happen (cluster with sync), or not. */
   setPublishNow(fn: PublishNowFn | null): void {
     this.#steer.setPublishNow(fn);
@@ -290,7 +295,7 @@ export class Forwarder {
   }
 
   /**
-   * The owner's answer to query `queryId` (a backend id of this instance, or -1: unknown): the
+   * The owner's answer to query `queryId` (a backend id of this instance, -1: unknown, -2: no owner answered in time): the
    * flow is recorded and the frames it held are forwarded; `send` transmits each one written to `tx`.
    */
   answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {

@@ -10,6 +10,20 @@
  *   control --answer(qid)--> settle q: flow -> backend, replay held frames -> send()
  *   timer --expire(now)--> settle every query past QUERY_DEADLINE_MS with the table's answer
  *
+ * Who asks: a TCP non-SYN and an MP_JOIN with no local state always (flow-steer.ts); a UDP packet
+ * with no local state only while a table change is recent in the cluster (setChangeRecent, told
+ * by the control process): UDP has no first packet that tells a new flow from a moved one, and
+ * outside such a window every instance's table picks a flow's backend of record anyway, so
+ * steady-state UDP asks no one. Asking is bounded twice: MAX_PENDING_QUERIES at once, and
+ * QUERY_BUDGET_PER_S a second (beyond it the table decides, counted ownerQueriesOverBudget), so
+ * a burst of moved flows cannot feed an overloaded control plane without end.
+ *
+ * An unanswered query (NO_ANSWER from the control process, which waits almost the whole
+ * deadline and asks again on the way, or the deadline here) takes the table's pick, counted as
+ * ownerUnanswered: dropping the held frames instead would turn every slow answer into a TCP
+ * retransmission backoff (a > 1 s stall) and a new query. An answer naming a backend that comes
+ * after its query settled is counted as ownerLateAnswers.
+ *
  * Everything is preallocated: query and hold slots are typed arrays and one hold buffer. The only
  * allocation is the key copy handed to the control process, once per query (per flow miss).
  */
@@ -37,6 +51,10 @@ export const QUERY_FLOW = 0;
 export const QUERY_TOKEN = 1;
 /** A flow whose owner is being asked records backend PENDING - q (always < -1). */
 const PENDING = -2;
+/** The control process's "no owner answered in time" (-1 is "no owner holds it"). */
+export const NO_ANSWER = -2;
+/** Owner queries per second at most (flow and token); beyond it the table decides (counted). */
+export const QUERY_BUDGET_PER_S = 2048;
 /** Query ids are seq * MAX_PENDING_QUERIES + slot; seq wraps here (ids stay exact integers). */
 const QUERY_SEQ_MASK = 0x3fffff;
 
@@ -94,6 +112,11 @@ export class OwnerHold {
   readonly #seq = new Uint32Array(MAX_PENDING_QUERIES);
   #cursor = 0;
   #count = 0;
+  /** Until when (data-plane clock, ms) a table change counts as recent in the cluster; 0: not. */
+  #changeRecentUntil = 0;
+  /** Queries asked in the second that began at #budgetSince (QUERY_BUDGET_PER_S). */
+  #budgetSince = 0;
+  #budgetUsed = 0;
 
   // Per hold slot: the frame bytes, its length, and the query it waits on (-1: free).
   readonly #frames = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
@@ -114,6 +137,16 @@ export class OwnerHold {
     this.#holdPerQuery = Math.max(1, Math.min(MAX_HOLD_PER_QUERY, holdPerQuery));
   }
 
+  /** A table change is recent in the cluster until untilMs (data-plane clock); 0: not recent. */
+  setChangeRecent(untilMs: number): void {
+    this.#changeRecentUntil = untilMs;
+  }
+
+  /** Owner queries are on and a table change is recent: a flow with no local state may be pinned elsewhere, off the table's pick. */
+  changeRecent(nowMs: number): boolean {
+    return this.#ask !== null && nowMs < this.#changeRecentUntil;
+  }
+
   /** Owner queries are on. */
   get enabled(): boolean {
     return this.#ask !== null;
@@ -131,6 +164,15 @@ export class OwnerHold {
   ask(rx: Buffer, p: ParsedPacket, hash: number, sid: number, kind: number, token: number, generation: number, nowMs: number): number {
     const ask = this.#ask;
     if (ask === null || this.#count >= MAX_PENDING_QUERIES) return -1;
+    if (nowMs - this.#budgetSince >= 1000) {
+      this.#budgetSince = nowMs;
+      this.#budgetUsed = 0;
+    }
+    if (this.#budgetUsed >= QUERY_BUDGET_PER_S) {
+      this.#host.counters[G.ownerQueriesOverBudget]++;
+      return -1;
+    }
+    this.#budgetUsed++;
     let q = this.#cursor;
     while (this.#active[q] === 1) q = (q + 1) % MAX_PENDING_QUERIES;
     this.#cursor = (q + 1) % MAX_PENDING_QUERIES;
@@ -174,13 +216,17 @@ export class OwnerHold {
   }
 
   /**
-   * The owner's answer (a backend id of this instance, or -1: unknown / no answer): record the
-   * flow, then release every frame it held; `send` transmits each one written to `tx`.
+   * The owner's answer (a backend id of this instance, -1: no owner holds it, NO_ANSWER: no owner
+   * answered in time): record the flow, then release every frame it held; `send` transmits each
+   * one written to `tx`. An answer naming a backend for a query already settled is counted late.
    */
   answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {
     if (!Number.isInteger(queryId) || queryId < 0) return;
     const q = queryId % MAX_PENDING_QUERIES;
-    if (this.#active[q] === 0 || Math.floor(queryId / MAX_PENDING_QUERIES) !== this.#seq[q]) return;
+    if (this.#active[q] === 0 || Math.floor(queryId / MAX_PENDING_QUERIES) !== this.#seq[q]) {
+      if (backendId >= 0) this.#host.counters[G.ownerLateAnswers]++;
+      return;
+    }
     this.#settle(q, backendId, nowMs, tx, send);
   }
 
@@ -190,7 +236,7 @@ export class OwnerHold {
     for (let q = 0; q < MAX_PENDING_QUERIES; q++) {
       if (this.#active[q] === 1 && nowMs >= this.#deadline[q]) {
         this.#host.counters[G.ownerQueryTimeouts]++;
-        this.#settle(q, -1, nowMs, tx, send);
+        this.#settle(q, NO_ANSWER, nowMs, tx, send);
       }
     }
   }
@@ -207,6 +253,7 @@ export class OwnerHold {
     const pendingHere = host.flows.backendOf(slot) === PENDING - q;
     let be = host.backends.belongsTo(backendId, sid) ? backendId : -1;
     c[be >= 0 ? G.ownerHits : G.ownerMisses]++;
+    if (backendId === NO_ANSWER && !isToken) c[G.ownerUnanswered]++;
     let dropHeld = false;
     if (be < 0) {
       if (isToken) {

@@ -232,6 +232,9 @@ function onMessage(msg: ToDataplane): void {
         forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key) => send({ type: 'owner-query', qid, kind, key }) : null, msg.holdPackets);
         forwarder?.setPublishNow(msg.enabled ? publishSoon : null);
         break;
+      case 'owner-recent':
+        forwarder?.setChangeRecent(msg.forMs > 0 ? Date.now() + msg.forMs : 0);
+        break;
       case 'owner-answer':
         forwarder?.answer(msg.qid, msg.backendId, Date.now(), replayTx, replaySend);
         break;

@@ -18,6 +18,21 @@ import type { DataplaneSupervisor } from './supervisor.js';
 /** Published owner entries live this long unless refreshed; flows republish every third of it. */
 const OWNER_TTL_MS = 30_000;
 const OWNER_REFRESH_MS = 10_000;
+/**
+ * How long the control process waits for a flow's owner. The data plane holds the frames
+ * QUERY_DEADLINE_MS (50 ms) from its ask; an IPC hop each way comes off that. A query crosses
+ * four processes (data plane, control, the peer's control, back), each of which must get a CPU:
+ * on a shared 2-core machine running three instances, BIRD and the load clients, a process
+ * waits on the run queue for several ms, and a peer busy with a publish burst or a handoff after
+ * a change answers tens of ms late. Giving up at cluster.queryTimeoutMs (20 ms by default) threw
+ * away answers that were on their way; now that is when the QUERY goes again to the owners still
+ * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
+ */
+const OWNER_ANSWER_BUDGET_MS = 44;
+/** How often the data plane's "change recent" window is checked for news (it also hears at once of a change). */
+const OWNER_RECENT_CHECK_MS = 1000;
+/** The data plane's "no owner answered in time" (owner-hold.ts NO_ANSWER). */
+const NO_ANSWER = -2;
 /** A token query that hears NOT FOUND is asked again (the token may be on its way to its owner), within the join's hold. */
 const TOKEN_QUERY_RETRIES = 3;
 const TOKEN_QUERY_RETRY_DELAY_MS = 4;
@@ -37,13 +52,21 @@ export class OwnerBridge implements Startable {
   readonly #opts: OwnerBridgeOptions;
   #cluster: ControlPlane | null = null;
   #refresh: NodeJS.Timeout | null = null;
+  #recentCheck: NodeJS.Timeout | null = null;
+  /** End of the window last told to the data plane (performance.now ms; 0: "not recent"; -1: nothing told yet). */
+  #recentSent = -1;
 
   constructor(opts: OwnerBridgeOptions) {
     this.#opts = opts;
     const { supervisor, generations } = opts;
     supervisor.onReady(() => {
       const cl = opts.config.cluster;
-      if (this.#cluster && cl?.sync) supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
+      if (this.#cluster && cl?.sync) {
+        supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
+        // A new data-plane process knows nothing of recent changes.
+        this.#recentSent = -1;
+        this.#pushRecent();
+      }
     });
     supervisor.onNotice('owner-query', (m) => {
       // Unanswered, the data plane expires the query at its deadline and forwards as if not found.
@@ -80,11 +103,17 @@ export class OwnerBridge implements Startable {
     this.#cluster = cp;
     metrics.setCluster(cp);
     this.#announce(false);
-    if (cluster.sync) this.#refresh = setInterval(() => supervisor.send({ type: 'publish-owners' }), OWNER_REFRESH_MS);
+    if (cluster.sync) {
+      this.#refresh = setInterval(() => supervisor.send({ type: 'publish-owners' }), OWNER_REFRESH_MS);
+      this.#recentCheck = setInterval(() => this.#pushRecent(), OWNER_RECENT_CHECK_MS);
+      cp.onTableChange(() => this.#pushRecent());
+      this.#pushRecent();
+    }
   }
 
   async stop(): Promise<void> {
     if (this.#refresh) clearInterval(this.#refresh);
+    if (this.#recentCheck) clearInterval(this.#recentCheck);
     await this.#cluster?.stop();
   }
 
@@ -100,6 +129,26 @@ export class OwnerBridge implements Startable {
     if (publish && this.syncing) supervisor.send({ type: 'publish-owners' });
   }
 
+  /** How long flows pinned off the table's pick may live: the owner entries' TTL, or the UDP idle timeout if longer. */
+  get #entryLifetimeMs(): number {
+    return Math.max(OWNER_TTL_MS, this.#opts.config.flowTable.udpIdleTimeoutS * 1000);
+  }
+
+  /**
+   * Tell the data plane how long a table change stays recent, when that is news: a new window, or
+   * one that moved by more than a check period (a fresh flow entry extends it), or its end. Both
+   * processes count down on their own clocks, so nothing is sent while the window just runs.
+   */
+  #pushRecent(): void {
+    const cp = this.#cluster;
+    if (!cp || !this.syncing) return;
+    const forMs = cp.changeRecentMs(this.#entryLifetimeMs);
+    const until = forMs > 0 ? performance.now() + forMs : 0;
+    if (until === 0 ? this.#recentSent === 0 : this.#recentSent > 0 && Math.abs(until - this.#recentSent) < OWNER_RECENT_CHECK_MS) return;
+    this.#recentSent = until;
+    this.#opts.supervisor.send({ type: 'owner-recent', forMs });
+  }
+
   async #answer(qid: number, kind: number, key: Uint8Array): Promise<void> {
     const cp = this.#cluster;
     let backendId = -1;
@@ -107,7 +156,17 @@ export class OwnerBridge implements Startable {
       const end = this.#opts.metrics.ownerQueryLatency.startTimer();
       const started = performance.now();
       const isToken = kind === OWNER_KIND.token;
-      let who = await cp.query(isToken ? 'token' : 'flow', key);
+      // A flow query waits the whole budget, asking the silent owners again at queryTimeoutMs; a
+      // timeout (not a NOT FOUND) is reported as such, so the data plane counts it.
+      let unanswered = false;
+      let who = isToken
+        ? await cp.query('token', key)
+        : await cp.query('flow', key, OWNER_ANSWER_BUDGET_MS, {
+            resendMs: this.#opts.config.cluster?.queryTimeoutMs,
+            onTimeout: () => {
+              unanswered = true;
+            },
+          });
       // An MP_JOIN follows its connection's third ACK by ~1 ms (docs/PROTOCOLS.md), and the
       // instance that learned the token from that ACK publishes it at the same moment: the join's
       // query can reach the owner first and hear NOT FOUND. Ask again a few times while the data
@@ -120,6 +179,7 @@ export class OwnerBridge implements Startable {
       }
       end();
       if (who) backendId = this.#opts.generations.backendId(who.service, who.address);
+      else if (unanswered) backendId = NO_ANSWER;
     }
     this.#opts.supervisor.send({ type: 'owner-answer', qid, backendId });
   }

@@ -400,3 +400,55 @@ describe('OwnerSync handoff', () => {
     expect(net.node('lb-b').store.size).toBe(forB.length);
   });
 });
+
+describe('OwnerSync: late answers and resends (a slow owner)', () => {
+  function entryOwnedBy(own: string[]): SyncEntry {
+    for (const e of entries(500)) {
+      const o = owners(e.key);
+      if (o.length === own.length && own.every((x) => o.includes(x))) return e;
+    }
+    throw new Error('no such entry');
+  }
+
+  const late: { name: string; heldBy: string[]; lateFound: number }[] = [
+    { name: 'the owner held an entry: its late FOUND is counted', heldBy: ['lb-a'], lateFound: 1 },
+    { name: 'owner and replica held it: counted once', heldBy: ['lb-a', 'lb-b'], lateFound: 1 },
+    { name: 'nobody held it: late NOT FOUNDs are not counted', heldBy: [], lateFound: 0 },
+  ];
+  for (const c of late) {
+    it(c.name, async () => {
+      const net = new FakeNet(IDS);
+      const e = entryOwnedBy(['lb-a', 'lb-b']);
+      for (const id of c.heldBy) net.node(id).store.put(e.kind, e.key, e.backend, 1000, 0);
+      const q = net.node('lb-c').sync;
+      const p = q.query(e.kind, e.key, 20);
+      net.timers.advance(20); // the questions are on the wire, the answers not yet back
+      expect(await p).toBeNull();
+      expect(q.counters.lateFound).toBe(0);
+      net.settle();
+      expect(q.counters).toMatchObject({ timeouts: 1, lateFound: c.lateFound });
+    });
+  }
+
+  it('a QUERY lost on the wire is sent again at resendMs and its answer settles the query; without resend it times out', async () => {
+    const run = async (resendMs: number): Promise<{ got: unknown; counters: { timeouts: number; queryResends: number; hits: number } }> => {
+      const net = new FakeNet(IDS);
+      const e = entryOwnedBy(['lb-a', 'lb-b']);
+      net.node('lb-a').store.put(e.kind, e.key, e.backend, 1000, 0);
+      const q = net.node('lb-c').sync;
+      const p = q.query(e.kind, e.key, 42, { resendMs });
+      net.wire.length = 0; // both questions lost
+      net.timers.advance(20);
+      net.settle();
+      net.timers.advance(22);
+      return { got: await p, counters: q.counters };
+    };
+    const withResend = await run(20);
+    const without = await run(0);
+    console.log(`lost QUERY: with resend at 20 ms: hits ${withResend.counters.hits}, timeouts ${withResend.counters.timeouts}; without: hits ${without.counters.hits}, timeouts ${without.counters.timeouts}`);
+    expect(withResend.got).not.toBeNull();
+    expect(withResend.counters).toMatchObject({ hits: 1, timeouts: 0, queryResends: 2 });
+    expect(without.got).toBeNull();
+    expect(without.counters).toMatchObject({ hits: 0, timeouts: 1, queryResends: 0 });
+  });
+});

@@ -83,8 +83,17 @@ export const G = {
   // VLAN egress (vlan.egress): frames whose ingress tags were removed, frames sent with the configured tag.
   vlanStripped: 61,
   vlanTagged: 62,
+  // Owner queries (owner-hold.ts, flow-steer.ts).
+  /** Owner queries asked for a UDP packet with no local flow while a table change was recent in the cluster (0 in steady state). */
+  ownerQueriesUdp: 63,
+  /** Flow queries no owner answered in time (the control process's budget or the data plane's deadline): they took the table's pick. */
+  ownerUnanswered: 64,
+  /** Owner answers naming a backend that reached the data plane after it had stopped waiting. */
+  ownerLateAnswers: 65,
+  /** Packets that would have asked their owner but found this second's query budget spent: they took the table's pick. */
+  ownerQueriesOverBudget: 66,
 } as const;
-export const GLOBAL_COUNT = 64;
+export const GLOBAL_COUNT = 80;
 
 export const DROPS_BASE = GLOBAL_COUNT;
 

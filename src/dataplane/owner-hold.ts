@@ -18,11 +18,17 @@
  * QUERY_BUDGET_PER_S a second (beyond it the table decides, counted ownerQueriesOverBudget), so
  * a burst of moved flows cannot feed an overloaded control plane without end.
  *
- * An unanswered query (NO_ANSWER from the control process, which waits almost the whole
- * deadline and asks again on the way, or the deadline here) takes the table's pick, counted as
- * ownerUnanswered: dropping the held frames instead would turn every slow answer into a TCP
- * retransmission backoff (a > 1 s stall) and a new query. An answer naming a backend that comes
- * after its query settled is counted as ownerLateAnswers.
+ * An unanswered flow query (NO_ANSWER from the control process, which waits almost the whole
+ * deadline and asks again on the way, or the deadline here) while a table change is recent gets
+ * one more chance: its held frames are dropped (owner_unanswered) and the flow is not recorded,
+ * so the flow's next packet (a TCP retransmission or next segment, the next UDP request) asks
+ * again; counted as ownerRetried. Once per flow in RETRY_MEMORY_MS, and at most
+ * MAX_RETRIES_PER_S a second: a flow whose second query goes unanswered too, or any beyond the
+ * budget, takes the table's pick, counted as ownerUnanswered (as does any unanswered query in
+ * steady state, where the table's pick is the flow's backend anyway). Dropping without that bound
+ * turned every slow answer into TCP retransmission backoff (stalls > 1 s) and a new query that
+ * fed the overload; one drop costs a flow one retransmission timeout (~200 ms). An answer naming
+ * a backend that comes after its query settled is counted as ownerLateAnswers.
  *
  * Everything is preallocated: query and hold slots are typed arrays and one hold buffer. The only
  * allocation is the key copy handed to the control process, once per query (per flow miss).
@@ -55,6 +61,10 @@ const PENDING = -2;
 export const NO_ANSWER = -2;
 /** Owner queries per second at most (flow and token); beyond it the table decides (counted). */
 export const QUERY_BUDGET_PER_S = 2048;
+/** Flows given a second query after an unanswered one: remembered this long (and at most RETRY_SLOTS of them), at most MAX_RETRIES_PER_S a second. */
+const RETRY_MEMORY_MS = 5000;
+const RETRY_SLOTS = 1024;
+export const MAX_RETRIES_PER_S = 256;
 /** Query ids are seq * MAX_PENDING_QUERIES + slot; seq wraps here (ids stay exact integers). */
 const QUERY_SEQ_MASK = 0x3fffff;
 
@@ -117,6 +127,13 @@ export class OwnerHold {
   /** Queries asked in the second that began at #budgetSince (QUERY_BUDGET_PER_S). */
   #budgetSince = 0;
   #budgetUsed = 0;
+  /** Flows (hash, service) whose unanswered query got a second chance, when (RETRY_MEMORY_MS); a ring. */
+  readonly #retryHash = new Uint32Array(RETRY_SLOTS);
+  readonly #retryService = new Int32Array(RETRY_SLOTS);
+  readonly #retryAt = new Float64Array(RETRY_SLOTS).fill(-Infinity);
+  #retryCursor = 0;
+  #retrySince = 0;
+  #retriesUsed = 0;
 
   // Per hold slot: the frame bytes, its length, and the query it waits on (-1: free).
   readonly #frames = Buffer.alloc(HOLD_SLOTS * HOLD_SLOT_BYTES);
@@ -253,9 +270,21 @@ export class OwnerHold {
     const pendingHere = host.flows.backendOf(slot) === PENDING - q;
     let be = host.backends.belongsTo(backendId, sid) ? backendId : -1;
     c[be >= 0 ? G.ownerHits : G.ownerMisses]++;
-    if (backendId === NO_ANSWER && !isToken) c[G.ownerUnanswered]++;
     let dropHeld = false;
-    if (be < 0) {
+    let heldDrop: number = Drop.hold_overflow;
+    if (backendId === NO_ANSWER && !isToken) {
+      if (this.changeRecent(nowMs) && this.#secondChance(this.#hash[q], sid, nowMs)) {
+        // The table's pick may be wrong: drop the held frames, record nothing, ask again on the next packet.
+        c[G.ownerRetried]++;
+        dropHeld = true;
+        heldDrop = Drop.owner_unanswered;
+      } else {
+        c[G.ownerUnanswered]++;
+      }
+    }
+    if (dropHeld) {
+      // nothing more to decide
+    } else if (be < 0) {
       if (isToken) {
         c[G.mptcpJoinsUnknown]++;
         if (!host.services.hashesUnknownJoins(sid)) dropHeld = true;
@@ -277,7 +306,7 @@ export class OwnerHold {
         host.flowCreated(slot, sid, be, isToken && backendId === be);
       }
     }
-    const heldDrop = !dropHeld ? Drop.hold_overflow : isToken ? Drop.mptcp_join_unknown_token : Drop.no_backend;
+    if (dropHeld && heldDrop === Drop.hold_overflow) heldDrop = isToken ? Drop.mptcp_join_unknown_token : Drop.no_backend;
     for (let h = 0; h < HOLD_SLOTS; h++) {
       if (this.#frameQuery[h] !== q) continue;
       this.#frameQuery[h] = -1;
@@ -288,6 +317,25 @@ export class OwnerHold {
       const out = host.replay(this.#frameViews[h], this.#frameLen[h], tx, nowMs);
       if (out > 0) send(out);
     }
+  }
+
+  /** True (and remembered) if this flow has had no second chance in RETRY_MEMORY_MS and this second's budget allows one. */
+  #secondChance(hash: number, sid: number, nowMs: number): boolean {
+    for (let i = 0; i < RETRY_SLOTS; i++) {
+      if (this.#retryHash[i] === hash && this.#retryService[i] === sid && nowMs - this.#retryAt[i] < RETRY_MEMORY_MS) return false;
+    }
+    if (nowMs - this.#retrySince >= 1000) {
+      this.#retrySince = nowMs;
+      this.#retriesUsed = 0;
+    }
+    if (this.#retriesUsed >= MAX_RETRIES_PER_S) return false;
+    this.#retriesUsed++;
+    const r = this.#retryCursor;
+    this.#retryCursor = (r + 1) % RETRY_SLOTS;
+    this.#retryHash[r] = hash >>> 0;
+    this.#retryService[r] = sid;
+    this.#retryAt[r] = nowMs;
+    return true;
   }
 
   #drop(reason: number): number {

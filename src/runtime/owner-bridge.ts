@@ -55,15 +55,19 @@ export class OwnerBridge implements Startable {
   #recentCheck: NodeJS.Timeout | null = null;
   /** End of the window last told to the data plane (performance.now ms; 0: "not recent"; -1: nothing told yet). */
   #recentSent = -1;
+  /** When the running data-plane process became ready (performance.now ms), or undefined. */
+  #dataplaneReadyAt: number | undefined;
 
   constructor(opts: OwnerBridgeOptions) {
     this.#opts = opts;
     const { supervisor, generations } = opts;
     supervisor.onReady(() => {
       const cl = opts.config.cluster;
+      // A new data-plane process (at start, or after one died) has no flows and knows nothing of
+      // what the cluster pinned before: it asks for the entries' lifetime (see #pushRecent).
+      this.#dataplaneReadyAt = performance.now();
       if (this.#cluster && cl?.sync) {
         supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
-        // A new data-plane process knows nothing of recent changes.
         this.#recentSent = -1;
         this.#pushRecent();
       }
@@ -138,12 +142,22 @@ export class OwnerBridge implements Startable {
    * Tell the data plane how long a table change stays recent, when that is news: a new window, or
    * one that moved by more than a check period (a fresh flow entry extends it), or its end. Both
    * processes count down on their own clocks, so nothing is sent while the window just runs.
+   *
+   * The window is the cluster's (a backend set changed here or at a peer, or a flow entry was
+   * stored here: ControlPlane.changeRecentMs) or this data plane's own start, whichever ends
+   * later. A data plane that (re)started cannot know what it missed: flows pinned by instances
+   * it never heard from, or its own UDP flows pinned before it died. Its routes may come back
+   * (BGP) before the entries its peers hand it arrive, so it asks from its first packet on; a
+   * whole cluster starting at once only pays one NOT FOUND round trip per new UDP flow then.
    */
   #pushRecent(): void {
     const cp = this.#cluster;
     if (!cp || !this.syncing) return;
-    const forMs = cp.changeRecentMs(this.#entryLifetimeMs);
-    const until = forMs > 0 ? performance.now() + forMs : 0;
+    const now = performance.now();
+    const lifetime = this.#entryLifetimeMs;
+    const sinceStart = this.#dataplaneReadyAt === undefined ? 0 : Math.max(0, Math.ceil(this.#dataplaneReadyAt + lifetime - now));
+    const forMs = Math.max(cp.changeRecentMs(lifetime), sinceStart);
+    const until = forMs > 0 ? now + forMs : 0;
     if (until === 0 ? this.#recentSent === 0 : this.#recentSent > 0 && Math.abs(until - this.#recentSent) < OWNER_RECENT_CHECK_MS) return;
     this.#recentSent = until;
     this.#opts.supervisor.send({ type: 'owner-recent', forMs });

@@ -2,14 +2,16 @@
  * The data plane's owner-query decision for UDP and for unanswered queries (owner-hold.ts,
  * flow-steer.ts). UDP asks the owner only while a table change is recent in the cluster (the
  * control process says so with setChangeRecent); in steady state it asks no one. A flow query
- * nobody answers in time takes the table's pick and is counted (ownerUnanswered); it never drops
- * the held frames (that turned slow answers into TCP retransmission stalls and query storms).
+ * nobody answers in time while a change is recent gets one second chance (its held frames
+ * dropped, the next packet asks again), bounded per flow and per second; after that, or in steady
+ * state, it takes the table's pick (counted): never a drop loop (that turned slow answers into
+ * TCP retransmission backoff stalls and query storms).
  * Answers that come after the data plane stopped waiting are counted; asking is bounded per
  * second. No root needed.
  */
 import { describe, expect, it } from 'vitest';
 import { Forwarder } from '../../src/dataplane/forwarder.js';
-import { NO_ANSWER, QUERY_BUDGET_PER_S } from '../../src/dataplane/owner-hold.js';
+import { MAX_RETRIES_PER_S, NO_ANSWER, QUERY_BUDGET_PER_S } from '../../src/dataplane/owner-hold.js';
 import { buildFrame } from '../../src/packet/build.js';
 import { TCP_ACK, TCP_SYN } from '../../src/packet/parsed-packet.js';
 import { G } from '../../src/dataplane/contract/counters.js';
@@ -119,30 +121,66 @@ describe('UDP owner queries: steady state vs a recent table change', () => {
   });
 });
 
-describe('unanswered owner queries take the table and are counted, never dropped', () => {
-  const cases: { name: string; frame: () => Buffer; recent: boolean; settle: 'expire' | 'no-answer' | 'not-found'; unanswered: number }[] = [
-    { name: 'TCP, the deadline passes while a change is recent', frame: () => tcp(32001, TCP_ACK), recent: true, settle: 'expire', unanswered: 1 },
-    { name: 'UDP, the control process gives up (NO_ANSWER) while a change is recent', frame: () => udp(32002), recent: true, settle: 'no-answer', unanswered: 1 },
-    { name: 'TCP, the deadline passes in steady state', frame: () => tcp(32003, TCP_ACK), recent: false, settle: 'expire', unanswered: 1 },
-    { name: 'UDP, every owner said NOT FOUND while a change is recent (not unanswered)', frame: () => udp(32004), recent: true, settle: 'not-found', unanswered: 0 },
+describe('unanswered owner queries: one second chance while a change is recent, then the table; never a drop loop', () => {
+  type Settle = 'expire' | 'no-answer' | 'not-found';
+  const cases: { name: string; frame: () => Buffer; recent: boolean; settle: Settle; retried: number; unanswered: number }[] = [
+    { name: 'TCP, the deadline passes while a change is recent: dropped once, the next packet asks again', frame: () => tcp(32001, TCP_ACK), recent: true, settle: 'expire', retried: 1, unanswered: 0 },
+    { name: 'UDP, the control process gives up (NO_ANSWER) while a change is recent: dropped once, asks again', frame: () => udp(32002), recent: true, settle: 'no-answer', retried: 1, unanswered: 0 },
+    { name: "TCP, the deadline passes in steady state: the table's pick (it is the flow's backend)", frame: () => tcp(32003, TCP_ACK), recent: false, settle: 'expire', retried: 0, unanswered: 1 },
+    { name: 'UDP, every owner said NOT FOUND while a change is recent: the table decides, not unanswered', frame: () => udp(32004), recent: true, settle: 'not-found', retried: 0, unanswered: 0 },
   ];
+  const settle = (fwd: Forwarder, how: Settle, qid: number, tx: Buffer, now: number, out: () => void): void => {
+    if (how === 'expire') fwd.expireQueries(now + 50, tx, out);
+    else fwd.answer(qid, how === 'no-answer' ? NO_ANSWER : -1, now + 20, tx, out);
+  };
   for (const c of cases) {
-    it(`${c.name}: the held frame goes to the table's pick, unanswered ${c.unanswered}`, () => {
+    it(`${c.name} (retried ${c.retried}, unanswered ${c.unanswered})`, () => {
       const { fwd, queries, tx } = setup();
       if (c.recent) fwd.setChangeRecent(60_000);
       const f = c.frame();
       expect(fwd.forward(f, f.length, tx, 1000)).toBe(0);
       let sent = 0;
-      if (c.settle === 'expire') fwd.expireQueries(1050, tx, () => sent++);
-      else fwd.answer(queries[0].qid, c.settle === 'no-answer' ? NO_ANSWER : -1, 1020, tx, () => sent++);
-      expect(sent).toBe(1);
+      settle(fwd, c.settle, queries[0].qid, tx, 1000, () => sent++);
+      expect(sent).toBe(1 - c.retried);
+      expect(fwd.counters[G.ownerRetried]).toBe(c.retried);
       expect(fwd.counters[G.ownerUnanswered]).toBe(c.unanswered);
-      expect(fwd.counters[G.ownerMisses]).toBe(1);
-      // The flow is recorded on the table's pick: its next packet asks no more.
-      expect(fwd.forward(f, f.length, tx, 1100)).toBeGreaterThan(0);
-      expect(queries).toHaveLength(1);
+      // Retried: not recorded, the next packet asks again; else recorded, it asks no more.
+      const next = fwd.forward(f, f.length, tx, 1100);
+      expect(queries).toHaveLength(1 + c.retried);
+      expect(next > 0).toBe(c.retried === 0);
     });
   }
+
+  it('a flow whose second query goes unanswered too takes the table (no drop loop, no stall beyond one retransmission)', () => {
+    const { fwd, queries, tx } = setup();
+    fwd.setChangeRecent(60_000);
+    const f = tcp(32100, TCP_ACK);
+    let sent = 0;
+    fwd.forward(f, f.length, tx, 1000);
+    fwd.expireQueries(1050, tx, () => sent++);
+    fwd.forward(f, f.length, tx, 1250); // the retransmission
+    fwd.expireQueries(1300, tx, () => sent++);
+    expect(queries).toHaveLength(2);
+    expect(sent).toBe(1);
+    expect(fwd.counters[G.ownerRetried]).toBe(1);
+    expect(fwd.counters[G.ownerUnanswered]).toBe(1);
+    expect(fwd.forward(f, f.length, tx, 1400)).toBeGreaterThan(0);
+    expect(queries).toHaveLength(2);
+  });
+
+  it(`second chances are bounded: at most MAX_RETRIES_PER_S a second, the rest take the table`, () => {
+    const { fwd, tx } = setup();
+    fwd.setChangeRecent(60_000);
+    const n = MAX_RETRIES_PER_S + 10;
+    let sent = 0;
+    for (let i = 0; i < n; i += 200) {
+      for (let s = i; s < Math.min(n, i + 200); s++) fwd.forward(udp(40000 + s), udp(40000 + s).length, tx, 1000);
+      fwd.expireQueries(1050, tx, () => sent++);
+    }
+    expect(fwd.counters[G.ownerRetried]).toBe(MAX_RETRIES_PER_S);
+    expect(fwd.counters[G.ownerUnanswered]).toBe(10);
+    expect(sent).toBe(10);
+  });
 });
 
 describe('late owner answers are counted', () => {

@@ -86,12 +86,14 @@ export const G = {
   // Owner queries (owner-hold.ts, flow-steer.ts).
   /** Owner queries asked for a UDP packet with no local flow while a table change was recent in the cluster (0 in steady state). */
   ownerQueriesUdp: 63,
-  /** Flow queries no owner answered in time (the control process's budget or the data plane's deadline): they took the table's pick. */
+  /** Flow queries no owner answered in time (the control process's budget or the data plane's deadline) that took the table's pick. */
   ownerUnanswered: 64,
   /** Owner answers naming a backend that reached the data plane after it had stopped waiting. */
   ownerLateAnswers: 65,
   /** Packets that would have asked their owner but found this second's query budget spent: they took the table's pick. */
   ownerQueriesOverBudget: 66,
+  /** Unanswered flow queries while a table change was recent given a second chance: held frames dropped (owner_unanswered), the next packet asks again. */
+  ownerRetried: 67,
 } as const;
 export const GLOBAL_COUNT = 80;
 

@@ -60,8 +60,10 @@ export { DEFAULT_REPLICAS, OWNER_KEY_SEED, ownerKeyHash, ownersOf } from './sync
 export { DEFAULT_HANDOFF_SLICE, DEFAULT_MAX_OUTSTANDING_QUERIES, DEFAULT_MAX_PENDING_PUBLISH, MAX_HANDOFF_JOBS, QUERY_LATENCY_BUCKETS_MS } from './sync-options.js';
 export type { PublishResult, QueryLatency, SyncCounters, SyncOptions, SyncTimers, SyncTransport } from './sync-options.js';
 
-/** Timed-out query ids remembered (oldest forgotten first) so that a FOUND answer arriving later is counted as lateFound. */
+/** Timed-out queries remembered (oldest forgotten first) so that a FOUND answer arriving later is counted as lateFound and kept. */
 const MAX_TIMED_OUT_REMEMBERED = 4096;
+/** How long a late FOUND answer is kept in the store (for the data plane's second ask), at most. */
+const LATE_ANSWER_KEEP_MS = 5000;
 
 /** How one query waits: resendMs (below its timeout) sends the QUERY again to the owners still silent; onTimeout runs if nobody answered in time. */
 export interface QueryOptions {
@@ -97,8 +99,8 @@ export class OwnerSync {
   readonly #timers: SyncTimers;
   readonly #maxOutstanding: number;
   readonly #outstanding = new Map<number, PendingQuery>();
-  /** Ids of queries that timed out, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted. */
-  readonly #timedOut = new Set<number>();
+  /** Queries that timed out, by id, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted and kept. */
+  readonly #timedOut = new Map<number, { kind: EntryKind; key: Uint8Array }>();
   /** Monotonic ms of the last flow entry stored here (from a peer or this instance), or undefined. */
   #lastFlowEntryAt: number | undefined;
   readonly #queues: PublishQueues;
@@ -257,7 +259,8 @@ export class OwnerSync {
       if (o === this.selfId) selfOwner = true;
       else remote.push(o);
     }
-    if (selfOwner) {
+    {
+      // This instance's own copy: as an owner, or a late answer kept for a second ask.
       const e = this.#store.lookup(kind, key, this.#now());
       if (e !== undefined) {
         c.hits++;
@@ -293,7 +296,7 @@ export class OwnerSync {
         this.#outstanding.delete(id);
         if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
         c.timeouts++;
-        this.#rememberTimedOut(id);
+        this.#rememberTimedOut(q);
         o.onTimeout?.();
         resolve(null);
       }, timeoutMs);
@@ -406,7 +409,14 @@ export class OwnerSync {
     const at = q === undefined ? -1 : q.asked.indexOf(peerId);
     if (q === undefined || at < 0 || q.kind !== body.kind || !sameBytes(q.key, body.key)) {
       c.unmatchedAnswers++;
-      if (q === undefined && body.found && this.#timedOut.delete(body.queryId)) c.lateFound++;
+      const gaveUp = q === undefined ? this.#timedOut.get(body.queryId) : undefined;
+      if (gaveUp !== undefined && body.found && body.backend !== undefined && gaveUp.kind === body.kind && sameBytes(gaveUp.key, body.key)) {
+        this.#timedOut.delete(body.queryId);
+        c.lateFound++;
+        // Kept for a moment: the data plane asks once more for a flow whose first query went
+        // unanswered, and this answer settles that at once (stored like a replica's copy).
+        this.#store.put(body.kind, body.key, body.backend, Math.min(body.ttlMs > 0 ? body.ttlMs : LATE_ANSWER_KEEP_MS, LATE_ANSWER_KEEP_MS), this.#now());
+      }
       return;
     }
     if (body.found && body.backend !== undefined) {
@@ -425,12 +435,12 @@ export class OwnerSync {
     }
   }
 
-  #rememberTimedOut(id: number): void {
+  #rememberTimedOut(q: PendingQuery): void {
     if (this.#timedOut.size >= MAX_TIMED_OUT_REMEMBERED) {
-      const oldest = this.#timedOut.values().next();
+      const oldest = this.#timedOut.keys().next();
       if (!oldest.done) this.#timedOut.delete(oldest.value);
     }
-    this.#timedOut.add(id);
+    this.#timedOut.set(q.id, { kind: q.kind, key: q.key });
   }
 
   #finish(q: PendingQuery, result: BackendIdentity | null): void {

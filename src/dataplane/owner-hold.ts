@@ -19,16 +19,16 @@
  * a burst of moved flows cannot feed an overloaded control plane without end.
  *
  * An unanswered flow query (NO_ANSWER from the control process, which waits almost the whole
- * deadline and asks again on the way, or the deadline here) while a table change is recent gets
- * one more chance: its held frames are dropped (owner_unanswered) and the flow is not recorded,
- * so the flow's next packet (a TCP retransmission or next segment, the next UDP request) asks
- * again; counted as ownerRetried. Once per flow in RETRY_MEMORY_MS, and at most
- * MAX_RETRIES_PER_S a second: a flow whose second query goes unanswered too, or any beyond the
- * budget, takes the table's pick, counted as ownerUnanswered (as does any unanswered query in
- * steady state, where the table's pick is the flow's backend anyway). Dropping without that bound
- * turned every slow answer into TCP retransmission backoff (stalls > 1 s) and a new query that
- * fed the overload; one drop costs a flow one retransmission timeout (~200 ms). An answer naming
- * a backend that comes after its query settled is counted as ownerLateAnswers.
+ * deadline and asks again on the way, or the deadline here) while a table change is recent is
+ * asked once more, its frames still held: a second QUERY_DEADLINE_MS, so a flow waits at most
+ * 100 ms, below TCP's 200 ms minimum retransmission timeout (an answer that arrived late for the
+ * first query is kept by the control process and answers the second at once). Counted as
+ * ownerRetried; once per flow in RETRY_MEMORY_MS and at most MAX_RETRIES_PER_S a second. A second
+ * silence, a retry beyond those bounds, or any silence in steady state (where the table's pick is
+ * the flow's backend anyway) takes the table's pick, counted as ownerUnanswered. Held frames are
+ * never dropped for silence: that turned slow answers into TCP retransmission backoff (stalls
+ * > 1 s) and new queries that fed the overload. An answer naming a backend that comes after its
+ * query settled is counted as ownerLateAnswers.
  *
  * Everything is preallocated: query and hold slots are typed arrays and one hold buffer. The only
  * allocation is the key copy handed to the control process, once per query (per flow miss).
@@ -61,7 +61,7 @@ const PENDING = -2;
 export const NO_ANSWER = -2;
 /** Owner queries per second at most (flow and token); beyond it the table decides (counted). */
 export const QUERY_BUDGET_PER_S = 2048;
-/** Flows given a second query after an unanswered one: remembered this long (and at most RETRY_SLOTS of them), at most MAX_RETRIES_PER_S a second. */
+/** Flows asked a second time after an unanswered query: remembered this long (and at most RETRY_SLOTS of them), at most MAX_RETRIES_PER_S a second. */
 const RETRY_MEMORY_MS = 5000;
 const RETRY_SLOTS = 1024;
 export const MAX_RETRIES_PER_S = 256;
@@ -120,6 +120,8 @@ export class OwnerHold {
   readonly #held = new Int32Array(MAX_PENDING_QUERIES);
   /** Bumped on every reuse of the slot: a late answer for an earlier query of the slot is ignored. */
   readonly #seq = new Uint32Array(MAX_PENDING_QUERIES);
+  /** 1 while the slot's query is a second ask: an answer to the first (seq - 1) still settles it. */
+  readonly #retried = new Uint8Array(MAX_PENDING_QUERIES);
   #cursor = 0;
   #count = 0;
   /** Until when (data-plane clock, ms) a table change counts as recent in the cluster; 0: not. */
@@ -127,7 +129,7 @@ export class OwnerHold {
   /** Queries asked in the second that began at #budgetSince (QUERY_BUDGET_PER_S). */
   #budgetSince = 0;
   #budgetUsed = 0;
-  /** Flows (hash, service) whose unanswered query got a second chance, when (RETRY_MEMORY_MS); a ring. */
+  /** Flows (hash, service) whose unanswered query was asked again, and when (RETRY_MEMORY_MS); a ring. */
   readonly #retryHash = new Uint32Array(RETRY_SLOTS);
   readonly #retryService = new Int32Array(RETRY_SLOTS);
   readonly #retryAt = new Float64Array(RETRY_SLOTS).fill(-Infinity);
@@ -209,6 +211,7 @@ export class OwnerHold {
     const key = this.#keyScratch;
     const keyLen = kind === QUERY_TOKEN ? writeTokenKey(token, key, 0) : copyFlowKey(rx, p, key);
     this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
+    this.#retried[q] = 0;
     // The control process gets a copy: once per flow miss, not per packet.
     ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen));
     return q;
@@ -240,7 +243,11 @@ export class OwnerHold {
   answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {
     if (!Number.isInteger(queryId) || queryId < 0) return;
     const q = queryId % MAX_PENDING_QUERIES;
-    if (this.#active[q] === 0 || Math.floor(queryId / MAX_PENDING_QUERIES) !== this.#seq[q]) {
+    const seq = Math.floor(queryId / MAX_PENDING_QUERIES);
+    const current = seq === this.#seq[q];
+    // The first ask's answer, late, while the same flow's second ask is out: it settles the flow too.
+    const firstOfRetry = this.#retried[q] === 1 && seq === ((this.#seq[q] - 1) & QUERY_SEQ_MASK) && backendId >= 0;
+    if (this.#active[q] === 0 || !(current || firstOfRetry)) {
       if (backendId >= 0) this.#host.counters[G.ownerLateAnswers]++;
       return;
     }
@@ -269,22 +276,26 @@ export class OwnerHold {
     // The flow slot may have been evicted or reused while the query was out.
     const pendingHere = host.flows.backendOf(slot) === PENDING - q;
     let be = host.backends.belongsTo(backendId, sid) ? backendId : -1;
+    const ask = this.#ask;
+    if (backendId === NO_ANSWER && !isToken) {
+      if (pendingHere && ask !== null && this.changeRecent(nowMs) && this.#secondChance(this.#hash[q], sid, nowMs)) {
+        // The table's pick may be wrong: ask once more, the frames still held (the key comes
+        // from the pending flow's entry; one copy for the control process, as for the first ask).
+        this.#active[q] = 1;
+        this.#count++;
+        this.#deadline[q] = nowMs + QUERY_DEADLINE_MS;
+        this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
+        this.#retried[q] = 1;
+        c[G.ownerRetried]++;
+        const len = host.flows.keyOf(slot, this.#keyScratch);
+        ask(this.#seq[q] * MAX_PENDING_QUERIES + q, QUERY_FLOW, this.#keyScratch.slice(0, len));
+        return;
+      }
+      c[G.ownerUnanswered]++;
+    }
     c[be >= 0 ? G.ownerHits : G.ownerMisses]++;
     let dropHeld = false;
-    let heldDrop: number = Drop.hold_overflow;
-    if (backendId === NO_ANSWER && !isToken) {
-      if (this.changeRecent(nowMs) && this.#secondChance(this.#hash[q], sid, nowMs)) {
-        // The table's pick may be wrong: drop the held frames, record nothing, ask again on the next packet.
-        c[G.ownerRetried]++;
-        dropHeld = true;
-        heldDrop = Drop.owner_unanswered;
-      } else {
-        c[G.ownerUnanswered]++;
-      }
-    }
-    if (dropHeld) {
-      // nothing more to decide
-    } else if (be < 0) {
+    if (be < 0) {
       if (isToken) {
         c[G.mptcpJoinsUnknown]++;
         if (!host.services.hashesUnknownJoins(sid)) dropHeld = true;
@@ -306,7 +317,7 @@ export class OwnerHold {
         host.flowCreated(slot, sid, be, isToken && backendId === be);
       }
     }
-    if (dropHeld && heldDrop === Drop.hold_overflow) heldDrop = isToken ? Drop.mptcp_join_unknown_token : Drop.no_backend;
+    const heldDrop = !dropHeld ? Drop.hold_overflow : isToken ? Drop.mptcp_join_unknown_token : Drop.no_backend;
     for (let h = 0; h < HOLD_SLOTS; h++) {
       if (this.#frameQuery[h] !== q) continue;
       this.#frameQuery[h] = -1;

@@ -210,7 +210,7 @@ export class Metrics {
     global('sluice_owner_query_timeouts_total', 'Owner queries the data plane stopped waiting for.', G.ownerQueryTimeouts, 'counter');
     global('sluice_owner_queries_udp_total', 'Owner queries asked for a UDP packet with no local flow while a table change was recent in the cluster (0 in steady state).', G.ownerQueriesUdp, 'counter');
     global('sluice_owner_query_unanswered_total', 'Flow queries no owner answered in time (control budget or data-plane deadline): their packets took the table\'s pick.', G.ownerUnanswered, 'counter');
-    global('sluice_owner_query_retried_total', 'Flow queries unanswered while a table change was recent given a second chance: held packets dropped (owner_unanswered), the next packet asks again (once per flow).', G.ownerRetried, 'counter');
+    global('sluice_owner_query_retried_total', 'Flow queries unanswered while a table change was recent that were asked once more, their packets still held (once per flow; a hold of at most 100 ms).', G.ownerRetried, 'counter');
     global('sluice_owner_late_answers_total', 'Owner answers naming a backend that reached the data plane after it had stopped waiting (the owner knew, too late).', G.ownerLateAnswers, 'counter');
     global('sluice_owner_queries_over_budget_total', 'Packets that would have asked their owner but found the per-second query budget spent: they took the table\'s pick.', G.ownerQueriesOverBudget, 'counter');
     global('sluice_owner_held_packets_total', 'Packets held while their flow\'s owner was asked.', G.heldPackets, 'counter');

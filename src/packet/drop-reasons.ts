@@ -57,8 +57,6 @@ export const DROP_REASONS = [
   'fragment_table_full', // a first fragment whose datagram finds no free entry: its later fragments could not follow
   'fragment_hold_full', // an early fragment (its first fragment not seen yet) with no hold slot free, or larger than a slot
   'fragment_unmatched', // an early fragment whose first fragment did not come within the hold time
-  // owner queries (src/dataplane/owner-hold.ts)
-  'owner_unanswered', // held for an owner query nobody answered while a table change was recent: dropped once so the next packet asks again
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASONS)[number];

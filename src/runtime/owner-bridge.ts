@@ -29,8 +29,10 @@ const OWNER_REFRESH_MS = 10_000;
  * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
  */
 const OWNER_ANSWER_BUDGET_MS = 44;
-/** How often the data plane's "change recent" window is checked for news (it also hears at once of a change). */
-const OWNER_RECENT_CHECK_MS = 1000;
+/** How often the data plane's "change recent" window is checked for news (it also hears at once of a backend-set change). */
+const OWNER_RECENT_CHECK_MS = 200;
+/** A window whose end moved by less than this is not sent again (both processes count down on their own clocks). */
+const OWNER_RECENT_SLACK_MS = 1000;
 /** The data plane's "no owner answered in time" (owner-hold.ts NO_ANSWER). */
 const NO_ANSWER = -2;
 /** A token query that hears NOT FOUND is asked again (the token may be on its way to its owner), within the join's hold. */
@@ -55,17 +57,19 @@ export class OwnerBridge implements Startable {
   #recentCheck: NodeJS.Timeout | null = null;
   /** End of the window last told to the data plane (performance.now ms; 0: "not recent"; -1: nothing told yet). */
   #recentSent = -1;
-  /** When the running data-plane process became ready (performance.now ms), or undefined. */
+  /** When a data-plane process restarted after one died became ready (performance.now ms), or undefined. */
   #dataplaneReadyAt: number | undefined;
+  #dataplaneStarts = 0;
 
   constructor(opts: OwnerBridgeOptions) {
     this.#opts = opts;
     const { supervisor, generations } = opts;
     supervisor.onReady(() => {
       const cl = opts.config.cluster;
-      // A new data-plane process (at start, or after one died) has no flows and knows nothing of
-      // what the cluster pinned before: it asks for the entries' lifetime (see #pushRecent).
-      this.#dataplaneReadyAt = performance.now();
+      // A data-plane process started after one died has lost its flows, UDP ones pinned off the
+      // table's pick included: it asks for the entries' lifetime (see #pushRecent). The first
+      // one, at the instance's start, has lost nothing.
+      if (this.#dataplaneStarts++ > 0) this.#dataplaneReadyAt = performance.now();
       if (this.#cluster && cl?.sync) {
         supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
         this.#recentSent = -1;
@@ -140,15 +144,15 @@ export class OwnerBridge implements Startable {
 
   /**
    * Tell the data plane how long a table change stays recent, when that is news: a new window, or
-   * one that moved by more than a check period (a fresh flow entry extends it), or its end. Both
+   * one that moved by more than OWNER_RECENT_SLACK_MS (a fresh flow entry extends it), or its end. Both
    * processes count down on their own clocks, so nothing is sent while the window just runs.
    *
    * The window is the cluster's (a backend set changed here or at a peer, or a flow entry was
-   * stored here: ControlPlane.changeRecentMs) or this data plane's own start, whichever ends
-   * later. A data plane that (re)started cannot know what it missed: flows pinned by instances
-   * it never heard from, or its own UDP flows pinned before it died. Its routes may come back
-   * (BGP) before the entries its peers hand it arrive, so it asks from its first packet on; a
-   * whole cluster starting at once only pays one NOT FOUND round trip per new UDP flow then.
+   * stored here: ControlPlane.changeRecentMs) or a restarted data plane's, whichever ends later.
+   * An instance that restarts whole learns of flows pinned elsewhere from the entries its peers
+   * hand it when it joins (a flow entry stored here), well before its routes come back (its
+   * speaker's session takes seconds); checked every OWNER_RECENT_CHECK_MS. A data plane restarted
+   * under a running control process lost its own pinned UDP flows: it asks for the lifetime.
    */
   #pushRecent(): void {
     const cp = this.#cluster;
@@ -158,7 +162,7 @@ export class OwnerBridge implements Startable {
     const sinceStart = this.#dataplaneReadyAt === undefined ? 0 : Math.max(0, Math.ceil(this.#dataplaneReadyAt + lifetime - now));
     const forMs = Math.max(cp.changeRecentMs(lifetime), sinceStart);
     const until = forMs > 0 ? now + forMs : 0;
-    if (until === 0 ? this.#recentSent === 0 : this.#recentSent > 0 && Math.abs(until - this.#recentSent) < OWNER_RECENT_CHECK_MS) return;
+    if (until === 0 ? this.#recentSent === 0 : this.#recentSent > 0 && Math.abs(until - this.#recentSent) < OWNER_RECENT_SLACK_MS) return;
     this.#recentSent = until;
     this.#opts.supervisor.send({ type: 'owner-recent', forMs });
   }

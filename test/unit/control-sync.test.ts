@@ -427,6 +427,12 @@ describe('OwnerSync: late answers and resends (a slow owner)', () => {
       expect(q.counters.lateFound).toBe(0);
       net.settle();
       expect(q.counters).toMatchObject({ timeouts: 1, lateFound: c.lateFound });
+      // A late FOUND is kept a moment: the data plane's second ask for the flow is answered at once.
+      const again = q.query(e.kind, e.key, 20);
+      net.settle();
+      net.timers.advance(20);
+      expect((await again) !== null).toBe(c.lateFound === 1 || c.heldBy.length > 0);
+      expect(q.counters.localHits).toBe(c.lateFound);
     });
   }
 

@@ -40,7 +40,6 @@ function run(c: GoldenCase, specMode: Mode): Run {
   c.adjust?.(spec);
   fwd.apply(spec);
   if (c.ownerQueries) fwd.setOwnerQuery(() => undefined, c.ownerQueries.holdPerQuery);
-  if (c.ownerQueries?.unansweredWhileRecent) fwd.setChangeRecent(NOW + 30_000);
   const tx = Buffer.alloc(FRAME_SLOT_BYTES);
   const releaseTx = Buffer.alloc(FRAME_SLOT_BYTES);
   let released: string[] = [];
@@ -57,8 +56,6 @@ function run(c: GoldenCase, specMode: Mode): Run {
     len = 0;
   } else {
     len = fwd.forward(c.input, c.input.length, tx, NOW);
-    // The held input's query runs out its deadline (nothing to send either way).
-    if (c.ownerQueries?.unansweredWhileRecent) fwd.expireQueries(NOW + 1000, tx, () => undefined);
     if (c.engine === 'tx-fails') {
       // The frame was built (and must have been), then the transmit failed: the engines count it so.
       expect(len).toBeGreaterThan(0);

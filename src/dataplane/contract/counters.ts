@@ -92,7 +92,7 @@ export const G = {
   ownerLateAnswers: 65,
   /** Packets that would have asked their owner but found this second's query budget spent: they took the table's pick. */
   ownerQueriesOverBudget: 66,
-  /** Unanswered flow queries while a table change was recent given a second chance: held frames dropped (owner_unanswered), the next packet asks again. */
+  /** Unanswered flow queries while a table change was recent asked once more, their frames still held (owner-hold.ts). */
   ownerRetried: 67,
 } as const;
 export const GLOBAL_COUNT = 80;

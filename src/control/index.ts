@@ -21,7 +21,7 @@
  *   await cp.stop()                              at shutdown (pending queries resolve null)
  */
 import { formatIssue } from '../config/issues.js';
-import { MAX_QUERY_TIMEOUT_MS, parseHostPort, type ClusterConfig } from './cluster-config.js';
+import { parseHostPort, type ClusterConfig } from './cluster-config.js';
 import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, type MessageTypeName, type RejectReason, type SyncEntry } from './codec.js';
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
@@ -142,6 +142,8 @@ export interface ControlPlaneStatus {
 }
 
 const hex64 = (v: bigint): string => v.toString(16).padStart(16, '0');
+/** The longest a caller may wait for one query (the data plane's second ask after a silence). */
+export const MAX_QUERY_WAIT_MS = 200;
 
 export class ControlPlane {
   readonly instanceId: string;
@@ -261,12 +263,12 @@ export class ControlPlane {
 
   /**
    * The backend of record for a flow key or MPTCP token, asked of its owner and replica in
-   * parallel; null if neither has it, on timeout (default cluster.queryTimeoutMs, at most 50),
+   * parallel; null if neither has it, on timeout (default cluster.queryTimeoutMs; at most MAX_QUERY_WAIT_MS),
    * or when too many queries are waiting. Never rejects. o.resendMs asks the silent owners
    * again before the timeout; o.onTimeout tells a timeout from a NOT FOUND.
    */
   query(kind: EntryKind, key: Uint8Array, timeoutMs?: number, o?: QueryOptions): Promise<BackendIdentity | null> {
-    const t = Math.min(MAX_QUERY_TIMEOUT_MS, Math.max(1, Math.floor(timeoutMs ?? this.#cluster.queryTimeoutMs)));
+    const t = timeoutMs === undefined ? this.#cluster.queryTimeoutMs : Math.min(MAX_QUERY_WAIT_MS, Math.max(1, Math.floor(timeoutMs)));
     return this.#sync.query(kind, key, t, o);
   }
 
@@ -274,14 +276,14 @@ export class ControlPlane {
    * How much longer (ms; 0: not) flows whose backend differs from the current table's pick may
    * still exist in the cluster, for entries that live lifetimeMs: lifetimeMs after the latest
    * table change seen anywhere (here or in a peer's heartbeat; membership.ts tableChangedAt), or
-   * after the latest flow entry stored here (such entries are refreshed while their flows live,
+   * after the latest UDP flow entry stored here (such entries are refreshed while their flows live,
    * so this outlasts a change by as long as the flows it left behind, and tells a restarted
    * instance what it never saw). While it is > 0 a packet with no local state may belong to a
    * flow another instance pinned: the data plane asks its owner, UDP included.
    */
   changeRecentMs(lifetimeMs: number): number {
     let last = this.#membership.tableChangedAt ?? -Infinity;
-    const put = this.#sync.lastFlowEntryAt;
+    const put = this.#sync.lastUdpFlowEntryAt;
     if (put !== undefined && put > last) last = put;
     return Math.max(0, Math.ceil(last + lifetimeMs - this.#mono()));
   }

@@ -83,6 +83,11 @@ interface PendingQuery {
   resolve: (b: BackendIdentity | null) => void;
 }
 
+/** A flow key (hash/murmur3.ts copyFlowKey: addresses, ports, then the protocol byte) of a UDP flow. */
+function isUdpFlow(kind: EntryKind, key: Uint8Array): boolean {
+  return kind === 'flow' && key.length > 0 && key[key.length - 1] === 17;
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -101,8 +106,8 @@ export class OwnerSync {
   readonly #outstanding = new Map<number, PendingQuery>();
   /** Queries that timed out, by id, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted and kept. */
   readonly #timedOut = new Map<number, { kind: EntryKind; key: Uint8Array }>();
-  /** Monotonic ms of the last flow entry stored here (from a peer or this instance), or undefined. */
-  #lastFlowEntryAt: number | undefined;
+  /** Monotonic ms of the last UDP flow entry stored here (from a peer or this instance), or undefined. */
+  #lastUdpFlowEntryAt: number | undefined;
   readonly #queues: PublishQueues;
   readonly #handoff: HandoffJobs;
   readonly #ownerIdx: Int32Array;
@@ -167,13 +172,15 @@ export class OwnerSync {
   }
 
   /**
-   * Monotonic ms of the last flow entry stored here, or undefined. Flow entries exist only for
-   * flows whose backend differs from the table's pick, and are refreshed while those flows live:
-   * a recent one says such flows still exist in the cluster (a restarted instance learns it from
-   * the entries handed to it, not from a change it never saw).
+   * Monotonic ms of the last UDP flow entry stored here, or undefined. Flow entries exist only
+   * for flows whose backend differs from the table's pick, and are refreshed while those flows
+   * live: a recent UDP one says such UDP flows still exist in the cluster (a restarted instance
+   * learns it from the entries handed to it, not from a change it never saw). TCP entries (an
+   * MPTCP join's subflow, a connection pinned by a change) say nothing UDP needs: a TCP non-SYN
+   * asks anyway.
    */
-  get lastFlowEntryAt(): number | undefined {
-    return this.#lastFlowEntryAt;
+  get lastUdpFlowEntryAt(): number | undefined {
+    return this.#lastUdpFlowEntryAt;
   }
 
   /** Entry copies queued for peers. */
@@ -371,7 +378,7 @@ export class OwnerSync {
   #storeEntry(e: SyncEntry): void {
     if (e.ttlMs === 0) this.#store.remove(e.kind, e.key);
     else {
-      if (e.kind === 'flow') this.#lastFlowEntryAt = this.#now();
+      if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
     }
   }
@@ -386,7 +393,7 @@ export class OwnerSync {
         continue;
       }
       if (!this.isOwner(e.key)) c.storedNotOwner++;
-      if (e.kind === 'flow') this.#lastFlowEntryAt = this.#now();
+      if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
     }
   }

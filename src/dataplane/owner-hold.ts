@@ -20,9 +20,9 @@
  *
  * An unanswered flow query (NO_ANSWER from the control process, which waits almost the whole
  * deadline and asks again on the way, or the deadline here) while a table change is recent is
- * asked once more, its frames still held: a second QUERY_DEADLINE_MS, so a flow waits at most
- * 100 ms, below TCP's 200 ms minimum retransmission timeout (an answer that arrived late for the
- * first query is kept by the control process and answers the second at once). Counted as
+ * asked once more, its frames still held, with a longer deadline (RETRY_DEADLINE_MS): a flow
+ * waits at most 170 ms, below TCP's 200 ms minimum retransmission timeout (an answer that arrived
+ * late for the first query is kept by the control process and answers the second at once). Counted as
  * ownerRetried; once per flow in RETRY_MEMORY_MS and at most MAX_RETRIES_PER_S a second. A second
  * silence, a retry beyond those bounds, or any silence in steady state (where the table's pick is
  * the flow's backend anyway) takes the table's pick, counted as ownerUnanswered. Held frames are
@@ -50,6 +50,14 @@ export const MAX_PENDING_QUERIES = 256;
 export const HOLD_SLOTS = 1024;
 const HOLD_SLOT_BYTES = 2048;
 export const QUERY_DEADLINE_MS = 50;
+/**
+ * The second ask's deadline (after an unanswered first while a change is recent): longer, since
+ * the first showed the answer path slow (a starved CPU). 50 + 120 ms stays below TCP's 200 ms
+ * minimum retransmission timeout, so a held connection sees delay, not a retransmission.
+ */
+export const RETRY_DEADLINE_MS = 120;
+/** What the control process may spend of a deadline: the IPC hop each way comes off it. */
+const CONTROL_MARGIN_MS = 6;
 /** Most frames held per query, whatever the cluster config asks. */
 const MAX_HOLD_PER_QUERY = 64;
 /** Query kinds: who owns this flow (key: canonical 5-tuple), who owns this MPTCP token (key: 4 bytes). */
@@ -69,7 +77,7 @@ export const MAX_RETRIES_PER_S = 256;
 const QUERY_SEQ_MASK = 0x3fffff;
 
 /** How the data plane asks the control plane who owns a flow or a token (set by the worker); the answer names queryId. */
-export type OwnerQueryFn = (queryId: number, kind: number, key: Uint8Array) => void;
+export type OwnerQueryFn = (queryId: number, kind: number, key: Uint8Array, waitMs: number) => void;
 /**
  * How the data plane hands the control plane an entry other instances need at once, not at the
  * next generation change or refresh: an MPTCP token just learned (its joins arrive ~1 ms later,
@@ -213,7 +221,7 @@ export class OwnerHold {
     this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
     this.#retried[q] = 0;
     // The control process gets a copy: once per flow miss, not per packet.
-    ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen));
+    ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen), QUERY_DEADLINE_MS - CONTROL_MARGIN_MS);
     return q;
   }
 
@@ -283,12 +291,12 @@ export class OwnerHold {
         // from the pending flow's entry; one copy for the control process, as for the first ask).
         this.#active[q] = 1;
         this.#count++;
-        this.#deadline[q] = nowMs + QUERY_DEADLINE_MS;
+        this.#deadline[q] = nowMs + RETRY_DEADLINE_MS;
         this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
         this.#retried[q] = 1;
         c[G.ownerRetried]++;
         const len = host.flows.keyOf(slot, this.#keyScratch);
-        ask(this.#seq[q] * MAX_PENDING_QUERIES + q, QUERY_FLOW, this.#keyScratch.slice(0, len));
+        ask(this.#seq[q] * MAX_PENDING_QUERIES + q, QUERY_FLOW, this.#keyScratch.slice(0, len), RETRY_DEADLINE_MS - CONTROL_MARGIN_MS);
         return;
       }
       c[G.ownerUnanswered]++;

@@ -229,7 +229,7 @@ function onMessage(msg: ToDataplane): void {
         publishCounters();
         break;
       case 'owner-queries':
-        forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key) => send({ type: 'owner-query', qid, kind, key }) : null, msg.holdPackets);
+        forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key, waitMs) => send({ type: 'owner-query', qid, kind, key, waitMs }) : null, msg.holdPackets);
         forwarder?.setPublishNow(msg.enabled ? publishSoon : null);
         break;
       case 'owner-recent':

@@ -29,6 +29,8 @@ const OWNER_REFRESH_MS = 10_000;
  * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
  */
 const OWNER_ANSWER_BUDGET_MS = 44;
+/** The longest wait the data plane may ask for (its second ask after a silence; owner-hold.ts RETRY_DEADLINE_MS). */
+const MAX_OWNER_WAIT_MS = 150;
 /** How often the data plane's "change recent" window is checked for news (it also hears at once of a backend-set change). */
 const OWNER_RECENT_CHECK_MS = 200;
 /** A window whose end moved by less than this is not sent again (both processes count down on their own clocks). */
@@ -78,7 +80,7 @@ export class OwnerBridge implements Startable {
     });
     supervisor.onNotice('owner-query', (m) => {
       // Unanswered, the data plane expires the query at its deadline and forwards as if not found.
-      this.#answer(m.qid, m.kind, m.key).catch((e: Error) => opts.log.error({ event: 'owner_query_failed', error: e.message }, 'owner query failed'));
+      this.#answer(m.qid, m.kind, m.key, m.waitMs).catch((e: Error) => opts.log.error({ event: 'owner_query_failed', error: e.message }, 'owner query failed'));
     });
     supervisor.onNotice('owner-entries', (m) => this.#publish(m.entries));
     generations.onApplied(() => this.#announce(true));
@@ -167,7 +169,8 @@ export class OwnerBridge implements Startable {
     this.#opts.supervisor.send({ type: 'owner-recent', forMs });
   }
 
-  async #answer(qid: number, kind: number, key: Uint8Array): Promise<void> {
+  /** Ask the owners for the data plane (waitMs: its budget for this query; the data plane's default otherwise) and answer it. */
+  async #answer(qid: number, kind: number, key: Uint8Array, waitMs?: number): Promise<void> {
     const cp = this.#cluster;
     let backendId = -1;
     if (cp) {
@@ -179,7 +182,7 @@ export class OwnerBridge implements Startable {
       let unanswered = false;
       let who = isToken
         ? await cp.query('token', key)
-        : await cp.query('flow', key, OWNER_ANSWER_BUDGET_MS, {
+        : await cp.query('flow', key, Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? OWNER_ANSWER_BUDGET_MS)), {
             resendMs: this.#opts.config.cluster?.queryTimeoutMs,
             onTimeout: () => {
               unanswered = true;

@@ -326,7 +326,8 @@ describe('ControlPlane.changeRecentMs (how long UDP keeps asking owners)', () =>
       { name: 'the same generation again is no change', act: () => cp.setGeneration(2, 12n), want: LIFE - 10_000 },
       { name: 'a new generation on the same backend set is no change', act: () => cp.setGeneration(3, 12n), want: LIFE - 10_000 },
       { name: 'the window ends', act: () => (mono += 20_000), want: 0 },
-      { name: 'a flow entry published here (its flow is pinned off the table pick)', act: () => void cp.publish([{ kind: 'flow', key: Uint8Array.from([192, 0, 2, 1, 198, 51, 100, 1, 0x10, 0x10, 0, 53, 17]), backend: { service: 'dns', address: '10.0.0.1' }, ttlMs: LIFE }]), want: LIFE },
+      { name: 'a TCP flow entry published here (an MPTCP join, a pinned connection) opens no window: TCP asks anyway', act: () => void cp.publish([{ kind: 'flow', key: Uint8Array.from([192, 0, 2, 1, 198, 51, 100, 1, 0x10, 0x10, 0, 80, 6]), backend: { service: 'web', address: '10.0.0.1' }, ttlMs: LIFE }]), want: 0 },
+      { name: 'a UDP flow entry published here (its flow is pinned off the table pick)', act: () => void cp.publish([{ kind: 'flow', key: Uint8Array.from([192, 0, 2, 1, 198, 51, 100, 1, 0x10, 0x10, 0, 53, 17]), backend: { service: 'dns', address: '10.0.0.1' }, ttlMs: LIFE }]), want: LIFE },
     ];
     const got = steps.map((s) => {
       s.act();

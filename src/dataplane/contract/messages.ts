@@ -169,7 +169,8 @@ export type FromDataplane =
   | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: Map<number, number> }
   | { type: 'explain'; requestId: number; decisions: ExplainDecision[] }
   | { type: 'explain-failed'; requestId: number; message: string }
-  | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }
+  /** waitMs: how long the control process may wait for the owners (the data plane holds the frames a little longer). */
+  | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array; waitMs?: number }
   | { type: 'owner-entries'; entries: OwnerEntry[] };
 
 /** The messages that expect an answer, by type. */

@@ -25,7 +25,7 @@ import { parseHostPort, type ClusterConfig } from './cluster-config.js';
 import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, type MessageTypeName, type RejectReason, type SyncEntry } from './codec.js';
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
-import { OwnerSync, type PublishResult, type QueryLatency, type QueryOptions, type SyncCounters } from './sync.js';
+import { DEFAULT_REPLICAS, OwnerSync, type PublishResult, type QueryLatency, type QueryOptions, type SyncCounters } from './sync.js';
 import { Transport, type TransportCounters } from './transport.js';
 
 export type { ClusterConfig, ClusterPeer, ClusterConfigResult } from './cluster-config.js';
@@ -63,6 +63,13 @@ export interface ControlLimits {
   /** How often expired entries are swept, and how many entries one sweep examines. */
   sweepIntervalMs: number;
   sweepBudget: number;
+  /**
+   * Instances that hold each entry (owner first): 2 by default. The daemon asks for every
+   * instance (up to 8): then an entry for a flow pinned off the table's pick is on every
+   * instance before ECMP moves the flow, and its query is answered from the local store, with
+   * no peer round trip to wait for on a busy machine.
+   */
+  replicas: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ControlLimits> = {
@@ -76,6 +83,7 @@ export const DEFAULT_LIMITS: Readonly<ControlLimits> = {
   recvBufferBytes: 4 << 20,
   sweepIntervalMs: 1000,
   sweepBudget: 16384,
+  replicas: DEFAULT_REPLICAS,
 };
 
 export interface ControlPlaneOptions {
@@ -214,6 +222,7 @@ export class ControlPlane {
       now: this.#mono,
       maxOutstandingQueries: this.#limits.maxOutstandingQueries,
       maxPendingPublish: this.#limits.maxPendingPublish,
+      replicas: this.#limits.replicas,
     });
     this.#sync.setLive(this.#membership.live(), this.#membership.liveHashes());
     this.#membership.onChange((live) => this.#sync.setLive(live, this.#membership.liveHashes()));

@@ -29,6 +29,8 @@ const OWNER_REFRESH_MS = 10_000;
  * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
  */
 const OWNER_ANSWER_BUDGET_MS = 44;
+/** OwnerSync's limit on replicas: beyond this many instances, entries live on 8 of them. */
+const MAX_REPLICAS = 8;
 /** The longest wait the data plane may ask for (its second ask after a silence; owner-hold.ts RETRY_DEADLINE_MS). */
 const MAX_OWNER_WAIT_MS = 150;
 /** How often the data plane's "change recent" window is checked for news (it also hears at once of a backend-set change). */
@@ -105,7 +107,16 @@ export class OwnerBridge implements Startable {
     } catch (e) {
       throw new StartupError(`cluster key: ${(e as Error).message}`);
     }
-    const cp = new ControlPlane({ cluster, key, onError: (e) => log.error({ event: 'cluster_error', error: e.message }, 'control plane error') });
+    // Every instance holds every entry (clusters up to 8): a flow pinned off the table's pick is
+    // known wherever ECMP moves it, and its query is a local hit instead of a peer round trip,
+    // which on a busy machine is what times out (DESIGN.md, "Several instances").
+    const instances = new Set([cluster.instanceId, ...cluster.peers.map((p) => p.id)]).size;
+    const cp = new ControlPlane({
+      cluster,
+      key,
+      limits: { replicas: Math.max(1, Math.min(MAX_REPLICAS, instances)) },
+      onError: (e) => log.error({ event: 'cluster_error', error: e.message }, 'control plane error'),
+    });
     await cp.start().catch((e: Error) => {
       throw new StartupError(`cluster: cannot listen on ${cluster.listen}: ${e.message}`);
     });

@@ -25,8 +25,8 @@ const EGRESS_MAC = '02:00:00:00:00:02';
 const BACKENDS = ['10.99.0.11', '10.99.0.12', '10.99.0.13'];
 const macOf = (address: string): string => `02:00:00:00:01:${Number(address.split('.').pop()).toString(16).padStart(2, '0')}`;
 
-function config(): SluiceConfig {
-  const backends = BACKENDS.map((address) => ({ address, weight: 1, state: 'active' as const, role: 'primary' as const }));
+function config(addresses: readonly string[] = BACKENDS): SluiceConfig {
+  const backends = addresses.map((address) => ({ address, weight: 1, state: 'active' as const, role: 'primary' as const }));
   return {
     interface: 'sl-lb0',
     egressInterface: 'sl-lb0',
@@ -49,15 +49,18 @@ const iface = { name: 'sl-lb0', mac: parseMac(EGRESS_MAC), mtu: 1500, addresses:
 type Query = { qid: number; kind: number; key: Uint8Array };
 
 /** A forwarder with owner queries on (a cluster with sync), as the worker sets it up. */
-function setup(): { fwd: Forwarder; queries: Query[]; bids: IdAllocator; tx: Buffer } {
+function setup(): { fwd: Forwarder; queries: Query[]; bids: IdAllocator; tx: Buffer; reload: (addresses: readonly string[]) => void } {
   const fwd = new Forwarder({ flowCapacity: 4096, tcpIdleMs: 300_000, tcpClosingMs: 10_000, udpIdleMs: 30_000 });
   const bids = new IdAllocator(1024);
-  const cfg = config();
+  const sids = new IdAllocator(64);
   const hops = new Map<string, NextHop>(BACKENDS.map((a) => [a, { address: a, nextHop: a, dev: 'sl-lb0', mac: parseMac(macOf(a)), problem: null }]));
-  fwd.apply(buildSpec({ config: cfg, generation: 1, serviceIds: new IdAllocator(64), backendIds: bids, nextHops: hops, ingress: iface, egress: iface, healthy: () => true }));
+  let generation = 0;
+  const reload = (addresses: readonly string[]): void =>
+    fwd.apply(buildSpec({ config: config(addresses), generation: ++generation, serviceIds: sids, backendIds: bids, nextHops: hops, ingress: iface, egress: iface, healthy: () => true }));
+  reload(BACKENDS);
   const queries: Query[] = [];
   fwd.setOwnerQuery((qid, kind, key) => queries.push({ qid, kind, key }), 4);
-  return { fwd, queries, bids, tx: Buffer.alloc(10240) };
+  return { fwd, queries, bids, tx: Buffer.alloc(10240), reload };
 }
 
 const udp = (sport: number): Buffer => buildFrame({ eth: { src: ROUTER_MAC, dst: EGRESS_MAC }, ipv4: { src: '10.99.1.2', dst: '198.51.100.10' }, udp: { sport, dport: 5000 }, payload: 'ping' });
@@ -243,5 +246,31 @@ describe('owner queries are bounded per second', () => {
     const f = udp(9000);
     expect(fwd.forward(f, f.length, tx, 2100)).toBe(0);
     expect(queries).toHaveLength(QUERY_BUDGET_PER_S + 1);
+  });
+});
+
+describe('a flow whose backend left the config', () => {
+  it('takes the new table pick in place: its next packet asks no owner (a reload made each such connection query the cluster)', () => {
+    const { fwd, queries, tx, reload } = setup();
+    const flows = 120;
+    const removedMac = macOf('10.99.0.13');
+    const onRemoved: number[] = [];
+    for (let s = 0; s < flows; s++) {
+      const syn = tcp(50000 + s, TCP_SYN);
+      const len = fwd.forward(syn, syn.length, tx, 1000);
+      if (formatMac(tx.subarray(0, len), 0) === removedMac) onRemoved.push(50000 + s);
+    }
+    reload(BACKENDS.slice(0, 2));
+    let sent = 0;
+    for (const port of onRemoved) {
+      const ack = tcp(port, TCP_ACK);
+      const len = fwd.forward(ack, ack.length, tx, 1100);
+      if (len > 0 && formatMac(tx.subarray(0, len), 0) !== removedMac) sent++;
+    }
+    console.log(`${onRemoved.length} of ${flows} connections on the removed backend: ${sent} moved to the new table at once, ${queries.length} owner queries`);
+    expect(onRemoved.length).toBeGreaterThan(0);
+    expect(sent).toBe(onRemoved.length);
+    expect(queries).toHaveLength(0);
+    expect(fwd.counters[G.flowsRemapped]).toBe(onRemoved.length);
   });
 });

@@ -87,6 +87,8 @@ export interface SyncCounters {
   misses: number;
   /** query() resolved null on timeout. */
   timeouts: number;
+  /** Misses answered from this instance's store alone: it holds every entry and its view is settled (no peer asked). */
+  settledMisses: number;
   /** QUERY datagrams sent again (same id) to owners still silent at the query's resend time. */
   queryResends: number;
   /**

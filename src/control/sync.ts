@@ -62,6 +62,8 @@ export type { PublishResult, QueryLatency, SyncCounters, SyncOptions, SyncTimers
 
 /** Timed-out queries remembered (oldest forgotten first) so that a FOUND answer arriving later is counted as lateFound and kept. */
 const MAX_TIMED_OUT_REMEMBERED = 4096;
+/** A live set unchanged this long (and the instance up as long) has every entry handed over: see #holdsEverything. */
+const SETTLED_MS = 3000;
 /** How long a late FOUND answer is kept in the store (for the data plane's second ask), at most. */
 const LATE_ANSWER_KEEP_MS = 5000;
 
@@ -106,6 +108,8 @@ export class OwnerSync {
   readonly #outstanding = new Map<number, PendingQuery>();
   /** Queries that timed out, by id, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted and kept. */
   readonly #timedOut = new Map<number, { kind: EntryKind; key: Uint8Array }>();
+  /** Monotonic ms of this instance's start or its last live-set change (settledMs). */
+  #liveChangedAt: number;
   /** Monotonic ms of the last UDP flow entry stored here (from a peer or this instance), or undefined. */
   #lastUdpFlowEntryAt: number | undefined;
   readonly #queues: PublishQueues;
@@ -124,6 +128,7 @@ export class OwnerSync {
     this.#store = opts.store;
     this.#now = opts.now;
     this.#timers = opts.timers ?? defaultTimers;
+    this.#liveChangedAt = this.#now();
     this.#maxOutstanding = opts.maxOutstandingQueries ?? DEFAULT_MAX_OUTSTANDING_QUERIES;
     if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 8) throw new RangeError(`replicas ${this.replicas}: must be 1..8`);
     this.#ownerIdx = new Int32Array(this.replicas);
@@ -146,6 +151,7 @@ export class OwnerSync {
       hits: 0,
       misses: 0,
       timeouts: 0,
+      settledMisses: 0,
       queryResends: 0,
       lateFound: 0,
       queryOverflow: 0,
@@ -193,6 +199,7 @@ export class OwnerSync {
    * Re-routes queued entries of instances that left and hands stored entries to new owners.
    */
   setLive(ids: readonly string[], hashes: Uint32Array): void {
+    this.#liveChangedAt = this.#now();
     const oldIds = this.#liveIds;
     const oldHashes = this.#liveHashes;
     this.#liveIds = ids.slice();
@@ -275,8 +282,9 @@ export class OwnerSync {
         return Promise.resolve(e.backend);
       }
     }
-    if (remote.length === 0) {
+    if (remote.length === 0 || this.#holdsEverything()) {
       c.misses++;
+      if (remote.length > 0) c.settledMisses++;
       return Promise.resolve(null);
     }
     if (this.#outstanding.size >= this.#maxOutstanding) {
@@ -440,6 +448,17 @@ export class OwnerSync {
       this.#finish(q, null);
       c.misses++;
     }
+  }
+
+  /**
+   * Every live instance is an owner of every key (replicas >= the live set) and the view has been
+   * settled SETTLED_MS: every entry published or handed over is here, so a local miss is a NOT
+   * FOUND, answered at once. Asking the peers anyway only loaded their control processes: on a
+   * busy machine those answers came after the data plane gave up, for nothing. Right after a
+   * start or a view change (handoffs in flight) the peers are still asked.
+   */
+  #holdsEverything(): boolean {
+    return this.replicas >= this.#liveIds.length && this.#now() - this.#liveChangedAt >= SETTLED_MS;
   }
 
   #rememberTimedOut(q: PendingQuery): void {

@@ -278,7 +278,8 @@ export class Metrics {
         if (!c) return;
         this.inc({ result: 'local_hit' }, c.localHits);
         this.inc({ result: 'hit' }, c.hits);
-        this.inc({ result: 'miss' }, c.misses);
+        this.inc({ result: 'miss' }, c.misses - c.settledMisses);
+        this.inc({ result: 'settled_miss' }, c.settledMisses);
         this.inc({ result: 'timeout' }, c.timeouts);
         this.inc({ result: 'overflow' }, c.queryOverflow);
         this.inc({ result: 'failed' }, c.queryFailed);

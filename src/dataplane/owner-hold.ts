@@ -19,13 +19,14 @@
  * a burst of moved flows cannot feed an overloaded control plane without end.
  *
  * An unanswered flow query (NO_ANSWER from the control process, which waits almost the whole
- * deadline and asks again on the way, or the deadline here) while a table change is recent is
- * asked once more, its frames still held, with a longer deadline (RETRY_DEADLINE_MS): a flow
+ * deadline and asks again on the way, or the deadline here) is asked once more, its frames still
+ * held, with a longer deadline (RETRY_DEADLINE_MS); also when no change is known yet: a silence
+ * comes with a busy control process, typically one applying a reload whose change the data plane
+ * has not heard of. A flow
  * waits at most 170 ms, below TCP's 200 ms minimum retransmission timeout (an answer that arrived
  * late for the first query is kept by the control process and answers the second at once). Counted as
  * ownerRetried; once per flow in RETRY_MEMORY_MS and at most MAX_RETRIES_PER_S a second. A second
- * silence, a retry beyond those bounds, or any silence in steady state (where the table's pick is
- * the flow's backend anyway) takes the table's pick, counted as ownerUnanswered. Held frames are
+ * silence, or a retry beyond those bounds, takes the table's pick, counted as ownerUnanswered. Held frames are
  * never dropped for silence: that turned slow answers into TCP retransmission backoff (stalls
  * > 1 s) and new queries that fed the overload. An answer naming a backend that comes after its
  * query settled is counted as ownerLateAnswers.
@@ -286,7 +287,7 @@ export class OwnerHold {
     let be = host.backends.belongsTo(backendId, sid) ? backendId : -1;
     const ask = this.#ask;
     if (backendId === NO_ANSWER && !isToken) {
-      if (pendingHere && ask !== null && this.changeRecent(nowMs) && this.#secondChance(this.#hash[q], sid, nowMs)) {
+      if (pendingHere && ask !== null && this.#mayAskAgain(this.#hash[q], sid, nowMs)) {
         // The table's pick may be wrong: ask once more, the frames still held (the key comes
         // from the pending flow's entry; one copy for the control process, as for the first ask).
         this.#active[q] = 1;
@@ -338,8 +339,8 @@ export class OwnerHold {
     }
   }
 
-  /** True (and remembered) if this flow has had no second chance in RETRY_MEMORY_MS and this second's budget allows one. */
-  #secondChance(hash: number, sid: number, nowMs: number): boolean {
+  /** True (and remembered) if this flow was not asked again in RETRY_MEMORY_MS and this second's budget allows it. */
+  #mayAskAgain(hash: number, sid: number, nowMs: number): boolean {
     for (let i = 0; i < RETRY_SLOTS; i++) {
       if (this.#retryHash[i] === hash && this.#retryService[i] === sid && nowMs - this.#retryAt[i] < RETRY_MEMORY_MS) return false;
     }

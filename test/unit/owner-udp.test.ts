@@ -2,10 +2,9 @@
  * The data plane's owner-query decision for UDP and for unanswered queries (owner-hold.ts,
  * flow-steer.ts). UDP asks the owner only while a table change is recent in the cluster (the
  * control process says so with setChangeRecent); in steady state it asks no one. A flow query
- * nobody answers in time while a change is recent gets one second chance (its held frames
- * dropped, the next packet asks again), bounded per flow and per second; after that, or in steady
- * state, it takes the table's pick (counted): never a drop loop (that turned slow answers into
- * TCP retransmission backoff stalls and query storms).
+ * nobody answers in time is asked once more with its frames still held (bounded per flow and per
+ * second), then takes the table's pick (counted): held frames are never dropped for a silence
+ * (that turned slow answers into TCP retransmission backoff stalls and query storms).
  * Answers that come after the data plane stopped waiting are counted; asking is bounded per
  * second. No root needed.
  */
@@ -124,12 +123,12 @@ describe('UDP owner queries: steady state vs a recent table change', () => {
   });
 });
 
-describe('unanswered owner queries: asked once more (frames still held) while a change is recent, then the table; never dropped', () => {
+describe('unanswered owner queries: asked once more (frames still held), then the table; never dropped', () => {
   type Settle = 'expire' | 'no-answer' | 'not-found';
   const cases: { name: string; frame: () => Buffer; recent: boolean; settle: Settle; retried: number; unanswered: number }[] = [
     { name: 'TCP, the deadline passes while a change is recent: asked again', frame: () => tcp(32001, TCP_ACK), recent: true, settle: 'expire', retried: 1, unanswered: 0 },
     { name: 'UDP, the control process gives up (NO_ANSWER) while a change is recent: asked again', frame: () => udp(32002), recent: true, settle: 'no-answer', retried: 1, unanswered: 0 },
-    { name: "TCP, the deadline passes in steady state: the table's pick (it is the flow's backend)", frame: () => tcp(32003, TCP_ACK), recent: false, settle: 'expire', retried: 0, unanswered: 1 },
+    { name: 'TCP, the deadline passes with no change known (a reload being applied): asked again too', frame: () => tcp(32003, TCP_ACK), recent: false, settle: 'expire', retried: 1, unanswered: 0 },
     { name: 'UDP, every owner said NOT FOUND while a change is recent: the table decides, not unanswered', frame: () => udp(32004), recent: true, settle: 'not-found', retried: 0, unanswered: 0 },
   ];
   for (const c of cases) {
@@ -215,9 +214,10 @@ describe('late owner answers are counted', () => {
       const f = tcp(33000, TCP_ACK);
       fwd.forward(f, f.length, tx, 1000);
       fwd.expireQueries(1050, tx, () => undefined);
-      expect(fwd.counters[G.ownerQueryTimeouts]).toBe(1);
+      fwd.expireQueries(1050 + RETRY_DEADLINE_MS, tx, () => undefined);
+      expect(fwd.counters[G.ownerQueryTimeouts]).toBe(2);
       let sent = 0;
-      fwd.answer(queries[0].qid, c.answer === 'backend' ? bids.idOf('web|10.99.0.12')! : -1, 1060, tx, () => sent++);
+      fwd.answer(queries[1].qid, c.answer === 'backend' ? bids.idOf('web|10.99.0.12')! : -1, 1200, tx, () => sent++);
       expect(sent).toBe(0);
       expect(fwd.counters[G.ownerLateAnswers]).toBe(c.late);
     });

@@ -144,8 +144,13 @@ function addInto(sum: Record<string, number>, more: Record<string, number>): voi
   for (const [k, v] of Object.entries(more)) sum[k] = (sum[k] ?? 0) + v;
 }
 
-async function phase(c: Churn): Promise<string> {
+async function phase(c: Churn, tcp?: LoadRun, udp?: LoadRun): Promise<string> {
   const parts: string[] = [];
+  // Where in the sequence connections broke and sessions split (printed, not asserted).
+  const t = tcp ? ((await tcp.snapshot().catch(() => null)) as LongReport | null) : null;
+  const u = udp ? ((await udp.snapshot().catch(() => null)) as UdpReport | null) : null;
+  if (t) parts.push(`TCP broken so far ${t.broken}, stalled ${t.stalled}`);
+  if (u) parts.push(`UDP split so far ${u.flowsSplit}`);
   for (const s of running(c)) {
     const m = await scrape(c.lab, s.balancer).catch(() => new Map<string, number>());
     parts.push(`lb${s.balancer} q ${metric(m, 'sluice_owner_queries_total')} (udp ${metric(m, 'sluice_owner_queries_udp_total')}) hit ${metric(m, 'sluice_owner_query_hits_total')} retried ${metric(m, 'sluice_owner_query_retried_total')} unanswered ${metric(m, 'sluice_owner_query_unanswered_total')}`);
@@ -209,7 +214,7 @@ async function runChurn(c: Churn): Promise<ChurnResult> {
     expect(est.established, 'TCP connections established').toBe(TCP_CONNECTIONS);
     await waitUp(udpLoad, `${UDP_SESSIONS} UDP sessions answered`, (r) => r.mode === 'udp' && r.perFlowDetail.filter((f) => f.replies > 0).length >= UDP_SESSIONS);
     if (mp) await mp.ready(60_000);
-    step(`${tag}: ${TCP_CONNECTIONS} TCP, ${UDP_SESSIONS} UDP${mp ? `, ${MPTCP_CONNECTIONS} MPTCP` : ''} up (${await phase(c)})`);
+    step(`${tag}: ${TCP_CONNECTIONS} TCP, ${UDP_SESSIONS} UDP${mp ? `, ${MPTCP_CONNECTIONS} MPTCP` : ''} up (${await phase(c, tcpLoad, udpLoad)})`);
     await sleep(1000);
 
     // 1. Backend change: b4 and b5 join, b3 leaves; every instance reloads from its file.
@@ -227,7 +232,7 @@ async function runChurn(c: Churn): Promise<ChurnResult> {
       150,
     );
     await waitConverged(running(c), ALL, 'the same backend set everywhere after the reload');
-    step(`${tag}: every instance reloaded (${await phase(c)})`);
+    step(`${tag}: every instance reloaded (${await phase(c, tcpLoad, udpLoad)})`);
     await sleep(2000);
 
     // 2. lb2 dies (control and data plane): its BIRD goes with it, the router drops its next hop.
@@ -244,7 +249,7 @@ async function runChurn(c: Churn): Promise<ChurnResult> {
     await waitFor('the router to drop lb2', () => router.nextHops(vip), (h) => same(h, hops(family, [1, 3])), 300, 20);
     const withdrawnMs = Date.now() - killedAt;
     await waitFor('lb2\'s data-plane process to exit', () => Promise.resolve(alive(lb2Worker)), (a) => !a, 100, 50);
-    step(`${tag}: lb2 killed; router dropped its next hop after ${withdrawnMs} ms (${await phase(c)})`);
+    step(`${tag}: lb2 killed; router dropped its next hop after ${withdrawnMs} ms (${await phase(c, tcpLoad, udpLoad)})`);
     await waitFor('lb2 reported down by lb1 and lb3', () => Promise.all(running(c).map((s) => status(s))), (all) => all.every((st) => st.cluster?.live.join(',') === 'lb1,lb3'), 100, 50);
     await sleep(2000);
 
@@ -254,7 +259,7 @@ async function runChurn(c: Churn): Promise<ChurnResult> {
     await waitFor('the router to learn lb2 again', () => router.nextHops(vip), (h) => same(h, hops(family, [1, 2, 3])), 300, 50);
     const reannouncedMs = Date.now() - restartAt;
     await waitConverged(running(c), ALL, 'lb2 back in every live set');
-    step(`${tag}: lb2 restarted; announced again after ${reannouncedMs} ms (${await phase(c)})`);
+    step(`${tag}: lb2 restarted; announced again after ${reannouncedMs} ms (${await phase(c, tcpLoad, udpLoad)})`);
     await sleep(4000);
 
     const tcp = (await tcpLoad.stop()) as LongReport;

@@ -149,8 +149,9 @@ async function phase(c: Churn, tcp?: LoadRun, udp?: LoadRun): Promise<string> {
   // Where in the sequence connections broke and sessions split (printed, not asserted).
   const t = tcp ? ((await tcp.snapshot().catch(() => null)) as LongReport | null) : null;
   const u = udp ? ((await udp.snapshot().catch(() => null)) as UdpReport | null) : null;
-  if (t) parts.push(`TCP broken so far ${t.broken}, stalled ${t.stalled}`);
-  if (u) parts.push(`UDP split so far ${u.flowsSplit}`);
+  // Connections and sessions on b3 (the backend that leaves) break or move by design: not counted.
+  if (t) parts.push(`TCP on kept backends broken so far ${t.perConnection.filter((x) => x.backend !== 'b3' && x.broken).length}, stalled ${t.perConnection.filter((x) => x.backend !== 'b3' && x.stalled).length}`);
+  if (u) parts.push(`UDP sessions split so far ${u.perFlowDetail.filter((f) => f.backends.length > 1 && f.backends[0] !== 'b3').length}`);
   for (const s of running(c)) {
     const m = await scrape(c.lab, s.balancer).catch(() => new Map<string, number>());
     parts.push(`lb${s.balancer} q ${metric(m, 'sluice_owner_queries_total')} (udp ${metric(m, 'sluice_owner_queries_udp_total')}) hit ${metric(m, 'sluice_owner_query_hits_total')} retried ${metric(m, 'sluice_owner_query_retried_total')} unanswered ${metric(m, 'sluice_owner_query_unanswered_total')}`);

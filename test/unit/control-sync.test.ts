@@ -82,7 +82,7 @@ class FakeNet {
   readonly wire: (() => void)[] = [];
   readonly sentTypes: MessageTypeName[] = [];
 
-  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number } = {}) {
+  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number; replicas?: number } = {}) {
     for (const id of ids) {
       const node: Node = { id, store: new OwnerStore(opts.storeCapacity ?? 10_000), kicked: new Set(), replay: new ReplayGuard(), seq: 0 } as Node;
       const transport: SyncTransport = {
@@ -98,6 +98,7 @@ class FakeNet {
         timers: this.timers,
         maxOutstandingQueries: opts.maxOutstandingQueries,
         maxPendingPublish: opts.maxPendingPublish,
+        replicas: opts.replicas,
         handoffSlice: 7,
       });
       this.nodes.set(id, node);
@@ -456,5 +457,35 @@ describe('OwnerSync: late answers and resends (a slow owner)', () => {
     expect(withResend.counters).toMatchObject({ hits: 1, timeouts: 0, queryResends: 2 });
     expect(without.got).toBeNull();
     expect(without.counters).toMatchObject({ hits: 0, timeouts: 1, queryResends: 0 });
+  });
+});
+
+describe('OwnerSync: every instance a replica (what the daemon asks for)', () => {
+  it('a published entry is on every instance; once the view has settled a miss is answered from the store alone (no peer asked), before that the peers are asked', async () => {
+    const net = new FakeNet(IDS, { replicas: IDS.length });
+    const [e] = entries(1);
+    net.node('lb-a').sync.publish([e]);
+    net.settle();
+    for (const id of IDS) expect(net.node(id).store.size, id).toBe(1);
+    const q = net.node('lb-c').sync;
+    // Found locally, whatever the view's age.
+    expect(await q.query(e.kind, e.key, 20)).not.toBeNull();
+    const [other] = entries(2).slice(1);
+    // Right after the view was set: a miss still asks the peers.
+    const sentBefore = net.sentTypes.filter((t) => t === 'QUERY').length;
+    const early = q.query(other.kind, other.key, 20);
+    net.settle();
+    net.timers.advance(20);
+    expect(await early).toBeNull();
+    const askedEarly = net.sentTypes.filter((t) => t === 'QUERY').length - sentBefore;
+    // Settled (3 s later): answered at once, nobody asked.
+    net.timers.advance(3000);
+    const before = net.sentTypes.filter((t) => t === 'QUERY').length;
+    expect(await q.query(other.kind, other.key, 20)).toBeNull();
+    const askedSettled = net.sentTypes.filter((t) => t === 'QUERY').length - before;
+    console.log(`a miss with every instance a replica: QUERY datagrams right after a view change ${askedEarly}, once settled ${askedSettled}`);
+    expect(askedEarly).toBe(2);
+    expect(askedSettled).toBe(0);
+    expect(q.counters.settledMisses).toBe(1);
   });
 });

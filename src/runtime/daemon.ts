@@ -159,7 +159,7 @@ export class Daemon {
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });
     const reloader = new Reloader({ log, metrics, configPath, initialText: text, generations, nextHops, health });
     const announcement = config.announce
-      ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor })
+      ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor, joined: bridge.joined() })
       : null;
     const sources = new ControlAdminSources({ configPath, metrics, generations, nextHops, health, supervisor, bridge, reloader, announcement });
     const claim = new InstanceClaim({ interface: config.interface, adminSocket: config.admin.socket, allowOthers: config.safety.allowOtherInstances ?? false });

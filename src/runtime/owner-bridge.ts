@@ -29,6 +29,10 @@ const OWNER_REFRESH_MS = 10_000;
  * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
  */
 const OWNER_ANSWER_BUDGET_MS = 44;
+/** joined(): how long the whole cluster must have been in view, how often that is checked, and the longest wait. */
+const JOIN_SETTLE_MS = 500;
+const JOIN_POLL_MS = 50;
+const JOIN_MAX_WAIT_MS = 5000;
 /** OwnerSync's limit on replicas: beyond this many instances, entries live on 8 of them. */
 const MAX_REPLICAS = 8;
 /** The longest wait the data plane may ask for (its second ask after a silence; owner-hold.ts RETRY_DEADLINE_MS). */
@@ -64,6 +68,8 @@ export class OwnerBridge implements Startable {
   /** When a data-plane process restarted after one died became ready (performance.now ms), or undefined. */
   #dataplaneReadyAt: number | undefined;
   #dataplaneStarts = 0;
+  #markJoined: () => void = () => undefined;
+  readonly #joined = new Promise<void>((resolve) => (this.#markJoined = resolve));
 
   constructor(opts: OwnerBridgeOptions) {
     this.#opts = opts;
@@ -88,6 +94,18 @@ export class OwnerBridge implements Startable {
     generations.onApplied(() => this.#announce(true));
   }
 
+  /**
+   * Resolves once this instance may take traffic as far as the cluster is concerned: at once
+   * without a syncing cluster; else when every configured peer is live and has been for
+   * JOIN_SETTLE_MS (a newcomer receives the entries its peers hold within ms of joining their
+   * view), or when failureMs + JOIN_SETTLE_MS passed since start (some peers are down), at most
+   * JOIN_MAX_WAIT_MS. The VIP announcement waits for it: a restarted instance that took traffic
+   * before its peers' entries arrived sent moved flows to the table's pick.
+   */
+  joined(): Promise<void> {
+    return this.#joined;
+  }
+
   /** The cluster's view for the admin API, or null without a cluster. */
   get controlPlane(): ControlPlane | null {
     return this.#cluster;
@@ -100,7 +118,10 @@ export class OwnerBridge implements Startable {
   async start(): Promise<void> {
     const { config, log, metrics, supervisor } = this.#opts;
     const cluster = config.cluster;
-    if (!cluster) return;
+    if (!cluster) {
+      this.#markJoined();
+      return;
+    }
     let key: Buffer;
     try {
       key = loadClusterKey(cluster);
@@ -129,7 +150,28 @@ export class OwnerBridge implements Startable {
       this.#recentCheck = setInterval(() => this.#pushRecent(), OWNER_RECENT_CHECK_MS);
       cp.onTableChange(() => this.#pushRecent());
       this.#pushRecent();
+      this.#waitJoined(cp, instances, cluster.failureMs);
+    } else {
+      this.#markJoined();
     }
+  }
+
+  /** See joined(): polls the live set (bounded by JOIN_MAX_WAIT_MS). */
+  #waitJoined(cp: ControlPlane, instances: number, failureMs: number): void {
+    const started = performance.now();
+    let allSince: number | undefined;
+    const poll = setInterval(() => {
+      const now = performance.now();
+      const all = cp.liveInstances().length >= instances;
+      if (!all) allSince = undefined;
+      else allSince ??= now;
+      const settled = allSince !== undefined && now - allSince >= JOIN_SETTLE_MS;
+      if (settled || now - started >= failureMs + JOIN_SETTLE_MS || now - started >= JOIN_MAX_WAIT_MS) {
+        clearInterval(poll);
+        this.#markJoined();
+      }
+    }, JOIN_POLL_MS);
+    poll.unref();
   }
 
   async stop(): Promise<void> {

@@ -11,25 +11,28 @@
  *                                                backend differs from what the new table picks,
  *                                                and every MPTCP token; again (refresh) while those
  *                                                flows live, well within ttlMs; ttlMs 0 when one ends
- *   await cp.query(kind, key)                    on a miss for a non-SYN packet or an MP_JOIN SYN
- *                                                while the data plane holds its packets; null means
+ *   await cp.query(kind, key)                    on a miss for a non-SYN packet, an MP_JOIN SYN, or
+ *                                                a UDP packet while changeRecentMs() > 0, while the
+ *                                                data plane holds its packets; null means
  *                                                "use the table"
+ *   cp.changeRecentMs(lifetimeMs)                how long flows pinned off the table's pick may
+ *                                                still exist (0 in steady state)
  *   cp.status(), cp.counters                     admin API and metrics
  *   await cp.stop()                              at shutdown (pending queries resolve null)
  */
 import { formatIssue } from '../config/issues.js';
-import { MAX_QUERY_TIMEOUT_MS, parseHostPort, type ClusterConfig } from './cluster-config.js';
+import { parseHostPort, type ClusterConfig } from './cluster-config.js';
 import { kindOfKey, writeHeartbeatBody, type BackendIdentity, type EntryKind, type MessageTypeName, type RejectReason, type SyncEntry } from './codec.js';
 import { Membership } from './membership.js';
 import { DEFAULT_STORE_CAPACITY, OwnerStore, type StoredEntry } from './owner-store.js';
-import { OwnerSync, type PublishResult, type QueryLatency, type SyncCounters } from './sync.js';
+import { DEFAULT_REPLICAS, OwnerSync, type PublishResult, type QueryLatency, type QueryOptions, type SyncCounters } from './sync.js';
 import { Transport, type TransportCounters } from './transport.js';
 
 export type { ClusterConfig, ClusterPeer, ClusterConfigResult } from './cluster-config.js';
 export { validateClusterConfig, loadClusterKey, clusterKeyIssues, parseHostPort, CLUSTER_DEFAULTS } from './cluster-config.js';
 export type { BackendIdentity, EntryKind, SyncEntry, RejectReason, MessageTypeName } from './codec.js';
 export { backendSetHash, tokenKey, kindOfKey, REJECT_REASONS, MESSAGE_TYPES } from './codec.js';
-export type { PublishResult, QueryLatency } from './sync.js';
+export type { PublishResult, QueryLatency, QueryOptions } from './sync.js';
 export { QUERY_LATENCY_BUCKETS_MS, OWNER_KEY_SEED, ownersOf } from './sync.js';
 export type { StoredEntry } from './owner-store.js';
 
@@ -60,6 +63,13 @@ export interface ControlLimits {
   /** How often expired entries are swept, and how many entries one sweep examines. */
   sweepIntervalMs: number;
   sweepBudget: number;
+  /**
+   * Instances that hold each entry (owner first): 2 by default. The daemon asks for every
+   * instance (up to 8): then an entry for a flow pinned off the table's pick is on every
+   * instance before ECMP moves the flow, and its query is answered from the local store, with
+   * no peer round trip to wait for on a busy machine.
+   */
+  replicas: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ControlLimits> = {
@@ -73,6 +83,7 @@ export const DEFAULT_LIMITS: Readonly<ControlLimits> = {
   recvBufferBytes: 4 << 20,
   sweepIntervalMs: 1000,
   sweepBudget: 16384,
+  replicas: DEFAULT_REPLICAS,
 };
 
 export interface ControlPlaneOptions {
@@ -139,6 +150,8 @@ export interface ControlPlaneStatus {
 }
 
 const hex64 = (v: bigint): string => v.toString(16).padStart(16, '0');
+/** The longest a caller may wait for one query (the data plane's second ask after a silence). */
+export const MAX_QUERY_WAIT_MS = 200;
 
 export class ControlPlane {
   readonly instanceId: string;
@@ -209,6 +222,7 @@ export class ControlPlane {
       now: this.#mono,
       maxOutstandingQueries: this.#limits.maxOutstandingQueries,
       maxPendingPublish: this.#limits.maxPendingPublish,
+      replicas: this.#limits.replicas,
     });
     this.#sync.setLive(this.#membership.live(), this.#membership.liveHashes());
     this.#membership.onChange((live) => this.#sync.setLive(live, this.#membership.liveHashes()));
@@ -244,7 +258,7 @@ export class ControlPlane {
   setGeneration(generation: number, backendSetHash: bigint): void {
     if (!Number.isSafeInteger(generation) || generation < 0) throw new RangeError(`generation ${generation}: expected a safe integer >= 0`);
     const changed = generation !== this.#membership.generation || backendSetHash !== this.#membership.backendSetHash;
-    this.#membership.setLocal(generation, BigInt.asUintN(64, backendSetHash));
+    this.#membership.setLocal(generation, BigInt.asUintN(64, backendSetHash), this.#mono());
     if (changed && this.#started) {
       this.#membership.heartbeatSoon();
       this.#membership.tick(this.#mono());
@@ -258,12 +272,34 @@ export class ControlPlane {
 
   /**
    * The backend of record for a flow key or MPTCP token, asked of its owner and replica in
-   * parallel; null if neither has it, on timeout (default cluster.queryTimeoutMs, at most 50),
-   * or when too many queries are waiting. Never rejects.
+   * parallel; null if neither has it, on timeout (default cluster.queryTimeoutMs; at most MAX_QUERY_WAIT_MS),
+   * or when too many queries are waiting. Never rejects. o.resendMs asks the silent owners
+   * again before the timeout; o.onTimeout tells a timeout from a NOT FOUND.
    */
-  query(kind: EntryKind, key: Uint8Array, timeoutMs?: number): Promise<BackendIdentity | null> {
-    const t = Math.min(MAX_QUERY_TIMEOUT_MS, Math.max(1, Math.floor(timeoutMs ?? this.#cluster.queryTimeoutMs)));
-    return this.#sync.query(kind, key, t);
+  query(kind: EntryKind, key: Uint8Array, timeoutMs?: number, o?: QueryOptions): Promise<BackendIdentity | null> {
+    const t = timeoutMs === undefined ? this.#cluster.queryTimeoutMs : Math.min(MAX_QUERY_WAIT_MS, Math.max(1, Math.floor(timeoutMs)));
+    return this.#sync.query(kind, key, t, o);
+  }
+
+  /**
+   * How much longer (ms; 0: not) flows whose backend differs from the current table's pick may
+   * still exist in the cluster, for entries that live lifetimeMs: lifetimeMs after the latest
+   * table change seen anywhere (here or in a peer's heartbeat; membership.ts tableChangedAt), or
+   * after the latest UDP flow entry stored here (such entries are refreshed while their flows live,
+   * so this outlasts a change by as long as the flows it left behind, and tells a restarted
+   * instance what it never saw). While it is > 0 a packet with no local state may belong to a
+   * flow another instance pinned: the data plane asks its owner, UDP included.
+   */
+  changeRecentMs(lifetimeMs: number): number {
+    let last = this.#membership.tableChangedAt ?? -Infinity;
+    const put = this.#sync.lastUdpFlowEntryAt;
+    if (put !== undefined && put > last) last = put;
+    return Math.max(0, Math.ceil(last + lifetimeMs - this.#mono()));
+  }
+
+  /** Subscribe to table changes (here: peerId is this instance's id, or at a peer); returns the unsubscribe function. */
+  onTableChange(cb: (peerId: string) => void): () => void {
+    return this.#membership.onTableChange(cb);
   }
 
   /** Sorted ids of the live instances, this one included. */

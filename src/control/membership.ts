@@ -36,6 +36,8 @@ export interface PeerView {
   downs: number;
   /** Times a new incarnation of the peer appeared (a restart). */
   restarts: number;
+  /** Monotonic ms when a heartbeat last reported a backend set different from the peer's previous one, or undefined. */
+  tableChangedAt: number | undefined;
 }
 
 export interface GenerationMismatch {
@@ -46,6 +48,8 @@ export interface GenerationMismatch {
 
 export type LiveListener = (live: readonly string[]) => void;
 export type RestartListener = (peerId: string) => void;
+/** A table (backend set) changed somewhere: here (peerId = selfId) or at a peer. */
+export type TableChangeListener = (peerId: string) => void;
 
 export class Membership {
   readonly selfId: string;
@@ -55,6 +59,9 @@ export class Membership {
   readonly #peers = new Map<string, PeerView>();
   readonly #liveListeners = new Set<LiveListener>();
   readonly #restartListeners = new Set<RestartListener>();
+  readonly #tableListeners = new Set<TableChangeListener>();
+  /** Monotonic ms of the latest table change seen anywhere (here or at a peer), or undefined. */
+  #tableChangedAt: number | undefined;
   #live: string[];
   #liveHashes: Uint32Array;
   #generation = 0;
@@ -82,6 +89,7 @@ export class Membership {
         liveView: [],
         downs: 0,
         restarts: 0,
+        tableChangedAt: undefined,
       });
     }
     this.#live = [this.selfId];
@@ -113,10 +121,37 @@ export class Membership {
     return () => this.#restartListeners.delete(cb);
   }
 
-  /** This instance's table generation and backend-set hash, reported in heartbeats. */
-  setLocal(generation: number, backendSetHash: bigint): void {
+  /** A table changed here or at a peer (see tableChangedAt). */
+  onTableChange(cb: TableChangeListener): () => void {
+    this.#tableListeners.add(cb);
+    return () => this.#tableListeners.delete(cb);
+  }
+
+  /**
+   * Monotonic ms of the latest table change seen in the cluster, or undefined if none yet. A
+   * change is a new backend set (the serving backends and their weights: what the Maglev table
+   * is built from), here (setLocal, except its first call: a starting instance pins no flow) or
+   * at a peer (a heartbeat whose backend set differs from that peer's previous one). A new
+   * generation with the same backend set moves no flow and is no change; neither is a peer's
+   * first heartbeat, nor one from a peer that has no table yet (generation 0), nor a restart
+   * that comes back on the same set.
+   */
+  get tableChangedAt(): number | undefined {
+    return this.#tableChangedAt;
+  }
+
+  /** This instance's table generation and backend-set hash, reported in heartbeats; `now` (monotonic ms) dates a change. */
+  setLocal(generation: number, backendSetHash: bigint, now?: number): void {
+    // Generation 0 is "no table yet": the first table (at start) sets the backend set, it does not change it.
+    const changed = this.#generation !== 0 && generation !== 0 && backendSetHash !== this.#backendSetHash;
     this.#generation = generation;
     this.#backendSetHash = backendSetHash;
+    if (changed && now !== undefined) this.#tableChanged(this.selfId, now);
+  }
+
+  #tableChanged(peerId: string, now: number): void {
+    if (this.#tableChangedAt === undefined || now > this.#tableChangedAt) this.#tableChangedAt = now;
+    for (const cb of this.#tableListeners) cb(peerId);
   }
 
   get generation(): number {
@@ -161,12 +196,18 @@ export class Membership {
     const p = this.#peers.get(peerId);
     if (p === undefined) return;
     const restarted = p.incarnation !== undefined && p.incarnation !== incarnation;
+    const tableChanged =
+      p.generation !== undefined && p.generation !== 0 && body.generation !== 0 && p.backendSetHash !== undefined && p.backendSetHash !== body.backendSetHash;
     p.incarnation = incarnation;
     p.lastHeartbeatAt = now;
     p.generation = body.generation;
     p.backendSetHash = body.backendSetHash;
     p.liveView = body.live.slice().sort((a, b) => a - b);
     if (restarted) p.restarts++;
+    if (tableChanged) {
+      p.tableChangedAt = now;
+      this.#tableChanged(peerId, now);
+    }
     if (!p.up) {
       p.up = true;
       p.changedAt = now;

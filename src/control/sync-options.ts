@@ -87,6 +87,15 @@ export interface SyncCounters {
   misses: number;
   /** query() resolved null on timeout. */
   timeouts: number;
+  /** Misses answered from this instance's store alone: it holds every entry and its view is settled (no peer asked). */
+  settledMisses: number;
+  /** QUERY datagrams sent again (same id) to owners still silent at the query's resend time. */
+  queryResends: number;
+  /**
+   * FOUND answers that arrived after their query had timed out: an owner held an entry, but the
+   * packets that asked had already taken the table's pick (also counted in unmatchedAnswers).
+   */
+  lateFound: number;
   /** query() resolved null at once: maxOutstandingQueries were waiting. */
   queryOverflow: number;
   /** query() resolved null at once: no QUERY could be queued (invalid key or full queues). */

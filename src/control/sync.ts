@@ -60,6 +60,19 @@ export { DEFAULT_REPLICAS, OWNER_KEY_SEED, ownerKeyHash, ownersOf } from './sync
 export { DEFAULT_HANDOFF_SLICE, DEFAULT_MAX_OUTSTANDING_QUERIES, DEFAULT_MAX_PENDING_PUBLISH, MAX_HANDOFF_JOBS, QUERY_LATENCY_BUCKETS_MS } from './sync-options.js';
 export type { PublishResult, QueryLatency, SyncCounters, SyncOptions, SyncTimers, SyncTransport } from './sync-options.js';
 
+/** Timed-out queries remembered (oldest forgotten first) so that a FOUND answer arriving later is counted as lateFound and kept. */
+const MAX_TIMED_OUT_REMEMBERED = 4096;
+/** A live set unchanged this long (and the instance up as long) has every entry handed over: see #holdsEverything. */
+const SETTLED_MS = 3000;
+/** How long a late FOUND answer is kept in the store (for the data plane's second ask), at most. */
+const LATE_ANSWER_KEEP_MS = 5000;
+
+/** How one query waits: resendMs (below its timeout) sends the QUERY again to the owners still silent; onTimeout runs if nobody answered in time. */
+export interface QueryOptions {
+  resendMs?: number;
+  onTimeout?: () => void;
+}
+
 interface PendingQuery {
   id: number;
   kind: EntryKind;
@@ -68,7 +81,13 @@ interface PendingQuery {
   selfOwner: boolean;
   startedAt: number;
   timer: unknown;
+  resend: unknown;
   resolve: (b: BackendIdentity | null) => void;
+}
+
+/** A flow key (hash/murmur3.ts copyFlowKey: addresses, ports, then the protocol byte) of a UDP flow. */
+function isUdpFlow(kind: EntryKind, key: Uint8Array): boolean {
+  return kind === 'flow' && key.length > 0 && key[key.length - 1] === 17;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -87,6 +106,12 @@ export class OwnerSync {
   readonly #timers: SyncTimers;
   readonly #maxOutstanding: number;
   readonly #outstanding = new Map<number, PendingQuery>();
+  /** Queries that timed out, by id, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted and kept. */
+  readonly #timedOut = new Map<number, { kind: EntryKind; key: Uint8Array }>();
+  /** Monotonic ms of this instance's start or its last live-set change (settledMs). */
+  #liveChangedAt: number;
+  /** Monotonic ms of the last UDP flow entry stored here (from a peer or this instance), or undefined. */
+  #lastUdpFlowEntryAt: number | undefined;
   readonly #queues: PublishQueues;
   readonly #handoff: HandoffJobs;
   readonly #ownerIdx: Int32Array;
@@ -103,6 +128,7 @@ export class OwnerSync {
     this.#store = opts.store;
     this.#now = opts.now;
     this.#timers = opts.timers ?? defaultTimers;
+    this.#liveChangedAt = this.#now();
     this.#maxOutstanding = opts.maxOutstandingQueries ?? DEFAULT_MAX_OUTSTANDING_QUERIES;
     if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 8) throw new RangeError(`replicas ${this.replicas}: must be 1..8`);
     this.#ownerIdx = new Int32Array(this.replicas);
@@ -125,6 +151,9 @@ export class OwnerSync {
       hits: 0,
       misses: 0,
       timeouts: 0,
+      settledMisses: 0,
+      queryResends: 0,
+      lateFound: 0,
       queryOverflow: 0,
       queryFailed: 0,
       unmatchedAnswers: 0,
@@ -148,6 +177,18 @@ export class OwnerSync {
     return this.#outstanding.size;
   }
 
+  /**
+   * Monotonic ms of the last UDP flow entry stored here, or undefined. Flow entries exist only
+   * for flows whose backend differs from the table's pick, and are refreshed while those flows
+   * live: a recent UDP one says such UDP flows still exist in the cluster (a restarted instance
+   * learns it from the entries handed to it, not from a change it never saw). TCP entries (an
+   * MPTCP join's subflow, a connection pinned by a change) say nothing UDP needs: a TCP non-SYN
+   * asks anyway.
+   */
+  get lastUdpFlowEntryAt(): number | undefined {
+    return this.#lastUdpFlowEntryAt;
+  }
+
   /** Entry copies queued for peers. */
   get pendingPublish(): number {
     return this.#queues.total;
@@ -158,6 +199,7 @@ export class OwnerSync {
    * Re-routes queued entries of instances that left and hands stored entries to new owners.
    */
   setLive(ids: readonly string[], hashes: Uint32Array): void {
+    this.#liveChangedAt = this.#now();
     const oldIds = this.#liveIds;
     const oldHashes = this.#liveHashes;
     this.#liveIds = ids.slice();
@@ -213,9 +255,11 @@ export class OwnerSync {
 
   /**
    * The backend of record for a key: from this instance's store if it owns the key, else from
-   * the other owners. Never rejects.
+   * the other owners. Never rejects. With o.resendMs below timeoutMs, the QUERY goes again (same
+   * id) to the owners that have not answered by then: a datagram lost, or an answer from an owner
+   * and a replica both slow, gets a second chance; either copy's answer settles the query.
    */
-  query(kind: EntryKind, key: Uint8Array, timeoutMs: number): Promise<BackendIdentity | null> {
+  query(kind: EntryKind, key: Uint8Array, timeoutMs: number, o: QueryOptions = {}): Promise<BackendIdentity | null> {
     const c = this.counters;
     c.queries++;
     if (this.#stopped || !validKeyLength(kind, key.length)) {
@@ -229,7 +273,8 @@ export class OwnerSync {
       if (o === this.selfId) selfOwner = true;
       else remote.push(o);
     }
-    if (selfOwner) {
+    {
+      // This instance's own copy: as an owner, or a late answer kept for a second ask.
       const e = this.#store.lookup(kind, key, this.#now());
       if (e !== undefined) {
         c.hits++;
@@ -237,8 +282,9 @@ export class OwnerSync {
         return Promise.resolve(e.backend);
       }
     }
-    if (remote.length === 0) {
+    if (remote.length === 0 || this.#holdsEverything()) {
       c.misses++;
+      if (remote.length > 0) c.settledMisses++;
       return Promise.resolve(null);
     }
     if (this.#outstanding.size >= this.#maxOutstanding) {
@@ -248,6 +294,7 @@ export class OwnerSync {
     let id = this.#nextQueryId;
     while (this.#outstanding.has(id)) id = (id + 1) >>> 0 || 1;
     this.#nextQueryId = (id + 1) >>> 0 || 1;
+    this.#timedOut.delete(id);
     const body: QueryBody = { queryId: id, kind, key };
     const write: BodyWriter = (out, off) => writeQueryBody(out, off, body);
     const asked: string[] = [];
@@ -258,13 +305,24 @@ export class OwnerSync {
       return Promise.resolve(null);
     }
     return new Promise<BackendIdentity | null>((resolve) => {
-      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resolve };
+      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resend: undefined, resolve };
       q.timer = this.#timers.setTimeout(() => {
         if (this.#outstanding.get(id) !== q) return;
         this.#outstanding.delete(id);
+        if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
         c.timeouts++;
+        this.#rememberTimedOut(q);
+        o.onTimeout?.();
         resolve(null);
       }, timeoutMs);
+      const resendMs = o.resendMs ?? 0;
+      if (resendMs > 0 && resendMs < timeoutMs) {
+        q.resend = this.#timers.setTimeout(() => {
+          q.resend = undefined;
+          if (this.#outstanding.get(id) !== q) return;
+          for (const peer of q.asked) if (this.#transport.send(peer, 'QUERY', write)) c.queryResends++;
+        }, resendMs);
+      }
       this.#outstanding.set(id, q);
     });
   }
@@ -291,6 +349,7 @@ export class OwnerSync {
     this.#stopped = true;
     for (const q of this.#outstanding.values()) {
       this.#timers.clearTimeout(q.timer);
+      if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
       q.resolve(null);
     }
     this.#outstanding.clear();
@@ -326,7 +385,10 @@ export class OwnerSync {
 
   #storeEntry(e: SyncEntry): void {
     if (e.ttlMs === 0) this.#store.remove(e.kind, e.key);
-    else this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+    else {
+      if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
+      this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+    }
   }
 
   #onPublish(body: PublishBody): void {
@@ -339,6 +401,7 @@ export class OwnerSync {
         continue;
       }
       if (!this.isOwner(e.key)) c.storedNotOwner++;
+      if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
     }
   }
@@ -361,6 +424,14 @@ export class OwnerSync {
     const at = q === undefined ? -1 : q.asked.indexOf(peerId);
     if (q === undefined || at < 0 || q.kind !== body.kind || !sameBytes(q.key, body.key)) {
       c.unmatchedAnswers++;
+      const gaveUp = q === undefined ? this.#timedOut.get(body.queryId) : undefined;
+      if (gaveUp !== undefined && body.found && body.backend !== undefined && gaveUp.kind === body.kind && sameBytes(gaveUp.key, body.key)) {
+        this.#timedOut.delete(body.queryId);
+        c.lateFound++;
+        // Kept for a moment: the data plane asks once more for a flow whose first query went
+        // unanswered, and this answer settles that at once (stored like a replica's copy).
+        this.#store.put(body.kind, body.key, body.backend, Math.min(body.ttlMs > 0 ? body.ttlMs : LATE_ANSWER_KEEP_MS, LATE_ANSWER_KEEP_MS), this.#now());
+      }
       return;
     }
     if (body.found && body.backend !== undefined) {
@@ -379,9 +450,29 @@ export class OwnerSync {
     }
   }
 
+  /**
+   * Every live instance is an owner of every key (replicas >= the live set) and the view has been
+   * settled SETTLED_MS: every entry published or handed over is here, so a local miss is a NOT
+   * FOUND, answered at once. Asking the peers anyway only loaded their control processes: on a
+   * busy machine those answers came after the data plane gave up, for nothing. Right after a
+   * start or a view change (handoffs in flight) the peers are still asked.
+   */
+  #holdsEverything(): boolean {
+    return this.replicas >= this.#liveIds.length && this.#now() - this.#liveChangedAt >= SETTLED_MS;
+  }
+
+  #rememberTimedOut(q: PendingQuery): void {
+    if (this.#timedOut.size >= MAX_TIMED_OUT_REMEMBERED) {
+      const oldest = this.#timedOut.keys().next();
+      if (!oldest.done) this.#timedOut.delete(oldest.value);
+    }
+    this.#timedOut.set(q.id, { kind: q.kind, key: q.key });
+  }
+
   #finish(q: PendingQuery, result: BackendIdentity | null): void {
     this.#outstanding.delete(q.id);
     this.#timers.clearTimeout(q.timer);
+    if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
     const ms = this.#now() - q.startedAt;
     const lat = this.counters.latency;
     let b = 0;

@@ -6,7 +6,7 @@
  * the other instances. Everything per packet is preallocated: no allocation, promise or closure.
  */
 import { Drop } from '../packet/drop-reasons.js';
-import { IPPROTO_TCP, TCP_SYN, type ParsedPacket } from '../packet/parsed-packet.js';
+import { IPPROTO_TCP, IPPROTO_UDP, TCP_SYN, type ParsedPacket } from '../packet/parsed-packet.js';
 import type { MptcpInfo } from '../packet/mptcp-options.js';
 import { tokenKey } from '../packet/token-key.js';
 import { fmix32, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
@@ -83,6 +83,15 @@ export class FlowSteer {
       // Mid-connection packet we have no state for (ECMP moved it here, or we restarted): ask its owner.
       const q = this.#host.hold.ask(rx, p, hash, sid, QUERY_FLOW, 0, this.#host.generation(), nowMs);
       if (q >= 0) return this.#holdUntilAnswered(rx, len, q);
+    } else if (p.protocol === IPPROTO_UDP && this.#host.hold.changeRecent(nowMs)) {
+      // UDP has no first packet to tell a new flow from a moved one. In steady state every
+      // instance's table picks a flow's backend of record, so UDP asks no one; only while a table
+      // change is recent in the cluster may another instance hold this flow on another backend.
+      const q = this.#host.hold.ask(rx, p, hash, sid, QUERY_FLOW, 0, this.#host.generation(), nowMs);
+      if (q >= 0) {
+        c[G.ownerQueriesUdp]++;
+        return this.#holdUntilAnswered(rx, len, q);
+      }
     }
     if (be < 0) {
       const table = this.#host.services.tableOf(sid);

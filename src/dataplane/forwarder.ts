@@ -147,6 +147,11 @@ export class Forwarder {
     this.#frag.setOwnerQuery(fn);
   }
 
+  /** A table change is recent in the cluster until untilMs (this process's Date.now clock; 0: not): UDP with no local flow asks its owner until then (owner-hold.ts). */
+  setChangeRecent(untilMs: number): void {
+    this.#hold.setChangeRecent(untilMs);
+  }
+
   /** Publish learned tokens and steered join subflows as they happen (cluster with sync), or not. */
   setPublishNow(fn: PublishNowFn | null): void {
     this.#steer.setPublishNow(fn);
@@ -208,16 +213,16 @@ export class Forwarder {
     this.#frag.configure(spec.fragments);
     this.counters[G.generation] = spec.generation;
 
-    let dropped = 0;
+    let moved = 0;
     this.flows.forEachSlot((slot) => {
       const be = this.flows.backendOf(slot);
       if (isPending(be)) return; // its owner query is in flight
       if (!this.#backends.belongsTo(be, this.flows.serviceOf(slot))) {
-        this.flows.remove(slot);
-        dropped++;
+        this.#remap(slot, this.flows.serviceOf(slot), this.flows.flowHashOf(slot, this.#hashSeed));
+        moved++;
       }
     });
-    this.counters[G.flowsRemapped] += dropped;
+    this.counters[G.flowsRemapped] += moved;
     this.counters[G.flowsActive] = this.flows.size;
   }
 
@@ -229,6 +234,24 @@ export class Forwarder {
     this.counters[G.rxFrames]++;
     this.counters[G.rxBytes] += len;
     return this.#pipeline(rx, len, tx, nowMs);
+  }
+
+  /**
+   * A flow whose backend left (or went down) takes the current table's pick in place; true if it
+   * did. Removing it instead made its next packet, a TCP non-SYN, ask the cluster for an owner
+   * that can only name the backend that left: after a reload every such connection queried at
+   * once, on every instance, while the control processes were busiest. A service with client
+   * affinity (whose pick is per client) or no table: removed, and the next packet steers anew.
+   */
+  #remap(slot: number, sid: number, hash: number): boolean {
+    const table = this.#services.hasAffinity(sid) ? null : this.#services.tableOf(sid);
+    const be = table === null ? -1 : table[hash % table.length];
+    if (be < 0) {
+      this.flows.remove(slot);
+      return false;
+    }
+    this.flows.setBackend(slot, be);
+    return true;
   }
 
   /** Every step after arrival; a held frame released by its owner's answer re-runs it from here. */
@@ -257,9 +280,9 @@ export class Forwarder {
         this.#flowTokens.refresh(slot, nowMs, this.tokens);
       } else {
         // The backend of record left the config or went down: this flow moves to the current table.
-        this.flows.remove(slot);
         this.counters[G.flowsRemapped]++;
-        slot = -1;
+        if (this.#remap(slot, sid, hash)) this.flows.touch(slot, nowMs, p.tcpFlags);
+        else slot = -1;
       }
     }
     // steer
@@ -302,7 +325,7 @@ export class Forwarder {
   }
 
   /**
-   * The owner's answer to query `queryId` (a backend id of this instance, or -1: unknown): the
+   * The owner's answer to query `queryId` (a backend id of this instance, -1: unknown, -2: no owner answered in time): the
    * flow is recorded and the frames it held are forwarded; `send` transmits each one written to `tx`.
    */
   answer(queryId: number, backendId: number, nowMs: number, tx: Buffer, send: SendFn): void {

@@ -110,7 +110,7 @@ export class FragmentOwner {
     this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
     const n = writeFragmentOwnerKey(key, this.#scratch);
     // The control process gets a copy: once per datagram asked about, not per packet.
-    fn(FRAGMENT_QUERY_BASE + this.#seq[q] * MAX_FRAGMENT_QUERIES + q, OWNER_KIND.fragment, this.#scratch.slice(0, n));
+    fn(FRAGMENT_QUERY_BASE + this.#seq[q] * MAX_FRAGMENT_QUERIES + q, OWNER_KIND.fragment, this.#scratch.slice(0, n), waitMs);
     return 1;
   }
 

@@ -187,13 +187,21 @@ function start(init: DataplaneInit): void {
   // Owner answers normally arrive well within the deadline; this catches the ones that do not.
   // After a stall of this loop (a generation apply, a publish scan), timers run before pending IPC
   // is read: skip one tick so answers already waiting in the pipe settle their queries first.
+  // One tick at most: on a starved machine every tick comes late, and skipping each one held
+  // frames for seconds (TCP stalls) instead of at most the query deadline.
   let lastExpiry = Date.now();
+  let skipped = false;
   timers.push(
     setInterval(() => {
       const now = Date.now();
       const stalled = now - lastExpiry > 4 * QUERY_EXPIRY_TICK_MS;
       lastExpiry = now;
-      if (!stalled) fwd.expireQueries(now, replayTx, replaySend);
+      if (stalled && !skipped) {
+        skipped = true;
+        return;
+      }
+      skipped = false;
+      fwd.expireQueries(now, replayTx, replaySend);
     }, QUERY_EXPIRY_TICK_MS),
   );
   send({ type: 'ready', engine: engine.name, flowTable: opened.origin });
@@ -311,8 +319,11 @@ function onMessage(msg: ToDataplane): void {
         publishCounters();
         break;
       case 'owner-queries':
-        forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key) => send({ type: 'owner-query', qid, kind, key }) : null, msg.holdPackets);
+        forwarder?.setOwnerQuery(msg.enabled ? (qid, kind, key, waitMs) => send({ type: 'owner-query', qid, kind, key, waitMs }) : null, msg.holdPackets);
         forwarder?.setPublishNow(msg.enabled ? publishSoon : null);
+        break;
+      case 'owner-recent':
+        forwarder?.setChangeRecent(msg.forMs > 0 ? Date.now() + msg.forMs : 0);
         break;
       case 'owner-answer':
         forwarder?.answer(msg.qid, msg.backendId, Date.now(), replayTx, replaySend);

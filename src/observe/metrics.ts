@@ -210,10 +210,15 @@ export class Metrics {
     this.configGeneration = new Gauge({ name: 'sluice_config_generation', help: 'Generation of the config in force (starts at 1, +1 per applied reload).', registers });
     this.dataplaneUp = new Gauge({ name: 'sluice_dataplane_up', help: '1 while the data-plane process is running and answering.', registers });
     this.dataplaneRestarts = new Counter({ name: 'sluice_dataplane_restarts_total', help: 'Times the data-plane process was restarted after it died.', registers });
-    global('sluice_owner_queries_total', 'Owner queries the data plane asked (a mid-connection packet or MP_JOIN with no local state).', G.ownerQueries, 'counter');
+    global('sluice_owner_queries_total', 'Owner queries the data plane asked (a mid-connection TCP packet or MP_JOIN with no local state, or UDP with none while a table change is recent).', G.ownerQueries, 'counter');
     global('sluice_owner_query_hits_total', 'Owner queries answered with a backend.', G.ownerHits, 'counter');
     global('sluice_owner_query_misses_total', 'Owner queries with no answer (the current table decided).', G.ownerMisses, 'counter');
     global('sluice_owner_query_timeouts_total', 'Owner queries the data plane stopped waiting for.', G.ownerQueryTimeouts, 'counter');
+    global('sluice_owner_queries_udp_total', 'Owner queries asked for a UDP packet with no local flow while a table change was recent in the cluster (0 in steady state).', G.ownerQueriesUdp, 'counter');
+    global('sluice_owner_query_unanswered_total', 'Flow queries no owner answered in time (control budget or data-plane deadline): their packets took the table\'s pick.', G.ownerUnanswered, 'counter');
+    global('sluice_owner_query_retried_total', 'Flow queries unanswered while a table change was recent that were asked once more, their packets still held (once per flow; a hold of at most 100 ms).', G.ownerRetried, 'counter');
+    global('sluice_owner_late_answers_total', 'Owner answers naming a backend that reached the data plane after it had stopped waiting (the owner knew, too late).', G.ownerLateAnswers, 'counter');
+    global('sluice_owner_queries_over_budget_total', 'Packets that would have asked their owner but found the per-second query budget spent: they took the table\'s pick.', G.ownerQueriesOverBudget, 'counter');
     global('sluice_owner_held_packets_total', 'Packets held while their flow\'s owner was asked.', G.heldPackets, 'counter');
     global('sluice_owner_entries_published_total', 'Flow and token entries handed to the control plane for their owners.', G.flowsPublished, 'counter');
     this.ownerQueryLatency = new Histogram({
@@ -279,10 +284,29 @@ export class Metrics {
         if (!c) return;
         this.inc({ result: 'local_hit' }, c.localHits);
         this.inc({ result: 'hit' }, c.hits);
-        this.inc({ result: 'miss' }, c.misses);
+        this.inc({ result: 'miss' }, c.misses - c.settledMisses);
+        this.inc({ result: 'settled_miss' }, c.settledMisses);
         this.inc({ result: 'timeout' }, c.timeouts);
         this.inc({ result: 'overflow' }, c.queryOverflow);
         this.inc({ result: 'failed' }, c.queryFailed);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_query_late_found_total',
+      help: 'Owner queries that timed out although an owner held an entry: its FOUND answer arrived after the timeout.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(cluster()?.counters.lateFound ?? 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_cluster_query_resends_total',
+      help: 'QUERY datagrams sent again to owners still silent at cluster.queryTimeoutMs.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(cluster()?.counters.queryResends ?? 0);
       },
     });
     new Gauge({

@@ -181,7 +181,7 @@ export class Daemon {
     const bridge = new OwnerBridge({ log, metrics, config, generations, supervisor });
     const reloader = new Reloader({ log, metrics, configPath, initialText: text, generations, nextHops, health });
     const announcement = config.announce
-      ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor })
+      ? new VipAnnouncement({ log, metrics, announce: config.announce, adminSocket: config.admin.socket, generations, supervisor, joined: bridge.joined() })
       : null;
     const sources = new ControlAdminSources({
       configPath,

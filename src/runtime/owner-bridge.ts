@@ -18,6 +18,31 @@ import type { DataplaneSupervisor } from './supervisor.js';
 /** Published owner entries live this long unless refreshed; flows republish every third of it. */
 const OWNER_TTL_MS = 30_000;
 const OWNER_REFRESH_MS = 10_000;
+/**
+ * How long the control process waits for a flow's owner. The data plane holds the frames
+ * QUERY_DEADLINE_MS (50 ms) from its ask; an IPC hop each way comes off that. A query crosses
+ * four processes (data plane, control, the peer's control, back), each of which must get a CPU:
+ * on a shared 2-core machine running three instances, BIRD and the load clients, a process
+ * waits on the run queue for several ms, and a peer busy with a publish burst or a handoff after
+ * a change answers tens of ms late. Giving up at cluster.queryTimeoutMs (20 ms by default) threw
+ * away answers that were on their way; now that is when the QUERY goes again to the owners still
+ * silent (owner and replica are asked in parallel from the start), and the wait lasts the budget.
+ */
+const OWNER_ANSWER_BUDGET_MS = 44;
+/** joined(): how long the whole cluster must have been in view, how often that is checked, and the longest wait. */
+const JOIN_SETTLE_MS = 500;
+const JOIN_POLL_MS = 50;
+const JOIN_MAX_WAIT_MS = 5000;
+/** OwnerSync's limit on replicas: beyond this many instances, entries live on 8 of them. */
+const MAX_REPLICAS = 8;
+/** The longest wait the data plane may ask for (its second ask after a silence; owner-hold.ts RETRY_DEADLINE_MS). */
+const MAX_OWNER_WAIT_MS = 150;
+/** How often the data plane's "change recent" window is checked for news (it also hears at once of a backend-set change). */
+const OWNER_RECENT_CHECK_MS = 200;
+/** A window whose end moved by less than this is not sent again (both processes count down on their own clocks). */
+const OWNER_RECENT_SLACK_MS = 1000;
+/** The data plane's "no owner answered in time" (owner-hold.ts NO_ANSWER). */
+const NO_ANSWER = -2;
 /** A token query that hears NOT FOUND is asked again (the token may be on its way to its owner), within the join's hold. */
 const TOKEN_QUERY_RETRIES = 3;
 const TOKEN_QUERY_RETRY_DELAY_MS = 4;
@@ -51,20 +76,48 @@ export class OwnerBridge implements Startable {
   readonly #opts: OwnerBridgeOptions;
   #cluster: ControlPlane | null = null;
   #refresh: NodeJS.Timeout | null = null;
+  #recentCheck: NodeJS.Timeout | null = null;
+  /** End of the window last told to the data plane (performance.now ms; 0: "not recent"; -1: nothing told yet). */
+  #recentSent = -1;
+  /** When a data-plane process restarted after one died became ready (performance.now ms), or undefined. */
+  #dataplaneReadyAt: number | undefined;
+  #dataplaneStarts = 0;
+  #markJoined: () => void = () => undefined;
+  readonly #joined = new Promise<void>((resolve) => (this.#markJoined = resolve));
 
   constructor(opts: OwnerBridgeOptions) {
     this.#opts = opts;
     const { supervisor, generations } = opts;
     supervisor.onReady(() => {
       const cl = opts.config.cluster;
-      if (this.#cluster && cl?.sync) supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
+      // A data-plane process started after one died has lost its flows, UDP ones pinned off the
+      // table's pick included: it asks for the entries' lifetime (see #pushRecent). The first
+      // one, at the instance's start, has lost nothing.
+      if (this.#dataplaneStarts++ > 0) this.#dataplaneReadyAt = performance.now();
+      if (this.#cluster && cl?.sync) {
+        supervisor.send({ type: 'owner-queries', enabled: true, holdPackets: cl.holdPackets ?? DEFAULT_HOLD_PACKETS });
+        this.#recentSent = -1;
+        this.#pushRecent();
+      }
     });
     supervisor.onNotice('owner-query', (m) => {
       // Unanswered, the data plane expires the query at its deadline and forwards as if not found.
-      this.#answer(m.qid, m.kind, m.key).catch((e: Error) => opts.log.error({ event: 'owner_query_failed', error: e.message }, 'owner query failed'));
+      this.#answer(m.qid, m.kind, m.key, m.waitMs).catch((e: Error) => opts.log.error({ event: 'owner_query_failed', error: e.message }, 'owner query failed'));
     });
     supervisor.onNotice('owner-entries', (m) => this.#publish(m.entries));
     generations.onApplied(() => this.#announce(true));
+  }
+
+  /**
+   * Resolves once this instance may take traffic as far as the cluster is concerned: at once
+   * without a syncing cluster; else when every configured peer is live and has been for
+   * JOIN_SETTLE_MS (a newcomer receives the entries its peers hold within ms of joining their
+   * view), or when failureMs + JOIN_SETTLE_MS passed since start (some peers are down), at most
+   * JOIN_MAX_WAIT_MS. The VIP announcement waits for it: a restarted instance that took traffic
+   * before its peers' entries arrived sent moved flows to the table's pick.
+   */
+  joined(): Promise<void> {
+    return this.#joined;
   }
 
   /** The cluster's view for the admin API, or null without a cluster. */
@@ -79,14 +132,26 @@ export class OwnerBridge implements Startable {
   async start(): Promise<void> {
     const { config, log, metrics, supervisor } = this.#opts;
     const cluster = config.cluster;
-    if (!cluster) return;
+    if (!cluster) {
+      this.#markJoined();
+      return;
+    }
     let key: Buffer;
     try {
       key = loadClusterKey(cluster);
     } catch (e) {
       throw new StartupError(`cluster key: ${(e as Error).message}`);
     }
-    const cp = new ControlPlane({ cluster, key, onError: (e) => log.error({ event: 'cluster_error', error: e.message }, 'control plane error') });
+    // Every instance holds every entry (clusters up to 8): a flow pinned off the table's pick is
+    // known wherever ECMP moves it, and its query is a local hit instead of a peer round trip,
+    // which on a busy machine is what times out (DESIGN.md, "Several instances").
+    const instances = new Set([cluster.instanceId, ...cluster.peers.map((p) => p.id)]).size;
+    const cp = new ControlPlane({
+      cluster,
+      key,
+      limits: { replicas: Math.max(1, Math.min(MAX_REPLICAS, instances)) },
+      onError: (e) => log.error({ event: 'cluster_error', error: e.message }, 'control plane error'),
+    });
     await cp.start().catch((e: Error) => {
       throw new StartupError(`cluster: cannot listen on ${cluster.listen}: ${e.message}`);
     });
@@ -94,11 +159,38 @@ export class OwnerBridge implements Startable {
     this.#cluster = cp;
     metrics.setCluster(cp);
     this.#announce(false);
-    if (cluster.sync) this.#refresh = setInterval(() => supervisor.send({ type: 'publish-owners' }), OWNER_REFRESH_MS);
+    if (cluster.sync) {
+      this.#refresh = setInterval(() => supervisor.send({ type: 'publish-owners' }), OWNER_REFRESH_MS);
+      this.#recentCheck = setInterval(() => this.#pushRecent(), OWNER_RECENT_CHECK_MS);
+      cp.onTableChange(() => this.#pushRecent());
+      this.#pushRecent();
+      this.#waitJoined(cp, instances, cluster.failureMs);
+    } else {
+      this.#markJoined();
+    }
+  }
+
+  /** See joined(): polls the live set (bounded by JOIN_MAX_WAIT_MS). */
+  #waitJoined(cp: ControlPlane, instances: number, failureMs: number): void {
+    const started = performance.now();
+    let allSince: number | undefined;
+    const poll = setInterval(() => {
+      const now = performance.now();
+      const all = cp.liveInstances().length >= instances;
+      if (!all) allSince = undefined;
+      else allSince ??= now;
+      const settled = allSince !== undefined && now - allSince >= JOIN_SETTLE_MS;
+      if (settled || now - started >= failureMs + JOIN_SETTLE_MS || now - started >= JOIN_MAX_WAIT_MS) {
+        clearInterval(poll);
+        this.#markJoined();
+      }
+    }, JOIN_POLL_MS);
+    poll.unref();
   }
 
   async stop(): Promise<void> {
     if (this.#refresh) clearInterval(this.#refresh);
+    if (this.#recentCheck) clearInterval(this.#recentCheck);
     await this.#cluster?.stop();
   }
 
@@ -114,14 +206,55 @@ export class OwnerBridge implements Startable {
     if (publish && this.syncing) supervisor.send({ type: 'publish-owners' });
   }
 
-  async #answer(qid: number, kind: number, key: Uint8Array): Promise<void> {
+  /** How long flows pinned off the table's pick may live: the owner entries' TTL, or the UDP idle timeout if longer. */
+  get #entryLifetimeMs(): number {
+    return Math.max(OWNER_TTL_MS, this.#opts.config.flowTable.udpIdleTimeoutS * 1000);
+  }
+
+  /**
+   * Tell the data plane how long a table change stays recent, when that is news: a new window, or
+   * one that moved by more than OWNER_RECENT_SLACK_MS (a fresh flow entry extends it), or its end. Both
+   * processes count down on their own clocks, so nothing is sent while the window just runs.
+   *
+   * The window is the cluster's (a backend set changed here or at a peer, or a flow entry was
+   * stored here: ControlPlane.changeRecentMs) or a restarted data plane's, whichever ends later.
+   * An instance that restarts whole learns of flows pinned elsewhere from the entries its peers
+   * hand it when it joins (a flow entry stored here), well before its routes come back (its
+   * speaker's session takes seconds); checked every OWNER_RECENT_CHECK_MS. A data plane restarted
+   * under a running control process lost its own pinned UDP flows: it asks for the lifetime.
+   */
+  #pushRecent(): void {
+    const cp = this.#cluster;
+    if (!cp || !this.syncing) return;
+    const now = performance.now();
+    const lifetime = this.#entryLifetimeMs;
+    const sinceStart = this.#dataplaneReadyAt === undefined ? 0 : Math.max(0, Math.ceil(this.#dataplaneReadyAt + lifetime - now));
+    const forMs = Math.max(cp.changeRecentMs(lifetime), sinceStart);
+    const until = forMs > 0 ? now + forMs : 0;
+    if (until === 0 ? this.#recentSent === 0 : this.#recentSent > 0 && Math.abs(until - this.#recentSent) < OWNER_RECENT_SLACK_MS) return;
+    this.#recentSent = until;
+    this.#opts.supervisor.send({ type: 'owner-recent', forMs });
+  }
+
+  /** Ask the owners for the data plane (waitMs: its budget for this query; the data plane's default otherwise) and answer it. */
+  async #answer(qid: number, kind: number, key: Uint8Array, waitMs?: number): Promise<void> {
     const cp = this.#cluster;
     let backendId = -1;
     if (cp) {
       const end = this.#opts.metrics.ownerQueryLatency.startTimer();
       const started = performance.now();
       const isToken = kind === OWNER_KIND.token;
-      let who = await cp.query(entryKind(kind), key);
+      // A flow query waits the whole budget, asking the silent owners again at queryTimeoutMs; a
+      // timeout (not a NOT FOUND) is reported as such, so the data plane counts it.
+      let unanswered = false;
+      let who = kind !== OWNER_KIND.flow
+        ? await cp.query(entryKind(kind), key)
+        : await cp.query('flow', key, Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? OWNER_ANSWER_BUDGET_MS)), {
+            resendMs: this.#opts.config.cluster?.queryTimeoutMs,
+            onTimeout: () => {
+              unanswered = true;
+            },
+          });
       // An MP_JOIN follows its connection's third ACK by ~1 ms (docs/PROTOCOLS.md), and the
       // instance that learned the token from that ACK publishes it at the same moment: the join's
       // query can reach the owner first and hear NOT FOUND. Ask again a few times while the data
@@ -141,6 +274,7 @@ export class OwnerBridge implements Startable {
       }
       end();
       if (who) backendId = this.#opts.generations.backendId(who.service, who.address);
+      else if (unanswered) backendId = NO_ANSWER;
     }
     this.#opts.supervisor.send({ type: 'owner-answer', qid, backendId });
   }

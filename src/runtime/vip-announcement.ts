@@ -24,6 +24,12 @@ export interface VipAnnouncementOptions {
   adminSocket: string;
   generations: Generations;
   supervisor: DataplaneSupervisor;
+  /**
+   * Resolves when this instance may take traffic as far as its cluster is concerned (it has heard
+   * its peers and received the flow entries they hand a newcomer: owner-bridge.ts joined()).
+   * Until then the data plane counts as not up for announcing. Absent: no wait.
+   */
+  joined?: Promise<void>;
 }
 
 export class VipAnnouncement {
@@ -31,13 +37,19 @@ export class VipAnnouncement {
   readonly #o: VipAnnouncementOptions;
   readonly #announcer: Announcer;
   #running = false;
+  #joined: boolean;
 
   constructor(o: VipAnnouncementOptions) {
+    this.#joined = o.joined === undefined;
+    o.joined?.then(() => {
+      this.#joined = true;
+      if (this.#running) this.#announcer.setDataPlane(this.#o.supervisor.info.up);
+    });
     this.#o = o;
     const speaker = createSpeaker(o.announce, o.adminSocket, (line) => o.log.info({ event: 'speaker_log', line }, 'bgp speaker'));
     this.#announcer = new Announcer({ speaker, log: o.log });
     // Listeners are registered once; they act only while this part runs.
-    o.supervisor.onReady(() => this.#running && this.#announcer.setDataPlane(true));
+    o.supervisor.onReady(() => this.#running && this.#joined && this.#announcer.setDataPlane(true));
     o.supervisor.onExit(() => this.#running && this.#announcer.setDataPlane(false));
     o.generations.onApplied(() => this.#running && this.#refreshServing());
   }
@@ -50,7 +62,7 @@ export class VipAnnouncement {
     registerAnnounceMetrics(this.#o.metrics.registry, this.#announcer);
     this.#running = true;
     this.#refreshServing();
-    this.#announcer.setDataPlane(this.#o.supervisor.info.up);
+    this.#announcer.setDataPlane(this.#joined && this.#o.supervisor.info.up);
   }
 
   async stop(): Promise<void> {

@@ -47,11 +47,11 @@ export function configPath(lab: Lab, k: number): string {
 
 /**
  * Write instance k's config the way config management does (write aside, rename over), so its
- * watcher never reads a half-written file.
+ * watcher never reads a half-written file. `extra` adds top-level sections (e.g. "announce").
  */
-export function writeInstanceConfig(lab: Lab, k: number, n: number, services: ConfigService[], keyFile: string, sync: boolean): string {
+export function writeInstanceConfig(lab: Lab, k: number, n: number, services: ConfigService[], keyFile: string, sync: boolean, extra: Record<string, unknown> = {}): string {
   const target = configPath(lab, k);
-  const tmp = lab.configFor(services, { balancer: k, file: `next-lb${k}.json`, extra: { cluster: clusterSection(k, n, keyFile, sync) } });
+  const tmp = lab.configFor(services, { balancer: k, file: `next-lb${k}.json`, extra: { cluster: clusterSection(k, n, keyFile, sync), ...extra } });
   renameSync(tmp, target);
   return target;
 }

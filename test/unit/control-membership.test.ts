@@ -127,3 +127,81 @@ describe('Membership', () => {
     expect(() => new Membership({ selfId: 'a', peerIds: [], heartbeatMs: 100, failureMs: 200, sendHeartbeat: () => {} })).toThrow(/more than 2 x/);
   });
 });
+
+describe('Membership: when a backend set last changed in the cluster (decides whether UDP asks owners)', () => {
+  type Step = { at: number; who: 'self' | 'lb-b'; incarnation?: bigint; generation: number; hash: bigint };
+  const cases: { name: string; steps: Step[]; changedAt: number | undefined; events: string[] }[] = [
+    { name: 'steady state: the same generation in every heartbeat is no change', steps: [1, 2, 3].map((i) => ({ at: i * HB, who: 'lb-b' as const, generation: 1, hash: 10n })), changedAt: undefined, events: [] },
+    { name: "a peer's first heartbeat tells nothing of a change", steps: [{ at: 5, who: 'lb-b', generation: 7, hash: 70n }], changedAt: undefined, events: [] },
+    {
+      name: 'a starting peer: generation 0 (none yet), then its first table, is no change',
+      steps: [
+        { at: 0, who: 'lb-b', generation: 0, hash: 0n },
+        { at: 100, who: 'lb-b', generation: 1, hash: 10n },
+      ],
+      changedAt: undefined,
+      events: [],
+    },
+    {
+      name: 'a peer reporting a new generation on the same backend set is no change (no flow moves)',
+      steps: [
+        { at: 0, who: 'lb-b', generation: 1, hash: 10n },
+        { at: 250, who: 'lb-b', generation: 2, hash: 10n },
+      ],
+      changedAt: undefined,
+      events: [],
+    },
+    {
+      name: 'a peer back from a restart on the same backend set is no change',
+      steps: [
+        { at: 0, who: 'lb-b', generation: 3, hash: 10n },
+        { at: 900, who: 'lb-b', incarnation: 2n, generation: 1, hash: 10n },
+      ],
+      changedAt: undefined,
+      events: [],
+    },
+    {
+      name: 'a peer reporting a new generation and backend set',
+      steps: [
+        { at: 0, who: 'lb-b', generation: 1, hash: 10n },
+        { at: 250, who: 'lb-b', generation: 2, hash: 11n },
+        { at: 350, who: 'lb-b', generation: 2, hash: 11n },
+      ],
+      changedAt: 250,
+      events: ['lb-b'],
+    },
+    {
+      name: 'a peer back from a restart on another backend set',
+      steps: [
+        { at: 0, who: 'lb-b', generation: 3, hash: 10n },
+        { at: 900, who: 'lb-b', incarnation: 2n, generation: 1, hash: 12n },
+      ],
+      changedAt: 900,
+      events: ['lb-b'],
+    },
+    { name: 'the first local generation (at start) is no change', steps: [{ at: 40, who: 'self', generation: 1, hash: 5n }], changedAt: undefined, events: [] },
+    {
+      name: 'a local change after the first',
+      steps: [
+        { at: 40, who: 'self', generation: 1, hash: 5n },
+        { at: 60, who: 'self', generation: 2, hash: 6n },
+        { at: 80, who: 'self', generation: 2, hash: 6n },
+      ],
+      changedAt: 60,
+      events: ['lb-a'],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const { m } = setup();
+      const events: string[] = [];
+      m.onTableChange((id) => events.push(id));
+      for (const s of c.steps) {
+        if (s.who === 'self') m.setLocal(s.generation, s.hash, s.at);
+        else m.onHeartbeat(s.who, s.incarnation ?? 1n, hb(s.generation, s.hash), s.at);
+      }
+      expect(m.tableChangedAt).toBe(c.changedAt);
+      expect(events).toEqual(c.events);
+    });
+  }
+});

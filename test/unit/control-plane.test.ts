@@ -308,3 +308,31 @@ describe('one instance, no peers', () => {
     expect(() => cp.owners(new Uint8Array(5))).toThrow(/expected 4/);
   });
 });
+
+describe('ControlPlane.changeRecentMs (how long UDP keeps asking owners)', () => {
+  it('is 0 before any change, the entry lifetime after one, counts down, and is extended by a flow entry stored here', () => {
+    let mono = 1000;
+    const peers = [
+      { id: 'lb-a', address: '127.0.0.1:1' },
+      { id: 'lb-b', address: '127.0.0.1:2' },
+    ];
+    const cp = new ControlPlane({ cluster: cluster('lb-a', peers), key: KEY, clock: { monoMs: () => mono } });
+    const LIFE = 30_000;
+    const steps: { name: string; act: () => void; want: number }[] = [
+      { name: 'no change yet', act: () => undefined, want: 0 },
+      { name: 'first generation applied at start: no change (a starting cluster pins no flow)', act: () => cp.setGeneration(1, 11n), want: 0 },
+      { name: 'a new generation', act: () => cp.setGeneration(2, 12n), want: LIFE },
+      { name: '10 s later', act: () => (mono += 10_000), want: LIFE - 10_000 },
+      { name: 'the same generation again is no change', act: () => cp.setGeneration(2, 12n), want: LIFE - 10_000 },
+      { name: 'a new generation on the same backend set is no change', act: () => cp.setGeneration(3, 12n), want: LIFE - 10_000 },
+      { name: 'the window ends', act: () => (mono += 20_000), want: 0 },
+      { name: 'a TCP flow entry published here (an MPTCP join, a pinned connection) opens no window: TCP asks anyway', act: () => void cp.publish([{ kind: 'flow', key: Uint8Array.from([192, 0, 2, 1, 198, 51, 100, 1, 0x10, 0x10, 0, 80, 6]), backend: { service: 'web', address: '10.0.0.1' }, ttlMs: LIFE }]), want: 0 },
+      { name: 'a UDP flow entry published here (its flow is pinned off the table pick)', act: () => void cp.publish([{ kind: 'flow', key: Uint8Array.from([192, 0, 2, 1, 198, 51, 100, 1, 0x10, 0x10, 0, 53, 17]), backend: { service: 'dns', address: '10.0.0.1' }, ttlMs: LIFE }]), want: LIFE },
+    ];
+    const got = steps.map((s) => {
+      s.act();
+      return { name: s.name, ms: cp.changeRecentMs(LIFE) };
+    });
+    expect(got).toEqual(steps.map((s) => ({ name: s.name, ms: s.want })));
+  });
+});

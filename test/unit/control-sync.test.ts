@@ -82,7 +82,7 @@ class FakeNet {
   readonly wire: (() => void)[] = [];
   readonly sentTypes: MessageTypeName[] = [];
 
-  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number } = {}) {
+  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number; replicas?: number } = {}) {
     for (const id of ids) {
       const node: Node = { id, store: new OwnerStore(opts.storeCapacity ?? 10_000), kicked: new Set(), replay: new ReplayGuard(), seq: 0 } as Node;
       const transport: SyncTransport = {
@@ -98,6 +98,7 @@ class FakeNet {
         timers: this.timers,
         maxOutstandingQueries: opts.maxOutstandingQueries,
         maxPendingPublish: opts.maxPendingPublish,
+        replicas: opts.replicas,
         handoffSlice: 7,
       });
       this.nodes.set(id, node);
@@ -398,5 +399,93 @@ describe('OwnerSync handoff', () => {
     net.settle();
     const forB = es.filter((e) => owners(e.key).includes('lb-b'));
     expect(net.node('lb-b').store.size).toBe(forB.length);
+  });
+});
+
+describe('OwnerSync: late answers and resends (a slow owner)', () => {
+  function entryOwnedBy(own: string[]): SyncEntry {
+    for (const e of entries(500)) {
+      const o = owners(e.key);
+      if (o.length === own.length && own.every((x) => o.includes(x))) return e;
+    }
+    throw new Error('no such entry');
+  }
+
+  const late: { name: string; heldBy: string[]; lateFound: number }[] = [
+    { name: 'the owner held an entry: its late FOUND is counted', heldBy: ['lb-a'], lateFound: 1 },
+    { name: 'owner and replica held it: counted once', heldBy: ['lb-a', 'lb-b'], lateFound: 1 },
+    { name: 'nobody held it: late NOT FOUNDs are not counted', heldBy: [], lateFound: 0 },
+  ];
+  for (const c of late) {
+    it(c.name, async () => {
+      const net = new FakeNet(IDS);
+      const e = entryOwnedBy(['lb-a', 'lb-b']);
+      for (const id of c.heldBy) net.node(id).store.put(e.kind, e.key, e.backend, 1000, 0);
+      const q = net.node('lb-c').sync;
+      const p = q.query(e.kind, e.key, 20);
+      net.timers.advance(20); // the questions are on the wire, the answers not yet back
+      expect(await p).toBeNull();
+      expect(q.counters.lateFound).toBe(0);
+      net.settle();
+      expect(q.counters).toMatchObject({ timeouts: 1, lateFound: c.lateFound });
+      // A late FOUND is kept a moment: the data plane's second ask for the flow is answered at once.
+      const again = q.query(e.kind, e.key, 20);
+      net.settle();
+      net.timers.advance(20);
+      expect((await again) !== null).toBe(c.lateFound === 1 || c.heldBy.length > 0);
+      expect(q.counters.localHits).toBe(c.lateFound);
+    });
+  }
+
+  it('a QUERY lost on the wire is sent again at resendMs and its answer settles the query; without resend it times out', async () => {
+    const run = async (resendMs: number): Promise<{ got: unknown; counters: { timeouts: number; queryResends: number; hits: number } }> => {
+      const net = new FakeNet(IDS);
+      const e = entryOwnedBy(['lb-a', 'lb-b']);
+      net.node('lb-a').store.put(e.kind, e.key, e.backend, 1000, 0);
+      const q = net.node('lb-c').sync;
+      const p = q.query(e.kind, e.key, 42, { resendMs });
+      net.wire.length = 0; // both questions lost
+      net.timers.advance(20);
+      net.settle();
+      net.timers.advance(22);
+      return { got: await p, counters: q.counters };
+    };
+    const withResend = await run(20);
+    const without = await run(0);
+    console.log(`lost QUERY: with resend at 20 ms: hits ${withResend.counters.hits}, timeouts ${withResend.counters.timeouts}; without: hits ${without.counters.hits}, timeouts ${without.counters.timeouts}`);
+    expect(withResend.got).not.toBeNull();
+    expect(withResend.counters).toMatchObject({ hits: 1, timeouts: 0, queryResends: 2 });
+    expect(without.got).toBeNull();
+    expect(without.counters).toMatchObject({ hits: 0, timeouts: 1, queryResends: 0 });
+  });
+});
+
+describe('OwnerSync: every instance a replica (what the daemon asks for)', () => {
+  it('a published entry is on every instance; once the view has settled a miss is answered from the store alone (no peer asked), before that the peers are asked', async () => {
+    const net = new FakeNet(IDS, { replicas: IDS.length });
+    const [e] = entries(1);
+    net.node('lb-a').sync.publish([e]);
+    net.settle();
+    for (const id of IDS) expect(net.node(id).store.size, id).toBe(1);
+    const q = net.node('lb-c').sync;
+    // Found locally, whatever the view's age.
+    expect(await q.query(e.kind, e.key, 20)).not.toBeNull();
+    const [other] = entries(2).slice(1);
+    // Right after the view was set: a miss still asks the peers.
+    const sentBefore = net.sentTypes.filter((t) => t === 'QUERY').length;
+    const early = q.query(other.kind, other.key, 20);
+    net.settle();
+    net.timers.advance(20);
+    expect(await early).toBeNull();
+    const askedEarly = net.sentTypes.filter((t) => t === 'QUERY').length - sentBefore;
+    // Settled (3 s later): answered at once, nobody asked.
+    net.timers.advance(3000);
+    const before = net.sentTypes.filter((t) => t === 'QUERY').length;
+    expect(await q.query(other.kind, other.key, 20)).toBeNull();
+    const askedSettled = net.sentTypes.filter((t) => t === 'QUERY').length - before;
+    console.log(`a miss with every instance a replica: QUERY datagrams right after a view change ${askedEarly}, once settled ${askedSettled}`);
+    expect(askedEarly).toBe(2);
+    expect(askedSettled).toBe(0);
+    expect(q.counters.settledMisses).toBe(1);
   });
 });

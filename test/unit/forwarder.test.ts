@@ -1,6 +1,7 @@
 import { describe, expect, it, beforeEach } from 'vitest';
 import { createHash } from 'node:crypto';
 import { Forwarder } from '../../src/dataplane/forwarder.js';
+import { RETRY_DEADLINE_MS } from '../../src/dataplane/owner-hold.js';
 import { buildFrame } from '../../src/packet/build.js';
 import { parseFrame } from '../../src/packet/parse.js';
 import { ParsedPacket, TCP_ACK, TCP_FIN, TCP_SYN } from '../../src/packet/parsed-packet.js';
@@ -510,7 +511,7 @@ describe('Forwarder: owner queries (several instances)', () => {
     expect(h.fwd.counters[G.ownerHits]).toBe(1);
   });
 
-  it('no answer in time: the table decides and the held frames go out', () => {
+  it('no answer in time: asked once more (frames held), then the table decides and the held frames go out', () => {
     const { h, queries } = setup();
     h.send(tcp4(60002, TCP_ACK), 1000);
     const tx = Buffer.alloc(2048);
@@ -518,9 +519,12 @@ describe('Forwarder: owner queries (several instances)', () => {
     h.fwd.expireQueries(1049, tx, () => sent++);
     expect(sent).toBe(0);
     h.fwd.expireQueries(1050, tx, () => sent++);
+    expect(sent).toBe(0);
+    expect(queries).toHaveLength(2);
+    h.fwd.expireQueries(1050 + RETRY_DEADLINE_MS, tx, () => sent++);
     expect(sent).toBe(1);
-    expect(h.fwd.counters[G.ownerQueryTimeouts]).toBe(1);
-    expect(queries).toHaveLength(1);
+    expect(h.fwd.counters[G.ownerQueryTimeouts]).toBe(2);
+    expect(queries).toHaveLength(2);
   });
 
   it('holds at most holdPackets frames per flow; the rest are counted drops', () => {
@@ -566,11 +570,14 @@ describe('Forwarder: owner queries (several instances)', () => {
     const { h, queries } = setup();
     h.send(tcp4(63000, TCP_ACK), 1000);
     const tx = Buffer.alloc(2048);
+    // Each query is asked once more after its first deadline; both deadlines pass.
     h.fwd.expireQueries(1100, tx, () => undefined);
+    h.fwd.expireQueries(1300, tx, () => undefined);
     // Enough new queries to come round to the first slot again.
     for (let i = 1; i <= 256; i++) {
-      h.send(tcp4(63000 + i, TCP_ACK), 1100);
-      h.fwd.expireQueries(1200 + i, tx, () => undefined);
+      h.send(tcp4(63000 + i, TCP_ACK), 1300);
+      h.fwd.expireQueries(1400 + i, tx, () => undefined);
+      h.fwd.expireQueries(1600 + i, tx, () => undefined);
     }
     const reuse = queries.find((q, i) => i > 0 && q.qid % 256 === queries[0].qid % 256)!;
     expect(reuse).toBeDefined();

@@ -92,6 +92,17 @@ export const G = {
   fragOwnerQueries: 66,
   fragOwnerHits: 67,
   fragOwnerMisses: 68,
+  // Owner queries (owner-hold.ts, flow-steer.ts).
+  /** Owner queries asked for a UDP packet with no local flow while a table change was recent in the cluster (0 in steady state). */
+  ownerQueriesUdp: 69,
+  /** Flow queries no owner answered in time (the control process's budget or the data plane's deadline) that took the table's pick. */
+  ownerUnanswered: 70,
+  /** Owner answers naming a backend that reached the data plane after it had stopped waiting. */
+  ownerLateAnswers: 71,
+  /** Packets that would have asked their owner but found this second's query budget spent: they took the table's pick. */
+  ownerQueriesOverBudget: 72,
+  /** Unanswered flow queries while a table change was recent asked once more, their frames still held (owner-hold.ts). */
+  ownerRetried: 73,
 } as const;
 export const GLOBAL_COUNT = 80;
 

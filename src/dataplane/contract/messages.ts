@@ -38,6 +38,8 @@
  *                                                           control process keeps no timer
  *                                   <-- owner-entries {entries}   learned tokens and flows to
  *                                                           publish to their owners (no answer)
+ *   owner-recent {forMs}            ---- on a change ---->  a table change is recent in the
+ *                                                           cluster for forMs more (UDP asks too)
  *   publish-owners                  ---- every 10 s ----->  answered by owner-entries chunks
  *
  *   shutdown                        ---- on stop -------->  closes capture, exits (SIGKILL
@@ -79,8 +81,14 @@ export type ToDataplane =
   | { type: 'explain'; requestId: number; query: ExplainQuery }
   /** Cluster with sync: turn owner queries on (holdPackets per flow) or off. */
   | { type: 'owner-queries'; enabled: boolean; holdPackets: number }
-  /** The owner's answer to an owner-query: a local backend id, or -1. */
+  /** The owner's answer to an owner-query: a local backend id, -1 (no owner holds it), or -2 (no owner answered in time). */
   | { type: 'owner-answer'; qid: number; backendId: number }
+  /**
+   * Cluster with sync: a table change is recent in the cluster for forMs more (0: not). Until
+   * then a UDP packet with no local flow asks its owner. Sent on each change and when the
+   * window's end moves (owner-bridge.ts).
+   */
+  | { type: 'owner-recent'; forMs: number }
   /** Send the publishable entries now (after a generation change, and on the refresh timer). */
   | { type: 'publish-owners' }
   /** Send a counters snapshot now. */
@@ -184,7 +192,8 @@ export type FromDataplane =
   | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: Map<number, number> }
   | { type: 'explain'; requestId: number; decisions: ExplainDecision[] }
   | { type: 'explain-failed'; requestId: number; message: string }
-  | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array }
+  /** waitMs: how long the control process may wait for the owners (the data plane holds the frames a little longer). */
+  | { type: 'owner-query'; qid: number; kind: number; key: Uint8Array; waitMs?: number }
   | { type: 'owner-entries'; entries: OwnerEntry[] };
 
 /** The messages that expect an answer, by type. */

@@ -11,6 +11,10 @@
  *
  * Build the lab with `vipRoutes: 'bgp'` so the router has no static VIP route, start the router
  * with startRouterBgp(), and give each instance's config announceSection(k).
+ *
+ * pinFlowsToNextHop() turns the router flow-sticky for IPv4 VIP traffic, as stateful or
+ * flow-pinning routers are: a connection keeps the next hop it started on, even after that next
+ * hop's route is withdrawn; new connections follow the BGP-learned routes.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -138,6 +142,82 @@ export async function startRouterBgp(lab: Lab, balancers: number, t: LabBgpTimer
     async established(): Promise<string[]> {
       const text = await birdc(['show', 'protocols']);
       return [...text.matchAll(/^(lb\d+_v[46])\s+BGP\s+\S+\s+up\s+\S+\s+Established/gm)].map((m) => m[1]).sort();
+    },
+  };
+}
+
+/** nftables table that pinFlowsToNextHop() loads into the router namespace. */
+export const PIN_TABLE = 'sl_pin';
+/** Routing table of balancer k's pinned connections (fwmark k). */
+export const pinRouteTable = (k: number): number => 100 + k;
+
+/**
+ * The nft ruleset of pinFlowsToNextHop(). Pure. A new connection to a VIP records, after the
+ * routing decision (postrouting), its next hop as the conntrack mark (balancer k -> mark k);
+ * every later packet of it copies that mark to the packet (prerouting), so the router's
+ * `ip rule fwmark k` sends it to balancer k whatever the main table says now.
+ */
+export function pinRuleset(balancers: number): string {
+  const map = Array.from({ length: balancers }, (_, i) => `${balancerSegment4(i + 1)} : ${i + 1}`).join(', ');
+  return [
+    `table ip ${PIN_TABLE} {`,
+    '  chain pre {',
+    '    type filter hook prerouting priority mangle; policy accept;',
+    `    ip daddr ${VIP_PREFIX4} ct mark != 0 counter meta mark set ct mark`,
+    '  }',
+    '  chain post {',
+    '    type filter hook postrouting priority mangle; policy accept;',
+    `    ip daddr ${VIP_PREFIX4} ct state new counter ct mark set rt ip nexthop map { ${map} }`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Make the lab router flow-sticky for IPv4 VIP traffic (conntrack + nftables + policy routing,
+ * router namespace only): each connection stays on the balancer it started on, also after that
+ * balancer withdraws; new connections follow the main table (the BGP-learned ECMP routes).
+ * Only connections that start after this call are pinned. Resolves with a handle whose remove()
+ * takes the rules and routes out again (idempotent; call it in a finally).
+ */
+export interface FlowPin {
+  /** The nft counters: new VIP connections whose next hop was recorded, later packets steered by it. */
+  counts(): Promise<{ connections: number; packets: number }>;
+  remove(): Promise<void>;
+}
+
+export async function pinFlowsToNextHop(lab: Lab, balancers: number): Promise<FlowPin> {
+  const file = join(lab.describe().runDir, 'router-pin.nft');
+  writeFileSync(file, pinRuleset(balancers));
+  let removed = false;
+  const remove = async (): Promise<void> => {
+    if (removed) return;
+    removed = true;
+    // Each step on its own: a half-installed state is removed as far as it got.
+    for (let k = 1; k <= balancers; k++) {
+      await lab.exec('router', ['ip', '-4', 'rule', 'del', 'fwmark', String(k), 'lookup', String(pinRouteTable(k))]).catch(() => undefined);
+      await lab.exec('router', ['ip', '-4', 'route', 'flush', 'table', String(pinRouteTable(k))]).catch(() => undefined);
+    }
+    await lab.exec('router', ['nft', 'delete', 'table', 'ip', PIN_TABLE]).catch(() => undefined);
+  };
+  try {
+    for (let k = 1; k <= balancers; k++) {
+      const table = String(pinRouteTable(k));
+      await lab.exec('router', ['ip', '-4', 'route', 'replace', VIP_PREFIX4, 'via', balancerSegment4(k), 'table', table]);
+      await lab.exec('router', ['ip', '-4', 'rule', 'add', 'fwmark', String(k), 'lookup', table, 'priority', table]);
+    }
+    await lab.exec('router', ['nft', '-f', file]);
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+  return {
+    remove,
+    async counts() {
+      const text = (await lab.exec('router', ['nft', 'list', 'table', 'ip', PIN_TABLE])).stdout;
+      const of = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 0);
+      return { connections: of(/ct state new counter packets (\d+)/), packets: of(/ct mark != \S+ counter packets (\d+)/) };
     },
   };
 }

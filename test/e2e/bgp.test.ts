@@ -10,7 +10,17 @@
  *  1. The router learns each VIP with 3 ECMP next hops, and a client reaches both VIPs.
  *  2. Every backend server stopped: web's health checks fail, VIP4 is withdrawn by all 3
  *     (no kernel route left), VIP6 stays on 3; one backend back: VIP4 re-announced on 3.
- *  3. `sluice instance drain` on lb1 under 200 long-lived echo connections (a line every 100 ms):
+ *  3. Drain behind a flow-sticky router. Router namespace only, for this test: conntrack, an nft
+ *     table that records each new IPv4 VIP connection's next hop as its conntrack mark and puts
+ *     it back on every later packet, and `ip rule fwmark k` to a table with a VIP route via lbk
+ *     (scripts/lab/bgp.ts pinFlowsToNextHop); removed in a finally. That is how stateful or
+ *     flow-pinning routers treat a withdraw: existing connections stay on their next hop, new
+ *     ones follow the BGP-learned routes. 2 x 100 long-lived echo connections, drain lb1: the
+ *     router drops lb1's next hop; 0 break; 200 new connections create no flow on lb1; lb1's
+ *     open flow count (status flows.active minus flows.closing) stays > 0, falls when the first 100 clients
+ *     finish and reaches 0 when the rest do (counts printed). Undrain.
+ *  3a. `sluice instance drain` on lb1 under 200 long-lived echo connections (a line every 100 ms)
+ *     with the plain Linux ECMP router (stateless, rehashes at once):
  *     the router drops lb1's next hop for both VIPs; 0 connections break (they move to lb2/lb3,
  *     whose Maglev tables pick the same backends; stalls are printed); 200 new connections create
  *     no flow on lb1; `sluice status` says DRAINED; undrain: back to 3.
@@ -29,7 +39,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, LB_SEGMENT_IF, VIP4, VIP6, type ConfigService } from '../../scripts/lab/topology.js';
 import type { LongReport } from '../../scripts/lib/reports.js';
-import { LAB_TIMERS, announceSection, balancerSegment4, balancerSegment6, startRouterBgp, type RouterBgp } from '../../scripts/lab/bgp.js';
+import { LAB_TIMERS, announceSection, balancerSegment4, balancerSegment6, pinFlowsToNextHop, startRouterBgp, type RouterBgp } from '../../scripts/lab/bgp.js';
 import { REPO, admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { alive } from './cluster-helpers.js';
 
@@ -53,7 +63,7 @@ interface AnnounceView {
 }
 interface StatusView {
   dataplane: { pid: number | null; up: boolean };
-  flows: { active: number; created: number };
+  flows: { active: number; closing?: number; created: number };
   announce: AnnounceView | null;
 }
 
@@ -165,6 +175,74 @@ describe.skipIf(!enabled)('bgp: 3 Sluice instances announce their VIPs to a BIRD
     step(`b1 back: ${VIP4} via 3 next hops again after ${Date.now() - backAt} ms`);
     expect(await clientGet(l, VIP4)).toMatch(/b1/);
     await l.startServer(2);
+  });
+
+  it('drain behind a flow-sticky router: lb1 keeps its existing connections, none break, new ones avoid it, and its open flow count (closing excluded) falls to 0 as clients finish', async () => {
+    const r = router as RouterBgp;
+    const l = lab as Lab;
+    const lb1 = sluice[0] as RunningSluice;
+    const cli = (...args: string[]) => execFileSync(process.execPath, [join(REPO, 'dist', 'src', 'cli.js'), ...args, '--socket', lb1.socket], { encoding: 'utf8' });
+    // Open flows: status `flows.active` counts every entry; `flows.closing` those that saw a FIN or
+    // RST and wait out tcpClosingTimeoutS (10 s). A finished client leaves a closing entry.
+    const open1 = async (): Promise<{ open: number; closing: number }> => {
+      const f = (await statusOf(lb1)).flows;
+      return { open: f.active - (f.closing ?? 0), closing: f.closing ?? 0 };
+    };
+    // Router namespace only: conntrack + nftables + fwmark rules keep each IPv4 VIP connection on
+    // the next hop it started on, as stateful or flow-pinning routers do (the lab's plain Linux
+    // ECMP would rehash lb1's connections onto lb2/lb3 at the withdraw; the next test covers
+    // that). New connections still follow the BGP-learned main table. Removed in the finally.
+    await until('3 next hops for VIP4', () => r.nextHops(VIP4), (h) => same(h, all4([1, 2, 3])), 20_000, 100);
+    const pin = await pinFlowsToNextHop(l, N);
+    // Two groups of 100 long-lived connections, so that clients finish in two steps.
+    const longArgs = ['--mode', 'long', '--target', `${VIP4}:${l.ports.echo}`, '--connections', '100', '--interval', '100', '--stall-ms', '1000', '--duration', '60'];
+    const loads = [l.startLoad(longArgs), l.startLoad(longArgs)];
+    let drained = false;
+    try {
+      const baseline = (await open1()).open;
+      for (const load of loads) await until('100 long-lived connections up', async () => (await load.snapshot(5000)) as LongReport, (v) => v.mode === 'long' && v.established === 100, 30_000, 500);
+      const before = (await open1()).open;
+      expect(cli('instance', 'drain')).toMatch(/instance drained: VIPs withdrawn/);
+      drained = true;
+      const ms = await until('lb1 withdrawn from both VIPs', async () => [await r.nextHops(VIP4), await r.nextHops(VIP6)], ([a, b]) => same(a, all4([2, 3])) && same(b, all6([2, 3])), 5000);
+      const createdBefore = (await statusOf(lb1)).flows.created;
+      const http = await l.runLoad(['--mode', 'http', '--target', `${VIP4}:${l.ports.http}`, '--count', '200', '--concurrency', '10', '--duration', '30']);
+      const createdByNew = (await statusOf(lb1)).flows.created - createdBefore;
+      const afterDrain = (await open1()).open;
+      // The first 100 clients finish: their FINs still reach lb1 (pinned), its open count falls.
+      const repA = (await loads[0].stop()) as LongReport;
+      let afterA = { open: afterDrain, closing: 0 };
+      await until('lb1 open flows fall as the first 100 clients finish', async () => (afterA = await open1()), (n) => n.open < afterDrain, 5000, 100);
+      await sleep(300); // the last FINs of the group
+      afterA = await open1();
+      const repB = (await loads[1].stop()) as LongReport;
+      let afterB = afterA;
+      const zeroMs = await until('lb1 open flows at 0 once every client finished', async () => (afterB = await open1()), (n) => n.open === 0, 5000, 100);
+      const pinned = await pin.counts();
+      step(
+        `drain behind a flow-sticky router (${pinned.connections} connections pinned, ${pinned.packets} packets steered to their first next hop): lb1 withdrawn after ${ms} ms; ` +
+          `lb1 open flows: ${baseline} before the load, ${before} with 200 connections before the drain, ${afterDrain} after the drain and 200 new connections, ` +
+          `${afterA.open} (+${afterA.closing} closing) after 100 clients finished, ${afterB.open} (+${afterB.closing} closing) after all 200 (${zeroMs} ms after the last stop); ` +
+          `${repA.broken + repB.broken} broken, ${repA.stalled + repB.stalled} stalled (> 1 s), longest stall ${Math.max(repA.maxStallMs, repB.maxStallMs)} ms; new connections after the drain: ${http.errors} errors, ${createdByNew} flows created on lb1`,
+      );
+      expect(repA.broken + repB.broken).toBe(0);
+      expect(http.errors).toBe(0);
+      expect(createdByNew).toBe(0);
+      // Pinned: lb1 still serves (nearly) all its connections after the drain, not ECMP-rehashed away.
+      expect(afterDrain).toBeGreaterThan(0);
+      expect(afterDrain).toBeGreaterThanOrEqual(before - baseline - 5);
+      expect(afterA.open).toBeGreaterThan(0);
+      expect(afterA.open).toBeLessThan(afterDrain);
+      expect(afterB.open).toBe(0);
+      expect(afterB.closing).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(loads.map((x) => x.stop().catch(() => undefined)));
+      await pin.remove();
+      if (drained) {
+        cli('instance', 'undrain');
+        await until('lb1 back on both VIPs', async () => [await r.nextHops(VIP4), await r.nextHops(VIP6)], ([a, b]) => same(a, all4([1, 2, 3])) && same(b, all6([1, 2, 3])), 5000);
+      }
+    }
   });
 
   it('`sluice instance drain` under 200 long-lived connections: lb1 withdrawn, none break, new connections avoid lb1; undrain brings it back', async () => {

@@ -36,6 +36,8 @@ const WORKER_PATH = fileURLToPath(new URL('../dataplane/worker.js', import.meta.
 /** init -> ready: opening the capture handle and applying the first generation. */
 const START_TIMEOUT_MS = 15_000;
 /** shutdown -> exit, after which the process is killed. */
+/** How often a request made while the data plane is starting checks whether it has connected. */
+const STARTING_POLL_MS = 20;
 const STOP_GRACE_MS = 3_000;
 /** Restart delay: 100 ms doubling per restart, at most this. */
 const RESTART_MAX_DELAY_MS = 5_000;
@@ -117,9 +119,14 @@ export class DataplaneSupervisor implements Startable {
     this.onNotice('counters', (m) => opts.metrics.setSnapshot(m.counters));
   }
 
+  /** A data-plane process is spawned and alive but has not connected yet. */
+  #starting(): boolean {
+    return this.#channel === null && this.#child !== null && this.#child.exitCode === null && this.#child.signalCode === null && !this.#stopping;
+  }
+
   get info(): DataplaneInfo {
     // Up while a data-plane process exists: from its spawn (as a fork was, before), or while adopted.
-    const starting = this.#channel === null && this.#child !== null && this.#child.exitCode === null && this.#child.signalCode === null && !this.#stopping;
+    const starting = this.#starting();
     const pid = this.#channel !== null ? this.#pid : starting ? (this.#child?.pid ?? null) : this.#pid;
     return { engine: this.#engine, up: this.#channel !== null || starting, pid, restarts: this.#restarts, origin: this.#origin, keptFlows: this.#keptFlows };
   }
@@ -168,7 +175,12 @@ export class DataplaneSupervisor implements Startable {
   }
 
   /** A request with its answer (timeouts: REQUEST_TIMEOUT_MS in messages.ts). */
-  request<K extends RequestType>(body: RequestBody<K>): Promise<ReplyOf[K]> {
+  async request<K extends RequestType>(body: RequestBody<K>): Promise<ReplyOf[K]> {
+    // The admin API answers before a data plane that is starting has connected (status shows it
+    // up from its spawn). A fork's IPC channel queued what was sent meanwhile; the socket cannot,
+    // so a request waits here, bounded, until the data plane is connected or gone. Without this, a
+    // drain right after start failed with "the data-plane process is not running".
+    for (const end = Date.now() + START_TIMEOUT_MS; this.#starting() && Date.now() < end; ) await new Promise((r) => setTimeout(r, STARTING_POLL_MS));
     return this.#requests.request(body, (m) => this.send(m));
   }
 

@@ -16,19 +16,24 @@ export interface Subflow {
   token: string;
 }
 
+/** `ss -tniH` output as one record per socket: its head line ("Recv-Q Send-Q local peer") and its indented details joined. */
+export function ssRecords(stdout: string): { head: string; body: string }[] {
+  const records: { head: string; body: string }[] = [];
+  for (const line of stdout.split('\n')) {
+    if (line.trim() === '') continue;
+    const last = records[records.length - 1];
+    if (/^\s/.test(line) && last) last.body += ` ${line.trim()}`;
+    else records.push({ head: line.trim(), body: '' });
+  }
+  return records;
+}
+
 /** Every established MPTCP subflow on `port` of every backend of the lab. */
 export async function backendSubflows(lab: Lab, port: number): Promise<Subflow[]> {
   const out: Subflow[] = [];
   for (const b of lab.backends()) {
     const { stdout } = await lab.exec(b.name, ['ss', '-tniH', 'state', 'established', `( sport = :${port} )`]);
-    // One record per subflow: a head line "Recv-Q Send-Q local peer", then indented details.
-    const records: { head: string; body: string }[] = [];
-    for (const line of stdout.split('\n')) {
-      if (line.trim() === '') continue;
-      const last = records[records.length - 1];
-      if (/^\s/.test(line) && last) last.body += ` ${line.trim()}`;
-      else records.push({ head: line.trim(), body: '' });
-    }
+    const records = ssRecords(stdout);
     for (const r of records) {
       const fields = r.head.split(/\s+/);
       const m = /^\[?(?:::ffff:)?([0-9.]+)\]?:(\d+)$/.exec(fields[fields.length - 1] ?? '');

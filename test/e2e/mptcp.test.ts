@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type ConfigService } from '../../scripts/lab/topology.js';
 import { REPO, admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { ssRecords } from './explain-helpers.js';
 
 const enabled = e2eEnabled('e2e MPTCP subflow steering');
 
@@ -293,14 +294,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 clie
       const seen = new Map<string, { backend: string; flags: string; peer: string }[]>();
       for (const b of lab.backends()) {
         const { stdout } = await lab.exec(b.name, ['ss', '-tniH', 'state', 'established', `( sport = :${PORT} )`]);
-        // One record per subflow: a head line "Recv-Q Send-Q local peer", then indented details.
-        const records: { head: string; body: string }[] = [];
-        for (const line of stdout.split('\n')) {
-          if (line.trim() === '') continue;
-          const last = records[records.length - 1];
-          if (/^\s/.test(line) && last) last.body += ` ${line.trim()}`;
-          else records.push({ head: line.trim(), body: '' });
-        }
+        const records = ssRecords(stdout);
         for (const r of records) {
           const fields = r.head.split(/\s+/);
           const peer = (fields[fields.length - 1] ?? '').replace(/:\d+$/, '').replace(/^\[(?:::ffff:)?/, '').replace(/\]$/, '');

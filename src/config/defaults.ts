@@ -49,6 +49,7 @@ export const CONFIG_DEFAULTS = {
   fragments: { tableSize: 65536, timeoutMs: 2000, holdMs: 200 },
   vlan: { egress: 'untagged' as 'untagged' | 'keep' | number },
   capture: { engine: 'ring' as CaptureEngine, bufferMiB: 32, batchSize: 256 },
+  dataplane: { workers: 1 as number | 'auto' },
   safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
   metrics: { listen: '127.0.0.1:9180' },
   admin: { socket: DEFAULT_ADMIN_SOCKET, socketMode: '0660', readers: 'group' as 'anyone' | 'group' },

@@ -65,6 +65,7 @@ const RESTART_SETTINGS: readonly Setting[] = [
   ['capture.engine', (c) => c.capture.engine],
   ['capture.bufferMiB', (c) => c.capture.bufferMiB],
   ['capture.batchSize', (c) => c.capture.batchSize],
+  ['dataplane.workers', (c) => c.dataplane?.workers ?? 1],
   ['metrics.listen', (c) => c.metrics.listen],
   ['admin.socket', (c) => c.admin.socket],
   ['flowTable.capacity', (c) => c.flowTable.capacity],

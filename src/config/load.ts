@@ -59,6 +59,7 @@ interface RawConfig {
   fragments?: Partial<SluiceConfig['fragments']>;
   vlan?: Partial<SluiceConfig['vlan']>;
   capture?: Partial<SluiceConfig['capture']>;
+  dataplane?: Partial<NonNullable<SluiceConfig['dataplane']>>;
   safety?: Partial<SluiceConfig['safety']>;
   metrics?: { listen?: string };
   admin?: Partial<SluiceConfig['admin']>;
@@ -196,6 +197,7 @@ function buildConfig(raw: RawConfig): SluiceConfig {
     fragments: { ...d.fragments, ...raw.fragments },
     vlan: { ...d.vlan, ...raw.vlan },
     capture: { ...d.capture, ...raw.capture },
+    dataplane: { ...d.dataplane, ...raw.dataplane },
     safety: { ...d.safety, ...raw.safety },
     metrics: { ...d.metrics, ...raw.metrics },
     admin: { ...d.admin, ...raw.admin },

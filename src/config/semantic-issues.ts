@@ -123,6 +123,18 @@ export function checkSemantics(doc: unknown, issues: IssueList): void {
     }
   }
 
+  // Workers share one interface through PACKET_FANOUT, which only the ring engine's sockets join.
+  if (isRecord(doc.dataplane) && doc.dataplane.workers !== undefined && doc.dataplane.workers !== 1) {
+    const engine = isRecord(doc.capture) && typeof doc.capture.engine === 'string' ? doc.capture.engine : 'ring';
+    if (engine !== 'ring') {
+      issues.add({
+        path: '$.dataplane.workers',
+        rule: 'workers-engine',
+        message: `more than one worker needs capture.engine "ring" (PACKET_FANOUT); engine ${show(engine)} captures with one handle: set workers to 1 or the engine to "ring"`,
+      });
+    }
+  }
+
   if (isRecord(doc.metrics) && typeof doc.metrics.listen === 'string') {
     const problem = listenProblem(doc.metrics.listen);
     if (problem) issues.add({ path: '$.metrics.listen', rule: 'listen-address', message: problem });

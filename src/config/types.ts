@@ -96,6 +96,12 @@ export interface CaptureConfig {
   batchSize: number;
 }
 
+/** How the data plane spreads packet work over cores (README "Workers"). */
+export interface DataplaneConfig {
+  /** Packet worker threads in one PACKET_FANOUT group, or 'auto' (one per usable CPU). Default 1. */
+  workers: number | 'auto';
+}
+
 export interface SafetyConfig {
   /** Start even if the kernel forwards IP on the capture interface. Default false. */
   allowHostForwarding: boolean;
@@ -132,6 +138,8 @@ export interface SluiceConfig {
   fragments?: FragmentsConfig;
   vlan?: VlanConfig;
   capture: CaptureConfig;
+  /** Filled in by the loader; optional so configs built in code may leave it out (1 worker then). */
+  dataplane?: DataplaneConfig;
   safety: SafetyConfig;
   metrics: { listen: string };
   admin: AdminConfig;

@@ -35,6 +35,11 @@ export interface RingCaptureOptions {
   tpacketVersion?: 2 | 3;
   /** V2 frame slot size (header + frame); frames that do not fit take the copy path. Default 2048. */
   frameBytes?: number;
+  /**
+   * PACKET_FANOUT group (1..65535) this socket joins with PACKET_FANOUT_HASH, so that workers
+   * share the interface a flow at a time; 0 or absent: no group (one worker).
+   */
+  fanoutGroup?: number;
 }
 
 export interface RingStats {
@@ -58,7 +63,7 @@ interface NativeRing {
 
 interface NativeRingAddon {
   Ring: new (
-    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number },
+    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number; fanoutGroup: number },
     frames: Buffer,
     meta: Uint32Array,
   ) => NativeRing;
@@ -135,6 +140,7 @@ export class RingCapture {
         vnetHeader: opts.vnetHeader === false ? 0 : 1,
         version: this.tpacketVersion,
         frameSize: opts.frameBytes ?? 2048,
+        fanoutGroup: opts.fanoutGroup ?? 0,
       },
       this.frames,
       this.meta,

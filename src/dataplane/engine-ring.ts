@@ -69,6 +69,7 @@ export class RingEngine implements CaptureEngine {
       batchSize: opts.batchSize,
       slotSize: FRAME_SLOT_BYTES,
       tpacketVersion: ringVersion(),
+      fanoutGroup: opts.fanoutGroup,
     });
     try {
       this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES });

@@ -33,4 +33,6 @@ export interface EngineOptions {
   filter: string;
   bufferBytes: number;
   batchSize: number;
+  /** PACKET_FANOUT group shared by the workers of one interface (ring engine only); absent: none. */
+  fanoutGroup?: number;
 }

@@ -16,7 +16,7 @@ import { MptcpInfo } from '../packet/mptcp-options.js';
 import { tokenKey } from '../packet/token-key.js';
 import { flowHash, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
 import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_SERVICES } from './contract/limits.js';
-import { DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
+import { COUNTER_LENGTH, DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
 import { FLOW_KIND_CLOSING, FLOW_KIND_ESTABLISHED, FLOW_KIND_HALF_OPEN, FLOW_KIND_OTHER, FlowTable } from './flow-table.js';
 import { ServiceTable } from './service-table.js';
@@ -50,6 +50,11 @@ export interface ForwarderOptions {
   affinityCapacity?: number;
   /** A flow table opened by the caller (a shared one a restart keeps: shared-flow-table.ts); default a new private one. */
   flows?: FlowTable;
+  /** Where the counters live (COUNTER_LENGTH entries): a worker's, over a SharedArrayBuffer its pool reads. Default a new array. */
+  counters?: Float64Array;
+  /** MPTCP token and client-affinity tables shared by every worker of the data plane; default the forwarder's own. */
+  sharedTokens?: SharedArrayBuffer;
+  sharedAffinity?: SharedArrayBuffer;
 }
 
 /** What explain.ts reads of a forwarder beyond its public tables. */
@@ -64,7 +69,7 @@ export interface ForwarderView {
 }
 
 export class Forwarder {
-  readonly counters: Float64Array = newCounters();
+  readonly counters: Float64Array;
   readonly flows: FlowTable;
   readonly tokens: MptcpTokenTable;
   readonly affinity: AffinityTable;
@@ -86,6 +91,8 @@ export class Forwarder {
   #generation = 0;
 
   constructor(opts: ForwarderOptions) {
+    if (opts.counters && opts.counters.length < COUNTER_LENGTH) throw new RangeError(`counters must hold ${COUNTER_LENGTH} entries, got ${opts.counters.length}`);
+    this.counters = opts.counters ?? newCounters();
     this.flows = opts.flows ?? new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
     this.counters[G.flowCapacity] = this.flows.capacity;
     this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });

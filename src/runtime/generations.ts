@@ -5,6 +5,7 @@
  * plane as a `generation` request and waits for `applied`; on any failure the running generation
  * stays. Only the reloader calls apply(), one at a time.
  */
+import { availableParallelism } from 'node:os';
 import type { SluiceConfig } from '../config/types.js';
 import { DEFAULT_TOKEN_CAPACITY, MAX_BACKENDS, MAX_SERVICES } from '../dataplane/contract/limits.js';
 import type { DataplaneInit, DataplaneSpec } from '../dataplane/contract/spec.js';
@@ -102,6 +103,7 @@ export class Generations implements Startable {
       halfOpenMs: cfg.flowTable.halfOpenTimeoutS * 1000,
       floodProtection: cfg.flowTable.floodProtection,
       tokenCapacity: DEFAULT_TOKEN_CAPACITY,
+      workers: resolveWorkers(cfg.dataplane?.workers ?? 1),
       spec: this.spec,
     };
   }
@@ -165,4 +167,9 @@ export class Generations implements Startable {
     metrics.setLabels({ services, backends });
     return spec;
   }
+}
+
+/** dataplane.workers as a count: 'auto' is one worker per CPU this process may run on (at most 64). */
+export function resolveWorkers(workers: number | 'auto'): number {
+  return workers === 'auto' ? Math.max(1, Math.min(64, availableParallelism())) : workers;
 }

@@ -493,6 +493,7 @@ describe('parseConfig accepts', () => {
       fragments: { tableSize: 65536, timeoutMs: 2000, holdMs: 200 },
       vlan: { egress: 'untagged' },
       capture: { engine: 'ring', bufferMiB: 32, batchSize: 256 },
+      dataplane: { workers: 1 },
       safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
       metrics: { listen: '127.0.0.1:9180' },
       admin: { socket: '/run/sluice/admin.sock', socketMode: '0660', readers: 'group' },

@@ -103,6 +103,10 @@ export const G = {
   ownerQueriesOverBudget: 72,
   /** Unanswered flow queries while a table change was recent asked once more, their frames still held (owner-hold.ts). */
   ownerRetried: 73,
+  // Workers (dataplane.workers): CPU time of the worker's own thread, from /proc/thread-self/stat.
+  // Per worker only: the data plane's total is dataplaneCpuUserUs/SystemUs (the whole process).
+  workerCpuUserUs: 74,
+  workerCpuSystemUs: 75,
 } as const;
 export const GLOBAL_COUNT = 80;
 

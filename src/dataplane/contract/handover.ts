@@ -84,6 +84,7 @@ export function initSettings(init: DataplaneInit): string {
     init.udpIdleMs,
     init.halfOpenMs ?? null,
     init.tokenCapacity,
+    init.workers ?? 1,
   ]);
 }
 

@@ -186,7 +186,8 @@ export type FromDataplane =
   | { type: 'fatal'; message: string }
   | { type: 'applied'; requestId: number; generation: number }
   | { type: 'apply-failed'; requestId: number; generation: number; message: string }
-  | { type: 'counters'; counters: Float64Array }
+  /** workers: per-worker figures (worker-pool.ts WORKER_FIGURE, WORKER_FIGURES per worker); absent from older builds. */
+  | { type: 'counters'; counters: Float64Array; workers?: Float64Array }
   | { type: 'flows'; requestId: number; rows: FlowRow[]; total: number }
   /** counts: live flows per backend id; closing: of those, the TCP-closing ones (ids with none absent). */
   | { type: 'flow-counts'; requestId: number; counts: Map<number, number>; closing?: Map<number, number> }

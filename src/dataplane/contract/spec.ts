@@ -80,6 +80,8 @@ export interface DataplaneInit {
   /** Half-open share and kind-aware eviction in the flow table; absent = on. */
   floodProtection?: boolean;
   tokenCapacity: number;
+  /** Packet workers (dataplane.workers, 'auto' already resolved); absent: 1. */
+  workers?: number;
   /**
    * The flow table's file (handover.ts), mapped shared; attach: take over the table in it (a
    * restart or replacement) instead of starting empty. Absent: the table is in private memory.

@@ -407,7 +407,12 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   char filter[8192];
   if (!get_named_string(env, opts, "device", device, sizeof device) || !get_named_string(env, opts, "filter", filter, sizeof filter))
     return NULL;
-  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size;
+  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size, fanout;
+  if (!get_opt_u32(env, opts, "fanoutGroup", 0, &fanout)) return NULL;
+  if (fanout > 0xffff) {
+    throw_code(env, "EINVAL", "fanoutGroup must be 0 (none) or a group id 1..65535");
+    return NULL;
+  }
   if (!get_opt_u32(env, opts, "batchSize", 256, &batch) || !get_opt_u32(env, opts, "slotSize", 10240, &slot) ||
       !get_opt_u32(env, opts, "blockSize", 1u << 18, &block_size) || !get_opt_u32(env, opts, "blockCount", 128, &block_count) ||
       !get_opt_u32(env, opts, "retireMs", 1, &retire_ms) || !get_opt_u32(env, opts, "vnetHeader", 1, &vnet_req) ||
@@ -524,6 +529,16 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = ifindex;
     if (bind(fd, (struct sockaddr*)&sll, sizeof sll) != 0) step = "bind";
+  }
+  // Workers: every worker's socket joins one fanout group after bind. PACKET_FANOUT_HASH sends
+  // all frames of a flow to one member (the kernel's symmetric flow hash, which leaves out the
+  // ports of every fragment, so a datagram's fragments stay together too). No
+  // PACKET_FANOUT_FLAG_DEFRAG: it would hand the ring reassembled datagrams bigger than the MTU,
+  // which a packet socket cannot send on; Sluice forwards fragments as fragments. No ROLLOVER:
+  // a full ring must not move a flow to another worker.
+  if (step == NULL && fanout != 0) {
+    int arg = (int)(fanout | ((uint32_t)PACKET_FANOUT_HASH << 16));
+    if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) step = "PACKET_FANOUT";
   }
   if (step != NULL) {
     int e = errno;

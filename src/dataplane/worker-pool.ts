@@ -1,0 +1,452 @@
+/**
+ * The data-plane process's packet workers, seen from its main thread as one data plane: the
+ * control process's messages fan out to every worker and their answers come back as one
+ * (contract/messages.ts keeps its shape whatever dataplane.workers is).
+ *
+ *   generation      every worker applies it; `applied` once all have (a failure: apply-failed)
+ *   flows           every worker scans its own table; rows joined up to the limit, totals added
+ *   flow-counts     counts per backend added
+ *   explain         the worker tracking the flow answers for it; otherwise worker 0 (the tables
+ *                   a worker without the flow would use, Maglev, tokens and affinity, are the same)
+ *   owner-query     qid made unique across workers (qid * count + index), the answer routed back
+ *   counters        each worker's counters live in a SharedArrayBuffer: summed here at publish
+ *                   time, no copy through a message; per-worker figures ride along
+ *
+ * One worker (the default) runs in this thread, exactly as before workers existed; more run in
+ * worker threads (worker-thread.ts), one PACKET_FANOUT_HASH group on the interface. A worker
+ * thread that dies is started again on its own flow table (the shared file keeps its flows);
+ * the workers after it rejoin the group behind it so the kernel's member order, and with it
+ * which worker each flow hashes to, is the order it had.
+ */
+import { Worker } from 'node:worker_threads';
+import { COUNTER_LENGTH, DROPS_BASE, G, usedLength } from './contract/counters.js';
+import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
+import type { DataplaneInit, DataplaneSpec } from './contract/spec.js';
+import type { ExplainDecision, FlowRow, FromDataplane, ToDataplane } from './contract/messages.js';
+import type { FlowTableOrigin } from './contract/handover.js';
+import { PacketWorker, type FromWorker, type ToWorker, type WorkerInit } from './packet-worker.js';
+import { MptcpTokenTable } from './mptcp-tokens.js';
+import { AffinityTable } from './affinity-table.js';
+import { DEFAULT_AFFINITY_CAPACITY } from './contract/limits.js';
+
+/** Per-worker figures in a counters message: WORKER_FIGURES numbers per worker, in this order. */
+export const WORKER_FIGURE = { rxFrames: 0, txFrames: 1, drops: 2, flows: 3, captureDropped: 4, cpuUserUs: 5, cpuSystemUs: 6 } as const;
+export const WORKER_FIGURES = 7;
+
+/** How long a request waits for every worker's answer before it answers with what it has. */
+const GATHER_MS = 4000;
+/** Restarts of one worker within RESTART_WINDOW_MS before the pool stops trying (a crash loop). */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
+/** The two ways to reach a worker: a call in this thread, or a worker thread's port. */
+interface WorkerLink {
+  post(msg: ToWorker): void;
+  terminate(): void;
+}
+
+interface Gather {
+  expect: number;
+  answers: (FromWorker | null)[];
+  got: number;
+  timer: NodeJS.Timeout;
+  done: (answers: (FromWorker | null)[]) => void;
+}
+
+export interface PoolEvents {
+  /** A message for the control process. */
+  up: (msg: FromDataplane) => void;
+  /** Something the log of the data-plane process should say (a worker died, was restarted). */
+  note: (text: string) => void;
+}
+
+export class WorkerPool {
+  readonly count: number;
+  readonly #events: PoolEvents;
+  readonly #links: (WorkerLink | null)[];
+  readonly #counters: Float64Array[];
+  readonly #countersBuffers: (SharedArrayBuffer | ArrayBuffer)[];
+  readonly #sum: Float64Array = new Float64Array(COUNTER_LENGTH);
+  readonly #figures: Float64Array;
+  #sharedTokens: SharedArrayBuffer | undefined;
+  #sharedAffinity: SharedArrayBuffer | undefined;
+  #init: DataplaneInit | null = null;
+  #spec: DataplaneSpec | null = null;
+  #fanoutGroup = 0;
+  #gathers = new Map<number, Gather>();
+  #nextGather = 1;
+  #engine: string | null = null;
+  #stopping = false;
+  #restarts: number[][];
+  /** Per worker: what its `stopped` answer settles. */
+  readonly #stopWaits = new Map<number, () => void>();
+  #local: PacketWorker | null = null;
+
+  constructor(count: number, events: PoolEvents) {
+    if (!Number.isInteger(count) || count < 1 || count > 64) throw new RangeError(`workers must be 1..64, got ${count}`);
+    this.count = count;
+    this.#events = events;
+    this.#links = new Array<WorkerLink | null>(count).fill(null);
+    this.#countersBuffers = [];
+    this.#counters = [];
+    for (let i = 0; i < count; i++) {
+      const b = count > 1 ? new SharedArrayBuffer(COUNTER_LENGTH * 8) : new ArrayBuffer(COUNTER_LENGTH * 8);
+      this.#countersBuffers.push(b);
+      this.#counters.push(new Float64Array(b));
+    }
+    this.#figures = new Float64Array(count * WORKER_FIGURES);
+    this.#restarts = Array.from({ length: count }, () => []);
+  }
+
+  get engine(): string | null {
+    return this.#engine;
+  }
+
+  get spec(): DataplaneSpec | null {
+    return this.#spec;
+  }
+
+  /** Live flows of all workers (the workers' own gauges). */
+  get flows(): number {
+    let n = 0;
+    for (const c of this.#counters) n += c[G.flowsActive];
+    return n;
+  }
+
+  /** The single worker running in this thread (dataplane.workers 1), for the flows count of hello. */
+  get local(): PacketWorker | null {
+    return this.#local;
+  }
+
+  /** Start every worker, one after the other (the order they join the fanout group), then answer ready or fatal. */
+  start(init: DataplaneInit): void {
+    if (this.#init) throw new Error('this data plane is already running: adopt it instead');
+    this.#init = init;
+    this.#spec = init.spec;
+    if (this.count > 1) {
+      // Any id works as long as the workers of this process share it and no other socket group
+      // on the host uses it: the process id is unique while this process lives.
+      this.#fanoutGroup = (process.pid & 0xffff) || 1;
+      // MERGE(h/tokens): this.#sharedTokens = MptcpTokenTable.sharedBuffer(init.tokenCapacity);
+      // MERGE(h/tokens): this.#sharedAffinity = AffinityTable.sharedBuffer(DEFAULT_AFFINITY_CAPACITY);
+    }
+    const origin: FlowTableOrigin = { attached: false, flows: 0, tokens: 0, note: '' };
+    const next = (i: number): void => {
+      if (i === this.count) {
+        this.#events.up({ type: 'ready', engine: this.#engine ?? init.engine, flowTable: origin });
+        return;
+      }
+      this.#startWorker(i, (m) => {
+        if (m.type === 'fatal') {
+          this.#stopAll();
+          this.#events.up({ type: 'fatal', message: this.count > 1 ? `worker ${i}: ${m.message}` : m.message });
+          return;
+        }
+        if (m.type !== 'ready') return;
+        this.#engine = m.engine;
+        origin.attached ||= m.flowTable.attached;
+        origin.flows += m.flowTable.flows;
+        origin.tokens += m.flowTable.tokens;
+        origin.note = origin.note && origin.note !== m.flowTable.note ? `${origin.note}; worker ${i}: ${m.flowTable.note}` : m.flowTable.note;
+        next(i + 1);
+      });
+    };
+    next(0);
+  }
+
+  #workerInit(index: number, attach: boolean): WorkerInit {
+    const init = this.#init as DataplaneInit;
+    // A restarted worker takes the table file it left, with the generation in force now.
+    const i: DataplaneInit = { ...init, spec: this.#spec ?? init.spec, flowTable: init.flowTable ? { path: init.flowTable.path, attach: init.flowTable.attach || attach } : undefined };
+    return {
+      init: i,
+      index,
+      count: this.count,
+      fanoutGroup: this.#fanoutGroup,
+      counters: this.#countersBuffers[index],
+      sharedTokens: this.#sharedTokens,
+      sharedAffinity: this.#sharedAffinity,
+    };
+  }
+
+  /** Start worker `index`; `started` sees its ready or fatal. */
+  #startWorker(index: number, started: (m: FromWorker) => void, attach = false): void {
+    let starting = true;
+    const onMessage = (m: FromWorker): void => {
+      if (starting && (m.type === 'ready' || m.type === 'fatal')) {
+        starting = false;
+        started(m);
+        return;
+      }
+      this.#fromWorker(index, m);
+    };
+    const w = this.#workerInit(index, attach);
+    if (this.count === 1) {
+      const local = new PacketWorker(onMessage);
+      this.#local = local;
+      this.#links[index] = { post: (m) => local.handle(m), terminate: () => local.stop() };
+      local.handle({ type: 'init', worker: w });
+      return;
+    }
+    const thread = new Worker(new URL('./worker-thread.js', import.meta.url), { name: `sluice-worker-${index}` });
+    const link: WorkerLink = { post: (m) => thread.postMessage(m), terminate: () => void thread.terminate() };
+    this.#links[index] = link;
+    thread.on('message', onMessage);
+    thread.on('error', (e) => this.#events.note(`worker ${index} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+    thread.on('exit', (code) => {
+      if (this.#links[index] !== link) return;
+      this.#links[index] = null;
+      if (starting) {
+        starting = false;
+        started({ type: 'fatal', message: `worker ${index} exited (code ${code}) while starting` });
+        return;
+      }
+      if (!this.#stopping) this.#restart(index, code);
+    });
+    link.post({ type: 'init', worker: w });
+  }
+
+  /**
+   * A worker thread died: start it again on its own flow table. The kernel filled its place in
+   * the fanout group with the last member; the workers after it leave and rejoin in order behind
+   * it, so each flow hashes to the worker it hashed to before.
+   */
+  #restart(index: number, code: number): void {
+    const now = Date.now();
+    const recent = this.#restarts[index].filter((t) => now - t < RESTART_WINDOW_MS);
+    this.#restarts[index] = recent;
+    if (recent.length >= MAX_RESTARTS) {
+      this.#events.note(`worker ${index} exited (code ${code}) ${recent.length} times within ${RESTART_WINDOW_MS / 1000} s: not restarted`);
+      return;
+    }
+    recent.push(now);
+    this.#events.note(`worker ${index} exited (code ${code}): restarting it`);
+    const after: number[] = [];
+    for (let j = index + 1; j < this.count; j++) if (this.#links[j]) after.push(j);
+    for (const j of after) this.#links[j]?.post({ type: 'leave' });
+    this.#startWorker(
+      index,
+      (m) => {
+        if (m.type === 'fatal') this.#events.note(`worker ${index} could not restart: ${m.message}`);
+        for (const j of after) this.#links[j]?.post({ type: 'rejoin' });
+      },
+      true,
+    );
+  }
+
+  /** Route a control-process message (not hello/init/shutdown/handover: worker.ts handles those). */
+  request(msg: ToDataplane): void {
+    switch (msg.type) {
+      case 'generation':
+        this.#spec = msg.spec;
+        this.#gather(msg, (answers) => {
+          const failed = answers.find((a) => a?.type === 'apply-failed');
+          if (failed?.type === 'apply-failed') this.#events.up({ ...failed, requestId: msg.requestId });
+          else if (answers.some((a) => a === null)) this.#events.up({ type: 'apply-failed', requestId: msg.requestId, generation: msg.spec.generation, message: 'a worker did not answer' });
+          else this.#events.up({ type: 'applied', requestId: msg.requestId, generation: msg.spec.generation });
+        });
+        break;
+      case 'flows':
+        this.#gather(msg, (answers) => {
+          const rows: FlowRow[] = [];
+          let total = 0;
+          for (const a of answers) {
+            if (a?.type !== 'flows') continue;
+            total += a.total;
+            for (const r of a.rows) if (rows.length < msg.limit) rows.push(r);
+          }
+          this.#events.up({ type: 'flows', requestId: msg.requestId, rows, total });
+        });
+        break;
+      case 'flow-counts':
+        this.#gather(msg, (answers) => {
+          const counts = new Map<number, number>();
+          const closing = new Map<number, number>();
+          for (const a of answers) {
+            if (a?.type !== 'flow-counts') continue;
+            for (const [b, n] of a.counts) counts.set(b, (counts.get(b) ?? 0) + n);
+            for (const [b, n] of a.closing ?? []) closing.set(b, (closing.get(b) ?? 0) + n);
+          }
+          this.#events.up({ type: 'flow-counts', requestId: msg.requestId, counts, closing });
+        });
+        break;
+      case 'explain':
+        this.#gather(msg, (answers) => this.#events.up(mergeExplain(msg.requestId, answers)));
+        break;
+      case 'publish':
+        this.#gather(msg, () => this.#events.up(this.snapshot()));
+        break;
+      case 'owner-answer': {
+        const index = msg.qid % this.count;
+        this.#links[index]?.post({ type: 'owner-answer', qid: (msg.qid - index) / this.count, backendId: msg.backendId });
+        break;
+      }
+      case 'owner-queries':
+      case 'owner-recent':
+      case 'publish-owners':
+        for (const l of this.#links) l?.post(msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /**
+   * Send `msg` to every live worker and call `done` with their answers (null: none in time).
+   * The workers answer under the pool's own id (requests of two control processes, or a
+   * request and a publish, may carry one requestId); `done` answers under the original.
+   */
+  #gather(msg: Extract<ToDataplane, { requestId: number }> | { type: 'publish' }, done: (answers: (FromWorker | null)[]) => void): void {
+    const id = this.#nextGather++;
+    const g: Gather = {
+      expect: 0,
+      answers: new Array<FromWorker | null>(this.count).fill(null),
+      got: 0,
+      timer: setTimeout(() => this.#finish(id), GATHER_MS),
+      done,
+    };
+    this.#gathers.set(id, g);
+    const out: ToWorker = msg.type === 'publish' ? { type: 'publish', gather: id } : { ...msg, requestId: id };
+    for (const l of this.#links) {
+      if (!l) continue;
+      g.expect++;
+      l.post(out);
+    }
+    if (g.expect === 0) this.#finish(id);
+  }
+
+  #finish(id: number): void {
+    const g = this.#gathers.get(id);
+    if (!g) return;
+    this.#gathers.delete(id);
+    clearTimeout(g.timer);
+    g.done(g.answers);
+  }
+
+  #fromWorker(index: number, m: FromWorker): void {
+    switch (m.type) {
+      case 'applied':
+      case 'apply-failed':
+      case 'flows':
+      case 'flow-counts':
+      case 'explain':
+      case 'explain-failed':
+      case 'published': {
+        const id = m.type === 'published' ? m.gather : m.requestId;
+        const g = this.#gathers.get(id);
+        if (!g || g.answers[index] !== null) return;
+        g.answers[index] = m;
+        g.got++;
+        if (g.got >= g.expect) this.#finish(id);
+        break;
+      }
+      case 'owner-query':
+        this.#events.up({ ...m, qid: m.qid * this.count + index });
+        break;
+      case 'owner-entries':
+        this.#events.up(m);
+        break;
+      case 'stopped':
+        this.#stopWaits.get(index)?.();
+        break;
+      case 'ready':
+      case 'fatal':
+        break;
+    }
+  }
+
+  /** The workers' counters summed, as one data plane's, and each worker's own figures. */
+  snapshot(): Extract<FromDataplane, { type: 'counters' }> {
+    const spec = this.#spec;
+    let maxBackend = 0;
+    if (spec) for (const b of spec.backends) if (b.id > maxBackend) maxBackend = b.id;
+    const len = usedLength(maxBackend);
+    const sum = this.#sum;
+    sum.fill(0, 0, len);
+    const n = this.count;
+    let generation = Infinity;
+    let tokens = 0;
+    let affinity = 0;
+    for (let w = 0; w < n; w++) {
+      const c = this.#counters[w];
+      for (let i = 0; i < len; i++) sum[i] += c[i];
+      // Gauges of one table all workers share, and the generation every worker has applied.
+      if (c[G.generation] < generation) generation = c[G.generation];
+      if (c[G.mptcpTokensActive] > tokens) tokens = c[G.mptcpTokensActive];
+      if (c[G.affinityEntries] > affinity) affinity = c[G.affinityEntries];
+      let drops = 0;
+      for (let r = 1; r < DROP_REASON_COUNT; r++) drops += c[DROPS_BASE + r];
+      const f = w * WORKER_FIGURES;
+      this.#figures[f + WORKER_FIGURE.rxFrames] = c[G.rxFrames];
+      this.#figures[f + WORKER_FIGURE.txFrames] = c[G.txFrames];
+      this.#figures[f + WORKER_FIGURE.drops] = drops;
+      this.#figures[f + WORKER_FIGURE.flows] = c[G.flowsActive];
+      this.#figures[f + WORKER_FIGURE.captureDropped] = c[G.captureDropped];
+      this.#figures[f + WORKER_FIGURE.cpuUserUs] = c[G.workerCpuUserUs];
+      this.#figures[f + WORKER_FIGURE.cpuSystemUs] = c[G.workerCpuSystemUs];
+    }
+    sum[G.generation] = generation === Infinity ? 0 : generation;
+    sum[G.mptcpTokensActive] = tokens;
+    sum[G.affinityEntries] = affinity;
+    const cpu = process.cpuUsage();
+    sum[G.dataplaneRssBytes] = process.memoryUsage.rss();
+    sum[G.dataplaneCpuUserUs] = cpu.user;
+    sum[G.dataplaneCpuSystemUs] = cpu.system;
+    return { type: 'counters', counters: sum.slice(0, len), workers: this.#figures.slice() };
+  }
+
+  /** Stop every worker (shutdown or handover): no write to any flow table after `done`. */
+  stop(done: (flows: number) => void): void {
+    this.#stopping = true;
+    const flows = this.flows;
+    let left = 0;
+    const finished = (): void => {
+      if (--left > 0) return;
+      for (const l of this.#links) l?.terminate();
+      done(flows);
+    };
+    for (let i = 0; i < this.count; i++) {
+      const l = this.#links[i];
+      if (!l) continue;
+      left++;
+      let answered = false;
+      const once = (): void => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        this.#stopWaits.delete(i);
+        finished();
+      };
+      const timer = setTimeout(once, GATHER_MS);
+      this.#stopWaits.set(i, once);
+      l.post({ type: 'stop' });
+    }
+    if (left === 0) done(flows);
+  }
+
+  #stopAll(): void {
+    this.#stopping = true;
+    for (const l of this.#links) l?.terminate();
+  }
+}
+
+/** One explain answer from the workers': the one tracking the flow, else the first worker's. */
+function mergeExplain(requestId: number, answers: (FromWorker | null)[]): FromDataplane {
+  const ok = answers.filter((a): a is Extract<FromWorker, { type: 'explain' }> => a?.type === 'explain');
+  if (ok.length === 0) {
+    const failed = answers.find((a) => a?.type === 'explain-failed');
+    return { type: 'explain-failed', requestId, message: failed?.type === 'explain-failed' ? failed.message : 'no worker answered' };
+  }
+  const base = ok[0].decisions;
+  // Without a port: every worker's tracked flows of the client (each flow lives on one worker).
+  const tracked = ok.flatMap((a) => a.decisions.filter((d) => d.portSource === 'tracked'));
+  if (tracked.length > 0 && base.every((d) => d.portSource !== 'given')) return { type: 'explain', requestId, decisions: tracked };
+  const decisions: ExplainDecision[] = base.map((d, i) => {
+    for (const a of ok) {
+      const other = a.decisions[i];
+      if (other && other.tracked !== null) return other;
+    }
+    return d;
+  });
+  return { type: 'explain', requestId, decisions };
+}

@@ -106,6 +106,11 @@ function printStatus(s: StatusReport): void {
   const split = s.flows.closing === undefined ? '' : ` (${s.flows.active - s.flows.closing} open, ${s.flows.closing} closing)`;
   console.log(`flows: ${s.flows.active} active${split} of ${s.flows.capacity}, ${s.flows.created} created, ${s.flows.evictions} evicted`);
   console.log(`frames: ${s.traffic.rxFrames} in, ${s.traffic.txFrames} out, ${s.traffic.txErrors} tx errors, ${s.traffic.captureDropped} capture drops`);
+  // One line per packet worker when there are several (dataplane.workers).
+  const workers = s.dataplane.workers ?? [];
+  if (workers.length > 1) {
+    for (const w of workers) console.log(`  worker ${w.worker}: ${w.rxFrames} in, ${w.txFrames} out, ${w.drops} dropped, ${w.flows} flows, ${w.captureDropped} capture drops, ${w.cpuSeconds.toFixed(2)} s CPU`);
+  }
   const drops = Object.entries(s.drops);
   console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   if (s.lastReload) console.log(`last reload: ${s.lastReload.at} ${s.lastReload.ok ? 'ok' : 'REFUSED'}: ${s.lastReload.message}`);

@@ -19,7 +19,7 @@
  * which worker each flow hashes to, is the order it had.
  */
 import { Worker } from 'node:worker_threads';
-import { COUNTER_LENGTH, DROPS_BASE, G, usedLength } from './contract/counters.js';
+import { COUNTER_LENGTH, DROPS_BASE, G, WORKER_FIGURE, WORKER_FIGURES, usedLength } from './contract/counters.js';
 import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from './contract/spec.js';
 import type { ExplainDecision, FlowRow, FromDataplane, ToDataplane } from './contract/messages.js';
@@ -29,9 +29,6 @@ import { MptcpTokenTable } from './mptcp-tokens.js';
 import { AffinityTable } from './affinity-table.js';
 import { DEFAULT_AFFINITY_CAPACITY } from './contract/limits.js';
 
-/** Per-worker figures in a counters message: WORKER_FIGURES numbers per worker, in this order. */
-export const WORKER_FIGURE = { rxFrames: 0, txFrames: 1, drops: 2, flows: 3, captureDropped: 4, cpuUserUs: 5, cpuSystemUs: 6 } as const;
-export const WORKER_FIGURES = 7;
 
 /** How long a request waits for every worker's answer before it answers with what it has. */
 const GATHER_MS = 4000;
@@ -250,11 +247,11 @@ export class WorkerPool {
         this.#gather(msg, (answers) => {
           const rows: FlowRow[] = [];
           let total = 0;
-          for (const a of answers) {
-            if (a?.type !== 'flows') continue;
+          answers.forEach((a, worker) => {
+            if (a?.type !== 'flows') return;
             total += a.total;
-            for (const r of a.rows) if (rows.length < msg.limit) rows.push(r);
-          }
+            for (const r of a.rows) if (rows.length < msg.limit) rows.push({ ...r, worker });
+          });
           this.#events.up({ type: 'flows', requestId: msg.requestId, rows, total });
         });
         break;

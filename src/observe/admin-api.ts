@@ -16,6 +16,7 @@
  *   POST /instance/{drain|undrain}                 -> InstanceResult       (409 without an "announce" section)
  *   anything wrong with the request                -> AdminError           (400, 404; 500 on a failure)
  */
+import type { WorkerFigures } from '../dataplane/contract/counters.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
 import type { Forwarding, Protocol } from '../config/types.js';
 import type { ControlCounters, ControlPlaneStatus } from '../control/index.js';
@@ -72,7 +73,8 @@ export interface StatusReport {
   generation: number;
   /** generation: the one the data plane last reported running. */
   /** origin: started by this control process, adopted (found running), or replaced (another build's flow table taken over); keptFlows: flows it kept then. */
-  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number; generation: number; origin?: string; keptFlows?: number };
+  /** workers: each packet worker's own figures (dataplane.workers), worker 0 first; absent before the first counters arrive. */
+  dataplane: { engine: string; up: boolean; pid: number | null; restarts: number; generation: number; origin?: string; keptFlows?: number; workers?: WorkerFigures[] };
   interface: string;
   egressInterface: string;
   lastReload: LastReload | null;

@@ -32,6 +32,7 @@ import {
   type ExplainReport,
 } from './admin-api.js';
 import type { ExplainQuery } from '../dataplane/contract/messages.js';
+import type { WorkerFigures } from '../dataplane/contract/counters.js';
 import { normalizeAddress } from '../packet/address.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
 import { hardenedServer, listenTcp, sendJson } from './http.js';
@@ -76,7 +77,7 @@ export interface AdminSources {
   readonly metrics: Metrics;
   config(): SluiceConfig;
   generation(): number;
-  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number };
+  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number; workers?: WorkerFigures[] };
   lastReload(): LastReload | null;
   cluster(): { status: ControlPlaneStatus; sync: boolean } | null;
   /** Every backend of `s` in the current generation (effective weight, status, next hop, health). */

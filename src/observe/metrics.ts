@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ControlPlane } from '../control/index.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import { BUILD_INFO } from '../version.js';
-import { DROPS_BASE, ENTITY, G, backendCounter, serviceCounter, type EntityCounter } from '../dataplane/contract/counters.js';
+import { DROPS_BASE, ENTITY, G, WORKER_FIGURE, WORKER_FIGURES, backendCounter, serviceCounter, type EntityCounter } from '../dataplane/contract/counters.js';
 
 export interface LabelMaps {
   /** service id -> service name */
@@ -46,6 +46,7 @@ export function takesNewFlows(status: string): boolean {
 export class Metrics {
   readonly registry = new Registry();
   #snapshot: Float64Array = new Float64Array(0);
+  #workers: Float64Array = new Float64Array(0);
   #labels: LabelMaps = { services: new Map(), backends: new Map() };
   readonly reloads: Counter<'result'>;
   readonly configGeneration: Gauge;
@@ -90,6 +91,38 @@ export class Metrics {
         },
       });
     };
+    // Per worker (dataplane.workers): what each did, and the CPU its thread used.
+    const workers = (): Float64Array => this.#workers;
+    const perWorker = (name: string, help: string, which: number, kind: 'counter' | 'gauge'): void => {
+      const each = (fn: (worker: string, v: number) => void): void => {
+        const f = workers();
+        for (let w = 0; (w + 1) * WORKER_FIGURES <= f.length; w++) fn(String(w), f[w * WORKER_FIGURES + which]);
+      };
+      if (kind === 'counter') {
+        new Counter({ name, help, labelNames: ['worker'], registers, collect() { this.reset(); each((worker, v) => this.inc({ worker }, v)); } });
+      } else {
+        new Gauge({ name, help, labelNames: ['worker'], registers, collect() { this.reset(); each((worker, v) => this.set({ worker }, v)); } });
+      }
+    };
+    perWorker('sluice_worker_rx_frames_total', 'Frames handed to each packet worker by its capture socket (the fanout group splits the interface by flow).', WORKER_FIGURE.rxFrames, 'counter');
+    perWorker('sluice_worker_tx_frames_total', 'Frames each packet worker transmitted.', WORKER_FIGURE.txFrames, 'counter');
+    perWorker('sluice_worker_dropped_packets_total', 'Frames each packet worker did not forward, all reasons.', WORKER_FIGURE.drops, 'counter');
+    perWorker('sluice_worker_flows_active', 'Flows tracked now in each packet worker\'s own flow table.', WORKER_FIGURE.flows, 'gauge');
+    perWorker('sluice_worker_capture_dropped_total', 'Frames dropped because a packet worker\'s ring was full.', WORKER_FIGURE.captureDropped, 'counter');
+    new Counter({
+      name: 'sluice_worker_cpu_seconds_total',
+      help: 'CPU time of each packet worker\'s thread.',
+      labelNames: ['worker', 'mode'],
+      registers,
+      collect() {
+        this.reset();
+        const f = workers();
+        for (let w = 0; (w + 1) * WORKER_FIGURES <= f.length; w++) {
+          this.inc({ worker: String(w), mode: 'user' }, f[w * WORKER_FIGURES + WORKER_FIGURE.cpuUserUs] / 1e6);
+          this.inc({ worker: String(w), mode: 'system' }, f[w * WORKER_FIGURES + WORKER_FIGURE.cpuSystemUs] / 1e6);
+        }
+      },
+    });
     const global = (name: string, help: string, index: number, kind: 'counter' | 'gauge'): void => {
       if (kind === 'counter') {
         new Counter({ name, help, registers, collect() { this.reset(); this.inc(at(index)); } });
@@ -372,8 +405,15 @@ export class Metrics {
     this.neighbourUnresolved = new Gauge({ name: 'sluice_backends_unresolved', help: 'Backends whose next-hop MAC is unknown (they take no new flows).', registers });
   }
 
-  setSnapshot(s: Float64Array): void {
+  /** The data plane's counters, and its workers' own figures (absent from a data plane of an older build). */
+  setSnapshot(s: Float64Array, workers?: Float64Array): void {
     this.#snapshot = s;
+    if (workers) this.#workers = workers;
+  }
+
+  /** Per-worker figures of the latest snapshot (WORKER_FIGURES per worker). */
+  get workers(): Float64Array {
+    return this.#workers;
   }
 
   get snapshot(): Float64Array {

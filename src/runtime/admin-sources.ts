@@ -3,6 +3,7 @@
  * process: the current generation, next hops, health, the data-plane supervisor, the cluster
  * bridge and the reloader. Reads only; every change goes through the reloader's queue.
  */
+import { workerFigures, type WorkerFigures } from '../dataplane/contract/counters.js';
 import type { ServiceConfig, SluiceConfig } from '../config/types.js';
 import type { ControlPlaneStatus } from '../control/index.js';
 import type { AnnounceStatus } from '../announce/announcer.js';
@@ -60,8 +61,9 @@ export class ControlAdminSources implements AdminSources {
     return this.#p.generations.number;
   }
 
-  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number } {
-    return this.#p.supervisor.info;
+  dataplane(): { engine: string; up: boolean; pid: number | null; restarts: number; origin?: string; keptFlows?: number; workers?: WorkerFigures[] } {
+    const workers = workerFigures(this.metrics.workers);
+    return workers.length > 0 ? { ...this.#p.supervisor.info, workers } : this.#p.supervisor.info;
   }
 
   restart(): RestartResult | null {

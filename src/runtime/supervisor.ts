@@ -116,7 +116,7 @@ export class DataplaneSupervisor implements Startable {
     this.#opts = opts;
     this.#socketName = dataplaneSocketName(opts.interface, opts.socketPrefix);
     this.#handover = handoverEnabled();
-    this.onNotice('counters', (m) => opts.metrics.setSnapshot(m.counters));
+    this.onNotice('counters', (m) => opts.metrics.setSnapshot(m.counters, m.workers));
   }
 
   /** A data-plane process is spawned and alive but has not connected yet. */

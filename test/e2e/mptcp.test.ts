@@ -23,158 +23,13 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, type ConfigService } from '../../scripts/lab/topology.js';
-import { REPO, admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { ssRecords } from './explain-helpers.js';
+import { MIB, PATH1, PATH2, PEER, PORT, connectionProblems, peerClientArgs, serverRecordsOf, startPeerServers, type ClientReport, type MptcpCounters, type PeerClientOptions, type ServerRecord } from './mptcp-helpers.js';
 
 const enabled = e2eEnabled('e2e MPTCP subflow steering');
 
-const PEER = join(REPO, 'scripts', 'mptcp-peer.py');
-const PORT = 8080;
-const MIB = 1 << 20;
-const PATH1 = '10.99.1.2';
-const PATH2 = '10.99.9.2';
 const NFT_TABLE = 'sl_mptcp_e2e';
-
-// ---- what mptcp-peer.py writes ---------------------------------------------------------------
-type Addr = [string, number];
-interface SubflowAddrs {
-  local: Addr | null;
-  remote: Addr | null;
-}
-interface PeerInfo {
-  subflows?: number;
-  fallback?: boolean;
-  token?: string;
-  error?: string;
-}
-interface ServerView {
-  name: string;
-  info: PeerInfo | null;
-  subflowPeers: SubflowAddrs[] | null;
-}
-interface ClientConn {
-  index: number;
-  seed: number;
-  connected?: boolean;
-  bytesOk?: boolean;
-  received?: number;
-  backend?: string | null;
-  serverToken?: string;
-  localPort?: number;
-  subflows?: number;
-  info?: PeerInfo | null;
-  subflowAddrs?: SubflowAddrs[] | null;
-  server?: ServerView | null;
-  error?: string | null;
-}
-interface ClientReport {
-  connections: number;
-  bytes: number;
-  completed: number;
-  bytesOk: number;
-  twoSubflows: number;
-  subflows: Record<string, number>;
-  backends: Record<string, number>;
-  errors: Record<string, number>;
-  timedOut: boolean;
-  perConnection: ClientConn[];
-}
-interface ServerRecord {
-  name: string;
-  peer: string;
-  port: number;
-  sent: number;
-  mptcp?: boolean;
-  token?: string | null;
-  request?: { bytes: number; seed: number };
-  atQuery?: { info: PeerInfo | null; subflowPeers: SubflowAddrs[] | null };
-  maxSubflows?: number;
-  error?: string;
-}
-
-interface MptcpCounters {
-  learned: number;
-  steered: number;
-  unknown: number;
-  droppedUnknown: number;
-  collisions: number;
-}
-
-const same = (a: Addr | null | undefined, host: string, port?: number): boolean => !!a && a[0] === host && (port === undefined || a[1] === port);
-
-/**
- * Every way one connection can fall short of "bytes verified, 2 subflows, both on the backend
- * that served it"; [] when it is whole. Uses the client's report and the serving backend's own
- * record (looked up by the connection's unique seed).
- */
-function connectionProblems(c: ClientConn, servers: Map<number, ServerRecord[]>, bytes: number): string[] {
-  const p: string[] = [];
-  const id = `#${c.index} (port ${c.localPort ?? '?'})`;
-  if (c.error) p.push(`${id}: error ${c.error}`);
-  if (!c.bytesOk) p.push(`${id}: ${c.received ?? 0} of ${bytes} bytes verified`);
-  if ((c.subflows ?? 0) !== 2) p.push(`${id}: client sees ${c.subflows ?? 0} subflow(s)`);
-  const locals = (c.subflowAddrs ?? []).map((s) => s.local?.[0]).sort();
-  if (locals.join(',') !== [PATH1, PATH2].join(',')) p.push(`${id}: client subflows from ${locals.join(',') || 'nowhere'}`);
-  const join2 = (c.subflowAddrs ?? []).find((s) => s.local?.[0] === PATH2);
-  const sv = c.server;
-  if (!sv) {
-    p.push(`${id}: no answer from the server`);
-  } else {
-    if (sv.name !== c.backend) p.push(`${id}: served by ${c.backend ?? '?'} but INFO answered by ${sv.name}`);
-    if (sv.info?.subflows !== 2) p.push(`${id}: ${sv.name} holds ${sv.info?.subflows ?? 0} subflow(s)`);
-    const peers = sv.subflowPeers ?? [];
-    if (!peers.some((s) => same(s.remote, PATH1, c.localPort))) p.push(`${id}: ${sv.name} has no subflow from ${PATH1}:${c.localPort ?? '?'}`);
-    if (!join2 || !peers.some((s) => same(s.remote, PATH2, join2.local?.[1]))) p.push(`${id}: ${sv.name} has no subflow from the client's ${PATH2} subflow`);
-  }
-  const recs = servers.get(c.seed) ?? [];
-  if (recs.length !== 1) p.push(`${id}: ${recs.length} server records`);
-  const r = recs[0];
-  if (r) {
-    if (r.name !== c.backend) p.push(`${id}: recorded by ${r.name}, header said ${c.backend ?? '?'}`);
-    if (r.error) p.push(`${id}: server error ${r.error}`);
-    if (r.sent !== bytes) p.push(`${id}: server sent ${r.sent}`);
-    if (r.atQuery?.info?.subflows !== 2) p.push(`${id}: server record has ${r.atQuery?.info?.subflows ?? 0} subflow(s)`);
-    if (r.token !== c.serverToken) p.push(`${id}: token ${r.token ?? '?'} vs header ${c.serverToken ?? '?'}`);
-  }
-  return p;
-}
-
-/** Start mptcp-peer.py servers on every backend of `lab`, each writing its records to `dir`; resolves once all listen. */
-async function startPeerServers(lab: Lab, dir: string): Promise<void> {
-  await Promise.all(
-    lab.backends().map(async (b) => {
-      const log = `mptcp-${b.name}.log`;
-      lab.spawn(b.name, ['python3', '-u', PEER, 'server', '--port', String(PORT), '--name', b.name, '--report', join(dir, `server-${b.name}.jsonl`)], { logName: log });
-      for (let i = 0; i < 100; i++) {
-        if (existsSync(join(dir, log)) && readFileSync(join(dir, log), 'utf8').includes('listening')) return;
-        await sleep(50);
-      }
-      throw new Error(`mptcp-peer server in ${b.name} did not start: ${readFileSync(join(dir, log), 'utf8')}`);
-    }),
-  );
-}
-
-/** Server records by seed, once every seed of `seeds` has one (a server writes after its client closed; bounded wait). */
-async function serverRecordsOf(lab: Lab, dir: string, seeds: number[]): Promise<Map<number, ServerRecord[]>> {
-  let by = new Map<number, ServerRecord[]>();
-  for (let attempt = 0; attempt < 50; attempt++) {
-    by = new Map();
-    for (const b of lab.backends()) {
-      const file = join(dir, `server-${b.name}.jsonl`);
-      if (!existsSync(file)) continue;
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
-        if (!line.trim()) continue;
-        const r = JSON.parse(line) as ServerRecord;
-        const seed = r.request?.seed;
-        if (seed === undefined) continue;
-        by.set(seed, [...(by.get(seed) ?? []), r]);
-      }
-    }
-    if (seeds.every((s) => by.has(s))) return by;
-    await sleep(100);
-  }
-  return by;
-}
 
 describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 client paths, 3 backends)', () => {
   let lab: Lab;
@@ -204,29 +59,7 @@ describe.skipIf(!enabled)('MPTCP subflow steering with real kernel MPTCP (2 clie
     collisions: b.collisions - a.collisions,
   });
 
-  const clientArgs = (name: string, o: { connections: number; bytes: number; concurrency: number; seed: number; holdMs: number; plain?: boolean; extra?: string[] }): string[] => [
-    'python3',
-    PEER,
-    'client',
-    '--target',
-    `${VIP4}:${PORT}`,
-    '--connections',
-    String(o.connections),
-    '--bytes',
-    String(o.bytes),
-    '--concurrency',
-    String(o.concurrency),
-    '--seed',
-    String(o.seed),
-    '--hold-ms',
-    String(o.holdMs),
-    '--timeout',
-    '75',
-    '--report',
-    join(dir, `${name}.json`),
-    ...(o.plain ? ['--plain'] : []),
-    ...(o.extra ?? []),
-  ];
+  const clientArgs = (name: string, o: PeerClientOptions): string[] => peerClientArgs(dir, name, o);
   const readReport = (name: string): ClientReport => JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as ClientReport;
   const runClient = async (name: string, o: Parameters<typeof clientArgs>[1]): Promise<ClientReport> => {
     await lab.exec('client', clientArgs(name, o), { timeoutMs: 90_000 });

@@ -110,6 +110,42 @@ export const G = {
 } as const;
 export const GLOBAL_COUNT = 80;
 
+/**
+ * Per-worker figures beside the summed counters in a counters message (worker-pool.ts):
+ * WORKER_FIGURES numbers per worker, worker 0 first.
+ */
+export const WORKER_FIGURE = { rxFrames: 0, txFrames: 1, drops: 2, flows: 3, captureDropped: 4, cpuUserUs: 5, cpuSystemUs: 6 } as const;
+export const WORKER_FIGURES = 7;
+
+/** One worker's figures as /status reports them. */
+export interface WorkerFigures {
+  worker: number;
+  rxFrames: number;
+  txFrames: number;
+  drops: number;
+  flows: number;
+  captureDropped: number;
+  cpuSeconds: number;
+}
+
+/** The per-worker figures of a counters message, one record per worker. */
+export function workerFigures(f: Float64Array): WorkerFigures[] {
+  const out: WorkerFigures[] = [];
+  for (let w = 0; (w + 1) * WORKER_FIGURES <= f.length; w++) {
+    const b = w * WORKER_FIGURES;
+    out.push({
+      worker: w,
+      rxFrames: f[b + WORKER_FIGURE.rxFrames],
+      txFrames: f[b + WORKER_FIGURE.txFrames],
+      drops: f[b + WORKER_FIGURE.drops],
+      flows: f[b + WORKER_FIGURE.flows],
+      captureDropped: f[b + WORKER_FIGURE.captureDropped],
+      cpuSeconds: (f[b + WORKER_FIGURE.cpuUserUs] + f[b + WORKER_FIGURE.cpuSystemUs]) / 1e6,
+    });
+  }
+  return out;
+}
+
 export const DROPS_BASE = GLOBAL_COUNT;
 
 /** Named offsets inside one entity's block (Katran's `*_CNTR` style): never `+0/+1/+2` by hand. */

@@ -108,6 +108,8 @@ export interface FlowRow {
   ageMs: number;
   idleMs: number;
   state: 'active' | 'closing';
+  /** The packet worker whose table holds the flow (dataplane.workers; the fanout hash put it there). */
+  worker?: number;
 }
 
 /** The flow `sluice explain` asks about (addresses as text; the data plane parses them). */

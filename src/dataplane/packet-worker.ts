@@ -16,7 +16,7 @@ import { COUNTER_PUBLISH_MS, SWEEP_INTERVAL_MS, SWEEP_SLOTS_PER_TICK } from './c
 import type { CaptureEngine } from './engine.js';
 import type { DataplaneInit, DataplaneSpec } from './contract/spec.js';
 import type { FlowRow, FromDataplane, OwnerEntry, ToDataplane } from './contract/messages.js';
-import type { FlowTableOrigin } from './contract/handover.js';
+import { workerFlowTablePath, type FlowTableOrigin } from './contract/handover.js';
 import { openSharedFlowTable } from './shared-flow-table.js';
 import { rebuildTokenIndex } from './flow-token-index.js';
 import { BatchEngine } from './engine-batch.js';
@@ -51,11 +51,6 @@ export type ToWorker =
 
 /** Worker -> pool: the data plane's answers, plus `stopped` and the answer to `publish`. */
 export type FromWorker = Exclude<FromDataplane, { type: 'hello' | 'counters' | 'handed-over' | 'superseded' }> | { type: 'stopped'; flows: number } | { type: 'published'; gather: number };
-
-/** The flow table file of worker `index` (worker 0 keeps the file a single worker uses). */
-export function workerFlowTablePath(path: string, index: number): string {
-  return index === 0 ? path : `${path}.w${index}`;
-}
 
 /** Each worker's flow table: its share of flowTable.capacity plus 1/8 for the fanout hash's imbalance. */
 export function workerFlowCapacity(capacity: number, count: number): number {

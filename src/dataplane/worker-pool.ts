@@ -23,7 +23,7 @@ import { COUNTER_LENGTH, DROPS_BASE, G, WORKER_FIGURE, WORKER_FIGURES, usedLengt
 import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from './contract/spec.js';
 import type { ExplainDecision, FlowRow, FromDataplane, ToDataplane } from './contract/messages.js';
-import type { FlowTableOrigin } from './contract/handover.js';
+import { MAX_WORKERS, type FlowTableOrigin } from './contract/handover.js';
 import { PacketWorker, type FromWorker, type ToWorker, type WorkerInit } from './packet-worker.js';
 import { MptcpTokenTable } from './mptcp-tokens.js';
 import { AffinityTable } from './affinity-table.js';
@@ -80,7 +80,7 @@ export class WorkerPool {
   #local: PacketWorker | null = null;
 
   constructor(count: number, events: PoolEvents) {
-    if (!Number.isInteger(count) || count < 1 || count > 64) throw new RangeError(`workers must be 1..64, got ${count}`);
+    if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) throw new RangeError(`workers must be 1..${MAX_WORKERS}, got ${count}`);
     this.count = count;
     this.#events = events;
     this.#links = new Array<WorkerLink | null>(count).fill(null);

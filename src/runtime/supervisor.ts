@@ -24,7 +24,7 @@ import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { DataplaneInit } from '../dataplane/contract/spec.js';
 import type { DataplaneNotice, FromDataplane, ReplyOf, RequestBody, RequestType, ToDataplane } from '../dataplane/contract/messages.js';
-import { CONTRACT_VERSION, buildIdentity, dataplaneSocketName, initSettings, handoverEnabled, type DataplaneHello, type DataplaneIds } from '../dataplane/contract/handover.js';
+import { CONTRACT_VERSION, MAX_WORKERS, buildIdentity, dataplaneSocketName, initSettings, handoverEnabled, workerFlowTablePath, type DataplaneHello, type DataplaneIds } from '../dataplane/contract/handover.js';
 import { SocketChannel } from '../dataplane/contract/socket-channel.js';
 import { RequestTracker } from '../dataplane/contract/request.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -484,7 +484,11 @@ export class DataplaneSupervisor implements Startable {
   #removeTable(): void {
     // A clean stop: the next start begins with an empty table (a restart keeps it: release()).
     try {
-      if (existsSync(this.#opts.flowTablePath)) unlinkSync(this.#opts.flowTablePath);
+      // Worker 0's file, and those of the other packet workers (dataplane.workers) beside it.
+      for (let i = 0; i < MAX_WORKERS; i++) {
+        const path = workerFlowTablePath(this.#opts.flowTablePath, i);
+        if (existsSync(path)) unlinkSync(path);
+      }
     } catch (e) {
       this.#opts.log.warn({ event: 'flow_table_remove_failed', error: (e as Error).message }, 'could not remove the flow table file');
     }

@@ -34,6 +34,14 @@ export function flowTablePath(adminSocket: string): string {
   return `${adminSocket}.flows`;
 }
 
+/** Most packet workers of one data plane (dataplane.workers). */
+export const MAX_WORKERS = 64;
+
+/** The flow table file of packet worker `index` (worker 0 keeps the file a single worker uses). */
+export function workerFlowTablePath(path: string, index: number): string {
+  return index === 0 ? path : `${path}.w${index}`;
+}
+
 /**
  * State handover (adoption, table kept across restarts) is on unless SLUICE_HANDOVER=off: then a
  * control process that stops or restarts stops its data plane too, and every data plane starts

@@ -50,6 +50,14 @@ export interface ForwarderOptions {
   affinityCapacity?: number;
   /** A flow table opened by the caller (a shared one a restart keeps: shared-flow-table.ts); default a new private one. */
   flows?: FlowTable;
+  /**
+   * The MPTCP token table of all data-plane workers (MptcpTokenTable.sharedBuffer(), made once by
+   * the thread that starts them): a join hashed to another worker finds its connection's token.
+   * Default a private table of tokenCapacity.
+   */
+  sharedTokens?: SharedArrayBuffer;
+  /** The client-affinity table of all workers (AffinityTable.sharedBuffer()); default a private table of affinityCapacity. */
+  sharedAffinity?: SharedArrayBuffer;
 }
 
 /** What explain.ts reads of a forwarder beyond its public tables. */
@@ -88,8 +96,11 @@ export class Forwarder {
   constructor(opts: ForwarderOptions) {
     this.flows = opts.flows ?? new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
     this.counters[G.flowCapacity] = this.flows.capacity;
-    this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
-    this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);
+    this.tokens =
+      opts.sharedTokens === undefined
+        ? new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs })
+        : MptcpTokenTable.over(opts.sharedTokens, { idleTimeoutMs: opts.tcpIdleMs });
+    this.affinity = opts.sharedAffinity === undefined ? new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY) : AffinityTable.over(opts.sharedAffinity);
     this.#flowTokens = new FlowTokens(this.flows);
     this.#hold = new OwnerHold({
       counters: this.counters,

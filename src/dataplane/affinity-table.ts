@@ -142,7 +142,7 @@ export class AffinityTable {
     return this.#lockTimeouts;
   }
 
-  /** Under the lock (no writer can change the slot): does `slot` hold (sid, key)? */
+  /** Does `slot` hold (sid, key)? Plain reads: settled under the lock, a first guess without it (#readEntry settles it). */
   #matches(slot: number, sid: number, key: Uint32Array): boolean {
     const k = slot * WORDS;
     const keys = this.#keys;
@@ -150,29 +150,23 @@ export class AffinityTable {
   }
 
   /**
-   * Without the lock: does `slot` hold a live-or-stale entry for (sid, key)? Reads the key, the
-   * backend and last-seen under the slot's seqlock (Atomics loads, so the sequence re-check is
-   * ordered after them) into #readBackend/#readSeen.
+   * Reads the entry in `slot` into #readBackend/#readSeen under its seqlock; true if it is
+   * whole and holds (sid, key). Called only for a slot whose plain-read key matched (a miss
+   * costs no atomics). Atomics.load of the sequence around plain loads of the fields: see
+   * MptcpTokenTable's #readEntry for why only the sequence reads are atomic.
    */
-  #readMatch(slot: number, sid: number, key: Uint32Array): boolean {
+  #readEntry(slot: number, sid: number, key: Uint32Array): boolean {
     const seq = this.#seq;
-    const keys = this.#keys;
-    const k = slot * WORDS;
     for (let tries = 0; tries < READ_RETRIES; tries++) {
       const before = Atomics.load(seq, slot);
       if ((before & 1) !== 0) continue;
-      const hit =
-        Atomics.load(this.#used, slot) === 1 &&
-        Atomics.load(keys, k) === sid &&
-        Atomics.load(keys, k + 1) === key[0] &&
-        Atomics.load(keys, k + 2) === key[1] &&
-        Atomics.load(keys, k + 3) === key[2] &&
-        Atomics.load(keys, k + 4) === key[3];
-      if (hit) {
-        this.#readBackend = Atomics.load(this.#backend, slot);
-        this.#readSeen = this.#lastSeen[slot];
-      }
-      if (Atomics.load(seq, slot) === before) return hit;
+      const hit = this.#used[slot] === 1 && this.#matches(slot, sid, key);
+      const backend = this.#backend[slot];
+      const seen = this.#lastSeen[slot];
+      if (Atomics.load(seq, slot) !== before) continue;
+      this.#readBackend = backend;
+      this.#readSeen = seen;
+      return hit;
     }
     return false;
   }
@@ -186,7 +180,7 @@ export class AffinityTable {
   lookup(sid: number, key: Uint32Array, hash: number, nowMs: number, timeoutMs: number): number {
     for (let i = 0; i < WINDOW; i++) {
       const slot = (hash + i) & this.#mask;
-      if (!this.#readMatch(slot, sid, key)) continue;
+      if (this.#used[slot] !== 1 || !this.#matches(slot, sid, key) || !this.#readEntry(slot, sid, key)) continue;
       if (nowMs - this.#readSeen >= timeoutMs) {
         this.#expireIfStill(slot, sid, key, nowMs, timeoutMs);
         return -1;
@@ -201,7 +195,7 @@ export class AffinityTable {
   peek(sid: number, key: Uint32Array, hash: number, nowMs: number, timeoutMs: number): number {
     for (let i = 0; i < WINDOW; i++) {
       const slot = (hash + i) & this.#mask;
-      if (this.#readMatch(slot, sid, key)) return nowMs - this.#readSeen >= timeoutMs ? -1 : this.#readBackend;
+      if (this.#used[slot] === 1 && this.#matches(slot, sid, key) && this.#readEntry(slot, sid, key)) return nowMs - this.#readSeen >= timeoutMs ? -1 : this.#readBackend;
     }
     return -1;
   }
@@ -241,14 +235,14 @@ export class AffinityTable {
     const k = victim * WORDS;
     const keys = this.#keys;
     Atomics.add(this.#seq, victim, 1); // odd: readers of this slot retry until the entry is whole
-    Atomics.store(keys, k, sid);
-    Atomics.store(keys, k + 1, key[0]);
-    Atomics.store(keys, k + 2, key[1]);
-    Atomics.store(keys, k + 3, key[2]);
-    Atomics.store(keys, k + 4, key[3]);
-    Atomics.store(this.#backend, victim, backend);
+    keys[k] = sid;
+    keys[k + 1] = key[0];
+    keys[k + 2] = key[1];
+    keys[k + 3] = key[2];
+    keys[k + 4] = key[3];
+    this.#backend[victim] = backend;
     this.#lastSeen[victim] = nowMs;
-    Atomics.store(this.#used, victim, 1);
+    this.#used[victim] = 1;
     Atomics.add(this.#seq, victim, 1); // even: whole
     this.#unlock();
   }
@@ -262,7 +256,7 @@ export class AffinityTable {
     let slot = Atomics.add(this.#header, H_SWEEP, n) & this.#mask;
     let expired = 0;
     for (let i = 0; i < n; i++) {
-      if (Atomics.load(this.#used, slot) === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(Atomics.load(this.#keys, slot * WORDS)) && this.#lock()) {
+      if (this.#used[slot] === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(this.#keys[slot * WORDS]) && this.#lock()) {
         if (this.#used[slot] === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(this.#keys[slot * WORDS])) {
           this.#clear(slot);
           expired++;
@@ -310,7 +304,7 @@ export class AffinityTable {
   /** Empties `slot`; the caller holds the lock. */
   #clear(slot: number): void {
     Atomics.add(this.#seq, slot, 1);
-    Atomics.store(this.#used, slot, 0);
+    this.#used[slot] = 0;
     Atomics.add(this.#seq, slot, 1);
     Atomics.sub(this.#header, H_SIZE, 1);
   }

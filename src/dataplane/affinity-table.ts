@@ -45,6 +45,12 @@ export interface AffinityTableSharing {
   buffer?: SharedArrayBuffer;
   /** TEST ONLY: skip the writer lock and the per-slot seqlock (private lock word and sequence numbers per instance). */
   unsafeUnlocked?: boolean;
+  /**
+   * This writer's mark in the lock word while it holds it (an integer 1..2^31-1, default 1): give
+   * each worker its own (its index + 1), so that after a worker thread exits the thread that
+   * started it can call AffinityTable.releaseLockOf(buffer, writerId).
+   */
+  writerId?: number;
 }
 
 /** The table's slot count for a requested capacity: a power of two, at least 1024. */
@@ -62,6 +68,7 @@ export class AffinityTable {
   readonly #header: Int32Array;
   readonly #lockWords: Int32Array;
   readonly #canWait: boolean;
+  readonly #writerId: number;
   readonly #seq: Int32Array;
   readonly #keys: Uint32Array;
   readonly #backend: Int32Array;
@@ -90,7 +97,36 @@ export class AffinityTable {
   /** A table over a buffer from sharedBuffer(): same entries as every other table over it. */
   static over(buffer: SharedArrayBuffer, options: Omit<AffinityTableSharing, 'buffer'> = {}): AffinityTable {
     if (buffer.byteLength < HEADER_BYTES) throw new RangeError(`AffinityTable: buffer of ${buffer.byteLength} bytes is not an affinity table`);
-    return new AffinityTable(new Int32Array(buffer, 0, HEADER_WORDS)[H_CAPACITY], { buffer, unsafeUnlocked: options.unsafeUnlocked });
+    return new AffinityTable(new Int32Array(buffer, 0, HEADER_WORDS)[H_CAPACITY], { buffer, unsafeUnlocked: options.unsafeUnlocked, writerId: options.writerId });
+  }
+
+  /**
+   * After a worker thread exited (crashed or terminated): if it died holding the writer lock,
+   * repair what it may have left half done and free the lock. A slot it was writing (odd
+   * sequence) is emptied and the live count recounted, under the lock. Call it from the thread
+   * that started the workers, once the worker's 'exit' was seen; true if the lock was its.
+   * O(capacity), once per such exit.
+   */
+  static releaseLockOf(buffer: SharedArrayBuffer, writerId: number): boolean {
+    const t = AffinityTable.over(buffer, { writerId });
+    const h = new Int32Array(buffer, 0, HEADER_WORDS);
+    if (Atomics.load(h, H_LOCK) !== writerId) return false;
+    t.#repairHeld();
+    return Atomics.compareExchange(h, H_LOCK, writerId, 0) === writerId;
+  }
+
+  /** The lock is held (by a dead writer, now ours): empty slots left mid-write, recount live entries. */
+  #repairHeld(): void {
+    let live = 0;
+    for (let s = 0; s < this.capacity; s++) {
+      const q = this.#seq[s];
+      if ((q & 1) !== 0) {
+        this.#used[s] = 0;
+        Atomics.store(this.#seq, s, q + 1);
+      }
+      if (this.#used[s] !== 0) live++;
+    }
+    Atomics.store(this.#header, H_SIZE, live);
   }
 
   constructor(capacity: number, options: AffinityTableSharing = {}) {
@@ -124,6 +160,9 @@ export class AffinityTable {
     const unsafe = options.unsafeUnlocked === true;
     if (unsafe) this.#seq = new Int32Array(c);
     this.#lockWords = unsafe ? new Int32Array(HEADER_WORDS) : this.#header;
+    const writerId = options.writerId ?? 1;
+    if (!Number.isInteger(writerId) || writerId < 1 || writerId > 0x7fffffff) throw new RangeError(`AffinityTable: writerId must be an integer in 1..2^31-1, got ${writerId}`);
+    this.#writerId = writerId;
     this.#canWait = !unsafe && buffer instanceof SharedArrayBuffer;
   }
 
@@ -234,7 +273,8 @@ export class AffinityTable {
     }
     const k = victim * WORDS;
     const keys = this.#keys;
-    Atomics.add(this.#seq, victim, 1); // odd: readers of this slot retry until the entry is whole
+    const q = this.#seq[victim] | 1;
+    Atomics.store(this.#seq, victim, q); // odd: readers of this slot retry until the entry is whole
     keys[k] = sid;
     keys[k + 1] = key[0];
     keys[k + 2] = key[1];
@@ -243,7 +283,7 @@ export class AffinityTable {
     this.#backend[victim] = backend;
     this.#lastSeen[victim] = nowMs;
     this.#used[victim] = 1;
-    Atomics.add(this.#seq, victim, 1); // even: whole
+    Atomics.store(this.#seq, victim, q + 1); // even: whole
     this.#unlock();
   }
 
@@ -278,7 +318,7 @@ export class AffinityTable {
 
   /** A reader found (sid, key) stale in `slot`: remove it if the lock is free right now (else the sweep will); never waits. */
   #expireIfStill(slot: number, sid: number, key: Uint32Array, nowMs: number, timeoutMs: number): void {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, 1) !== 0) return;
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) !== 0) return;
     if (this.#used[slot] === 1 && this.#matches(slot, sid, key) && nowMs - this.#lastSeen[slot] >= timeoutMs) {
       this.#clear(slot);
       this.#expirations++;
@@ -287,11 +327,12 @@ export class AffinityTable {
   }
 
   #lock(): boolean {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, 1) === 0) return true;
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) === 0) return true;
     const words = this.#lockWords;
     for (let i = 0; i < LOCK_SPINS + LOCK_WAITS; i++) {
-      if (Atomics.load(words, H_LOCK) === 0 && Atomics.compareExchange(words, H_LOCK, 0, 1) === 0) return true;
-      if (i >= LOCK_SPINS && this.#canWait) Atomics.wait(words, H_LOCK, 1, LOCK_WAIT_MS);
+      const holder = Atomics.load(words, H_LOCK);
+      if (holder === 0 && Atomics.compareExchange(words, H_LOCK, 0, this.#writerId) === 0) return true;
+      if (i >= LOCK_SPINS && this.#canWait && holder !== 0) Atomics.wait(words, H_LOCK, holder, LOCK_WAIT_MS);
     }
     this.#lockTimeouts++;
     return false;
@@ -303,9 +344,10 @@ export class AffinityTable {
 
   /** Empties `slot`; the caller holds the lock. */
   #clear(slot: number): void {
-    Atomics.add(this.#seq, slot, 1);
+    const q = this.#seq[slot] | 1;
+    Atomics.store(this.#seq, slot, q);
     this.#used[slot] = 0;
-    Atomics.add(this.#seq, slot, 1);
+    Atomics.store(this.#seq, slot, q + 1);
     Atomics.sub(this.#header, H_SIZE, 1);
   }
 }

@@ -58,6 +58,8 @@ export interface ForwarderOptions {
   sharedTokens?: SharedArrayBuffer;
   /** The client-affinity table of all workers (AffinityTable.sharedBuffer()); default a private table of affinityCapacity. */
   sharedAffinity?: SharedArrayBuffer;
+  /** This worker's mark in the shared tables' lock words (its index + 1), for releaseLockOf() after it exits. Default 1. */
+  sharedWriterId?: number;
 }
 
 /** What explain.ts reads of a forwarder beyond its public tables. */
@@ -99,8 +101,8 @@ export class Forwarder {
     this.tokens =
       opts.sharedTokens === undefined
         ? new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs })
-        : MptcpTokenTable.over(opts.sharedTokens, { idleTimeoutMs: opts.tcpIdleMs });
-    this.affinity = opts.sharedAffinity === undefined ? new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY) : AffinityTable.over(opts.sharedAffinity);
+        : MptcpTokenTable.over(opts.sharedTokens, { idleTimeoutMs: opts.tcpIdleMs, writerId: opts.sharedWriterId });
+    this.affinity = opts.sharedAffinity === undefined ? new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY) : AffinityTable.over(opts.sharedAffinity, { writerId: opts.sharedWriterId });
     this.#flowTokens = new FlowTokens(this.flows);
     this.#hold = new OwnerHold({
       counters: this.counters,

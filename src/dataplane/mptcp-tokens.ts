@@ -81,6 +81,12 @@ export interface MptcpTokenTableOptions {
    * word and private sequence numbers), to show what the concurrency tests would catch.
    */
   unsafeUnlocked?: boolean;
+  /**
+   * This writer's mark in the lock word while it holds it (an integer 1..2^31-1, default 1): give
+   * each worker its own (its index + 1), so that after a worker thread exits the thread that
+   * started it can call MptcpTokenTable.releaseLockOf(buffer, writerId).
+   */
+  writerId?: number;
 }
 
 /** What over() needs beyond the buffer: the timeout is per worker configuration, not table state. */
@@ -88,6 +94,12 @@ export interface MptcpTokenTableSharing {
   idleTimeoutMs?: number;
   /** TEST ONLY: see MptcpTokenTableOptions.unsafeUnlocked. */
   unsafeUnlocked?: boolean;
+  /**
+   * This writer's mark in the lock word while it holds it (an integer 1..2^31-1, default 1): give
+   * each worker its own (its index + 1), so that after a worker thread exits the thread that
+   * started it can call MptcpTokenTable.releaseLockOf(buffer, writerId).
+   */
+  writerId?: number;
 }
 
 export interface MptcpTokenEntry {
@@ -142,6 +154,7 @@ export class MptcpTokenTable {
   readonly #lockWords: Int32Array;
   /** Atomics.wait needs a shared Int32Array; a private table is never contended. */
   readonly #canWait: boolean;
+  readonly #writerId: number;
   readonly #seq: Int32Array;
   readonly #token: Uint32Array;
   readonly #backend: Int32Array;
@@ -197,7 +210,36 @@ export class MptcpTokenTable {
   static over(buffer: SharedArrayBuffer, options: MptcpTokenTableSharing = {}): MptcpTokenTable {
     if (buffer.byteLength < HEADER_BYTES) throw new RangeError(`MptcpTokenTable: buffer of ${buffer.byteLength} bytes is not a token table`);
     const capacity = new Int32Array(buffer, 0, HEADER_WORDS)[H_CAPACITY];
-    return new MptcpTokenTable({ capacity, buffer, idleTimeoutMs: options.idleTimeoutMs, unsafeUnlocked: options.unsafeUnlocked });
+    return new MptcpTokenTable({ capacity, buffer, idleTimeoutMs: options.idleTimeoutMs, unsafeUnlocked: options.unsafeUnlocked, writerId: options.writerId });
+  }
+
+  /**
+   * After a worker thread exited (crashed or terminated): if it died holding the writer lock,
+   * repair what it may have left half done and free the lock. A slot it was writing (odd
+   * sequence) is emptied and the live count recounted, under the lock. Call it from the thread
+   * that started the workers, once the worker's 'exit' was seen; true if the lock was its.
+   * O(capacity), once per such exit.
+   */
+  static releaseLockOf(buffer: SharedArrayBuffer, writerId: number): boolean {
+    const t = MptcpTokenTable.over(buffer, { writerId });
+    const h = new Int32Array(buffer, 0, HEADER_WORDS);
+    if (Atomics.load(h, H_LOCK) !== writerId) return false;
+    t.#repairHeld();
+    return Atomics.compareExchange(h, H_LOCK, writerId, 0) === writerId;
+  }
+
+  /** The lock is held (by a dead writer, now ours): empty slots left mid-write, recount live entries. */
+  #repairHeld(): void {
+    let live = 0;
+    for (let s = 0; s < this.capacity; s++) {
+      const q = this.#seq[s];
+      if ((q & 1) !== 0) {
+        this.#state[s] = 0;
+        Atomics.store(this.#seq, s, q + 1);
+      }
+      if (this.#state[s] !== 0) live++;
+    }
+    Atomics.store(this.#header, H_ACTIVE, live);
   }
 
   constructor(options: MptcpTokenTableOptions) {
@@ -243,6 +285,9 @@ export class MptcpTokenTable {
     const unsafe = options.unsafeUnlocked === true;
     if (unsafe) this.#seq = new Int32Array(capacity);
     this.#lockWords = unsafe ? new Int32Array(HEADER_WORDS) : this.#header;
+    const writerId = options.writerId ?? 1;
+    if (!Number.isInteger(writerId) || writerId < 1 || writerId > 0x7fffffff) throw new RangeError(`MptcpTokenTable: writerId must be an integer in 1..2^31-1, got ${writerId}`);
+    this.#writerId = writerId;
     this.#canWait = !unsafe && buffer instanceof SharedArrayBuffer;
   }
 
@@ -311,13 +356,14 @@ export class MptcpTokenTable {
     }
     if (free === this.#foundSlot) this.#foundSlot = -1;
     const seq = this.#seq;
-    Atomics.add(seq, free, 1); // odd: readers of this slot retry until the entry is whole
+    const q = seq[free] | 1;
+    Atomics.store(seq, free, q); // odd: readers of this slot retry until the entry is whole
     this.#token[free] = token;
     this.#backend[free] = backendId;
     this.#service[free] = serviceIndex;
     this.#lastSeen[free] = nowMs;
     this.#state[free] = version === 0 ? 1 : 2;
-    Atomics.add(seq, free, 1); // even: the entry is whole
+    Atomics.store(seq, free, q + 1); // even: the entry is whole
     Atomics.add(this.#header, H_ACTIVE, 1);
     if (version === 0) this.#learnedV0++;
     else this.#learnedV1++;
@@ -547,7 +593,7 @@ export class MptcpTokenTable {
 
   /** A reader found `token` expired in `s`: remove it if the lock is free right now (else the sweep will); never waits. */
   #expireIfStill(s: number, token: number, nowMs: number): void {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, 1) !== 0) return;
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) !== 0) return;
     if (this.#state[s] !== 0 && this.#token[s] === token && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
       this.#clear(s);
       this.#expired++;
@@ -556,15 +602,16 @@ export class MptcpTokenTable {
   }
 
   #lock(): boolean {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, 1) === 0) return true;
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) === 0) return true;
     return this.#lockContended();
   }
 
   #lockContended(): boolean {
     const words = this.#lockWords;
     for (let i = 0; i < LOCK_SPINS + LOCK_WAITS; i++) {
-      if (Atomics.load(words, H_LOCK) === 0 && Atomics.compareExchange(words, H_LOCK, 0, 1) === 0) return true;
-      if (i >= LOCK_SPINS && this.#canWait) Atomics.wait(words, H_LOCK, 1, LOCK_WAIT_MS);
+      const holder = Atomics.load(words, H_LOCK);
+      if (holder === 0 && Atomics.compareExchange(words, H_LOCK, 0, this.#writerId) === 0) return true;
+      if (i >= LOCK_SPINS && this.#canWait && holder !== 0) Atomics.wait(words, H_LOCK, holder, LOCK_WAIT_MS);
     }
     this.#lockTimeouts++;
     return false;
@@ -577,9 +624,10 @@ export class MptcpTokenTable {
   /** Empties slot `s`; the caller holds the lock. */
   #clear(s: number): void {
     if (s === this.#foundSlot) this.#foundSlot = -1;
-    Atomics.add(this.#seq, s, 1);
+    const q = this.#seq[s] | 1;
+    Atomics.store(this.#seq, s, q);
     this.#state[s] = 0;
-    Atomics.add(this.#seq, s, 1);
+    Atomics.store(this.#seq, s, q + 1);
     Atomics.sub(this.#header, H_ACTIVE, 1);
   }
 }

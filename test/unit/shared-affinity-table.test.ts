@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AffinityTable } from '../../src/dataplane/affinity-table.js';
-import { RACE_CAPACITY, RACE_IDLE_MS, RACE_NOW_MS, RACE_SID, affinityHash, allKeys, backendAllowed, runRace } from '../fixtures/shared-race.js';
+import { AFFINITY_RACE_CAPACITY, RACE_IDLE_MS, RACE_NOW_MS, RACE_SID, affinityHash, allKeys, backendAllowed, runRace } from '../fixtures/shared-race.js';
 
 const TIMEOUT = 1000;
 
@@ -115,7 +115,7 @@ describe('AffinityTable over a shared buffer: concurrent sets from worker thread
   const CONTESTED = 2000;
 
   async function race(unsafe: boolean): Promise<Record<string, number>> {
-    const buffer = AffinityTable.sharedBuffer(RACE_CAPACITY);
+    const buffer = AffinityTable.sharedBuffer(AFFINITY_RACE_CAPACITY);
     const r = await runRace({ kind: 'affinity', buffer, writers: WRITERS, readers: 1, distinct: DISTINCT, contested: CONTESTED, unsafe, limitMs: 60_000 });
     const t = AffinityTable.over(buffer);
     const key = new Uint32Array(4);

@@ -6,7 +6,7 @@
  * The same-as-private cases are in mptcp-tokens.test.ts ("over a shared buffer").
  */
 import { describe, expect, it } from 'vitest';
-import { LEARN_COLLISION, LEARN_NEW, LEARN_REFRESHED, MptcpTokenTable } from '../../src/dataplane/mptcp-tokens.js';
+import { LEARN_BUSY, LEARN_COLLISION, LEARN_NEW, LEARN_REFRESHED, MptcpTokenTable } from '../../src/dataplane/mptcp-tokens.js';
 import {
   RACE_CAPACITY,
   RACE_IDLE_MS,
@@ -111,6 +111,27 @@ describe('MptcpTokenTable over a shared buffer: two tables are one', () => {
     },
   ];
   for (const c of cases) it(c.name, () => c.run(...pair()));
+});
+
+describe('MptcpTokenTable over a shared buffer: a writer that died holding the lock', () => {
+  it('others give up their writes (counted), keep reading; releaseLockOf(buffer, its id) repairs its slot and frees the lock', () => {
+    const capacity = 64;
+    const buffer = MptcpTokenTable.sharedBuffer(capacity, { seed: 5 });
+    const a = MptcpTokenTable.over(buffer, { idleTimeoutMs: IDLE, writerId: 1 });
+    a.learn(100, 1, 0, 1, 0);
+    a.learn(200, 2, 0, 1, 0);
+    const slot = a.lookupSlot(200, 0);
+    // What writer 3 leaves if its thread ends inside learn(): its id in the lock word (header
+    // word 4) and an odd sequence on the slot it was writing (the Int32 array after the header
+    // and the Float64 last-seen array; layout in mptcp-tokens.ts).
+    new Int32Array(buffer, 0, 16)[4] = 3;
+    new Int32Array(buffer, 64 + capacity * 8, capacity)[slot] |= 1;
+    expect([a.lookup(100, 1), a.lookup(200, 1)]).toEqual([1, -1]);
+    expect([a.learn(300, 3, 0, 1, 1), a.lockTimeouts]).toEqual([LEARN_BUSY, 1]);
+    expect(MptcpTokenTable.releaseLockOf(buffer, 2)).toBe(false);
+    expect(MptcpTokenTable.releaseLockOf(buffer, 3)).toBe(true);
+    expect([a.active, a.lookup(100, 1), a.lookup(200, 1), a.learn(300, 3, 0, 1, 1), a.learn(200, 2, 0, 1, 1), a.active]).toEqual([1, 1, -1, LEARN_NEW, LEARN_NEW, 3]);
+  });
 });
 
 interface TokenDamage {

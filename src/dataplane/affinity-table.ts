@@ -20,7 +20,7 @@ const WINDOW = 8;
 // Header: Int32 words at the start of the buffer.
 const H_MAGIC = 0;
 const H_CAPACITY = 1;
-/** 0 free, 1 held by a writer. */
+/** 0 free, else the writerId of the table holding it. */
 const H_LOCK = 2;
 /** Live entries, changed under the lock only. */
 const H_SIZE = 3;

@@ -29,8 +29,8 @@
  * buffer. A private table owns an ArrayBuffer; `MptcpTokenTable.sharedBuffer()` makes a
  * SharedArrayBuffer that `MptcpTokenTable.over()` opens in every worker thread, so an MP_JOIN
  * that the kernel's fanout hash gives to another worker finds the token its connection's worker
- * learned. One code path serves both: the atomics below cost a private table nothing but their
- * ordering. Writers (learn, remove, sweep, clear, and a lookup that finds an expired entry) are
+ * learned. One code path serves both (a private table pays the same few atomics: a lock and two
+ * sequence stores per write, two sequence loads per lookup hit, none per miss). Writers (learn, remove, sweep, clear, and a lookup that finds an expired entry) are
  * rare, once per MPTCP connection, and serialize on the header's lock word. Readers take no lock:
  * each slot has a seqlock (odd while a writer changes it), a reader re-reads the slot's sequence
  * after its fields and retries on a change, so it never returns half of one entry and half of
@@ -94,11 +94,7 @@ export interface MptcpTokenTableSharing {
   idleTimeoutMs?: number;
   /** TEST ONLY: see MptcpTokenTableOptions.unsafeUnlocked. */
   unsafeUnlocked?: boolean;
-  /**
-   * This writer's mark in the lock word while it holds it (an integer 1..2^31-1, default 1): give
-   * each worker its own (its index + 1), so that after a worker thread exits the thread that
-   * started it can call MptcpTokenTable.releaseLockOf(buffer, writerId).
-   */
+  /** See MptcpTokenTableOptions.writerId. */
   writerId?: number;
 }
 
@@ -116,7 +112,7 @@ const H_CAPACITY = 1;
 const H_WINDOW = 2;
 /** In the buffer so that every worker computes the same probe window for a token. */
 const H_SEED = 3;
-/** 0 free, 1 held by a writer. */
+/** 0 free, else the writerId of the table holding it. */
 const H_LOCK = 4;
 /** Live entries, changed by writers only (under the lock); `active` of every table over the buffer. */
 const H_ACTIVE = 5;

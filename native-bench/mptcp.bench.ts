@@ -6,6 +6,7 @@
  *   (c) third ACK again when the flow already has its token: decode only (what the forwarder
  *       should do for the repeated MP_CAPABLE Linux sends until the server's first DSS)
  *   (d) MP_JOIN SYN: decode + token read + table lookup (hit)
+ *   (d') the same over a table in a SharedArrayBuffer, as data-plane workers share it (issue 11)
  * Each case is compared with a baseline loop that touches the same frames and does nothing.
  *
  * Build: npx tsc -p tsconfig.json; run: node dist/native-bench/mptcp.bench.js
@@ -95,6 +96,7 @@ const joinSyns = makeSet((i) => {
 
 const info = new MptcpInfo();
 const table = new MptcpTokenTable({ capacity: 1 << 16, idleTimeoutMs: 300_000, seed: 1 });
+const sharedTable = MptcpTokenTable.over(MptcpTokenTable.sharedBuffer(1 << 16, { seed: 1 }), { idleTimeoutMs: 300_000 });
 let now = 1;
 let sink = 0;
 
@@ -104,8 +106,10 @@ for (let i = 0; i < BATCH; i++) {
   if (mptcpInspect(thirdAcks.frames[i], thirdAcks.parsed[i], info) !== 1) throw new Error('third ACK frame misdecoded');
   if (mptcpActionToken(thirdAcks.frames[i], 1, info) !== serverTokens[i]) throw new Error('token offset mismatch');
   table.learn(serverTokens[i], i & 7, 0, 1, now);
+  sharedTable.learn(serverTokens[i], i & 7, 0, 1, now);
   if (mptcpInspect(joinSyns.frames[i], joinSyns.parsed[i], info) !== 3) throw new Error('join SYN frame misdecoded');
   if (table.lookup(mptcpActionToken(joinSyns.frames[i], 3, info), now) !== (i & 7)) throw new Error('join lookup missed');
+  if (sharedTable.lookup(mptcpActionToken(joinSyns.frames[i], 3, info), now) !== (i & 7)) throw new Error('shared join lookup missed');
 }
 
 function baseline(set: FrameSet): () => void {
@@ -175,6 +179,19 @@ const cases: { name: string; set: FrameSet; fn: () => void }[] = [
         const f = joinSyns.frames[i];
         const action = mptcpInspect(f, joinSyns.parsed[i], info);
         acc += table.lookup(mptcpActionToken(f, action, info), now);
+      }
+      sink ^= acc;
+    },
+  },
+  {
+    name: "(d') MP_JOIN SYN: decode + token lookup, table in a SharedArrayBuffer (workers)",
+    set: joinSyns,
+    fn: () => {
+      let acc = 0;
+      for (let i = 0; i < BATCH; i++) {
+        const f = joinSyns.frames[i];
+        const action = mptcpInspect(f, joinSyns.parsed[i], info);
+        acc += sharedTable.lookup(mptcpActionToken(f, action, info), now);
       }
       sink ^= acc;
     },

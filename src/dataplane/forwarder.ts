@@ -52,9 +52,16 @@ export interface ForwarderOptions {
   flows?: FlowTable;
   /** Where the counters live (COUNTER_LENGTH entries): a worker's, over a SharedArrayBuffer its pool reads. Default a new array. */
   counters?: Float64Array;
-  /** MPTCP token and client-affinity tables shared by every worker of the data plane; default the forwarder's own. */
+  /**
+   * The MPTCP token table of all data-plane workers (MptcpTokenTable.sharedBuffer(), made once by
+   * the thread that starts them): a join hashed to another worker finds its connection's token.
+   * Default a private table of tokenCapacity.
+   */
   sharedTokens?: SharedArrayBuffer;
+  /** The client-affinity table of all workers (AffinityTable.sharedBuffer()); default a private table of affinityCapacity. */
   sharedAffinity?: SharedArrayBuffer;
+  /** This worker's mark in the shared tables' lock words (its index + 1), for releaseLockOf() after it exits. Default 1. */
+  sharedWriterId?: number;
 }
 
 /** What explain.ts reads of a forwarder beyond its public tables. */
@@ -95,8 +102,11 @@ export class Forwarder {
     this.counters = opts.counters ?? newCounters();
     this.flows = opts.flows ?? new FlowTable(opts.flowCapacity, { tcpIdleMs: opts.tcpIdleMs, tcpClosingMs: opts.tcpClosingMs, udpIdleMs: opts.udpIdleMs, halfOpenMs: opts.halfOpenIdleMs }, { floodProtection: opts.floodProtection });
     this.counters[G.flowCapacity] = this.flows.capacity;
-    this.tokens = new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs });
-    this.affinity = new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY);
+    this.tokens =
+      opts.sharedTokens === undefined
+        ? new MptcpTokenTable({ capacity: opts.tokenCapacity ?? DEFAULT_TOKEN_CAPACITY, idleTimeoutMs: opts.tcpIdleMs })
+        : MptcpTokenTable.over(opts.sharedTokens, { idleTimeoutMs: opts.tcpIdleMs, writerId: opts.sharedWriterId });
+    this.affinity = opts.sharedAffinity === undefined ? new AffinityTable(opts.affinityCapacity ?? DEFAULT_AFFINITY_CAPACITY) : AffinityTable.over(opts.sharedAffinity, { writerId: opts.sharedWriterId });
     this.#flowTokens = new FlowTokens(this.flows);
     this.#hold = new OwnerHold({
       counters: this.counters,
@@ -357,7 +367,7 @@ export class Forwarder {
    * whose backend differs from what the current table would pick for it, and every MPTCP token.
    * Control-side work (allocates); called after a generation change and on a refresh timer.
    */
-  publishable(nowMs: number, emit: (kind: number, key: Uint8Array, backendId: number) => void): number {
+  publishable(nowMs: number, emit: (kind: number, key: Uint8Array, backendId: number) => void, withTokens = true): number {
     let n = 0;
     const key = new Uint8Array(FLOW_KEY_MAX_BYTES);
     this.flows.forEachSlot((slot) => {
@@ -370,9 +380,12 @@ export class Forwarder {
       emit(QUERY_FLOW, key.slice(0, len), be);
       n++;
     }, nowMs);
-    for (const t of this.tokens.entries(nowMs)) {
-      emit(QUERY_TOKEN, tokenKey(t.token), t.backendId);
-      n++;
+    // A token table shared by several workers is published by one of them (withTokens).
+    if (withTokens) {
+      for (const t of this.tokens.entries(nowMs)) {
+        emit(QUERY_TOKEN, tokenKey(t.token), t.backendId);
+        n++;
+      }
     }
     this.counters[G.flowsPublished] += n;
     return n;

@@ -24,6 +24,18 @@
  *
  * Hot path (learn, lookup, touch): no allocation, no closures, no exceptions.
  *
+ * Shared by data-plane workers: the whole state (header with seed, window, writer lock, live
+ * count and sweep cursor; then the slot arrays and a sequence number per slot) lives in one
+ * buffer. A private table owns an ArrayBuffer; `MptcpTokenTable.sharedBuffer()` makes a
+ * SharedArrayBuffer that `MptcpTokenTable.over()` opens in every worker thread, so an MP_JOIN
+ * that the kernel's fanout hash gives to another worker finds the token its connection's worker
+ * learned. One code path serves both (a private table pays the same few atomics: a lock and two
+ * sequence stores per write, two sequence loads per lookup hit, none per miss). Writers (learn, remove, sweep, clear, and a lookup that finds an expired entry) are
+ * rare, once per MPTCP connection, and serialize on the header's lock word. Readers take no lock:
+ * each slot has a seqlock (odd while a writer changes it), a reader re-reads the slot's sequence
+ * after its fields and retries on a change, so it never returns half of one entry and half of
+ * another (docs/DESIGN.md "Tables shared by workers").
+ *
  * How the forwarder uses it per packet: docs/DESIGN.md section 3 ("MPTCP tokens in the path").
  */
 import { randomInt } from 'node:crypto';
@@ -47,19 +59,43 @@ export const LEARN_NEW = 0;
 export const LEARN_REFRESHED = 1;
 /** learn(): the token is owned by another backend; the first owner is kept. */
 export const LEARN_COLLISION = 2;
+/** learn(): the writer lock of a shared table stayed held past its bound; nothing changed (counted in lockTimeouts). */
+export const LEARN_BUSY = 3;
 
 export const DEFAULT_TOKEN_IDLE_TIMEOUT_MS = 300_000;
 export const DEFAULT_PROBE_WINDOW = 8;
 
 export interface MptcpTokenTableOptions {
-  /** Number of slots, a power of two >= probeWindow. */
+  /** Number of slots, a power of two >= probeWindow. With `buffer`: taken from the buffer (a different value is an error). */
   capacity: number;
   /** An entry not learned or touched for this long is gone. Default 300 000 (TCP idle). */
   idleTimeoutMs?: number;
-  /** Slots probed per token. Default 8. */
+  /** Slots probed per token. Default 8. With `buffer`: taken from the buffer. */
   probeWindow?: number;
-  /** Seed of the slot mix; default random per table. Tests pass one to be deterministic. */
+  /** Seed of the slot mix; default random per table. Tests pass one to be deterministic. With `buffer`: taken from the buffer. */
   seed?: number;
+  /** A buffer made by MptcpTokenTable.sharedBuffer(): the table lives there, shared with every other table over it. */
+  buffer?: SharedArrayBuffer;
+  /**
+   * TEST ONLY: skip the writer lock and the per-slot seqlock (each instance gets a private lock
+   * word and private sequence numbers), to show what the concurrency tests would catch.
+   */
+  unsafeUnlocked?: boolean;
+  /**
+   * This writer's mark in the lock word while it holds it (an integer 1..2^31-1, default 1): give
+   * each worker its own (its index + 1), so that after a worker thread exits the thread that
+   * started it can call MptcpTokenTable.releaseLockOf(buffer, writerId).
+   */
+  writerId?: number;
+}
+
+/** What over() needs beyond the buffer: the timeout is per worker configuration, not table state. */
+export interface MptcpTokenTableSharing {
+  idleTimeoutMs?: number;
+  /** TEST ONLY: see MptcpTokenTableOptions.unsafeUnlocked. */
+  unsafeUnlocked?: boolean;
+  /** See MptcpTokenTableOptions.writerId. */
+  writerId?: number;
 }
 
 export interface MptcpTokenEntry {
@@ -70,54 +106,185 @@ export interface MptcpTokenEntry {
   lastSeenMs: number;
 }
 
+// Header: Int32 words at the start of the buffer.
+const H_MAGIC = 0;
+const H_CAPACITY = 1;
+const H_WINDOW = 2;
+/** In the buffer so that every worker computes the same probe window for a token. */
+const H_SEED = 3;
+/** 0 free, else the writerId of the table holding it. */
+const H_LOCK = 4;
+/** Live entries, changed by writers only (under the lock); `active` of every table over the buffer. */
+const H_ACTIVE = 5;
+/** Next slot to sweep; a sweep claims its slice with one Atomics.add, so workers sweep different slices. */
+const H_SWEEP = 6;
+const HEADER_WORDS = 16;
+const HEADER_BYTES = HEADER_WORDS * 4;
+const TOKEN_TABLE_MAGIC = 0x534c546b; // "SLTk"
+/** lastSeen (f64) + seq, token, backend, service, state (i32 each). */
+const SLOT_BYTES = 8 + 5 * 4;
+
+/**
+ * Bounds of the writer lock. The holder keeps it for one probe window (well under a
+ * microsecond), so spinning is the common wait; past LOCK_SPINS the writer sleeps in short timed
+ * waits (worker threads may block; never without a timeout) because the holder may have been
+ * descheduled. After LOCK_WAITS it gives up and the write is counted as a lock timeout.
+ */
+const LOCK_SPINS = 256;
+const LOCK_WAITS = 2000;
+const LOCK_WAIT_MS = 0.05;
+/** A reader that keeps finding a slot mid-write treats it as not matching (a writer that died there must not stall forwarding). */
+const READ_RETRIES = 64;
+
 export class MptcpTokenTable {
   readonly capacity: number;
   readonly idleTimeoutMs: number;
   readonly probeWindow: number;
+  /** The table's storage: hand it to MptcpTokenTable.over() in another thread to share the table (when it is a SharedArrayBuffer). */
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
 
   readonly #mask: number;
   readonly #seed: number;
+  readonly #header: Int32Array;
+  /** The word array holding H_LOCK: the header, or a private one in unsafeUnlocked mode. */
+  readonly #lockWords: Int32Array;
+  /** Atomics.wait needs a shared Int32Array; a private table is never contended. */
+  readonly #canWait: boolean;
+  readonly #writerId: number;
+  readonly #seq: Int32Array;
   readonly #token: Uint32Array;
   readonly #backend: Int32Array;
   readonly #service: Int32Array;
   readonly #lastSeen: Float64Array;
   /** 0 = empty slot; otherwise MPTCP version + 1. */
-  readonly #state: Uint8Array;
-  #sweepCursor = 0;
+  readonly #state: Int32Array;
 
+  /**
+   * The entry the last lookupSlot/peekSlot found, read consistently under its seqlock:
+   * backendAt/serviceAt/versionAt of that slot answer from here, so another worker reusing
+   * the slot in between cannot mix a later entry into this one's answer.
+   */
+  #foundSlot = -1;
+  #foundBackend = 0;
+  #foundService = 0;
+  #foundVersion = 0;
+  // Scratch of #readEntry (no allocation per read).
+  #readState = 0;
+  #readBackend = 0;
+  #readService = 0;
+  #readSeen = 0;
+
+  // Per instance (per worker): the scrape sums them over workers.
   #learnedV0 = 0;
   #learnedV1 = 0;
   #refreshed = 0;
   #collisions = 0;
   #evictions = 0;
   #expired = 0;
-  #active = 0;
   #hits = 0;
   #misses = 0;
+  #lockTimeouts = 0;
+
+  /** Bytes of a table buffer for `capacity` slots. */
+  static bytesFor(capacity: number): number {
+    return HEADER_BYTES + capacity * SLOT_BYTES;
+  }
+
+  /**
+   * A SharedArrayBuffer holding an empty table (seed drawn here unless given), for
+   * MptcpTokenTable.over() in each worker. Call it once, in the thread that starts the workers.
+   */
+  static sharedBuffer(capacity: number, options: { probeWindow?: number; seed?: number } = {}): SharedArrayBuffer {
+    const probeWindow = options.probeWindow ?? DEFAULT_PROBE_WINDOW;
+    checkShape(capacity, probeWindow);
+    const buffer = new SharedArrayBuffer(MptcpTokenTable.bytesFor(capacity));
+    initHeader(buffer, capacity, probeWindow, options.seed);
+    return buffer;
+  }
+
+  /** A table over a buffer from sharedBuffer(): same entries as every other table over it. */
+  static over(buffer: SharedArrayBuffer, options: MptcpTokenTableSharing = {}): MptcpTokenTable {
+    if (buffer.byteLength < HEADER_BYTES) throw new RangeError(`MptcpTokenTable: buffer of ${buffer.byteLength} bytes is not a token table`);
+    const capacity = new Int32Array(buffer, 0, HEADER_WORDS)[H_CAPACITY];
+    return new MptcpTokenTable({ capacity, buffer, idleTimeoutMs: options.idleTimeoutMs, unsafeUnlocked: options.unsafeUnlocked, writerId: options.writerId });
+  }
+
+  /**
+   * After a worker thread exited (crashed or terminated): if it died holding the writer lock,
+   * repair what it may have left half done and free the lock. A slot it was writing (odd
+   * sequence) is emptied and the live count recounted, under the lock. Call it from the thread
+   * that started the workers, once the worker's 'exit' was seen; true if the lock was its.
+   * O(capacity), once per such exit.
+   */
+  static releaseLockOf(buffer: SharedArrayBuffer, writerId: number): boolean {
+    const t = MptcpTokenTable.over(buffer, { writerId });
+    const h = new Int32Array(buffer, 0, HEADER_WORDS);
+    if (Atomics.load(h, H_LOCK) !== writerId) return false;
+    t.#repairHeld();
+    return Atomics.compareExchange(h, H_LOCK, writerId, 0) === writerId;
+  }
+
+  /** The lock is held (by a dead writer, now ours): empty slots left mid-write, recount live entries. */
+  #repairHeld(): void {
+    let live = 0;
+    for (let s = 0; s < this.capacity; s++) {
+      const q = this.#seq[s];
+      if ((q & 1) !== 0) {
+        this.#state[s] = 0;
+        Atomics.store(this.#seq, s, q + 1);
+      }
+      if (this.#state[s] !== 0) live++;
+    }
+    Atomics.store(this.#header, H_ACTIVE, live);
+  }
 
   constructor(options: MptcpTokenTableOptions) {
-    const capacity = options.capacity;
-    const probeWindow = options.probeWindow ?? DEFAULT_PROBE_WINDOW;
     const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_TOKEN_IDLE_TIMEOUT_MS;
-    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 2 ** 30 || (capacity & (capacity - 1)) !== 0) {
-      throw new RangeError(`MptcpTokenTable: capacity must be a power of two in 1..2^30, got ${capacity}`);
-    }
-    if (!Number.isInteger(probeWindow) || probeWindow < 1 || probeWindow > capacity) {
-      throw new RangeError(`MptcpTokenTable: probeWindow must be an integer in 1..capacity (${capacity}), got ${probeWindow}`);
-    }
     if (!(idleTimeoutMs > 0)) {
       throw new RangeError(`MptcpTokenTable: idleTimeoutMs must be > 0, got ${idleTimeoutMs}`);
     }
+    let buffer: ArrayBuffer | SharedArrayBuffer;
+    if (options.buffer === undefined) {
+      const probeWindow = options.probeWindow ?? DEFAULT_PROBE_WINDOW;
+      checkShape(options.capacity, probeWindow);
+      buffer = new ArrayBuffer(MptcpTokenTable.bytesFor(options.capacity));
+      initHeader(buffer, options.capacity, probeWindow, options.seed);
+    } else {
+      buffer = options.buffer;
+      const h = new Int32Array(buffer, 0, HEADER_WORDS);
+      if (h[H_MAGIC] !== TOKEN_TABLE_MAGIC) throw new RangeError('MptcpTokenTable: the buffer was not made by MptcpTokenTable.sharedBuffer()');
+      checkShape(h[H_CAPACITY], h[H_WINDOW]);
+      if (options.capacity !== h[H_CAPACITY]) throw new RangeError(`MptcpTokenTable: capacity ${options.capacity} differs from the buffer's ${h[H_CAPACITY]}`);
+      if (buffer.byteLength < MptcpTokenTable.bytesFor(h[H_CAPACITY])) throw new RangeError('MptcpTokenTable: buffer shorter than its capacity needs');
+    }
+    this.buffer = buffer;
+    this.#header = new Int32Array(buffer, 0, HEADER_WORDS);
+    const capacity = this.#header[H_CAPACITY];
     this.capacity = capacity;
-    this.probeWindow = probeWindow;
+    this.probeWindow = this.#header[H_WINDOW];
     this.idleTimeoutMs = idleTimeoutMs;
     this.#mask = capacity - 1;
-    this.#seed = (options.seed ?? randomInt(0, 2 ** 32 - 1)) | 0;
-    this.#token = new Uint32Array(capacity);
-    this.#backend = new Int32Array(capacity);
-    this.#service = new Int32Array(capacity);
-    this.#lastSeen = new Float64Array(capacity);
-    this.#state = new Uint8Array(capacity);
+    this.#seed = this.#header[H_SEED];
+    // Float64 first: the header is 64 bytes, so it is 8-byte aligned.
+    let off = HEADER_BYTES;
+    this.#lastSeen = new Float64Array(buffer, off, capacity);
+    off += capacity * 8;
+    this.#seq = new Int32Array(buffer, off, capacity);
+    off += capacity * 4;
+    this.#token = new Uint32Array(buffer, off, capacity);
+    off += capacity * 4;
+    this.#backend = new Int32Array(buffer, off, capacity);
+    off += capacity * 4;
+    this.#service = new Int32Array(buffer, off, capacity);
+    off += capacity * 4;
+    this.#state = new Int32Array(buffer, off, capacity);
+    const unsafe = options.unsafeUnlocked === true;
+    if (unsafe) this.#seq = new Int32Array(capacity);
+    this.#lockWords = unsafe ? new Int32Array(HEADER_WORDS) : this.#header;
+    const writerId = options.writerId ?? 1;
+    if (!Number.isInteger(writerId) || writerId < 1 || writerId > 0x7fffffff) throw new RangeError(`MptcpTokenTable: writerId must be an integer in 1..2^31-1, got ${writerId}`);
+    this.#writerId = writerId;
+    this.#canWait = !unsafe && buffer instanceof SharedArrayBuffer;
   }
 
   /** First slot of the token's probe window. */
@@ -131,11 +298,22 @@ export class MptcpTokenTable {
 
   /**
    * Records that `token` belongs to `backendId` (>= 0, a stable global backend id).
-   * Returns LEARN_NEW, LEARN_REFRESHED (same backend; its last-seen time is refreshed) or
-   * LEARN_COLLISION (another backend owns the token; nothing changes).
+   * Returns LEARN_NEW, LEARN_REFRESHED (same backend; its last-seen time is refreshed),
+   * LEARN_COLLISION (another backend owns the token; nothing changes) or LEARN_BUSY (the lock
+   * of a shared table could not be had; nothing changes).
+   *
+   * The whole scan runs under the writer lock: two workers learning one token at once (both
+   * saw the connection's key) end with one entry, the second finds the first's under the lock.
    */
   learn(token: number, backendId: number, serviceIndex: number, version: number, nowMs: number): number {
-    token = token >>> 0;
+    if (!this.#lock()) return LEARN_BUSY;
+    const r = this.#learnLocked(token >>> 0, backendId, serviceIndex, version, nowMs);
+    this.#unlock();
+    return r;
+  }
+
+  #learnLocked(token: number, backendId: number, serviceIndex: number, version: number, nowMs: number): number {
+    // Under the lock no other writer runs, so plain reads see settled entries (touch() may still store lastSeen).
     const mask = this.#mask;
     const start = this.bucketOf(token);
     let free = -1;
@@ -172,33 +350,71 @@ export class MptcpTokenTable {
       this.#clear(free);
       this.#evictions++;
     }
+    if (free === this.#foundSlot) this.#foundSlot = -1;
+    const seq = this.#seq;
+    const q = seq[free] | 1;
+    Atomics.store(seq, free, q); // odd: readers of this slot retry until the entry is whole
     this.#token[free] = token;
     this.#backend[free] = backendId;
     this.#service[free] = serviceIndex;
     this.#lastSeen[free] = nowMs;
     this.#state[free] = version === 0 ? 1 : 2;
-    this.#active++;
+    Atomics.store(seq, free, q + 1); // even: the entry is whole
+    Atomics.add(this.#header, H_ACTIVE, 1);
     if (version === 0) this.#learnedV0++;
     else this.#learnedV1++;
     return LEARN_NEW;
   }
 
-  /** Slot of the live entry for `token`, or -1. An expired entry found on the way is removed. */
+  /**
+   * Reads the entry in slot `s` into the #read* scratch under its seqlock; true if it is whole
+   * and holds `token`. Called only for a slot whose plain-read state and token looked like a
+   * match: the scan of a window reads plainly (a torn plain read can only make a slot look like
+   * a match, which this re-read settles, or miss an entry a writer is adding right now, which a
+   * lookup racing that learn may do anyway), so a miss costs no atomics.
+   *
+   * Atomics.load of the sequence before and after plain loads of the fields: the classic seqlock.
+   * Atomics are not inlined by Node 20's compiler (~35 ns a call measured, against ~3 ns for a
+   * plain load), so only the two sequence reads are atomic; the field loads between them stay
+   * in program order around those calls (V8 keeps typed-array loads on its effect chain) and
+   * x86-64 does not reorder loads with loads.
+   */
+  #readEntry(s: number, token: number): boolean {
+    const seq = this.#seq;
+    for (let tries = 0; tries < READ_RETRIES; tries++) {
+      const before = Atomics.load(seq, s);
+      if ((before & 1) !== 0) continue;
+      const state = this.#state[s];
+      const tok = this.#token[s];
+      const backend = this.#backend[s];
+      const service = this.#service[s];
+      const seen = this.#lastSeen[s];
+      if (Atomics.load(seq, s) !== before) continue;
+      if (state === 0 || tok !== token) return false;
+      this.#readState = state;
+      this.#readBackend = backend;
+      this.#readService = service;
+      this.#readSeen = seen;
+      return true;
+    }
+    return false;
+  }
+
+  /** Slot of the live entry for `token`, or -1. An expired entry found on the way is removed (if the lock is free). */
   lookupSlot(token: number, nowMs: number): number {
     token = token >>> 0;
     const mask = this.#mask;
     const start = this.bucketOf(token);
     for (let i = 0; i < this.probeWindow; i++) {
       const s = (start + i) & mask;
-      if (this.#state[s] !== 0 && this.#token[s] === token) {
-        if (nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
-          this.#clear(s);
-          this.#expired++;
-          break;
-        }
-        this.#hits++;
-        return s;
+      if (this.#state[s] === 0 || this.#token[s] !== token || !this.#readEntry(s, token)) continue;
+      if (nowMs - this.#readSeen > this.idleTimeoutMs) {
+        this.#expireIfStill(s, token, nowMs);
+        break;
       }
+      this.#found(s);
+      this.#hits++;
+      return s;
     }
     this.#misses++;
     return -1;
@@ -211,7 +427,10 @@ export class MptcpTokenTable {
     const start = this.bucketOf(token);
     for (let i = 0; i < this.probeWindow; i++) {
       const s = (start + i) & mask;
-      if (this.#state[s] !== 0 && this.#token[s] === token) return nowMs - this.#lastSeen[s] > this.idleTimeoutMs ? -1 : s;
+      if (this.#state[s] === 0 || this.#token[s] !== token || !this.#readEntry(s, token)) continue;
+      if (nowMs - this.#readSeen > this.idleTimeoutMs) return -1;
+      this.#found(s);
+      return s;
     }
     return -1;
   }
@@ -219,20 +438,21 @@ export class MptcpTokenTable {
   /** Backend id owning `token`, or -1 if unknown or expired. */
   lookup(token: number, nowMs: number): number {
     const s = this.lookupSlot(token, nowMs);
-    return s < 0 ? -1 : this.#backend[s];
+    return s < 0 ? -1 : this.#foundBackend;
   }
 
+  /** Backend of the entry in `slot`: as read by the last lookupSlot/peekSlot that returned `slot`, else as the slot is now. */
   backendAt(slot: number): number {
-    return this.#backend[slot];
+    return slot === this.#foundSlot ? this.#foundBackend : this.#backend[slot];
   }
 
   serviceAt(slot: number): number {
-    return this.#service[slot];
+    return slot === this.#foundSlot ? this.#foundService : this.#service[slot];
   }
 
   /** MPTCP version (0 or 1) of the entry in `slot`. */
   versionAt(slot: number): number {
-    return this.#state[slot] - 1;
+    return slot === this.#foundSlot ? this.#foundVersion : this.#state[slot] - 1;
   }
 
   lastSeenAt(slot: number): number {
@@ -242,6 +462,13 @@ export class MptcpTokenTable {
   /**
    * A subflow of the token's connection was seen at `nowMs` (never moves last-seen back).
    * Returns false if the token is not in the table (expired, evicted or never learned).
+   *
+   * The refresh is a plain store outside the lock and seqlock: a refresh lost to a racing
+   * writer (or two workers refreshing at once) only leaves last-seen a few seconds older than
+   * it could be, while the idle timeout is minutes and the flow refreshes again; one landing on
+   * a slot another worker just reused (or emptied) sets a fresh time on a fresh entry, or on an
+   * empty slot whose next writer overwrites it. An aligned Float64 store is one instruction on
+   * the 64-bit targets Node runs on, so a reader never sees half of it.
    */
   touch(token: number, nowMs: number): boolean {
     const s = this.lookupSlot(token, nowMs);
@@ -250,58 +477,70 @@ export class MptcpTokenTable {
     return true;
   }
 
-  /** Removes the token's entry; false if it was not there. */
+  /** Removes the token's entry; false if it was not there (or the lock of a shared table could not be had). */
   remove(token: number): boolean {
     token = token >>> 0;
+    if (!this.#lock()) return false;
     const mask = this.#mask;
     const start = this.bucketOf(token);
+    let removed = false;
     for (let i = 0; i < this.probeWindow; i++) {
       const s = (start + i) & mask;
       if (this.#state[s] !== 0 && this.#token[s] === token) {
         this.#clear(s);
-        return true;
+        removed = true;
+        break;
       }
     }
-    return false;
+    this.#unlock();
+    return removed;
   }
 
   /**
-   * Examines up to `maxSlots` slots from where the last sweep stopped and removes expired
-   * entries. Returns how many were removed. Call it from a timer with a small budget.
+   * Examines up to `maxSlots` slots from where the last sweep (of any table over the buffer)
+   * stopped and removes expired entries. Returns how many were removed. Call it from a timer
+   * with a small budget. Slots are read without the lock; an expired-looking one is re-checked
+   * and removed under it.
    */
   sweep(nowMs: number, maxSlots: number): number {
     const n = maxSlots < this.capacity ? maxSlots : this.capacity;
     let removed = 0;
-    let s = this.#sweepCursor;
+    let s = Atomics.add(this.#header, H_SWEEP, n) & this.#mask;
     for (let i = 0; i < n; i++) {
-      if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
-        this.#clear(s);
-        this.#expired++;
-        removed++;
+      if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs && this.#lock()) {
+        if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
+          this.#clear(s);
+          this.#expired++;
+          removed++;
+        }
+        this.#unlock();
       }
       s = (s + 1) & this.#mask;
     }
-    this.#sweepCursor = s;
     return removed;
   }
 
-  /** Empties the table; counters other than `active` are kept. */
+  /** Empties the table (for every table over the buffer); counters other than `active` are kept. */
   clear(): void {
-    this.#state.fill(0);
-    this.#active = 0;
-    this.#sweepCursor = 0;
+    if (!this.#lock()) return;
+    for (let s = 0; s < this.capacity; s++) if (this.#state[s] !== 0) this.#clear(s);
+    Atomics.store(this.#header, H_SWEEP, 0);
+    this.#unlock();
   }
 
   /** Live entries, for the control plane (owner sync) and `sluice flows`. Not for the hot path. */
   *entries(nowMs: number): Generator<MptcpTokenEntry> {
     for (let s = 0; s < this.capacity; s++) {
-      if (this.#state[s] === 0 || nowMs - this.#lastSeen[s] > this.idleTimeoutMs) continue;
+      // The slot's own token is the one wanted, so the whole entry is read.
+      const tok = this.#token[s];
+      if (this.#state[s] === 0 || !this.#readEntry(s, tok)) continue;
+      if (nowMs - this.#readSeen > this.idleTimeoutMs) continue;
       yield {
-        token: this.#token[s],
-        backendId: this.#backend[s],
-        serviceIndex: this.#service[s],
-        version: this.#state[s] - 1,
-        lastSeenMs: this.#lastSeen[s],
+        token: tok,
+        backendId: this.#readBackend,
+        serviceIndex: this.#readService,
+        version: this.#readState - 1,
+        lastSeenMs: this.#readSeen,
       };
     }
   }
@@ -326,8 +565,9 @@ export class MptcpTokenTable {
   get expired(): number {
     return this.#expired;
   }
+  /** Live entries of the whole table (shared: of every worker; do not sum it over workers). */
   get active(): number {
-    return this.#active;
+    return Atomics.load(this.#header, H_ACTIVE);
   }
   get lookupHits(): number {
     return this.#hits;
@@ -335,11 +575,74 @@ export class MptcpTokenTable {
   get lookupMisses(): number {
     return this.#misses;
   }
-
-  #clear(s: number): void {
-    this.#state[s] = 0;
-    this.#active--;
+  /** Writes given up because another writer held the lock of a shared table past the bound. */
+  get lockTimeouts(): number {
+    return this.#lockTimeouts;
   }
+
+  #found(s: number): void {
+    this.#foundSlot = s;
+    this.#foundBackend = this.#readBackend;
+    this.#foundService = this.#readService;
+    this.#foundVersion = this.#readState - 1;
+  }
+
+  /** A reader found `token` expired in `s`: remove it if the lock is free right now (else the sweep will); never waits. */
+  #expireIfStill(s: number, token: number, nowMs: number): void {
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) !== 0) return;
+    if (this.#state[s] !== 0 && this.#token[s] === token && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
+      this.#clear(s);
+      this.#expired++;
+    }
+    this.#unlock();
+  }
+
+  #lock(): boolean {
+    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) === 0) return true;
+    return this.#lockContended();
+  }
+
+  #lockContended(): boolean {
+    const words = this.#lockWords;
+    for (let i = 0; i < LOCK_SPINS + LOCK_WAITS; i++) {
+      const holder = Atomics.load(words, H_LOCK);
+      if (holder === 0 && Atomics.compareExchange(words, H_LOCK, 0, this.#writerId) === 0) return true;
+      if (i >= LOCK_SPINS && this.#canWait && holder !== 0) Atomics.wait(words, H_LOCK, holder, LOCK_WAIT_MS);
+    }
+    this.#lockTimeouts++;
+    return false;
+  }
+
+  #unlock(): void {
+    Atomics.store(this.#lockWords, H_LOCK, 0);
+  }
+
+  /** Empties slot `s`; the caller holds the lock. */
+  #clear(s: number): void {
+    if (s === this.#foundSlot) this.#foundSlot = -1;
+    const q = this.#seq[s] | 1;
+    Atomics.store(this.#seq, s, q);
+    this.#state[s] = 0;
+    Atomics.store(this.#seq, s, q + 1);
+    Atomics.sub(this.#header, H_ACTIVE, 1);
+  }
+}
+
+function checkShape(capacity: number, probeWindow: number): void {
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > 2 ** 30 || (capacity & (capacity - 1)) !== 0) {
+    throw new RangeError(`MptcpTokenTable: capacity must be a power of two in 1..2^30, got ${capacity}`);
+  }
+  if (!Number.isInteger(probeWindow) || probeWindow < 1 || probeWindow > capacity) {
+    throw new RangeError(`MptcpTokenTable: probeWindow must be an integer in 1..capacity (${capacity}), got ${probeWindow}`);
+  }
+}
+
+function initHeader(buffer: ArrayBuffer | SharedArrayBuffer, capacity: number, probeWindow: number, seed: number | undefined): void {
+  const h = new Int32Array(buffer, 0, HEADER_WORDS);
+  h[H_CAPACITY] = capacity;
+  h[H_WINDOW] = probeWindow;
+  h[H_SEED] = (seed ?? randomInt(0, 2 ** 32 - 1)) | 0;
+  h[H_MAGIC] = TOKEN_TABLE_MAGIC;
 }
 
 // Actions of mptcpInspect().

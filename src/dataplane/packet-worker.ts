@@ -207,6 +207,7 @@ export class PacketWorker {
       counters: new Float64Array(w.counters),
       sharedTokens: w.sharedTokens,
       sharedAffinity: w.sharedAffinity,
+      sharedWriterId: w.index + 1,
     });
     forwarder.apply(init.spec);
     this.#forwarder = forwarder;
@@ -318,13 +319,15 @@ export class PacketWorker {
     const forwarder = this.#forwarder;
     if (!forwarder) return;
     let chunk: OwnerEntry[] = [];
+    // The token table is shared by all workers: worker 0 publishes it for them.
+    const withTokens = (this.#worker?.index ?? 0) === 0;
     forwarder.publishable(Date.now(), (kind, key, backendId) => {
       chunk.push({ kind, key, backendId });
       if (chunk.length >= PUBLISH_CHUNK) {
         this.#up({ type: 'owner-entries', entries: chunk });
         chunk = [];
       }
-    });
+    }, withTokens);
     if (chunk.length > 0) this.#up({ type: 'owner-entries', entries: chunk });
   }
 

@@ -124,8 +124,11 @@ export class WorkerPool {
       // Any id works as long as the workers of this process share it and no other socket group
       // on the host uses it: the process id is unique while this process lives.
       this.#fanoutGroup = (process.pid & 0xffff) || 1;
-      // MERGE(h/tokens): this.#sharedTokens = MptcpTokenTable.sharedBuffer(init.tokenCapacity);
-      // MERGE(h/tokens): this.#sharedAffinity = AffinityTable.sharedBuffer(DEFAULT_AFFINITY_CAPACITY);
+      // SLUICE_SHARED_TABLES=off: each worker its own tables, to show what sharing them buys (e2e).
+      if (process.env.SLUICE_SHARED_TABLES !== 'off') {
+        this.#sharedTokens = MptcpTokenTable.sharedBuffer(init.tokenCapacity);
+        this.#sharedAffinity = AffinityTable.sharedBuffer(DEFAULT_AFFINITY_CAPACITY);
+      }
     }
     const origin: FlowTableOrigin = { attached: false, flows: 0, tokens: 0, note: '' };
     const next = (i: number): void => {
@@ -218,6 +221,10 @@ export class WorkerPool {
     }
     recent.push(now);
     this.#events.note(`worker ${index} exited (code ${code}): restarting it`);
+    // A worker that died inside a write leaves the shared tables' lock held and one slot half
+    // written: free the lock and empty the slot before anyone waits on it.
+    if (this.#sharedTokens) MptcpTokenTable.releaseLockOf(this.#sharedTokens, index + 1);
+    if (this.#sharedAffinity) AffinityTable.releaseLockOf(this.#sharedAffinity, index + 1);
     const after: number[] = [];
     for (let j = index + 1; j < this.count; j++) if (this.#links[j]) after.push(j);
     for (const j of after) this.#links[j]?.post({ type: 'leave' });

@@ -182,6 +182,44 @@ describe('rebuildTokenIndex: the MPTCP token index comes back from the flow entr
   });
 });
 
+describe('rebuildTokenIndex with data-plane workers: each rebuilds its flows into the shared token table', () => {
+  // Two workers' flow tables; the connection of token 0x5555 has a subflow on each (its join hashed to the other worker).
+  const perWorker = [
+    [
+      { token: 0x1111, backend: 2 },
+      { token: 0x5555, backend: 7 },
+    ],
+    [
+      { token: 0x2222, backend: 3 },
+      { token: 0x5555, backend: 7 },
+    ],
+  ];
+
+  it('the union of both workers’ tokens, one entry per token, each counted as added once', () => {
+    const buffer = MptcpTokenTable.sharedBuffer(64, { seed: 1 });
+    let added = 0;
+    perWorker.forEach((list, w) => {
+      const { flows: table } = openSharedFlowTable({ path: join(dir, `worker${w}.flows`), attach: false, capacity: 64, timeouts: TIMEOUTS, hashSeed: SEED, nowMs: T0 });
+      list.forEach((f, i) => {
+        const slot = insertFlow(table, tcp4(`192.0.2.${20 + 10 * w + i}`, 51000 + i, '198.51.100.10', 8080), T0, f.backend);
+        table.setToken(slot, FLOW_TOKEN_HELD, f.token, T0);
+      });
+      added += rebuildTokenIndex(table, MptcpTokenTable.over(buffer), T0 + 10);
+    });
+    const tokens = MptcpTokenTable.over(buffer);
+    const entries = [...tokens.entries(T0 + 10)].map((e) => [e.token, e.backendId]).sort((x, y) => x[0] - y[0]);
+    expect({ added, active: tokens.active, entries }).toEqual({
+      added: 3,
+      active: 3,
+      entries: [
+        [0x1111, 2],
+        [0x2222, 3],
+        [0x5555, 7],
+      ],
+    });
+  });
+});
+
 describe('IdAllocator.reset: an adopting control process keeps the running ids', () => {
   const cases = [
     { name: 'same backends, other order in the config', seeded: [['web|b', 3], ['web|a', 0]] as const, acquire: ['web|a', 'web|b'], want: [0, 3] },

@@ -1,6 +1,7 @@
 import { describe, expect, it, beforeEach } from 'vitest';
 import { createHash } from 'node:crypto';
-import { Forwarder } from '../../src/dataplane/forwarder.js';
+import { Forwarder, type ForwarderOptions } from '../../src/dataplane/forwarder.js';
+import { MptcpTokenTable } from '../../src/dataplane/mptcp-tokens.js';
 import { RETRY_DEADLINE_MS } from '../../src/dataplane/owner-hold.js';
 import { buildFrame } from '../../src/packet/build.js';
 import { parseFrame } from '../../src/packet/parse.js';
@@ -61,7 +62,11 @@ function hops(cfg: SluiceConfig, unresolved: string[] = []): Map<string, NextHop
 const iface = { name: 'sl-lb0', mac: parseMac(EGRESS_MAC), mtu: 1500, addresses: [{ family: 4 as const, address: '10.99.0.2' }, { family: 6 as const, address: 'fd00:99::2' }], allAddresses: ['10.99.0.2', 'fd00:99::2'] };
 
 class Harness {
-  readonly fwd = new Forwarder({ flowCapacity: 4096, tcpIdleMs: 300_000, tcpClosingMs: 10_000, udpIdleMs: 30_000 });
+  readonly fwd: Forwarder;
+  /** `extra`: for example the shared tables of data-plane workers (sharedTokens, sharedAffinity). */
+  constructor(extra: Partial<ForwarderOptions> = {}) {
+    this.fwd = new Forwarder({ flowCapacity: 4096, tcpIdleMs: 300_000, tcpClosingMs: 10_000, udpIdleMs: 30_000, ...extra });
+  }
   readonly sids = new IdAllocator(64);
   readonly bids = new IdAllocator(1024);
   readonly tx = Buffer.alloc(10240);
@@ -353,6 +358,32 @@ describe('Forwarder: MPTCP subflows follow their connection', () => {
     h.fwd.tick(2000, 1 << 16);
     expect(h.fwd.counters[G.mptcpCollisions]).toBe(1);
     expect(formatMac(h.send(joinSyn(33000, LINUX_SERVER_TOKEN)).out, 0)).toBe(ownerMac);
+  });
+
+  it('two workers over one shared token table: a join the other worker receives reaches its connection’s backend', () => {
+    // Issue 11: the kernel's fanout hash gives a join (another 5-tuple) to any worker. Run with the
+    // shared table and, to show the test can fail, with each worker's own table.
+    const run = (shared: boolean): { steered: number; unknown: number; same: number } => {
+      const buffer = MptcpTokenTable.sharedBuffer(1 << 12);
+      const [a, b] = [0, 1].map(() => new Harness(shared ? { sharedTokens: buffer } : {}));
+      a.apply(config());
+      b.apply(config());
+      let same = 0;
+      for (let i = 0; i < 50; i++) {
+        const sport = 12000 + i;
+        const first = formatMac(a.send(seg(sport, TCP_SYN, optMpCapable({ version: 1 }))).out, 0);
+        a.send(thirdAck(sport, keyFor(i)));
+        const token = createHash('sha256').update(Buffer.from(keyFor(i))).digest().readUInt32BE(0);
+        const { len, out } = b.send(joinSyn(22000 + i, token));
+        if (len > 0 && formatMac(out, 0) === first) same++;
+      }
+      return { steered: b.fwd.counters[G.mptcpJoinsSteered], unknown: b.fwd.counters[G.mptcpJoinsUnknown], same };
+    };
+    const on = run(true);
+    const off = run(false);
+    console.log(`joins on the other worker: shared table ${JSON.stringify(on)}; private tables ${JSON.stringify(off)}`);
+    expect(on).toEqual({ steered: 50, unknown: 0, same: 50 });
+    expect(off.steered).toBe(0);
   });
 
   it.each([

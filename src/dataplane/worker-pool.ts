@@ -55,6 +55,8 @@ export interface PoolEvents {
   up: (msg: FromDataplane) => void;
   /** Something the log of the data-plane process should say (a worker died, was restarted). */
   note: (text: string) => void;
+  /** The script each worker thread runs; default worker-thread.js beside this file (tests give a stand-in). */
+  threadScript?: URL;
 }
 
 export class WorkerPool {
@@ -188,7 +190,7 @@ export class WorkerPool {
       local.handle({ type: 'init', worker: w });
       return;
     }
-    const thread = new Worker(new URL('./worker-thread.js', import.meta.url), { name: `sluice-worker-${index}` });
+    const thread = new Worker(this.#events.threadScript ?? new URL('./worker-thread.js', import.meta.url), { name: `sluice-worker-${index}` });
     const link: WorkerLink = { post: (m) => thread.postMessage(m), terminate: () => void thread.terminate() };
     this.#links[index] = link;
     thread.on('message', onMessage);

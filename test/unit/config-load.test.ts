@@ -361,6 +361,35 @@ const invalidCases: InvalidCase[] = [
     says: '[::1]:9180',
   },
   {
+    name: 'dataplane.workers above 1 with a libpcap engine (no PACKET_FANOUT)',
+    edit: (d) => {
+      d.dataplane = { workers: 2 };
+      d.capture = { engine: 'batch' };
+    },
+    want: [{ path: '$.dataplane.workers', rule: 'workers-engine' }],
+    says: 'capture.engine "ring"',
+  },
+  {
+    name: 'dataplane.workers 0',
+    edit: (d) => (d.dataplane = { workers: 0 }),
+    // Each branch of the oneOf says why it failed, then the oneOf itself.
+    want: [
+      { path: '$.dataplane.workers', rule: 'minimum' },
+      { path: '$.dataplane.workers', rule: 'type' },
+      { path: '$.dataplane.workers', rule: 'enum' },
+      { path: '$.dataplane.workers', rule: 'oneOf' },
+    ],
+  },
+  {
+    name: 'dataplane.workers "all" (only a number or "auto")',
+    edit: (d) => (d.dataplane = { workers: 'all' }),
+    want: [
+      { path: '$.dataplane.workers', rule: 'type' },
+      { path: '$.dataplane.workers', rule: 'enum' },
+      { path: '$.dataplane.workers', rule: 'oneOf' },
+    ],
+  },
+  {
     name: 'metrics.listen without a port',
     edit: (d) => (d.metrics = { listen: 'localhost' }),
     want: [{ path: '$.metrics.listen', rule: 'listen-address' }],

@@ -1,0 +1,148 @@
+/**
+ * The worker pool of the data-plane process (src/dataplane/worker-pool.ts) with three stand-in
+ * worker threads (test/fixtures/fake-packet-worker.mjs: the pool's messages, no capture): a
+ * generation answered once all applied, flows joined with their worker, owner-query ids made
+ * unique and the answer routed back, counters summed from the workers' shared buffers, a crashed
+ * worker restarted on its table with the workers after it leaving and rejoining the fanout
+ * group behind it, and a stop that waits for every worker.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WorkerPool } from '../../src/dataplane/worker-pool.js';
+import { G, workerFigures } from '../../src/dataplane/contract/counters.js';
+import type { FromDataplane } from '../../src/dataplane/contract/messages.js';
+import type { DataplaneInit, DataplaneSpec } from '../../src/dataplane/contract/spec.js';
+
+const FAKE = new URL('../fixtures/fake-packet-worker.mjs', import.meta.url);
+
+const spec = (generation: number): DataplaneSpec => ({
+  generation,
+  hashSeed: 0,
+  services: [],
+  backends: [],
+  egressMac: new Uint8Array(6),
+  egressMtu: 1500,
+  encapSource4: null,
+  encapSource6: null,
+  filter: '',
+});
+
+const init = (workers: number): DataplaneInit => ({
+  engine: 'ring',
+  interface: 'sl-none',
+  egressInterface: 'sl-none',
+  bufferBytes: 4 << 20,
+  batchSize: 64,
+  flowCapacity: 1024,
+  tcpIdleMs: 1000,
+  tcpClosingMs: 1000,
+  udpIdleMs: 1000,
+  tokenCapacity: 1024,
+  workers,
+  flowTable: { path: '/nonexistent/sluice.flows', attach: false },
+  spec: spec(1),
+});
+
+async function until<T>(what: string, f: () => T | undefined, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('worker pool with 3 stand-in worker threads', () => {
+  let dir = '';
+  let pool: WorkerPool | null = null;
+  afterEach(async () => {
+    if (pool) await new Promise<number>((r) => pool?.stop(r));
+    pool = null;
+    delete process.env.SLUICE_FAKE_WORKER_LOG;
+    delete process.env.SLUICE_FAKE_WORKER_CRASH;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = async (crash: boolean): Promise<{ up: FromDataplane[]; notes: string[]; log: () => string[] }> => {
+    dir = mkdtempSync(join(tmpdir(), 'sl-pool-'));
+    const file = join(dir, 'log');
+    writeFileSync(file, '');
+    process.env.SLUICE_FAKE_WORKER_LOG = file;
+    if (crash) process.env.SLUICE_FAKE_WORKER_CRASH = '1';
+    const up: FromDataplane[] = [];
+    const notes: string[] = [];
+    pool = new WorkerPool(3, { up: (m) => up.push(m), note: (t) => notes.push(t), threadScript: FAKE });
+    pool.start(init(3));
+    await until('ready', () => up.find((m) => m.type === 'ready'));
+    return { up, notes, log: () => readFileSync(file, 'utf8').split('\n').filter(Boolean) };
+  };
+
+  it('starts the workers one after the other in one fanout group; ready once all are', async () => {
+    const { up, log } = await start(false);
+    expect(log().filter((l) => l.includes(' init '))).toEqual(['0 init attach=false incarnation=1 fanout=true', '1 init attach=false incarnation=1 fanout=true', '2 init attach=false incarnation=1 fanout=true']);
+    const ready = up.find((m) => m.type === 'ready');
+    expect(ready?.type === 'ready' && ready.flowTable.flows).toBe(0 + 1 + 2);
+  });
+
+  it('a generation is applied once every worker applied it; flows are joined with their worker', async () => {
+    const { up, log } = await start(false);
+    pool?.request({ type: 'generation', requestId: 77, spec: spec(2) });
+    const applied = await until('applied', () => up.find((m) => m.type === 'applied'));
+    expect(applied).toEqual({ type: 'applied', requestId: 77, generation: 2 });
+    expect(log().filter((l) => l.includes('generation')).sort()).toEqual(['0 generation 2', '1 generation 2', '2 generation 2']);
+    pool?.request({ type: 'flows', requestId: 78, limit: 10 });
+    const flows = await until('flows', () => up.find((m) => m.type === 'flows'));
+    expect(flows.type === 'flows' && flows.total).toBe(3);
+    expect(flows.type === 'flows' && flows.rows.map((r) => [r.client, r.worker])).toEqual([
+      ['10.0.0.0', 0],
+      ['10.0.0.1', 1],
+      ['10.0.0.2', 2],
+    ]);
+  });
+
+  it("an owner query's id names its worker, and the answer goes back to that worker under its own id", async () => {
+    const { up, log } = await start(false);
+    const q = await until('owner-query', () => up.find((m) => m.type === 'owner-query'));
+    // Worker 2 asked with qid 5: 5 * 3 + 2.
+    expect(q.type === 'owner-query' && q.qid).toBe(17);
+    pool?.request({ type: 'owner-answer', qid: 17, backendId: 4 });
+    await until('answer logged', () => log().find((l) => l.includes('owner-answer')));
+    expect(log().filter((l) => l.includes('owner-answer'))).toEqual(['2 owner-answer qid=5 backend=4']);
+  });
+
+  it('counters: summed over the workers, the generation the lowest any applied; per-worker figures beside them', async () => {
+    await start(false);
+    const s = (pool as WorkerPool).snapshot();
+    expect(s.counters[G.flowsActive]).toBe(10 + 11 + 12);
+    expect(s.counters[G.generation]).toBe(1);
+    expect(workerFigures(s.workers ?? new Float64Array(0)).map((w) => w.flows)).toEqual([10, 11, 12]);
+  });
+
+  it('a crashed worker is restarted on its own flow table; the workers after it leave the group before and rejoin behind it', async () => {
+    const { notes, log } = await start(true);
+    await until('restart', () => log().find((l) => l.startsWith('1 init') && l.includes('incarnation=2')));
+    await until('rejoin', () => log().find((l) => l === '2 rejoin'));
+    const l = log();
+    expect(notes.some((n) => n.includes('worker 1 exited') && n.includes('restarting'))).toBe(true);
+    const leave = l.indexOf('2 leave');
+    const again = l.findIndex((x) => x.startsWith('1 init') && x.includes('incarnation=2'));
+    const rejoin = l.indexOf('2 rejoin');
+    expect(leave).toBeGreaterThanOrEqual(0);
+    expect(l[again]).toBe('1 init attach=true incarnation=2 fanout=true');
+    expect(leave < again && again < rejoin, l.join('\n')).toBe(true);
+    // Worker 0, before it in the group, is not disturbed.
+    expect(l.filter((x) => x.startsWith('0 ')).every((x) => !x.includes('leave') && !x.includes('rejoin'))).toBe(true);
+  });
+
+  it('stop waits for every worker and reports their flows', async () => {
+    const { log } = await start(false);
+    const p = pool as WorkerPool;
+    pool = null;
+    const flows = await new Promise<number>((r) => p.stop(r));
+    expect(flows).toBe(10 + 11 + 12);
+    expect(log().filter((l) => l.endsWith('stop')).sort()).toEqual(['0 stop', '1 stop', '2 stop']);
+  });
+});

@@ -522,7 +522,7 @@ measure() { # CASE R
   LAST_PPS=$(( (SNAP_B[sinkUdp] - SNAP_A[sinkUdp]) * 1000000 / (us > 0 ? us : 1) ))
   local lat=null
   if [[ $LATENCY == 1 ]]; then lat=$(grep '^{' "$latout" 2>/dev/null || echo null); fi
-  MEASURE_JSON="\"attempts\":$(( attempt > retries ? attempt : attempt + 1 )),\"start\":$(snapshot_json SNAP_A),\"end\":$(snapshot_json SNAP_B),\"generator\":$(cat "$genout" 2>/dev/null || echo null),\"latency\":$lat"
+  MEASURE_JSON="\"attempts\":$(( attempt > retries ? attempt : attempt + 1 )),\"start\":$(snapshot_json SNAP_A),\"end\":$(snapshot_json SNAP_B),\"generator\":$(grep "^{" "$genout" 2>/dev/null || echo null),\"latency\":$lat"
 }
 
 write_raw() { # CASE R BODY
@@ -678,7 +678,7 @@ run_sluice() { # CASE R ENGINE [MPTCP] [WORKERS]
 # mem1m, one Sluice: idle memory; then MEM_FLOWS distinct UDP 5-tuples (MEM_ADDRS source
 # addresses x MEM_FLOWS/MEM_ADDRS ports), MEM_CYCLES times over, below saturation so that
 # capture drops do not hide flows: memory over idle, live flows, evictions; then, with that
-# table full, spoofed TCP SYNs from 64 x 60,000 source address/port pairs (every packet a new
+# table full, spoofed TCP SYNs from 64 x 55,000 source address/port pairs (every packet a new
 # flow) at SYN_RATE: capture drops and flows created per second.
 SAT_RING_PPS=0
 run_sluice_mem() { # R
@@ -720,12 +720,11 @@ run_sluice_mem() { # R
   local full; full=$(group_mem_json "$pid")
   # New flows into the full table: spoofed SYNs, measured like any other window.
   local save_port=$PORT save_mode=$GEN_MODE save_rate=$RATE
-  PORT=80 GEN_MODE=syn FLOWS=3840000 GEN_ADDRS=64 GEN_SRC=10.98.1.128 RATE=$syn_rate
+  PORT=80 GEN_MODE=syn FLOWS=3520000 GEN_ADDRS=64 GEN_SRC=10.98.1.128 RATE=$syn_rate
   log "$name: SYNs at $syn_rate pps into the full table"
   local s0 s1; s0=$(scrape_sluice_metrics)
   measure "$name" "$r"
   s1=$(scrape_sluice_metrics)
-  PORT=$save_port GEN_MODE=$save_mode RATE=$save_rate FLOWS=$MEM_FLOWS
   if alive "$pid"; then
     local after; after=$(group_mem_json "$pid")
     stop_forwarder
@@ -734,7 +733,8 @@ run_sluice_mem() { # R
     stop_forwarder
     write_raw "$name" "$r" "\"error\":\"Sluice exited during mem1m: $(json_str "$(tail -n 5 "$logf")")\",\"memory\":{\"idle\":$idle,\"full\":$full}"
   fi
-  GEN_SRC="" GEN_ADDRS=1
+  # write_raw recorded the SYN window's generator settings; back to the phase's.
+  PORT=$save_port GEN_MODE=$save_mode RATE=$save_rate FLOWS=$MEM_FLOWS GEN_SRC="" GEN_ADDRS=1
 }
 
 # Generator settings and cases of one phase (see the header).

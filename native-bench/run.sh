@@ -33,6 +33,8 @@
 #   BENCH_MEM_RATE=PPS   fill rate of mem1m (default 2/3 of sluiceRing's pps10k saturation, >= 60000)
 #   BENCH_SYN_RATE=PPS   SYN rate of mem1m (default 2/3 of sluiceRing's pps10k saturation pps)
 #   BENCH_BUDGET=S       after S s (default 900) no more re-measuring of disturbed runs or quiet waits
+#   BENCH_WORKERS_CPUS=L CPUs (taskset list) of the 2-worker case (default: the forwarder's one CPU,
+#                        so CPU per packet and the split compare with one worker on one core)
 #   BENCH_OUT=FILE       where to write the JSON (default native-bench/results/latest.json)
 #   BENCH_ID=ID          lab id, [0-9a-z]{1,8} (default: random)
 #   BENCH_QUIET_WAIT=S   before each measurement wait up to S s for the machine to be idle (default 10)
@@ -73,6 +75,7 @@ MEM_FLOWS=${BENCH_MEM_FLOWS:-1048576}
 MEM_CAPACITY=${BENCH_MEM_CAPACITY:-1048576}
 MEM_ADDRS=32
 BUDGET=${BENCH_BUDGET:-900}
+WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
 # Per-phase generator settings (set_phase); the custom phase's are the BENCH_* ones.
 RATE=$CUSTOM_RATE
 FLOWS=$CUSTOM_FLOWS
@@ -105,6 +108,7 @@ for v in BENCH_MEM_RATE BENCH_SYN_RATE; do
 done
 (( MEM_FLOWS <= 4194304 )) || die "BENCH_MEM_FLOWS must be <= 4194304"
 [[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
+[[ -z "$WORKERS_CPUS" || "$WORKERS_CPUS" =~ ^[0-9,-]+$ ]] || die "BENCH_WORKERS_CPUS must be a CPU list like 1 or 0-3"
 for c in $CASES_FILTER; do
   case "$c" in kernel|cref|sluice|sluiceRing|sluiceRing2|sluiceCap|sluiceNoMptcp|sluiceMem) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
 done
@@ -130,6 +134,7 @@ for tool in ip ethtool taskset setsid cc node; do
 done
 NPROC=$(nproc)
 if (( NPROC >= 2 )); then GEN_CPU=0; FWD_CPU=1; else GEN_CPU=0; FWD_CPU=0; log "only 1 CPU: generator and forwarder share CPU0"; fi
+WORKERS_CPUS=${WORKERS_CPUS:-$FWD_CPU}
 
 # ---- build the C tools ------------------------------------------------------------------
 mkdir -p "$BUILD" "$(dirname "$OUT")"
@@ -165,23 +170,41 @@ alive() {
 # to whatever is left after 5 s.
 stop_forwarder() {
   [[ -n "$FWD_PGID" ]] || return 0
-  local pgid=$FWD_PGID i
+  local pgid=$FWD_PGID i p
   FWD_PGID=""
+  # Its processes outside the group (Sluice's data plane, in a session of its own) are
+  # stopped with it: the control process ends its data plane on SIGTERM, and whatever of them
+  # is left afterwards gets SIGTERM, then SIGKILL, by pid.
+  local -a tree=()
+  mapfile -t tree < <(group_pids "$pgid")
   kill -TERM -- "-$pgid" 2>/dev/null || true
   for (( i = 0; i < 50; i++ )); do
     alive "$pgid" || break
     sleep 0.1
   done
-  if ! alive "$pgid"; then
-    wait "$pgid" 2>/dev/null || true
-    for (( ; i < 50; i++ )); do
-      kill -0 -- "-$pgid" 2>/dev/null || return 0
-      sleep 0.1
-    done
+  if alive "$pgid"; then
+    log "forwarder group $pgid still alive 5 s after SIGTERM: SIGKILL"
+    kill -KILL -- "-$pgid" 2>/dev/null || true
   fi
-  log "forwarder group $pgid still alive 5 s after SIGTERM: SIGKILL"
-  kill -KILL -- "-$pgid" 2>/dev/null || true
   wait "$pgid" 2>/dev/null || true
+  for (( i = 0; i < 50; i++ )); do
+    local left=0
+    if kill -0 -- "-$pgid" 2>/dev/null; then left=1; fi
+    for p in "${tree[@]}"; do
+      if alive "$p"; then
+        left=1
+        if (( i == 20 )); then kill -TERM "$p" 2>/dev/null || true; fi
+      fi
+    done
+    if (( left == 0 )); then return 0; fi
+    sleep 0.1
+  done
+  log "forwarder processes of group $pgid still alive: SIGKILL"
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+  for p in "${tree[@]}"; do
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  return 0
 }
 
 cleanup() {
@@ -321,16 +344,28 @@ group_mem_json() { # PGID
   printf '{"rssKiB":%s,"pssKiB":%s,"processes":%s,"threads":%s}' "${m[0]}" "${m[1]}" "${m[2]}" "${m[3]}"
 }
 
-# Every process of process group PGID (the forwarder and, for Sluice, its data-plane child).
+# Every process of process group PGID and every descendant of those: Sluice's data-plane
+# child runs in a session (and process group) of its own, so the group alone misses it.
 group_pids() { # PGID
-  local f stat rest
+  local f stat rest pid changed
   local -a fields
+  local -A parent=() member=()
   for f in /proc/[0-9]*/stat; do
     read -r stat 2>/dev/null < "$f" || continue
+    pid=${f//[^0-9]/}
     rest=${stat##*) }
     read -r -a fields <<< "$rest"
-    [[ ${fields[2]} == "$1" ]] && echo "${f//[^0-9]/}"
+    parent[$pid]=${fields[1]}
+    if [[ ${fields[2]} == "$1" ]]; then member[$pid]=1; fi
   done
+  changed=1
+  while (( changed )); do
+    changed=0
+    for pid in "${!parent[@]}"; do
+      if [[ -z ${member[$pid]:-} && -n ${member[${parent[$pid]}]:-} ]]; then member[$pid]=1; changed=1; fi
+    done
+  done
+  for pid in "${!member[@]}"; do echo "$pid"; done
   return 0
 }
 
@@ -606,9 +641,9 @@ CONF
 # Starts Sluice with CONF in the forwarder namespace (FWD_PGID), waits until its data plane is
 # up and records its idle memory in IDLE_MEM_JSON (before any traffic: the probe comes after).
 # Prints why on failure.
-start_sluice() { # CONF LOGFILE
+start_sluice() { # CONF LOGFILE [CPUS]
   rm -f "$RUN/admin.sock"
-  (cd "$ROOT" && exec setsid ip netns exec "$LAB_F" taskset -c "$FWD_CPU" node dist/src/cli.js run --config "$1") \
+  (cd "$ROOT" && exec setsid ip netns exec "$LAB_F" taskset -c "${3:-$FWD_CPU}" node dist/src/cli.js run --config "$1") \
     > "$2" 2>&1 &
   FWD_PGID=$!
   IDLE_MEM_JSON=null
@@ -644,7 +679,9 @@ run_sluice() { # CASE R ENGINE [MPTCP] [WORKERS]
   fi
   local why
   # start_sluice runs in this shell (it sets FWD_PGID and IDLE_MEM_JSON); its reason goes to a file.
-  if ! start_sluice "$conf" "$logf" > "$RUN/why"; then
+  local cpus=$FWD_CPU
+  if [[ $workers != 1 ]]; then cpus=$WORKERS_CPUS; fi
+  if ! start_sluice "$conf" "$logf" "$cpus" > "$RUN/why"; then
     why=$(cat "$RUN/why")
     stop_forwarder
     write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\""
@@ -785,7 +822,7 @@ cat > "$RUN/settings.json" <<EOF
   "warmupSeconds": $WARMUP, "windowSeconds": $WINDOW, "repeat": $REPEAT,
   "phases": "$PHASES", "cases": "${ALL_CASES% }", "protocol": "$PROTO", "generatorBatch": $BATCH_DEFAULT,
   "cpuRate": $CPU_RATE, "latencyRate": $LAT_RATE, "memFlows": $MEM_FLOWS, "memCapacity": $MEM_CAPACITY,
-  "wallSeconds": $SECONDS, "userHz": $(getconf CLK_TCK),
+  "wallSeconds": $SECONDS, "userHz": $(getconf CLK_TCK), "workersCpus": "$WORKERS_CPUS",
   "frameBytes": 60, "frameBytesWithFcs": 64,
   "generatorCpu": $GEN_CPU, "forwarderCpu": $FWD_CPU,
   "capture": { "snaplen": $SNAPLEN, "bufferMiB": $BUFFER_MIB, "immediate": true, "filter": "udp and dst host $LAB_VIP" },

@@ -374,10 +374,11 @@ function idleMemory() {
 }
 
 // The data-plane workers among a run's threads: by name where the data plane names them
-// (anything with "worker", "dataplane" or "sl-w"), else the `count` busiest threads.
+// (anything with "worker", "dataplane" or "sl-w", but not libuv's or V8's pool threads), else
+// the `count` busiest threads.
 function workerSplit(run, count) {
   const ts = run?.threads ?? [];
-  const named = ts.filter((t) => /worker|dataplane|sl-?w|dp-?\d/i.test(t.name));
+  const named = ts.filter((t) => /worker|dataplane|sl-?w|dp-?\d/i.test(t.name) && !/^(libuv|V8)/i.test(t.name));
   const workers = named.length >= count ? named.slice(0, count) : ts.slice(0, count);
   const total = workers.reduce((n, t) => n + t.cpu, 0);
   return {
@@ -429,7 +430,8 @@ const fmtX = (x) => (x == null ? '-' : `${x.toFixed(2)}x`);
 const fmtUs = (x) => (x == null ? '-' : `${x.toFixed(2)} us`);
 const goals = [];
 function goal(figure, sluice, cref, kernel, goalText, met, note) {
-  goals.push({ figure, sluice, cref, kernel, goal: goalText, met, ...(note ? { note } : {}) });
+  // met: true / false, null = not measured, undefined = the figure has no goal.
+  goals.push({ figure, sluice, cref, kernel, goal: goalText, met: met === undefined ? 'no goal' : met, ...(note ? { note } : {}) });
 }
 for (const [ph, label] of [['pps1', '1 flow'], ['pps10k', '10k flows']]) {
   const s = figures.saturation[ph === 'pps1' ? 'flows1' : 'flows10k'];
@@ -455,7 +457,15 @@ if (figures.cpuPerPacket.at100kpps) {
     c.kernel ? `${fmtUs(c.kernel.systemUs)} (both cores, less the generator)` : '-',
     '<= 0.8x of C',
     v == null ? null : v <= 0.8,
-    c[SLUICE] ? `both cores less the generator: Sluice ${fmtUs(c[SLUICE].systemUs)}, C ${fmtUs(c.cref?.systemUs)}` : undefined,
+    c[SLUICE]
+      ? `both cores less the generator: Sluice ${fmtUs(c[SLUICE].systemUs)}, C ${fmtUs(c.cref?.systemUs)}` +
+          (phases.cpu100k.settings?.rateLimit && c[SLUICE].pps < 0.97 * phases.cpu100k.settings.rateLimit
+            ? `; Sluice forwarded only ${fmtN(c[SLUICE].pps)} pps of the ${fmtN(phases.cpu100k.settings.rateLimit)} offered (saturated ${c[SLUICE].saturated}): its figure is at saturation, not at 100 kpps`
+            : '') +
+          (c.cref && phases.cpu100k.settings?.rateLimit && c.cref.pps < 0.97 * phases.cpu100k.settings.rateLimit
+            ? `; C forwarded only ${fmtN(c.cref.pps)} pps`
+            : '')
+      : undefined,
   );
 }
 if (figures.cpuPerPacket.atSaturation10kFlows) {
@@ -466,7 +476,7 @@ if (figures.cpuPerPacket.atSaturation10kFlows) {
     fmtUs(c.cref?.us),
     c.kernel ? `${fmtUs(c.kernel.systemUs)} (both cores, less the generator)` : '-',
     '- (no goal; compare with 100 kpps)',
-    null,
+    undefined,
   );
 }
 if (figures.latency) {
@@ -524,7 +534,7 @@ if (figures.workers) {
   const shares = two?.split?.threads?.map((t) => t.share) ?? [];
   goal(
     'cores used for forwarding (2 workers configured)',
-    w.skipped ? `not measured: ${w.skipped.slice(0, 120)}` : two ? `worker split ${shares.map((x) => x?.toFixed(2)).join(' / ')} (${two.split.matchedBy}); CPU/packet ${fmtX(two.vsOneWorker.cpuUsPerPacket)} of 1 worker` : '-',
+    w.skipped ? `not measured: ${w.skipped.replace(/\S+\.json: /, '').slice(0, 100)}` : two ? `worker split ${shares.map((x) => x?.toFixed(2)).join(' / ')} (${two.split.matchedBy}); CPU/packet ${fmtX(two.vsOneWorker.cpuUsPerPacket)} of 1 worker` : '-',
     '1',
     '-',
     'all that are configured',
@@ -649,6 +659,7 @@ if (Object.values(phases).some((p) => Object.values(p.cases).some((c) => c.distu
 console.log(`written: ${outFile}`);
 
 function metText(met) {
+  if (met === undefined || met === 'no goal') return '-';
   return met == null ? 'not measured' : met ? 'met' : 'missed';
 }
 

@@ -604,6 +604,12 @@ scrape_sluice_metrics() {
   ip netns exec "$LAB_F" timeout 5 node "$HERE/sluice-probe.mjs" metrics "$METRICS_URL" 2>/dev/null | grep '^{' || echo null
 }
 
+# Waits (at most 15 s) until Sluice has taken every frame the generator sent from its ring.
+wait_drained() {
+  ip netns exec "$LAB_F" node "$HERE/sluice-probe.mjs" drained "$METRICS_URL" 15 \
+    || log "Sluice still forwarding a backlog 15 s after the generator stopped"
+}
+
 # Writes Sluice's config for one case to FILE.
 sluice_config() { # FILE ENGINE MPTCP WORKERS CAPACITY
   local conf=$1 engine=$2 mptcp=$3 workers=$4 capacity=$5 syn_service=""
@@ -752,7 +758,8 @@ run_sluice_mem() { # R
   log "$name: $MEM_FLOWS flows x $MEM_CYCLES at $mem_rate pps (${fill_s} s at most)"
   local m0 m1 fillgen; m0=$(scrape_sluice_metrics)
   fillgen=$($(gen_cmd "$fill_count" "$fill_s" "$mem_rate")) || fillgen=null
-  sleep 0.5
+  # A Sluice behind the generator still forwards the ring's backlog: read the table after it.
+  wait_drained
   m1=$(scrape_sluice_metrics)
   local full; full=$(group_mem_json "$pid")
   # New flows into the full table: spoofed SYNs, measured like any other window.
@@ -761,6 +768,7 @@ run_sluice_mem() { # R
   log "$name: SYNs at $syn_rate pps into the full table"
   local s0 s1; s0=$(scrape_sluice_metrics)
   measure "$name" "$r"
+  wait_drained
   s1=$(scrape_sluice_metrics)
   if alive "$pid"; then
     local after; after=$(group_mem_json "$pid")

@@ -2,6 +2,8 @@
 //   node sluice-probe.mjs ready URL TIMEOUT_S   exit 0 once /metrics says sluice_dataplane_up 1
 //   node sluice-probe.mjs metrics URL           one JSON line: the non-zero sluice_* samples
 //                                               (not the sluice_control_ process metrics)
+//   node sluice-probe.mjs drained URL TIMEOUT_S exit 0 once the frames the capture took stop
+//                                               changing (the ring's backlog is forwarded)
 const [cmd, url, timeoutArg] = process.argv.slice(2);
 
 async function scrape() {
@@ -21,6 +23,30 @@ if (cmd === 'ready') {
     if (Date.now() >= deadline) process.exit(1);
     await new Promise((r) => setTimeout(r, 100));
   }
+} else if (cmd === 'drained') {
+  // Frames taken from the ring plus frames the kernel dropped: unchanged over two reads 300 ms
+  // apart means nothing is left to forward from what the generator sent.
+  const deadline = Date.now() + Math.min(60, Number(timeoutArg) || 10) * 1000;
+  const count = (text) => {
+    let n = 0;
+    for (const m of text.matchAll(/^sluice_(?:rx_frames|capture_dropped)_total (\S+)$/gm)) n += Number(m[1]);
+    return n;
+  };
+  let last = -1;
+  let same = 0;
+  for (;;) {
+    let n = -1;
+    try {
+      n = count(await scrape());
+    } catch {
+      // busy: try again
+    }
+    same = n >= 0 && n === last ? same + 1 : 0;
+    last = n;
+    if (same >= 2) process.exit(0);
+    if (Date.now() >= deadline) process.exit(1);
+    await new Promise((r) => setTimeout(r, 300));
+  }
 } else if (cmd === 'metrics') {
   const out = {};
   for (const line of (await scrape()).split('\n')) {
@@ -29,6 +55,6 @@ if (cmd === 'ready') {
   }
   console.log(JSON.stringify(out));
 } else {
-  console.error('usage: node sluice-probe.mjs ready URL TIMEOUT_S | metrics URL');
+  console.error('usage: node sluice-probe.mjs ready URL TIMEOUT_S | metrics URL | drained URL TIMEOUT_S');
   process.exit(2);
 }

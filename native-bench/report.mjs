@@ -646,9 +646,14 @@ for (const [ph, p] of Object.entries(phases)) {
   }
 }
 console.log('');
-console.log('issue 11 figures against their goals (Sluice = capture engine "ring", one worker unless said):');
-printTable([['figure', 'Sluice', 'C reference', 'kernel', 'goal', 'met'], ...goals.map((g) => [g.figure, g.sluice, g.cref, g.kernel, g.goal, metText(g.met)])]);
-for (const g of goals) if (g.note) console.log(`  ${g.figure}: ${g.note}`);
+if (goals.length === 0) {
+  console.log('no figure of issue 11 in this run (its phases: pps1 pps10k cpu100k lat10k mem1m)');
+  if (ratios.mptcpOnVsOff != null) console.log(`MPTCP steering on / off: ${ratios.mptcpOnVsOff}`);
+} else {
+  console.log('issue 11 figures against their goals (Sluice = capture engine "ring", one worker unless said):');
+  printTable([['figure', 'Sluice', 'C reference', 'kernel', 'goal', 'met'], ...goals.map((g) => [g.figure, g.sluice, g.cref, g.kernel, g.goal, metText(g.met)])]);
+  for (const g of goals) if (g.note) console.log(`  ${g.figure}: ${g.note}`);
+}
 if (Object.values(phases).some((p) => Object.values(p.cases).some((c) => c.disturbedRuns))) {
   console.log(
     `warning: in runs marked "disturbed" the generator or forwarder waited > ${DISTURBED * 100}% of the ` +

@@ -665,7 +665,8 @@ start_sluice() { # CONF LOGFILE [CPUS]
 # know yet), or nothing when it accepts it.
 sluice_check() { # CONF
   local out
-  if out=$(cd "$ROOT" && node dist/src/cli.js check "$1" 2>&1); then return 0; fi
+  # In the forwarder namespace, where the config's interfaces exist.
+  if out=$(cd "$ROOT" && ip netns exec "$LAB_F" node dist/src/cli.js check "$1" 2>&1); then return 0; fi
   echo "\"skipped\":\"config rejected: $(json_str "$out" | cut -c1-400)\""
 }
 

@@ -1,22 +1,44 @@
 #!/usr/bin/env bash
-# native-bench/run.sh: forwarded packets per second of 64-byte UDP through Sluice on one core,
-# side by side in one run with the kernel's own IP forwarding and a C libpcap reference
-# forwarder. Writes native-bench/results/latest.json and prints a table. Needs root.
+# native-bench/run.sh: what Sluice's data plane costs, side by side in one run with the
+# kernel's own IP forwarding and a C libpcap reference forwarder (issue 11's figures):
+# saturation pps with 1 and 10k flows, CPU per packet at 100 kpps and at saturation, one-way
+# latency at 10 kpps, memory for 1M flows, idle memory, new flows per second with a full
+# table, 1 data-plane worker against 2. Writes native-bench/results/latest.json and prints
+# the figures against the issue's goals. Needs root.
 # See native-bench/README.md for what is measured and how to read it.
 #
 # Environment (all optional):
-#   BENCH_QUICK=1        1 s warm-up + 3 s window instead of 2 s + 8 s
+#   BENCH_QUICK=1        1 s warm-up + 3 s window instead of 2 s + 8 s, one fill cycle of the 1M flows
 #   BENCH_WARMUP=S       warm-up seconds before the window (default 2)
 #   BENCH_WINDOW=S       measurement window seconds (default 8)
 #   BENCH_REPEAT=N       measure every case N times, report the median (default 1)
-#   BENCH_CASES="..."    subset/order of: kernel cref sluice sluiceRing sluiceCap (default: all five)
-#   BENCH_RATE=PPS       generator rate limit, 0 = as fast as it can (default 0)
-#   BENCH_FLOWS=N        distinct UDP source ports (flows) the generator cycles over (default 1024)
-#   BENCH_GEN_BATCH=N    frames per sendmmsg call (default 64)
+#   BENCH_PHASES="..."   subset/order of the phases (default: pps1 pps10k cpu100k lat10k mem1m):
+#                          pps1     saturation, 1 flow
+#                          pps10k   saturation, 10,000 flows (also the batch and cap engines)
+#                          cpu100k  generator limited to BENCH_CPU_RATE (100,000 pps), 10,000 flows
+#                          lat10k   BENCH_LAT_RATE (10,000 pps), one frame per send, stamped; lat-sink
+#                          mem1m    Sluice only: memory for BENCH_MEM_FLOWS live flows, then
+#                                   spoofed SYNs (every packet a new flow) into the full table
+#                          custom   BENCH_CASES with BENCH_FLOWS / BENCH_RATE / BENCH_GEN_BATCH
+#                                   (the only phase with BENCH_PROTO=tcp)
+#   BENCH_CASES="..."    only these cases of each phase: kernel cref sluice sluiceRing sluiceRing2
+#                        sluiceCap sluiceMem (and sluiceNoMptcp, custom phase only)
+#   BENCH_RATE=PPS       custom phase: generator rate limit, 0 = as fast as it can (default 0)
+#   BENCH_FLOWS=N        custom phase: flows the generator cycles over (default 1024)
+#   BENCH_GEN_BATCH=N    frames per sendmmsg call (default 64; lat10k always 1)
+#   BENCH_CPU_RATE=PPS   offered load of cpu100k (default 100000)
+#   BENCH_LAT_RATE=PPS   offered load of lat10k (default 10000)
+#   BENCH_MEM_FLOWS=N    live flows of mem1m (default 1048576; 32 source addresses x N/32 ports)
+#   BENCH_MEM_CAPACITY=N flowTable.capacity of mem1m (default 1048576)
+#   BENCH_MEM_RATE=PPS   fill rate of mem1m (default 2/3 of sluiceRing's pps10k saturation, >= 60000)
+#   BENCH_SYN_RATE=PPS   SYN rate of mem1m (default 2/3 of sluiceRing's pps10k saturation pps)
+#   BENCH_BUDGET=S       after S s (default 900) no more re-measuring of disturbed runs or quiet waits
+#   BENCH_WORKERS_CPUS=L CPUs (taskset list) of the 2-worker case (default: the forwarder's one CPU,
+#                        so CPU per packet and the split compare with one worker on one core)
 #   BENCH_OUT=FILE       where to write the JSON (default native-bench/results/latest.json)
 #   BENCH_ID=ID          lab id, [0-9a-z]{1,8} (default: random)
-#   BENCH_QUIET_WAIT=S   before each measurement wait up to S s for the machine to be idle (default 30)
-#   BENCH_RETRIES=N      measure a run again if outside load took > 5% of the window (default 2)
+#   BENCH_QUIET_WAIT=S   before each measurement wait up to S s for the machine to be idle (default 10)
+#   BENCH_RETRIES=N      measure a run again if outside load took > 5% of the window (default 1)
 #   BENCH_READY_TIMEOUT=S how long a forwarder may take to start forwarding (default 30)
 #   BENCH_KEEP=1         keep the run directory (logs, configs, raw samples) under /tmp
 #   BENCH_PLAIN=0        skip the in-process plain-path comparison (forwarder before/after issue 9) at the end
@@ -36,20 +58,38 @@ if [[ "${BENCH_QUICK:-0}" == 1 ]]; then WARMUP_DEFAULT=1; WINDOW_DEFAULT=3; else
 WARMUP=${BENCH_WARMUP:-$WARMUP_DEFAULT}
 WINDOW=${BENCH_WINDOW:-$WINDOW_DEFAULT}
 REPEAT=${BENCH_REPEAT:-1}
-CASES=${BENCH_CASES:-"kernel cref sluice sluiceRing sluiceCap"}
+CASES_FILTER=${BENCH_CASES:-}
 # udp (64-byte UDP to :53) or tcp (66-byte pure ACKs with timestamps to :80, the common
 # mid-connection packet; with the case sluiceNoMptcp it measures what MPTCP steering costs).
 PROTO=${BENCH_PROTO:-udp}
 [[ $PROTO == udp || $PROTO == tcp ]] || { echo "BENCH_PROTO must be udp or tcp" >&2; exit 2; }
 if [[ $PROTO == tcp ]]; then PORT=80; else PORT=53; fi
-RATE=${BENCH_RATE:-0}
-FLOWS=${BENCH_FLOWS:-1024}
-GEN_BATCH=${BENCH_GEN_BATCH:-64}
+if [[ $PROTO == tcp ]]; then PHASES_DEFAULT=custom; else PHASES_DEFAULT="pps1 pps10k cpu100k lat10k mem1m"; fi
+PHASES=${BENCH_PHASES:-$PHASES_DEFAULT}
+CUSTOM_RATE=${BENCH_RATE:-0}
+CUSTOM_FLOWS=${BENCH_FLOWS:-1024}
+BATCH_DEFAULT=${BENCH_GEN_BATCH:-64}
+CPU_RATE=${BENCH_CPU_RATE:-100000}
+LAT_RATE=${BENCH_LAT_RATE:-10000}
+MEM_FLOWS=${BENCH_MEM_FLOWS:-1048576}
+MEM_CAPACITY=${BENCH_MEM_CAPACITY:-1048576}
+MEM_ADDRS=32
+BUDGET=${BENCH_BUDGET:-900}
+WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
+# Per-phase generator settings (set_phase); the custom phase's are the BENCH_* ones.
+RATE=$CUSTOM_RATE
+FLOWS=$CUSTOM_FLOWS
+GEN_BATCH=$BATCH_DEFAULT
+GEN_ADDRS=1
+GEN_SRC=""       # first source address; empty = the generator's own
+GEN_MODE=udp     # udp | ack (TCP ACKs) | syn (TCP SYNs)
+LATENCY=0        # 1: stamped frames, lat-sink in the sink namespace
+if [[ $PROTO == tcp ]]; then GEN_MODE=ack; fi
 OUT=${BENCH_OUT:-"$HERE/results/latest.json"}
 LAB_ID=${BENCH_ID:-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-30}
-RETRIES=${BENCH_RETRIES:-2}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-10}
+RETRIES=${BENCH_RETRIES:-1}
 DISTURBED_PCT=5
 # Capture settings shared by the C reference and Sluice's defaults (src/config/types.ts).
 SNAPLEN=10240
@@ -59,16 +99,31 @@ BUFFER_MIB=32
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be >= 1"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ && "$RETRIES" =~ ^[0-9]+$ && "$READY_TIMEOUT" =~ ^[1-9][0-9]*$ ]] \
   || die "BENCH_QUIET_WAIT, BENCH_RETRIES and BENCH_READY_TIMEOUT must be whole numbers"
-[[ "$RATE" =~ ^[0-9]+$ ]] || die "BENCH_RATE must be a whole number of pps (0 = max)"
-[[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
-for c in $CASES; do
-  case "$c" in kernel|cref|sluice|sluiceRing|sluiceCap|sluiceNoMptcp) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
+[[ "$CUSTOM_RATE" =~ ^[0-9]+$ ]] || die "BENCH_RATE must be a whole number of pps (0 = max)"
+for v in CUSTOM_FLOWS CPU_RATE LAT_RATE MEM_FLOWS MEM_CAPACITY BUDGET BATCH_DEFAULT; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v (BENCH_*) must be a whole number >= 1"
 done
+for v in BENCH_MEM_RATE BENCH_SYN_RATE; do
+  [[ -z "${!v:-}" || "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number of pps >= 1"
+done
+(( MEM_FLOWS <= 4194304 )) || die "BENCH_MEM_FLOWS must be <= 4194304"
+[[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
+[[ -z "$WORKERS_CPUS" || "$WORKERS_CPUS" =~ ^[0-9,-]+$ ]] || die "BENCH_WORKERS_CPUS must be a CPU list like 1 or 0-3"
+for c in $CASES_FILTER; do
+  case "$c" in kernel|cref|sluice|sluiceRing|sluiceRing2|sluiceCap|sluiceNoMptcp|sluiceMem) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
+done
+for ph in $PHASES; do
+  case "$ph" in pps1|pps10k|cpu100k|lat10k|mem1m|custom) ;; *) die "unknown phase '$ph' in BENCH_PHASES" ;; esac
+  if [[ $PROTO == tcp && $ph != custom ]]; then die "BENCH_PROTO=tcp runs only the custom phase"; fi
+done
+if [[ " $PHASES " == *" custom "* && -z "$CASES_FILTER" ]]; then CASES_FILTER="kernel cref sluice sluiceRing sluiceCap"; fi
 (( WARMUP + WINDOW <= 600 )) || die "warm-up + window must be <= 600 s"
 
 # Generator bounds: it stops after GEN_SECONDS or GEN_COUNT frames, whichever comes first.
 GEN_SECONDS=$(( WARMUP + WINDOW + 1 ))
 GEN_COUNT=$(( GEN_SECONDS * 5000000 ))
+# mem1m fills the table this many times over (every flow seen twice: the second pass finds them).
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then MEM_CYCLES=1; else MEM_CYCLES=2; fi
 # Longest one case can take; the C reference forwarder stops by itself after this.
 CASE_BOUND=$(( READY_TIMEOUT + (RETRIES + 1) * (GEN_SECONDS + QUIET_WAIT + 2) + 30 ))
 
@@ -79,12 +134,15 @@ for tool in ip ethtool taskset setsid cc node; do
 done
 NPROC=$(nproc)
 if (( NPROC >= 2 )); then GEN_CPU=0; FWD_CPU=1; else GEN_CPU=0; FWD_CPU=0; log "only 1 CPU: generator and forwarder share CPU0"; fi
+WORKERS_CPUS=${WORKERS_CPUS:-$FWD_CPU}
 
 # ---- build the C tools ------------------------------------------------------------------
 mkdir -p "$BUILD" "$(dirname "$OUT")"
 CFLAGS=${CFLAGS:-"-O2 -Wall -Wextra"}
 # shellcheck disable=SC2086
 cc $CFLAGS -o "$BUILD/gen" "$HERE/c/gen.c" || die "building gen failed"
+# shellcheck disable=SC2086
+cc $CFLAGS -o "$BUILD/lat-sink" "$HERE/c/lat-sink.c" || die "building lat-sink failed"
 # shellcheck disable=SC2086
 cc $CFLAGS -o "$BUILD/ref-fwd" "$HERE/c/ref-fwd.c" -lpcap \
   || die "building ref-fwd failed (needs libpcap-dev: pcap/pcap.h and libpcap.so)"
@@ -112,23 +170,41 @@ alive() {
 # to whatever is left after 5 s.
 stop_forwarder() {
   [[ -n "$FWD_PGID" ]] || return 0
-  local pgid=$FWD_PGID i
+  local pgid=$FWD_PGID i p
   FWD_PGID=""
+  # Its processes outside the group (Sluice's data plane, in a session of its own) are
+  # stopped with it: the control process ends its data plane on SIGTERM, and whatever of them
+  # is left afterwards gets SIGTERM, then SIGKILL, by pid.
+  local -a tree=()
+  mapfile -t tree < <(group_pids "$pgid")
   kill -TERM -- "-$pgid" 2>/dev/null || true
   for (( i = 0; i < 50; i++ )); do
     alive "$pgid" || break
     sleep 0.1
   done
-  if ! alive "$pgid"; then
-    wait "$pgid" 2>/dev/null || true
-    for (( ; i < 50; i++ )); do
-      kill -0 -- "-$pgid" 2>/dev/null || return 0
-      sleep 0.1
-    done
+  if alive "$pgid"; then
+    log "forwarder group $pgid still alive 5 s after SIGTERM: SIGKILL"
+    kill -KILL -- "-$pgid" 2>/dev/null || true
   fi
-  log "forwarder group $pgid still alive 5 s after SIGTERM: SIGKILL"
-  kill -KILL -- "-$pgid" 2>/dev/null || true
   wait "$pgid" 2>/dev/null || true
+  for (( i = 0; i < 50; i++ )); do
+    local left=0
+    if kill -0 -- "-$pgid" 2>/dev/null; then left=1; fi
+    for p in "${tree[@]}"; do
+      if alive "$p"; then
+        left=1
+        if (( i == 20 )); then kill -TERM "$p" 2>/dev/null || true; fi
+      fi
+    done
+    if (( left == 0 )); then return 0; fi
+    sleep 0.1
+  done
+  log "forwarder processes of group $pgid still alive: SIGKILL"
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+  for p in "${tree[@]}"; do
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  return 0
 }
 
 cleanup() {
@@ -151,9 +227,10 @@ trap 'exit 143' TERM
 
 # ---- lab --------------------------------------------------------------------------------
 lab_up
-if [[ $PROTO == tcp ]]; then
-  # The sink must not answer the generator's ACKs with resets: drop them before TCP sees them.
+if [[ $PROTO == tcp || " $PHASES " == *" mem1m "* ]]; then
+  # The sink must not answer the generator's ACKs or SYNs: drop them before TCP sees them.
   # Forwarded frames are counted at the sink's interface instead (before netfilter).
+  command -v nft >/dev/null || die "'nft' not found (TCP mode and the mem1m phase drop TCP at the sink with it)"
   ip netns exec "$LAB_S" nft -f - <<'NFT'
 table ip sl_bench {
   chain pre { type filter hook prerouting priority -300; tcp dport 80 drop; }
@@ -161,7 +238,7 @@ table ip sl_bench {
 NFT
 fi
 log "lab $LAB_ID up: $LAB_G -> $LAB_F -> $LAB_S"
-HOLD_SECONDS=$(( 600 + ($(echo "$CASES" | wc -w) * REPEAT) * CASE_BOUND ))
+HOLD_SECONDS=$(( 900 + ($(echo "$PHASES" | wc -w) * 6 * REPEAT) * CASE_BOUND ))
 ip netns exec "$LAB_G" sleep "$HOLD_SECONDS" & G_PID=$!; HOLDERS+=("$G_PID")
 ip netns exec "$LAB_F" sleep "$HOLD_SECONDS" & F_PID=$!; HOLDERS+=("$F_PID")
 ip netns exec "$LAB_S" sleep "$HOLD_SECONDS" & S_PID=$!; HOLDERS+=("$S_PID")
@@ -172,7 +249,7 @@ ip netns exec "$LAB_S" sleep "$HOLD_SECONDS" & S_PID=$!; HOLDERS+=("$S_PID")
 # address) as destination, so a forwarder that rewrites badly scores zero.
 # What reached the sink: UDP as above, or (tcp) frames received on the sink's interface.
 sink_count() {
-  if [[ $PROTO == tcp ]]; then
+  if [[ $GEN_MODE != udp ]]; then
     local -a c; read -r -a c <<< "$(if_counters "$S_PID" "$LAB_S_IF")"; echo "${c[0]}"
   else
     sink_udp
@@ -223,30 +300,72 @@ sched_sum() { # PID...
   echo "$cpu $wait"
 }
 
-# "tid:cpu_ns:wait_ns ..." for every thread of the given processes.
+# "tid:cpu_ns:wait_ns:name ..." for every thread of the given processes (name: the thread's
+# comm, characters other than [A-Za-z0-9_.-] replaced by _), so report.mjs can tell the
+# data-plane workers apart.
 sched_threads() { # PID...
-  local p t a b c tid out=""
+  local p t a b c tid name out=""
   for p in "$@"; do
     for t in /proc/"$p"/task/*/schedstat; do
       [[ -e $t ]] || continue
       read -r a b c 2>/dev/null < "$t" || continue
-      tid=${t%/schedstat}; tid=${tid##*/}
-      out+="$tid:$a:$b "
+      tid=${t%/schedstat}
+      name=""; read -r name 2>/dev/null < "$tid/comm" || true
+      name=${name//[^A-Za-z0-9_.-]/_}
+      tid=${tid##*/}
+      out+="$tid:$a:$b:${name:-_} "
     done
   done
   echo "${out% }"
 }
 
-# Every process of process group PGID (the forwarder and, for Sluice, its data-plane child).
+# "rss_kib pss_kib processes threads" of the given processes: VmRSS counts pages shared
+# between them (the data plane forks from the control process) once per process, Pss splits
+# them.
+group_mem() { # PID...
+  local p rss=0 pss=0 procs=0 threads=0 k v _u
+  for p in "$@"; do
+    [[ -r /proc/$p/status ]] || continue
+    while read -r k v _u; do
+      case "$k" in VmRSS:) rss=$(( rss + v )) ;; Threads:) threads=$(( threads + v )) ;; esac
+    done < "/proc/$p/status" 2>/dev/null || true
+    while read -r k v _u; do
+      [[ $k == Pss: ]] && pss=$(( pss + v ))
+    done < "/proc/$p/smaps_rollup" 2>/dev/null || true
+    procs=$(( procs + 1 ))
+  done
+  echo "$rss $pss $procs $threads"
+}
+
+group_mem_json() { # PGID
+  local -a pids m
+  mapfile -t pids < <(group_pids "$1")
+  read -r -a m <<< "$(group_mem "${pids[@]}")"
+  printf '{"rssKiB":%s,"pssKiB":%s,"processes":%s,"threads":%s}' "${m[0]}" "${m[1]}" "${m[2]}" "${m[3]}"
+}
+
+# Every process of process group PGID and every descendant of those: Sluice's data-plane
+# child runs in a session (and process group) of its own, so the group alone misses it.
 group_pids() { # PGID
-  local f stat rest
+  local f stat rest pid changed
   local -a fields
+  local -A parent=() member=()
   for f in /proc/[0-9]*/stat; do
     read -r stat 2>/dev/null < "$f" || continue
+    pid=${f//[^0-9]/}
     rest=${stat##*) }
     read -r -a fields <<< "$rest"
-    [[ ${fields[2]} == "$1" ]] && echo "${f//[^0-9]/}"
+    parent[$pid]=${fields[1]}
+    if [[ ${fields[2]} == "$1" ]]; then member[$pid]=1; fi
   done
+  changed=1
+  while (( changed )); do
+    changed=0
+    for pid in "${!parent[@]}"; do
+      if [[ -z ${member[$pid]:-} && -n ${member[${parent[$pid]}]:-} ]]; then member[$pid]=1; changed=1; fi
+    done
+  done
+  for pid in "${!member[@]}"; do echo "$pid"; done
   return 0
 }
 
@@ -325,9 +444,9 @@ outside_load_pct() { # START_ARRAY END_ARRAY
   local g=$(( (b0[genWaitNs] - a0[genWaitNs]) - (b0[ksoftirqdGenCpuNs] - a0[ksoftirqdGenCpuNs]) ))
   local -A c0 w0
   local e tid cpu wait hot_cpu=-1 hot_wait=0 group_cpu=0
-  for e in ${a0[fwdThreads]//\"/}; do IFS=: read -r tid cpu wait <<< "$e"; c0[$tid]=$cpu; w0[$tid]=$wait; done
+  for e in ${a0[fwdThreads]//\"/}; do IFS=: read -r tid cpu wait _ <<< "$e"; c0[$tid]=$cpu; w0[$tid]=$wait; done
   for e in ${b0[fwdThreads]//\"/}; do
-    IFS=: read -r tid cpu wait <<< "$e"
+    IFS=: read -r tid cpu wait _ <<< "$e"
     [[ -n ${c0[$tid]:-} ]] || continue
     cpu=$(( cpu - c0[$tid] )); wait=$(( wait - w0[$tid] ))
     group_cpu=$(( group_cpu + cpu ))
@@ -344,8 +463,10 @@ outside_load_pct() { # START_ARRAY END_ARRAY
 
 # ---- traffic ----------------------------------------------------------------------------
 gen_cmd() { # COUNT SECONDS RATE
+  local mode=""
+  case "$GEN_MODE" in ack) mode=-T ;; syn) mode=-Y ;; udp) [[ $LATENCY == 1 ]] && mode=-L ;; esac
   echo ip netns exec "$LAB_G" taskset -c "$GEN_CPU" "$BUILD/gen" -i "$LAB_G_IF" -d "$LAB_FI_MAC" \
-    -S "$LAB_G_IP" -D "$LAB_VIP" -p "$PORT" $([[ $PROTO == tcp ]] && echo -T) -f "$FLOWS" -b "$GEN_BATCH" -n "$1" -t "$2" -r "$3"
+    -S "${GEN_SRC:-$LAB_G_IP}" -A "$GEN_ADDRS" -D "$LAB_VIP" -p "$PORT" $mode -f "$FLOWS" -b "$GEN_BATCH" -n "$1" -t "$2" -r "$3"
 }
 
 # A short, slow burst; succeeds if at least half of it reached the sink.
@@ -387,6 +508,7 @@ machine_busy_pct() {
 # Waits up to QUIET_WAIT s for the machine to be mostly idle (other people's builds and tests
 # on a shared box skew a run badly).
 wait_quiet() {
+  (( SECONDS < BUDGET )) || return 0
   local deadline=$(( SECONDS + QUIET_WAIT )) busy
   while :; do
     busy=$(machine_busy_pct)
@@ -398,11 +520,24 @@ wait_quiet() {
 # Measures one run of one case while its forwarder is up; sets MEASURE_JSON. A run during
 # which outside load took more than DISTURBED_PCT of the window from the generator or the
 # forwarder is measured again, up to RETRIES times; the last attempt is kept either way.
+# LAST_PPS: what reached the sink per second in the last window (mem1m derives its rates
+# from sluiceRing's saturation figure).
+LAST_PPS=0
 measure() { # CASE R
-  local name=$1 r=$2 genout="$RUN/gen.$1.$2.json" attempt load
+  local name=$1 r=$2 genout="$RUN/gen.$PHASE.$1.$2.json" latout="$RUN/lat.$PHASE.$1.$2.json" attempt load
+  local sink_pid="" retries=$RETRIES
   declare -gA SNAP_A SNAP_B
-  for (( attempt = 0; attempt <= RETRIES; attempt++ )); do
+  (( SECONDS < BUDGET )) || retries=0
+  for (( attempt = 0; attempt <= retries; attempt++ )); do
     wait_quiet
+    if [[ $LATENCY == 1 ]]; then
+      # On the generator's CPU: at 10 kpps it is mostly idle there, and the kernel stamps
+      # frames on receive, so this process's own scheduling is not in the figure.
+      ip netns exec "$LAB_S" taskset -c "$GEN_CPU" "$BUILD/lat-sink" -a "$LAB_VIP" -p "$PORT" \
+        -w "$WARMUP" -t $(( WARMUP + WINDOW )) > "$latout" 2> "$RUN/lat-sink.log" &
+      sink_pid=$!
+      sleep 0.2
+    fi
     $(gen_cmd "$GEN_COUNT" "$GEN_SECONDS" "$RATE") > "$genout" &
     GEN_PID=$!
     FWD_PIDS=()
@@ -413,15 +548,22 @@ measure() { # CASE R
     SNAP_B=(); snapshot SNAP_B
     wait "$GEN_PID" || log "generator exited non-zero in $name"
     GEN_PID=""
+    if [[ -n $sink_pid ]]; then wait "$sink_pid" || log "lat-sink exited non-zero in $name"; sink_pid=""; fi
     load=$(outside_load_pct SNAP_A SNAP_B)
     (( load <= DISTURBED_PCT )) && break
-    (( attempt < RETRIES )) && log "$name: outside load took ${load}% of the window; measuring again"
+    (( attempt < retries )) && log "$name: outside load took ${load}% of the window; measuring again"
   done
-  MEASURE_JSON="\"attempts\":$(( attempt > RETRIES ? attempt : attempt + 1 )),\"start\":$(snapshot_json SNAP_A),\"end\":$(snapshot_json SNAP_B),\"generator\":$(cat "$genout" 2>/dev/null || echo null)"
+  local us=$(( ${SNAP_B[t]/./} - ${SNAP_A[t]/./} ))
+  LAST_PPS=$(( (SNAP_B[sinkUdp] - SNAP_A[sinkUdp]) * 1000000 / (us > 0 ? us : 1) ))
+  local lat=null
+  if [[ $LATENCY == 1 ]]; then lat=$(grep '^{' "$latout" 2>/dev/null || echo null); fi
+  MEASURE_JSON="\"attempts\":$(( attempt > retries ? attempt : attempt + 1 )),\"start\":$(snapshot_json SNAP_A),\"end\":$(snapshot_json SNAP_B),\"generator\":$(grep "^{" "$genout" 2>/dev/null || echo null),\"latency\":$lat"
 }
 
 write_raw() { # CASE R BODY
-  printf '{"case":"%s","repeat":%s,%s}\n' "$1" "$2" "$3" > "$RUN/raw/$1.$2.json"
+  printf '{"phase":"%s","phaseSettings":{"flows":%s,"rateLimit":%s,"generatorBatch":%s,"latency":%s},"case":"%s","repeat":%s,%s}\n' \
+    "$PHASE" "$FLOWS" "$RATE" "$GEN_BATCH" "$([[ $LATENCY == 1 ]] && echo true || echo false)" "$1" "$2" "$3" \
+    > "$RUN/raw/$PHASE.$1.$2.json"
 }
 
 json_str() { printf '%s' "$1" | tr '\n"\\' '   '; }
@@ -440,7 +582,7 @@ run_kernel() { # R
 }
 
 run_cref() { # R
-  local logf="$RUN/cref.$1.log" outf="$RUN/cref.$1.json"
+  local logf="$RUN/$PHASE.cref.$1.log" outf="$RUN/$PHASE.cref.$1.json"
   setsid ip netns exec "$LAB_F" taskset -c "$FWD_CPU" "$BUILD/ref-fwd" -i "$LAB_FI_IF" -o "$LAB_FE_IF" \
     -m "$LAB_S_MAC" -v "$LAB_VIP" -B "$BUFFER_MIB" -s "$SNAPLEN" -t "$CASE_BOUND" \
     > "$outf" 2> "$logf" &
@@ -457,26 +599,27 @@ run_cref() { # R
 }
 
 # Sluice's own counters (non-zero sluice_* samples, not the process metrics) as JSON, or null.
+METRICS_URL=http://127.0.0.1:9180/metrics
 scrape_sluice_metrics() {
-  ip netns exec "$LAB_F" timeout 5 node --input-type=module -e '
-    const res = await fetch("http://127.0.0.1:9180/metrics");
-    const out = {};
-    for (const line of (await res.text()).split("\n")) {
-      const m = /^(sluice_[A-Za-z0-9_]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-      if (m && !m[1].startsWith("sluice_control_") && Number(m[2]) !== 0) out[m[1]] = Number(m[2]);
-    }
-    console.log(JSON.stringify(out));
-  ' 2>/dev/null | grep '^{' || echo null
+  ip netns exec "$LAB_F" timeout 5 node "$HERE/sluice-probe.mjs" metrics "$METRICS_URL" 2>/dev/null | grep '^{' || echo null
 }
 
-run_sluice() { # CASE R ENGINE [MPTCP]
-  local name=$1 r=$2 engine=$3 mptcp=${4:-true}
-  local logf="$RUN/$name.$r.log" conf="$RUN/$name.json"
-  if [[ ! -f "$ROOT/dist/src/cli.js" ]]; then
-    write_raw "$name" "$r" "\"error\":\"dist/src/cli.js not found: Sluice is not built (npm run build)\""
-    return 0
+# Waits (at most 15 s) until Sluice has taken every frame the generator sent from its ring.
+wait_drained() {
+  ip netns exec "$LAB_F" node "$HERE/sluice-probe.mjs" drained "$METRICS_URL" 15 \
+    || log "Sluice still forwarding a backlog 15 s after the generator stopped"
+}
+
+# Writes Sluice's config for one case to FILE.
+sluice_config() { # FILE ENGINE MPTCP WORKERS CAPACITY
+  local conf=$1 engine=$2 mptcp=$3 workers=$4 capacity=$5 syn_service=""
+  if [[ $capacity != default ]]; then
+    # mem1m: a TCP service on the same VIP takes the spoofed SYNs once the UDP flows fill the table.
+    syn_service=',
+    { "name": "syn", "vip": "'"$LAB_VIP"'", "port": 80, "protocol": "tcp", "forwarding": "dsr-l2",
+      "backends": [{ "address": "'"$LAB_S_IP"'", "weight": 1 }] }'
   fi
-  cat > "$conf" <<EOF
+  cat > "$conf" <<CONF
 {
   "interface": "$LAB_FI_IF",
   "egressInterface": "$LAB_FE_IF",
@@ -489,53 +632,196 @@ run_sluice() { # CASE R ENGINE [MPTCP]
 $([[ $PROTO == tcp ]] && echo "      \"mptcp\": $mptcp,")
       "forwarding": "dsr-l2",
       "backends": [{ "address": "$LAB_S_IP", "weight": 1 }]
-    }
+    }$syn_service
   ],
+$([[ $capacity != default ]] && echo "  \"flowTable\": { \"capacity\": $capacity },")
+$([[ $workers != 1 ]] && echo "  \"dataplane\": { \"workers\": $workers },")
   "capture": { "engine": "$engine", "bufferMiB": $BUFFER_MIB },
   "metrics": { "listen": "127.0.0.1:9180" },
   "admin": { "socket": "$RUN/admin.sock" },
   "log": { "level": "warn" }
 }
-EOF
+CONF
+}
+
+# Starts Sluice with CONF in the forwarder namespace (FWD_PGID), waits until its data plane is
+# up and records its idle memory in IDLE_MEM_JSON (before any traffic: the probe comes after).
+# Prints why on failure.
+start_sluice() { # CONF LOGFILE [CPUS]
   rm -f "$RUN/admin.sock"
-  (cd "$ROOT" && exec setsid ip netns exec "$LAB_F" taskset -c "$FWD_CPU" node dist/src/cli.js run --config "$conf") \
-    > "$logf" 2>&1 &
+  (cd "$ROOT" && exec setsid ip netns exec "$LAB_F" taskset -c "${3:-$FWD_CPU}" node dist/src/cli.js run --config "$1") \
+    > "$2" 2>&1 &
   FWD_PGID=$!
-  local pid=$FWD_PGID why
+  IDLE_MEM_JSON=null
+  if ! ip netns exec "$LAB_F" node "$HERE/sluice-probe.mjs" ready "$METRICS_URL" "$READY_TIMEOUT"; then
+    echo "data plane not up within ${READY_TIMEOUT} s: $(tail -n 5 "$2" 2>/dev/null | tr '\n"\\' '   ' | cut -c1-600)"
+    return 1
+  fi
+  sleep 1 # let start-up allocations settle
+  IDLE_MEM_JSON=$(group_mem_json "$FWD_PGID")
+}
+
+# "skipped" body for write_raw when `sluice check` rejects CONF (e.g. a key this tree does not
+# know yet), or nothing when it accepts it.
+sluice_check() { # CONF
+  local out
+  # In the forwarder namespace, where the config's interfaces exist.
+  if out=$(cd "$ROOT" && ip netns exec "$LAB_F" node dist/src/cli.js check "$1" 2>&1); then return 0; fi
+  echo "\"skipped\":\"config rejected: $(json_str "$out" | cut -c1-400)\""
+}
+
+run_sluice() { # CASE R ENGINE [MPTCP] [WORKERS]
+  local name=$1 r=$2 engine=$3 mptcp=${4:-true} workers=${5:-1}
+  local logf="$RUN/$PHASE.$name.$r.log" conf="$RUN/$name.json"
+  if [[ ! -f "$ROOT/dist/src/cli.js" ]]; then
+    write_raw "$name" "$r" "\"error\":\"dist/src/cli.js not found: Sluice is not built (npm run build)\""
+    return 0
+  fi
+  sluice_config "$conf" "$engine" "$mptcp" "$workers" default
+  local skipped; skipped=$(sluice_check "$conf")
+  if [[ -n $skipped ]]; then
+    log "$name: ${skipped:0:200}"
+    write_raw "$name" "$r" "$skipped"
+    return 0
+  fi
+  local why
+  # start_sluice runs in this shell (it sets FWD_PGID and IDLE_MEM_JSON); its reason goes to a file.
+  local cpus=$FWD_CPU
+  if [[ $workers != 1 ]]; then cpus=$WORKERS_CPUS; fi
+  if ! start_sluice "$conf" "$logf" "$cpus" > "$RUN/why"; then
+    why=$(cat "$RUN/why")
+    stop_forwarder
+    write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\""
+    return 0
+  fi
+  local pid=$FWD_PGID idle=$IDLE_MEM_JSON
   if why=$(wait_forwarding "$pid" "$logf"); then
     # Isolation: /metrics and the admin API keep answering while the data plane is flooded.
-    local probef="$RUN/$name.$r.isolation.json"
+    local probef="$RUN/$PHASE.$name.$r.isolation.json"
     ip netns exec "$LAB_F" timeout $(( WARMUP + WINDOW + 15 )) node "$HERE/isolation-probe.mjs" \
-      http://127.0.0.1:9180/metrics "$RUN/admin.sock" $(( WARMUP + WINDOW )) 100 > "$probef" 2>/dev/null &
+      "$METRICS_URL" "$RUN/admin.sock" $(( WARMUP + WINDOW )) 100 > "$probef" 2>/dev/null &
     local probe_pid=$!
     measure "$name" "$r"
     wait "$probe_pid" 2>/dev/null || true
+    if [[ $name == sluiceRing && $PHASE == pps10k ]]; then SAT_RING_PPS=$LAST_PPS; fi
     local isolation; isolation=$(grep '^{' "$probef" 2>/dev/null || echo null)
     if alive "$pid"; then
-      local metrics; metrics=$(scrape_sluice_metrics)
+      local metrics mem; metrics=$(scrape_sluice_metrics); mem=$(group_mem_json "$pid")
       stop_forwarder
-      write_raw "$name" "$r" "$MEASURE_JSON,\"sluiceMetrics\":$metrics,\"isolation\":$isolation"
+      write_raw "$name" "$r" "$MEASURE_JSON,\"sluiceMetrics\":$metrics,\"isolation\":$isolation,\"memory\":{\"idle\":$idle,\"afterWindow\":$mem},\"workers\":$workers"
     else
       stop_forwarder
-      write_raw "$name" "$r" "$MEASURE_JSON,\"warning\":\"Sluice exited during the measurement: $(json_str "$(tail -n 5 "$logf")")\""
+      write_raw "$name" "$r" "$MEASURE_JSON,\"warning\":\"Sluice exited during the measurement: $(json_str "$(tail -n 5 "$logf")")\",\"memory\":{\"idle\":$idle},\"workers\":$workers"
     fi
   else
     stop_forwarder
-    write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\""
+    write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\",\"memory\":{\"idle\":$idle}"
   fi
 }
 
-for (( r = 1; r <= REPEAT; r++ )); do
-  for c in $CASES; do
-    log "case $c (run $r/$REPEAT): ${WARMUP} s warm-up + ${WINDOW} s window"
-    case "$c" in
-      kernel) run_kernel "$r" ;;
-      cref) run_cref "$r" ;;
-      sluice) run_sluice sluice "$r" batch ;;
-      sluiceRing) run_sluice sluiceRing "$r" ring ;;
-      sluiceCap) run_sluice sluiceCap "$r" cap ;;
-      sluiceNoMptcp) run_sluice sluiceNoMptcp "$r" batch false ;;
-    esac
+# mem1m, one Sluice: idle memory; then MEM_FLOWS distinct UDP 5-tuples (MEM_ADDRS source
+# addresses x MEM_FLOWS/MEM_ADDRS ports), MEM_CYCLES times over, below saturation so that
+# capture drops do not hide flows: memory over idle, live flows, evictions; then, with that
+# table full, spoofed TCP SYNs from 64 x 55,000 source address/port pairs (every packet a new
+# flow) at SYN_RATE: capture drops and flows created per second.
+SAT_RING_PPS=0
+run_sluice_mem() { # R
+  local name=sluiceMem r=$1 logf="$RUN/$PHASE.sluiceMem.$1.log" conf="$RUN/sluiceMem.json"
+  if [[ ! -f "$ROOT/dist/src/cli.js" ]]; then
+    write_raw "$name" "$r" "\"error\":\"dist/src/cli.js not found: Sluice is not built (npm run build)\""
+    return 0
+  fi
+  local two_thirds=$(( SAT_RING_PPS * 2 / 3 ))
+  local mem_rate=${BENCH_MEM_RATE:-$(( two_thirds > 60000 ? two_thirds : 60000 ))}
+  local syn_rate=${BENCH_SYN_RATE:-$(( two_thirds > 0 ? two_thirds : 100000 ))}
+  local rate_from="2/3 of sluiceRing pps10k ($SAT_RING_PPS pps)"
+  (( two_thirds > 0 )) || rate_from="default: no sluiceRing pps10k figure in this run"
+  [[ -z ${BENCH_SYN_RATE:-} ]] || rate_from="BENCH_SYN_RATE"
+  sluice_config "$conf" ring true 1 "$MEM_CAPACITY"
+  local why
+  if ! start_sluice "$conf" "$logf" > "$RUN/why"; then
+    why=$(cat "$RUN/why")
+    stop_forwarder
+    write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\""
+    return 0
+  fi
+  local pid=$FWD_PGID idle=$IDLE_MEM_JSON
+  FLOWS=$MEM_FLOWS GEN_ADDRS=$MEM_ADDRS GEN_SRC=10.98.1.64
+  if ! why=$(wait_forwarding "$pid" "$logf"); then
+    stop_forwarder
+    write_raw "$name" "$r" "\"error\":\"$(json_str "$why")\",\"memory\":{\"idle\":$idle}"
+    GEN_SRC="" GEN_ADDRS=1
+    return 0
+  fi
+  # Fill: every flow MEM_CYCLES times; bounded by count and by 90 s.
+  local fill_count=$(( MEM_FLOWS * MEM_CYCLES )) fill_s
+  fill_s=$(( fill_count / mem_rate + 2 )); (( fill_s <= 90 )) || fill_s=90
+  log "$name: $MEM_FLOWS flows x $MEM_CYCLES at $mem_rate pps (${fill_s} s at most)"
+  local m0 m1 fillgen; m0=$(scrape_sluice_metrics)
+  fillgen=$($(gen_cmd "$fill_count" "$fill_s" "$mem_rate")) || fillgen=null
+  # A Sluice behind the generator still forwards the ring's backlog: read the table after it.
+  wait_drained
+  m1=$(scrape_sluice_metrics)
+  local full; full=$(group_mem_json "$pid")
+  # New flows into the full table: spoofed SYNs, measured like any other window.
+  local save_port=$PORT save_mode=$GEN_MODE save_rate=$RATE
+  PORT=80 GEN_MODE=syn FLOWS=3520000 GEN_ADDRS=64 GEN_SRC=10.98.1.128 RATE=$syn_rate
+  log "$name: SYNs at $syn_rate pps into the full table"
+  local s0 s1; s0=$(scrape_sluice_metrics)
+  measure "$name" "$r"
+  wait_drained
+  s1=$(scrape_sluice_metrics)
+  if alive "$pid"; then
+    local after; after=$(group_mem_json "$pid")
+    stop_forwarder
+    write_raw "$name" "$r" "$MEASURE_JSON,\"memory\":{\"idle\":$idle,\"full\":$full,\"afterSyn\":$after},\"fill\":{\"flows\":$MEM_FLOWS,\"addresses\":$MEM_ADDRS,\"cycles\":$MEM_CYCLES,\"capacity\":$MEM_CAPACITY,\"rate\":$mem_rate,\"generator\":$fillgen,\"metricsBefore\":$m0,\"metricsAfter\":$m1},\"syn\":{\"rate\":$syn_rate,\"rateFrom\":\"$rate_from\",\"metricsBefore\":$s0,\"metricsAfter\":$s1}"
+  else
+    stop_forwarder
+    write_raw "$name" "$r" "\"error\":\"Sluice exited during mem1m: $(json_str "$(tail -n 5 "$logf")")\",\"memory\":{\"idle\":$idle,\"full\":$full}"
+  fi
+  # write_raw recorded the SYN window's generator settings; back to the phase's.
+  PORT=$save_port GEN_MODE=$save_mode RATE=$save_rate FLOWS=$MEM_FLOWS GEN_SRC="" GEN_ADDRS=1
+}
+
+# Generator settings and cases of one phase (see the header).
+set_phase() { # PHASE
+  PHASE=$1 RATE=0 GEN_BATCH=$BATCH_DEFAULT GEN_ADDRS=1 GEN_SRC="" LATENCY=0
+  case "$1" in
+    pps1) FLOWS=1 PHASE_CASES="kernel cref sluiceRing sluiceRing2" ;;
+    pps10k) FLOWS=10000 PHASE_CASES="kernel cref sluice sluiceRing sluiceRing2 sluiceCap" ;;
+    cpu100k) FLOWS=10000 RATE=$CPU_RATE PHASE_CASES="kernel cref sluiceRing sluiceRing2" ;;
+    # One frame per send, so each is stamped when it leaves and none queues behind a batch.
+    lat10k) FLOWS=1024 RATE=$LAT_RATE GEN_BATCH=1 LATENCY=1 PHASE_CASES="kernel cref sluiceRing sluiceRing2" ;;
+    mem1m) FLOWS=$MEM_FLOWS PHASE_CASES="sluiceMem" ;;
+    custom) FLOWS=$CUSTOM_FLOWS RATE=$CUSTOM_RATE PHASE_CASES=$CASES_FILTER ;;
+  esac
+  if [[ -n $CASES_FILTER && $1 != custom ]]; then
+    local c keep=""
+    for c in $PHASE_CASES; do
+      if [[ " $CASES_FILTER " == *" $c "* ]]; then keep+="$c "; fi
+    done
+    PHASE_CASES=${keep% }
+  fi
+}
+
+ALL_CASES=""
+for ph in $PHASES; do
+  set_phase "$ph"
+  ALL_CASES+="$ph:${PHASE_CASES// /,} "
+  for (( r = 1; r <= REPEAT; r++ )); do
+    for c in $PHASE_CASES; do
+      log "phase $ph, case $c (run $r/$REPEAT, ${SECONDS} s into the run): ${WARMUP} s warm-up + ${WINDOW} s window"
+      case "$c" in
+        kernel) run_kernel "$r" ;;
+        cref) run_cref "$r" ;;
+        sluice) run_sluice sluice "$r" batch ;;
+        sluiceRing) run_sluice sluiceRing "$r" ring ;;
+        sluiceRing2) run_sluice sluiceRing2 "$r" ring true 2 ;;
+        sluiceCap) run_sluice sluiceCap "$r" cap ;;
+        sluiceNoMptcp) run_sluice sluiceNoMptcp "$r" batch false ;;
+        sluiceMem) run_sluice_mem "$r" ;;
+      esac
+    done
   done
 done
 
@@ -543,7 +829,9 @@ done
 cat > "$RUN/settings.json" <<EOF
 {
   "warmupSeconds": $WARMUP, "windowSeconds": $WINDOW, "repeat": $REPEAT,
-  "cases": "$CASES", "protocol": "$PROTO", "generatorRateLimit": $RATE, "flows": $FLOWS, "generatorBatch": $GEN_BATCH,
+  "phases": "$PHASES", "cases": "${ALL_CASES% }", "protocol": "$PROTO", "generatorBatch": $BATCH_DEFAULT,
+  "cpuRate": $CPU_RATE, "latencyRate": $LAT_RATE, "memFlows": $MEM_FLOWS, "memCapacity": $MEM_CAPACITY,
+  "wallSeconds": $SECONDS, "userHz": $(getconf CLK_TCK), "workersCpus": "$WORKERS_CPUS",
   "frameBytes": 60, "frameBytesWithFcs": 64,
   "generatorCpu": $GEN_CPU, "forwarderCpu": $FWD_CPU,
   "capture": { "snaplen": $SNAPLEN, "bufferMiB": $BUFFER_MIB, "immediate": true, "filter": "udp and dst host $LAB_VIP" },

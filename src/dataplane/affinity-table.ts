@@ -14,6 +14,7 @@
  * (docs/DESIGN.md "Tables shared by workers"). The probe start is the caller's hash, so workers
  * agree on it as long as they share the generation's hash seed.
  */
+import { TableLock, repairMidWrite } from './table-lock.js';
 const WORDS = 5; // service id, 4 address words (IPv4 uses the first)
 const WINDOW = 8;
 
@@ -33,10 +34,6 @@ const AFFINITY_MAGIC = 0x534c4166; // "SLAf"
 const SLOT_BYTES = 8 + (2 + WORDS + 1) * 4;
 const MIN_CAPACITY = 1024;
 
-/** Writer lock bounds: see mptcp-tokens.ts (spin, then short timed waits, then give up and count). */
-const LOCK_SPINS = 256;
-const LOCK_WAITS = 2000;
-const LOCK_WAIT_MS = 0.05;
 /** A slot that stays mid-write this many reads is treated as not matching (a writer that died there must not stall forwarding). */
 const READ_RETRIES = 64;
 
@@ -66,9 +63,8 @@ export class AffinityTable {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   readonly #mask: number;
   readonly #header: Int32Array;
-  readonly #lockWords: Int32Array;
-  readonly #canWait: boolean;
-  readonly #writerId: number;
+  /** The writer lock: H_LOCK of the header, or a private word in unsafeUnlocked mode. */
+  readonly #writer: TableLock;
   readonly #seq: Int32Array;
   readonly #keys: Uint32Array;
   readonly #backend: Int32Array;
@@ -77,7 +73,6 @@ export class AffinityTable {
   // Per instance (per worker).
   #evictions = 0;
   #expirations = 0;
-  #lockTimeouts = 0;
   // Scratch of #readMatch: the matching entry's fields, read under its seqlock.
   #readBackend = 0;
   #readSeen = 0;
@@ -110,23 +105,14 @@ export class AffinityTable {
   static releaseLockOf(buffer: SharedArrayBuffer, writerId: number): boolean {
     const t = AffinityTable.over(buffer, { writerId });
     const h = new Int32Array(buffer, 0, HEADER_WORDS);
-    if (Atomics.load(h, H_LOCK) !== writerId) return false;
+    if (!TableLock.heldBy(h, H_LOCK, writerId)) return false;
     t.#repairHeld();
-    return Atomics.compareExchange(h, H_LOCK, writerId, 0) === writerId;
+    return TableLock.release(h, H_LOCK, writerId);
   }
 
   /** The lock is held (by a dead writer, now ours): empty slots left mid-write, recount live entries. */
   #repairHeld(): void {
-    let live = 0;
-    for (let s = 0; s < this.capacity; s++) {
-      const q = this.#seq[s];
-      if ((q & 1) !== 0) {
-        this.#used[s] = 0;
-        Atomics.store(this.#seq, s, q + 1);
-      }
-      if (this.#used[s] !== 0) live++;
-    }
-    Atomics.store(this.#header, H_SIZE, live);
+    Atomics.store(this.#header, H_SIZE, repairMidWrite(this.#seq, this.#used, this.capacity));
   }
 
   constructor(capacity: number, options: AffinityTableSharing = {}) {
@@ -159,11 +145,7 @@ export class AffinityTable {
     this.#used = new Int32Array(buffer, off, c);
     const unsafe = options.unsafeUnlocked === true;
     if (unsafe) this.#seq = new Int32Array(c);
-    this.#lockWords = unsafe ? new Int32Array(HEADER_WORDS) : this.#header;
-    const writerId = options.writerId ?? 1;
-    if (!Number.isInteger(writerId) || writerId < 1 || writerId > 0x7fffffff) throw new RangeError(`AffinityTable: writerId must be an integer in 1..2^31-1, got ${writerId}`);
-    this.#writerId = writerId;
-    this.#canWait = !unsafe && buffer instanceof SharedArrayBuffer;
+    this.#writer = new TableLock(unsafe ? new Int32Array(HEADER_WORDS) : this.#header, H_LOCK, options.writerId ?? 1, 'AffinityTable');
   }
 
   /** Live entries of the whole table (shared: of every worker; do not sum it over workers). */
@@ -178,7 +160,7 @@ export class AffinityTable {
   }
   /** Writes given up because another writer held the lock of a shared table past the bound. */
   get lockTimeouts(): number {
-    return this.#lockTimeouts;
+    return this.#writer.timeouts;
   }
 
   /** Does `slot` hold (sid, key)? Plain reads: settled under the lock, a first guess without it (#readEntry settles it). */
@@ -245,7 +227,7 @@ export class AffinityTable {
    * entry (the later one's backend); skipped and counted in lockTimeouts if the lock stays held.
    */
   set(sid: number, key: Uint32Array, hash: number, backend: number, nowMs: number): void {
-    if (!this.#lock()) return;
+    if (!this.#writer.lock()) return;
     let victim = -1;
     let free = -1;
     let lru = -1;
@@ -284,7 +266,7 @@ export class AffinityTable {
     this.#lastSeen[victim] = nowMs;
     this.#used[victim] = 1;
     Atomics.store(this.#seq, victim, q + 1); // even: whole
-    this.#unlock();
+    this.#writer.unlock();
   }
 
   /**
@@ -296,12 +278,12 @@ export class AffinityTable {
     let slot = Atomics.add(this.#header, H_SWEEP, n) & this.#mask;
     let expired = 0;
     for (let i = 0; i < n; i++) {
-      if (this.#used[slot] === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(this.#keys[slot * WORDS]) && this.#lock()) {
+      if (this.#used[slot] === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(this.#keys[slot * WORDS]) && this.#writer.lock()) {
         if (this.#used[slot] === 1 && nowMs - this.#lastSeen[slot] >= timeoutOf(this.#keys[slot * WORDS])) {
           this.#clear(slot);
           expired++;
         }
-        this.#unlock();
+        this.#writer.unlock();
       }
       slot = (slot + 1) & this.#mask;
     }
@@ -311,36 +293,21 @@ export class AffinityTable {
 
   /** Empties the table (for every table over the buffer). */
   clear(): void {
-    if (!this.#lock()) return;
+    if (!this.#writer.lock()) return;
     for (let s = 0; s < this.capacity; s++) if (this.#used[s] !== 0) this.#clear(s);
-    this.#unlock();
+    this.#writer.unlock();
   }
 
   /** A reader found (sid, key) stale in `slot`: remove it if the lock is free right now (else the sweep will); never waits. */
   #expireIfStill(slot: number, sid: number, key: Uint32Array, nowMs: number, timeoutMs: number): void {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) !== 0) return;
+    if (!this.#writer.tryLock()) return;
     if (this.#used[slot] === 1 && this.#matches(slot, sid, key) && nowMs - this.#lastSeen[slot] >= timeoutMs) {
       this.#clear(slot);
       this.#expirations++;
     }
-    this.#unlock();
+    this.#writer.unlock();
   }
 
-  #lock(): boolean {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) === 0) return true;
-    const words = this.#lockWords;
-    for (let i = 0; i < LOCK_SPINS + LOCK_WAITS; i++) {
-      const holder = Atomics.load(words, H_LOCK);
-      if (holder === 0 && Atomics.compareExchange(words, H_LOCK, 0, this.#writerId) === 0) return true;
-      if (i >= LOCK_SPINS && this.#canWait && holder !== 0) Atomics.wait(words, H_LOCK, holder, LOCK_WAIT_MS);
-    }
-    this.#lockTimeouts++;
-    return false;
-  }
-
-  #unlock(): void {
-    Atomics.store(this.#lockWords, H_LOCK, 0);
-  }
 
   /** Empties `slot`; the caller holds the lock. */
   #clear(slot: number): void {

@@ -38,6 +38,7 @@
  *
  * How the forwarder uses it per packet: docs/DESIGN.md section 3 ("MPTCP tokens in the path").
  */
+import { TableLock, repairMidWrite } from './table-lock.js';
 import { randomInt } from 'node:crypto';
 import type { ParsedPacket } from '../packet/parsed-packet.js';
 import {
@@ -124,15 +125,6 @@ const TOKEN_TABLE_MAGIC = 0x534c546b; // "SLTk"
 /** lastSeen (f64) + seq, token, backend, service, state (i32 each). */
 const SLOT_BYTES = 8 + 5 * 4;
 
-/**
- * Bounds of the writer lock. The holder keeps it for one probe window (well under a
- * microsecond), so spinning is the common wait; past LOCK_SPINS the writer sleeps in short timed
- * waits (worker threads may block; never without a timeout) because the holder may have been
- * descheduled. After LOCK_WAITS it gives up and the write is counted as a lock timeout.
- */
-const LOCK_SPINS = 256;
-const LOCK_WAITS = 2000;
-const LOCK_WAIT_MS = 0.05;
 /** A reader that keeps finding a slot mid-write treats it as not matching (a writer that died there must not stall forwarding). */
 const READ_RETRIES = 64;
 
@@ -146,11 +138,8 @@ export class MptcpTokenTable {
   readonly #mask: number;
   readonly #seed: number;
   readonly #header: Int32Array;
-  /** The word array holding H_LOCK: the header, or a private one in unsafeUnlocked mode. */
-  readonly #lockWords: Int32Array;
-  /** Atomics.wait needs a shared Int32Array; a private table is never contended. */
-  readonly #canWait: boolean;
-  readonly #writerId: number;
+  /** The writer lock: H_LOCK of the header, or a private word in unsafeUnlocked mode. */
+  readonly #writer: TableLock;
   readonly #seq: Int32Array;
   readonly #token: Uint32Array;
   readonly #backend: Int32Array;
@@ -183,7 +172,6 @@ export class MptcpTokenTable {
   #expired = 0;
   #hits = 0;
   #misses = 0;
-  #lockTimeouts = 0;
 
   /** Bytes of a table buffer for `capacity` slots. */
   static bytesFor(capacity: number): number {
@@ -219,23 +207,14 @@ export class MptcpTokenTable {
   static releaseLockOf(buffer: SharedArrayBuffer, writerId: number): boolean {
     const t = MptcpTokenTable.over(buffer, { writerId });
     const h = new Int32Array(buffer, 0, HEADER_WORDS);
-    if (Atomics.load(h, H_LOCK) !== writerId) return false;
+    if (!TableLock.heldBy(h, H_LOCK, writerId)) return false;
     t.#repairHeld();
-    return Atomics.compareExchange(h, H_LOCK, writerId, 0) === writerId;
+    return TableLock.release(h, H_LOCK, writerId);
   }
 
   /** The lock is held (by a dead writer, now ours): empty slots left mid-write, recount live entries. */
   #repairHeld(): void {
-    let live = 0;
-    for (let s = 0; s < this.capacity; s++) {
-      const q = this.#seq[s];
-      if ((q & 1) !== 0) {
-        this.#state[s] = 0;
-        Atomics.store(this.#seq, s, q + 1);
-      }
-      if (this.#state[s] !== 0) live++;
-    }
-    Atomics.store(this.#header, H_ACTIVE, live);
+    Atomics.store(this.#header, H_ACTIVE, repairMidWrite(this.#seq, this.#state, this.capacity));
   }
 
   constructor(options: MptcpTokenTableOptions) {
@@ -280,11 +259,7 @@ export class MptcpTokenTable {
     this.#state = new Int32Array(buffer, off, capacity);
     const unsafe = options.unsafeUnlocked === true;
     if (unsafe) this.#seq = new Int32Array(capacity);
-    this.#lockWords = unsafe ? new Int32Array(HEADER_WORDS) : this.#header;
-    const writerId = options.writerId ?? 1;
-    if (!Number.isInteger(writerId) || writerId < 1 || writerId > 0x7fffffff) throw new RangeError(`MptcpTokenTable: writerId must be an integer in 1..2^31-1, got ${writerId}`);
-    this.#writerId = writerId;
-    this.#canWait = !unsafe && buffer instanceof SharedArrayBuffer;
+    this.#writer = new TableLock(unsafe ? new Int32Array(HEADER_WORDS) : this.#header, H_LOCK, options.writerId ?? 1, 'MptcpTokenTable');
   }
 
   /** First slot of the token's probe window. */
@@ -306,9 +281,9 @@ export class MptcpTokenTable {
    * saw the connection's key) end with one entry, the second finds the first's under the lock.
    */
   learn(token: number, backendId: number, serviceIndex: number, version: number, nowMs: number): number {
-    if (!this.#lock()) return LEARN_BUSY;
+    if (!this.#writer.lock()) return LEARN_BUSY;
     const r = this.#learnLocked(token >>> 0, backendId, serviceIndex, version, nowMs);
-    this.#unlock();
+    this.#writer.unlock();
     return r;
   }
 
@@ -480,7 +455,7 @@ export class MptcpTokenTable {
   /** Removes the token's entry; false if it was not there (or the lock of a shared table could not be had). */
   remove(token: number): boolean {
     token = token >>> 0;
-    if (!this.#lock()) return false;
+    if (!this.#writer.lock()) return false;
     const mask = this.#mask;
     const start = this.bucketOf(token);
     let removed = false;
@@ -492,7 +467,7 @@ export class MptcpTokenTable {
         break;
       }
     }
-    this.#unlock();
+    this.#writer.unlock();
     return removed;
   }
 
@@ -507,13 +482,13 @@ export class MptcpTokenTable {
     let removed = 0;
     let s = Atomics.add(this.#header, H_SWEEP, n) & this.#mask;
     for (let i = 0; i < n; i++) {
-      if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs && this.#lock()) {
+      if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs && this.#writer.lock()) {
         if (this.#state[s] !== 0 && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
           this.#clear(s);
           this.#expired++;
           removed++;
         }
-        this.#unlock();
+        this.#writer.unlock();
       }
       s = (s + 1) & this.#mask;
     }
@@ -522,10 +497,10 @@ export class MptcpTokenTable {
 
   /** Empties the table (for every table over the buffer); counters other than `active` are kept. */
   clear(): void {
-    if (!this.#lock()) return;
+    if (!this.#writer.lock()) return;
     for (let s = 0; s < this.capacity; s++) if (this.#state[s] !== 0) this.#clear(s);
     Atomics.store(this.#header, H_SWEEP, 0);
-    this.#unlock();
+    this.#writer.unlock();
   }
 
   /** Live entries, for the control plane (owner sync) and `sluice flows`. Not for the hot path. */
@@ -577,7 +552,7 @@ export class MptcpTokenTable {
   }
   /** Writes given up because another writer held the lock of a shared table past the bound. */
   get lockTimeouts(): number {
-    return this.#lockTimeouts;
+    return this.#writer.timeouts;
   }
 
   #found(s: number): void {
@@ -589,33 +564,14 @@ export class MptcpTokenTable {
 
   /** A reader found `token` expired in `s`: remove it if the lock is free right now (else the sweep will); never waits. */
   #expireIfStill(s: number, token: number, nowMs: number): void {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) !== 0) return;
+    if (!this.#writer.tryLock()) return;
     if (this.#state[s] !== 0 && this.#token[s] === token && nowMs - this.#lastSeen[s] > this.idleTimeoutMs) {
       this.#clear(s);
       this.#expired++;
     }
-    this.#unlock();
+    this.#writer.unlock();
   }
 
-  #lock(): boolean {
-    if (Atomics.compareExchange(this.#lockWords, H_LOCK, 0, this.#writerId) === 0) return true;
-    return this.#lockContended();
-  }
-
-  #lockContended(): boolean {
-    const words = this.#lockWords;
-    for (let i = 0; i < LOCK_SPINS + LOCK_WAITS; i++) {
-      const holder = Atomics.load(words, H_LOCK);
-      if (holder === 0 && Atomics.compareExchange(words, H_LOCK, 0, this.#writerId) === 0) return true;
-      if (i >= LOCK_SPINS && this.#canWait && holder !== 0) Atomics.wait(words, H_LOCK, holder, LOCK_WAIT_MS);
-    }
-    this.#lockTimeouts++;
-    return false;
-  }
-
-  #unlock(): void {
-    Atomics.store(this.#lockWords, H_LOCK, 0);
-  }
 
   /** Empties slot `s`; the caller holds the lock. */
   #clear(s: number): void {

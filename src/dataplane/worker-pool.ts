@@ -135,6 +135,8 @@ export class WorkerPool {
     const origin: FlowTableOrigin = { attached: false, flows: 0, tokens: 0, note: '' };
     const next = (i: number): void => {
       if (i === this.count) {
+        // The group is whole, in worker order: now each flow hashes to the worker whose table has it.
+        if (this.count > 1) for (const l of this.#links) l?.post({ type: 'release' });
         this.#events.up({ type: 'ready', engine: this.#engine ?? init.engine, flowTable: origin });
         return;
       }
@@ -156,7 +158,7 @@ export class WorkerPool {
     next(0);
   }
 
-  #workerInit(index: number, attach: boolean): WorkerInit {
+  #workerInit(index: number, attach: boolean, held: boolean): WorkerInit {
     const init = this.#init as DataplaneInit;
     // A restarted worker takes the table file it left, with the generation in force now.
     const i: DataplaneInit = { ...init, spec: this.#spec ?? init.spec, flowTable: init.flowTable ? { path: init.flowTable.path, attach: init.flowTable.attach || attach } : undefined };
@@ -168,10 +170,15 @@ export class WorkerPool {
       counters: this.#countersBuffers[index],
       sharedTokens: this.#sharedTokens,
       sharedAffinity: this.#sharedAffinity,
+      held,
     };
   }
 
-  /** Start worker `index`; `started` sees its ready or fatal. */
+  /**
+   * Start worker `index`; `started` sees its ready or fatal. At the pool's start the workers
+   * join the fanout group held (WorkerInit.held) and are released once all have joined; a worker
+   * restarted alone (`attach`) takes its filter at once.
+   */
   #startWorker(index: number, started: (m: FromWorker) => void, attach = false): void {
     let starting = true;
     const onMessage = (m: FromWorker): void => {
@@ -182,7 +189,7 @@ export class WorkerPool {
       }
       this.#fromWorker(index, m);
     };
-    const w = this.#workerInit(index, attach);
+    const w = this.#workerInit(index, attach, this.count > 1 && !attach);
     if (this.count === 1) {
       const local = new PacketWorker(onMessage);
       this.#local = local;

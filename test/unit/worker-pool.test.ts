@@ -80,9 +80,14 @@ describe('worker pool with 3 stand-in worker threads', () => {
     return { up, notes, log: () => readFileSync(file, 'utf8').split('\n').filter(Boolean) };
   };
 
-  it('starts the workers one after the other in one fanout group; ready once all are', async () => {
+  it('starts the workers one after the other in one fanout group, each holding its capture; releases them once all have joined; ready once all are', async () => {
     const { up, log } = await start(false);
-    expect(log().filter((l) => l.includes(' init '))).toEqual(['0 init attach=false incarnation=1 fanout=true', '1 init attach=false incarnation=1 fanout=true', '2 init attach=false incarnation=1 fanout=true']);
+    expect(log().filter((l) => l.includes(' init '))).toEqual(['0 init attach=false incarnation=1 fanout=true held', '1 init attach=false incarnation=1 fanout=true held', '2 init attach=false incarnation=1 fanout=true held']);
+    // Released only after the last one joined: no worker captures while the group is incomplete.
+    await until('released', () => (log().filter((l) => l.endsWith(' release')).length === 3 ? true : undefined));
+    const l = log();
+    const lastInit = l.indexOf('2 init attach=false incarnation=1 fanout=true held');
+    expect(l.filter((x) => x.endsWith(' release')).every((x) => l.indexOf(x) > lastInit), l.join('\n')).toBe(true);
     const ready = up.find((m) => m.type === 'ready');
     expect(ready?.type === 'ready' && ready.flowTable.flows).toBe(0 + 1 + 2);
   });

@@ -8,6 +8,7 @@
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { expect } from 'vitest';
 import { Lab, VIP4, type ConfigService, type LoadRun } from '../../scripts/lab/topology.js';
@@ -69,11 +70,15 @@ export class RestartRig {
     this.#dataplane = dataplane;
   }
 
-  /** Topology "stick" with 6 backends (echo, HTTP and MPTCP peer servers on each), a client with two paths. */
+  /**
+   * Topology "stick" with 6 backends (echo, HTTP and MPTCP peer servers on each), a client with
+   * two paths; lab run ids "rw" and two random characters (restart suites' namespaces are told apart).
+   */
   static async create(dataplane?: Record<string, unknown>): Promise<RestartRig> {
     ensureBuilt();
     if (!existsSync('/proc/sys/net/mptcp/enabled')) throw new Error('this kernel has no MPTCP (/proc/sys/net/mptcp missing)');
-    const lab = await Lab.create({ backends: 6, mode: 'stick', clientPaths: 2, ipv6: false });
+    const runId = `rw${randomBytes(2).reduce((id, b) => id + (b % 36).toString(36), '')}`;
+    const lab = await Lab.create({ backends: 6, mode: 'stick', clientPaths: 2, ipv6: false, runId });
     const dir = lab.describe().runDir;
     await startPeerServers(lab, dir);
     return new RestartRig(lab, rebuiltCopy(dir), dataplane);

@@ -57,12 +57,19 @@ export type ToWorker =
   /** Leave the fanout group / join it again (behind a restarted worker, to keep the kernel's member order). */
   | { type: 'leave' }
   | { type: 'rejoin' }
+  /** Hold the capture (see WorkerInit.held) while the group is being rebuilt behind a restarted worker. */
+  | { type: 'hold' }
   /** Every worker has joined the group: take the filter in force (see WorkerInit.held). */
   | { type: 'release' }
   | { type: 'stop' };
 
 /** Worker -> pool: the data plane's answers, plus `stopped` and the answer to `publish`. */
-export type FromWorker = Exclude<FromDataplane, { type: 'hello' | 'counters' | 'handed-over' | 'superseded' }> | { type: 'stopped'; flows: number } | { type: 'published'; gather: number };
+export type FromWorker =
+  | Exclude<FromDataplane, { type: 'hello' | 'counters' | 'handed-over' | 'superseded' }>
+  | { type: 'stopped'; flows: number }
+  | { type: 'published'; gather: number }
+  /** The answer to `rejoin`: this worker's socket is in the group again (the pool rejoins the next one after it). */
+  | { type: 'rejoined' };
 
 /** Each worker's flow table: its share of flowTable.capacity plus 1/8 for the fanout hash's imbalance. */
 export function workerFlowCapacity(capacity: number, count: number): number {
@@ -174,6 +181,12 @@ export class PacketWorker {
           break;
         case 'rejoin':
           if (!this.#engine && !this.#stopped) this.#openEngine();
+          this.#up({ type: 'rejoined' });
+          break;
+        case 'hold':
+          if (this.#held) break;
+          this.#held = true;
+          this.#engine?.setFilter(HOLD_FILTER);
           break;
         case 'release':
           if (!this.#held) break;

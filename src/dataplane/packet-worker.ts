@@ -36,7 +36,17 @@ export interface WorkerInit {
   /** Tables shared by all workers (absent: the worker's own). */
   sharedTokens?: SharedArrayBuffer;
   sharedAffinity?: SharedArrayBuffer;
+  /**
+   * Join the fanout group holding the capture (a filter that passes nothing) until `release`:
+   * while the group is incomplete the kernel hashes flows over fewer members, and a worker
+   * that saw another's flow would create it anew from the table pick (another backend where
+   * the pick moved since: the connection breaks). Held, such frames drop and TCP resends them.
+   */
+  held?: boolean;
 }
+
+/** A capture filter that passes no frame (pcap: "length <= 0"). */
+export const HOLD_FILTER = 'less 0';
 
 /** Pool -> worker: the data plane's requests, plus a stop (shutdown or handover) answered by `stopped`. */
 export type ToWorker =
@@ -47,10 +57,19 @@ export type ToWorker =
   /** Leave the fanout group / join it again (behind a restarted worker, to keep the kernel's member order). */
   | { type: 'leave' }
   | { type: 'rejoin' }
+  /** Hold the capture (see WorkerInit.held) while the group is being rebuilt behind a restarted worker. */
+  | { type: 'hold' }
+  /** Every worker has joined the group: take the filter in force (see WorkerInit.held). */
+  | { type: 'release' }
   | { type: 'stop' };
 
 /** Worker -> pool: the data plane's answers, plus `stopped` and the answer to `publish`. */
-export type FromWorker = Exclude<FromDataplane, { type: 'hello' | 'counters' | 'handed-over' | 'superseded' }> | { type: 'stopped'; flows: number } | { type: 'published'; gather: number };
+export type FromWorker =
+  | Exclude<FromDataplane, { type: 'hello' | 'counters' | 'handed-over' | 'superseded' }>
+  | { type: 'stopped'; flows: number }
+  | { type: 'published'; gather: number }
+  /** The answer to `rejoin`: this worker's socket is in the group again (the pool rejoins the next one after it). */
+  | { type: 'rejoined' };
 
 /** Each worker's flow table: its share of flowTable.capacity plus 1/8 for the fanout hash's imbalance. */
 export function workerFlowCapacity(capacity: number, count: number): number {
@@ -68,6 +87,8 @@ export class PacketWorker {
   #worker: WorkerInit | null = null;
   #engine: CaptureEngine | null = null;
   #filter = '';
+  /** The capture passes nothing yet (WorkerInit.held) until `release`. */
+  #held = false;
   #timers: NodeJS.Timeout[] = [];
   #stopped = false;
   /** Where frames released after an owner query are built before they are sent. */
@@ -160,6 +181,17 @@ export class PacketWorker {
           break;
         case 'rejoin':
           if (!this.#engine && !this.#stopped) this.#openEngine();
+          this.#up({ type: 'rejoined' });
+          break;
+        case 'hold':
+          if (this.#held) break;
+          this.#held = true;
+          this.#engine?.setFilter(HOLD_FILTER);
+          break;
+        case 'release':
+          if (!this.#held) break;
+          this.#held = false;
+          this.#engine?.setFilter(this.#filter);
           break;
         case 'stop':
           this.stop();
@@ -217,6 +249,7 @@ export class PacketWorker {
     forwarder.setFragmentRelease(this.#fragmentTx, this.#fragmentSend);
     this.#worker = w;
     this.#filter = init.spec.filter;
+    this.#held = w.held === true;
     const engine = this.#openEngine();
     this.#timers.push(setInterval(() => forwarder.tick(Date.now(), SWEEP_SLOTS_PER_TICK), SWEEP_INTERVAL_MS));
     this.#timers.push(setInterval(() => this.#captureStats(), COUNTER_PUBLISH_MS));
@@ -255,7 +288,7 @@ export class PacketWorker {
       forwarder,
       interface: init.interface,
       egressInterface: init.egressInterface,
-      filter: this.#filter,
+      filter: this.#held ? HOLD_FILTER : this.#filter,
       // The configured buffer is the data plane's: each worker's ring holds its share.
       bufferBytes: Math.max(1 << 20, Math.floor(init.bufferBytes / w.count)),
       batchSize: init.batchSize,
@@ -279,9 +312,10 @@ export class PacketWorker {
   #apply(requestId: number, spec: DataplaneSpec): void {
     const forwarder = this.#forwarder;
     if (!forwarder) return;
-    // A worker out of the fanout group for a moment (leave) takes the filter when it rejoins.
+    // A worker out of the fanout group for a moment (leave) takes the filter when it rejoins;
+    // a held one when it is released.
     if (spec.filter !== this.#filter) {
-      this.#engine?.setFilter(spec.filter);
+      if (!this.#held) this.#engine?.setFilter(spec.filter);
       this.#filter = spec.filter;
     }
     forwarder.apply(spec);

@@ -16,7 +16,8 @@
  * worker threads (worker-thread.ts), one PACKET_FANOUT_HASH group on the interface. A worker
  * thread that dies is started again on its own flow table (the shared file keeps its flows);
  * the workers after it rejoin the group behind it so the kernel's member order, and with it
- * which worker each flow hashes to, is the order it had.
+ * which worker each flow hashes to, is the order it had. Whenever the group is incomplete (the
+ * start, a restart) every worker holds its capture: no worker is handed another's flows.
  */
 import { Worker } from 'node:worker_threads';
 import { COUNTER_LENGTH, DROPS_BASE, G, WORKER_FIGURE, WORKER_FIGURES, usedLength } from './contract/counters.js';
@@ -79,6 +80,12 @@ export class WorkerPool {
   #restarts: number[][];
   /** Per worker: what its `stopped` answer settles. */
   readonly #stopWaits = new Map<number, () => void>();
+  /** Per worker: what its `rejoined` answer settles. */
+  readonly #rejoinWaits = new Map<number, () => void>();
+  /** Worker restarts under way: the workers stay held until none is. */
+  #rebuilding = 0;
+  /** Every worker has joined the group once (the start sequence is over). */
+  #started = false;
   #local: PacketWorker | null = null;
 
   constructor(count: number, events: PoolEvents) {
@@ -135,6 +142,9 @@ export class WorkerPool {
     const origin: FlowTableOrigin = { attached: false, flows: 0, tokens: 0, note: '' };
     const next = (i: number): void => {
       if (i === this.count) {
+        // The group is whole, in worker order: now each flow hashes to the worker whose table has it.
+        this.#started = true;
+        if (this.count > 1 && this.#rebuilding === 0) for (const l of this.#links) l?.post({ type: 'release' });
         this.#events.up({ type: 'ready', engine: this.#engine ?? init.engine, flowTable: origin });
         return;
       }
@@ -156,7 +166,7 @@ export class WorkerPool {
     next(0);
   }
 
-  #workerInit(index: number, attach: boolean): WorkerInit {
+  #workerInit(index: number, attach: boolean, held: boolean): WorkerInit {
     const init = this.#init as DataplaneInit;
     // A restarted worker takes the table file it left, with the generation in force now.
     const i: DataplaneInit = { ...init, spec: this.#spec ?? init.spec, flowTable: init.flowTable ? { path: init.flowTable.path, attach: init.flowTable.attach || attach } : undefined };
@@ -168,10 +178,15 @@ export class WorkerPool {
       counters: this.#countersBuffers[index],
       sharedTokens: this.#sharedTokens,
       sharedAffinity: this.#sharedAffinity,
+      held,
     };
   }
 
-  /** Start worker `index`; `started` sees its ready or fatal. */
+  /**
+   * Start worker `index`; `started` sees its ready or fatal. With more than one worker it joins
+   * the fanout group held (WorkerInit.held), released once the whole group has joined (at the
+   * pool's start, or after a restart).
+   */
   #startWorker(index: number, started: (m: FromWorker) => void, attach = false): void {
     let starting = true;
     const onMessage = (m: FromWorker): void => {
@@ -182,7 +197,7 @@ export class WorkerPool {
       }
       this.#fromWorker(index, m);
     };
-    const w = this.#workerInit(index, attach);
+    const w = this.#workerInit(index, attach, this.count > 1);
     if (this.count === 1) {
       const local = new PacketWorker(onMessage);
       this.#local = local;
@@ -210,8 +225,10 @@ export class WorkerPool {
 
   /**
    * A worker thread died: start it again on its own flow table. The kernel filled its place in
-   * the fanout group with the last member; the workers after it leave and rejoin in order behind
-   * it, so each flow hashes to the worker it hashed to before.
+   * the fanout group with the last member; the workers after it leave and rejoin one after the
+   * other behind it, so each flow hashes to the worker it hashed to before. Meanwhile every
+   * worker holds its capture (WorkerInit.held): in the incomplete group a worker would be handed
+   * flows of another and create them anew from the table pick. Released once all are back.
    */
   #restart(index: number, code: number): void {
     const now = Date.now();
@@ -219,6 +236,8 @@ export class WorkerPool {
     this.#restarts[index] = recent;
     if (recent.length >= MAX_RESTARTS) {
       this.#events.note(`worker ${index} exited (code ${code}) ${recent.length} times within ${RESTART_WINDOW_MS / 1000} s: not restarted`);
+      // Forward with the workers left rather than hold them for good.
+      if (this.#rebuilding === 0 && this.#started) for (const l of this.#links) l?.post({ type: 'release' });
       return;
     }
     recent.push(now);
@@ -227,14 +246,40 @@ export class WorkerPool {
     // written: free the lock and empty the slot before anyone waits on it.
     if (this.#sharedTokens) MptcpTokenTable.releaseLockOf(this.#sharedTokens, index + 1);
     if (this.#sharedAffinity) AffinityTable.releaseLockOf(this.#sharedAffinity, index + 1);
+    this.#rebuilding++;
+    for (const l of this.#links) l?.post({ type: 'hold' });
     const after: number[] = [];
     for (let j = index + 1; j < this.count; j++) if (this.#links[j]) after.push(j);
     for (const j of after) this.#links[j]?.post({ type: 'leave' });
+    const rejoin = (k: number): void => {
+      if (k === after.length) {
+        if (--this.#rebuilding === 0 && this.#started && !this.#stopping) for (const l of this.#links) l?.post({ type: 'release' });
+        return;
+      }
+      const j = after[k];
+      const link = this.#links[j];
+      if (!link) {
+        rejoin(k + 1);
+        return;
+      }
+      // The next one joins only once this one is in: the kernel's member order is the join order.
+      let answered = false;
+      const next = (): void => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        this.#rejoinWaits.delete(j);
+        rejoin(k + 1);
+      };
+      const timer = setTimeout(next, GATHER_MS);
+      this.#rejoinWaits.set(j, next);
+      link.post({ type: 'rejoin' });
+    };
     this.#startWorker(
       index,
       (m) => {
         if (m.type === 'fatal') this.#events.note(`worker ${index} could not restart: ${m.message}`);
-        for (const j of after) this.#links[j]?.post({ type: 'rejoin' });
+        rejoin(0);
       },
       true,
     );
@@ -354,6 +399,9 @@ export class WorkerPool {
         break;
       case 'stopped':
         this.#stopWaits.get(index)?.();
+        break;
+      case 'rejoined':
+        this.#rejoinWaits.get(index)?.();
         break;
       case 'ready':
       case 'fatal':

@@ -4,7 +4,8 @@
  * generation answered once all applied, flows joined with their worker, owner-query ids made
  * unique and the answer routed back, counters summed from the workers' shared buffers, a crashed
  * worker restarted on its table with the workers after it leaving and rejoining the fanout
- * group behind it, and a stop that waits for every worker.
+ * group behind it (every worker holding its capture until the group is whole), and a stop that
+ * waits for every worker.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,9 +81,14 @@ describe('worker pool with 3 stand-in worker threads', () => {
     return { up, notes, log: () => readFileSync(file, 'utf8').split('\n').filter(Boolean) };
   };
 
-  it('starts the workers one after the other in one fanout group; ready once all are', async () => {
+  it('starts the workers one after the other in one fanout group, each holding its capture; releases them once all have joined; ready once all are', async () => {
     const { up, log } = await start(false);
-    expect(log().filter((l) => l.includes(' init '))).toEqual(['0 init attach=false incarnation=1 fanout=true', '1 init attach=false incarnation=1 fanout=true', '2 init attach=false incarnation=1 fanout=true']);
+    expect(log().filter((l) => l.includes(' init '))).toEqual(['0 init attach=false incarnation=1 fanout=true held', '1 init attach=false incarnation=1 fanout=true held', '2 init attach=false incarnation=1 fanout=true held']);
+    // Released only after the last one joined: no worker captures while the group is incomplete.
+    await until('released', () => (log().filter((l) => l.endsWith(' release')).length === 3 ? true : undefined));
+    const l = log();
+    const lastInit = l.indexOf('2 init attach=false incarnation=1 fanout=true held');
+    expect(l.filter((x) => x.endsWith(' release')).every((x) => l.indexOf(x) > lastInit), l.join('\n')).toBe(true);
     const ready = up.find((m) => m.type === 'ready');
     expect(ready?.type === 'ready' && ready.flowTable.flows).toBe(0 + 1 + 2);
   });
@@ -121,19 +127,26 @@ describe('worker pool with 3 stand-in worker threads', () => {
     expect(workerFigures(s.workers ?? new Float64Array(0)).map((w) => w.flows)).toEqual([10, 11, 12]);
   });
 
-  it('a crashed worker is restarted on its own flow table; the workers after it leave the group before and rejoin behind it', async () => {
+  it('a crashed worker is restarted on its own flow table, all holding their capture; the workers after it leave the group before and rejoin behind it; all released after', async () => {
     const { notes, log } = await start(true);
     await until('restart', () => log().find((l) => l.startsWith('1 init') && l.includes('incarnation=2')));
-    await until('rejoin', () => log().find((l) => l === '2 rejoin'));
+    // The second release of worker 0 and 2: after the group was rebuilt.
+    await until('released again', () => (log().filter((l) => l === '0 release' || l === '2 release').length === 4 ? true : undefined));
     const l = log();
     expect(notes.some((n) => n.includes('worker 1 exited') && n.includes('restarting'))).toBe(true);
-    const leave = l.indexOf('2 leave');
+    const at = (line: string, from = 0): number => l.indexOf(line, from);
     const again = l.findIndex((x) => x.startsWith('1 init') && x.includes('incarnation=2'));
-    const rejoin = l.indexOf('2 rejoin');
-    expect(leave).toBeGreaterThanOrEqual(0);
-    expect(l[again]).toBe('1 init attach=true incarnation=2 fanout=true');
-    expect(leave < again && again < rejoin, l.join('\n')).toBe(true);
-    // Worker 0, before it in the group, is not disturbed.
+    expect(l[again]).toBe('1 init attach=true incarnation=2 fanout=true held');
+    // Every survivor holds before the restarted worker joins; the one after it left before and rejoins behind it.
+    const hold0 = at('0 hold');
+    const hold2 = at('2 hold');
+    const leave = at('2 leave');
+    const rejoin = at('2 rejoin');
+    expect(hold0 >= 0 && hold0 < again && hold2 >= 0 && hold2 < leave && leave < again && again < rejoin, l.join('\n')).toBe(true);
+    // Released only once the group is whole again.
+    const lastRelease = (w: number): number => l.lastIndexOf(`${w} release`);
+    expect([0, 1, 2].every((w) => lastRelease(w) > rejoin), l.join('\n')).toBe(true);
+    // Worker 0, before it in the group, stays a member: it only holds.
     expect(l.filter((x) => x.startsWith('0 ')).every((x) => !x.includes('leave') && !x.includes('rejoin'))).toBe(true);
   });
 

@@ -23,7 +23,8 @@
  * Each slot's control byte: bits 0-1 the state (empty, active, closing), bit 2 half-open, bits 3-4
  * the MPTCP token state, bit 5 IPv6. The key is the source address (4 words; IPv4 uses the
  * first), ports, protocol, family, and an index into the destination table (flow-destinations.ts).
- * Memory: FLOW_BYTES_PER_SLOT (54) bytes per slot, about 57.5 bytes per flow of capacity.
+ * Memory: FLOW_BYTES_PER_SLOT (54) bytes per slot plus 4 bytes of occupancy summary per 128 slots
+ * (flow-layout.ts), about 57.6 bytes per flow of capacity.
  *
  * Entries move between buckets on insert, so a slot number is valid only until the next insert,
  * except for an entry whose backend is below -1 (a caller's placeholder, such as an owner query in

@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
+// --max-semi-space-size=1: V8 grows the young generation up to 16 MiB per semi-space by default;
+// capped at 1 MiB the idle control process measured about 11 MB less resident (README, flow table, "Idle memory").
 /**
  * sluice run | check | status | backends | flows | explain | drain | undrain | weight | reload | restart
  *

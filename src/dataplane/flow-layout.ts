@@ -13,6 +13,14 @@
  *   f64[H64.*] epoch (wall-clock ms of relative time 0), the clock last seen, and the counters.
  * A layout change that an older reader would misread must bump FLOW_LAYOUT_VERSION.
  *
+ * Version 2 added the occupancy summary (chunkLive): live entries per chunk of FLOW_CHUNK_SLOTS
+ * consecutive slots, so scans (the expiry sweep, listings) skip chunks with no entry without
+ * reading their slots. Reading a slot of a mapped file faults its page in (a file hole becomes a
+ * page-cache page), so before it an idle data plane's sweep made most of the table resident.
+ * Writers keep a chunk's count at or above its true count at every instant (count up before a slot
+ * is filled, down after it is emptied): a table left by a process that died mid-update never
+ * hides an entry, and an attaching process recounts the chunks whose count is not zero.
+ *
  * Times in the slots are u32 milliseconds relative to the epoch, compared as signed 32-bit
  * differences: a table is valid across processes as long as every caller passes wall-clock
  * (Date.now()-based) times, and an entry's idle time is only ever compared against timeouts far
@@ -20,7 +28,7 @@
  */
 
 export const FLOW_MAGIC = 0x31544c46; // "FLT1" in little-endian bytes; a big-endian reader sees another value
-export const FLOW_LAYOUT_VERSION = 1;
+export const FLOW_LAYOUT_VERSION = 2;
 export const FLOW_HEADER_BYTES = 256;
 
 /** Slots per bucket; a flow may live in either of its two buckets. */
@@ -29,6 +37,13 @@ export const FLOW_BUCKET_SLOTS = 8;
 export const FLOW_STASH_SLOTS = 16;
 /** Most distinct destination addresses with live flows (flows go to VIPs, so this is far above need). */
 export const FLOW_MAX_DESTINATIONS = 8192;
+
+/**
+ * Slots per occupancy-summary chunk (a power of two): 128 slots span 4.5 KiB of records, a little
+ * over a page, so an idle table's scans touch only the summary (4 bytes per chunk).
+ */
+export const FLOW_CHUNK_SHIFT = 7;
+export const FLOW_CHUNK_SLOTS = 1 << FLOW_CHUNK_SHIFT;
 
 /** Header word indexes (Uint32Array over the header). */
 export const H32 = {
@@ -84,7 +99,7 @@ export const R_LAST = 6;
 export const R_BACKEND = 7;
 export const R_TTOUCH = 8;
 
-/** Bytes per slot over all per-slot arrays (see FlowViews). */
+/** Bytes per slot over all per-slot arrays (see FlowViews); the occupancy summary adds 4 bytes per FLOW_CHUNK_SLOTS slots. */
 export const FLOW_BYTES_PER_SLOT = 4 + R * 4 + 4 + 4 + 4 + 2;
 /** Bytes per destination entry: address words, reference count, family. */
 export const FLOW_BYTES_PER_DESTINATION = 16 + 4 + 1;
@@ -106,6 +121,11 @@ export function slotCount(g: FlowGeometry): number {
   return g.buckets * g.bucketSlots + g.stashSlots + 1;
 }
 
+/** Occupancy-summary chunks covering every slot (the discard slot included). */
+export function chunkCount(g: FlowGeometry): number {
+  return (slotCount(g) + FLOW_CHUNK_SLOTS - 1) >>> FLOW_CHUNK_SHIFT;
+}
+
 function align8(n: number): number {
   return (n + 7) & ~7;
 }
@@ -120,6 +140,7 @@ function plan(g: FlowGeometry): { arrays: Record<keyof FlowViewArrays, ArrayPlan
   const n = slotCount(g);
   const d = g.destinations + 1; // + the discard slot's scratch destination
   const sizes: [keyof FlowViewArrays, number, number][] = [
+    ['chunkLive', chunkCount(g), 4],
     ['hash', n, 4],
     ['rec', n * R, 4],
     ['created', n, 4],
@@ -147,6 +168,8 @@ export function layoutBytes(g: FlowGeometry): number {
 
 /** Per-slot arrays, all views over the one buffer. */
 export interface FlowViewArrays {
+  /** Live entries per chunk of FLOW_CHUNK_SLOTS slots (never below the true count; see the header comment). */
+  chunkLive: Uint32Array;
   /** The flow hash: fingerprint on lookup, and how a moved entry finds its other bucket. */
   hash: Uint32Array;
   /** The hot record, R words per slot (R_* offsets). */
@@ -174,6 +197,7 @@ export function viewsOver(buffer: ArrayBufferLike, g: FlowGeometry): FlowViews {
   return {
     h32: new Uint32Array(buffer, 0, H64_BASE / 4),
     h64: new Float64Array(buffer, H64_BASE, H64_COUNT),
+    chunkLive: new Uint32Array(buffer, a.chunkLive.offset, a.chunkLive.length),
     hash: new Uint32Array(buffer, a.hash.offset, a.hash.length),
     rec: new Uint32Array(buffer, a.rec.offset, a.rec.length),
     created: new Uint32Array(buffer, a.created.offset, a.created.length),

@@ -152,6 +152,7 @@ export function insertFlow(
       if (target < 0) t.dest.release(d);
     }
     if (target >= 0) {
+      t.occupy(target);
       hd[H64.size]++;
       if (target >= t.stashBase) t.h32[H32.stashUsed]++;
       t.setKeyMeta(target, p.protocol, d);

@@ -5,7 +5,7 @@
  * moving entries with their counts. Per-packet: allocates nothing, never throws.
  */
 import { IPPROTO_TCP, type ParsedPacket } from '../packet/parsed-packet.js';
-import { R, R_LAST, R_META, R_PORTS, FLOW_BUCKET_SLOTS, H32, H64, type FlowGeometry, type FlowViews } from './flow-layout.js';
+import { R, R_LAST, R_META, R_PORTS, FLOW_BUCKET_SLOTS, FLOW_CHUNK_SHIFT, FLOW_CHUNK_SLOTS, H32, H64, type FlowGeometry, type FlowViews } from './flow-layout.js';
 import { FlowDestinations } from './flow-destinations.js';
 import {
   CTL_HALF_OPEN,
@@ -46,6 +46,10 @@ export class FlowSlots {
   readonly generation: Uint32Array;
   readonly token: Uint32Array;
   readonly service: Uint16Array;
+  /** Live entries per chunk of FLOW_CHUNK_SLOTS slots (flow-layout.ts): scans skip a chunk at 0. */
+  readonly chunkLive: Uint32Array;
+  /** Chunks whose slots a scan (sweep, iteration, clear, recount) has read: tests and diagnostics. */
+  chunksRead = 0;
   readonly destAddr: Uint32Array;
   readonly dest: FlowDestinations;
   readonly buckets: number;
@@ -69,6 +73,7 @@ export class FlowSlots {
     this.generation = v.generation;
     this.token = v.token;
     this.service = v.service;
+    this.chunkLive = v.chunkLive;
     this.destAddr = v.destAddr;
     this.dest = new FlowDestinations(v, g.destinations);
     this.buckets = g.buckets;
@@ -196,6 +201,7 @@ export class FlowSlots {
     if ((c & CTL_HALF_OPEN) !== 0) h[H64.halfOpen]--;
     this.dest.release(this.dstOf(s));
     this.setCtl(s, FLOW_EMPTY);
+    this.chunkLive[s >>> FLOW_CHUNK_SHIFT]--; // after the slot is empty: the count never drops below the truth
     h[H64.size]--;
     if (s >= this.stashBase) this.h32[H32.stashUsed]--;
   }
@@ -233,6 +239,7 @@ export class FlowSlots {
 
   /** Copy the entry at `from` into the empty slot `to` and free `from` (counts unchanged). */
   move(from: number, to: number): void {
+    this.chunkLive[to >>> FLOW_CHUNK_SHIFT]++; // before the copy fills `to`
     this.hash[to] = this.hash[from];
     this.rec.copyWithin(to * R, from * R, from * R + R);
     this.created[to] = this.created[from];
@@ -240,27 +247,73 @@ export class FlowSlots {
     this.token[to] = this.token[from];
     this.service[to] = this.service[from];
     this.setCtl(from, FLOW_EMPTY);
+    this.chunkLive[from >>> FLOW_CHUNK_SHIFT]--;
     this.h64[H64.relocations]++;
   }
 
   /**
+   * Count a slot about to be filled (before its control byte says occupied), so the chunk's count
+   * never drops below the truth. Per insert: one increment.
+   */
+  occupy(s: number): void {
+    this.chunkLive[s >>> FLOW_CHUNK_SHIFT]++;
+  }
+
+  /** First slot of chunk k and the end of its slots flows can occupy. */
+  chunkEnd(k: number): number {
+    const end = (k + 1) << FLOW_CHUNK_SHIFT;
+    return end < this.slots ? end : this.slots;
+  }
+
+  /** Chunks holding slots flows can occupy. */
+  get chunks(): number {
+    return (this.slots + FLOW_CHUNK_SLOTS - 1) >>> FLOW_CHUNK_SHIFT;
+  }
+
+  /**
+   * Make every chunk's count exact (an attached table: its writer may have died between a count
+   * and the slot it counts). Only chunks whose count is not zero are read: a zero is never wrong.
+   */
+  recount(): void {
+    const live = this.chunkLive;
+    for (let k = 0, n = this.chunks; k < n; k++) {
+      if (live[k] === 0) continue;
+      this.chunksRead++;
+      let c = 0;
+      for (let s = k << FLOW_CHUNK_SHIFT, end = this.chunkEnd(k); s < end; s++) if ((this.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY) c++;
+      live[k] = c;
+    }
+  }
+
+  /**
    * Timer work: examine up to maxSlots slots from where the last sweep stopped, free the
-   * expired ones and return how many. A full pass takes slots / maxSlots calls.
+   * expired ones and return how many. A full pass takes slots / maxSlots calls. The slots of a
+   * chunk with no entry count as examined without being read (an idle table stays unread).
    */
   sweep(nowMs: number, maxSlots: number): number {
     const total = this.slots;
     const now = this.rel(nowMs);
     this.h64[H64.clockMs] = nowMs;
-    const n = maxSlots < total ? maxSlots : total;
+    const live = this.chunkLive;
+    let n = maxSlots < total ? maxSlots : total;
     let c = this.h32[H32.sweepCursor];
     if (c >= total) c = 0;
     let expired = 0;
-    for (let i = 0; i < n; i++) {
-      if ((this.ctlOf(c) & STATE_MASK) !== FLOW_EMPTY && this.expired(c, now)) {
-        this.expire(c);
-        expired++;
+    while (n > 0) {
+      const k = c >>> FLOW_CHUNK_SHIFT;
+      const chunkEnd = this.chunkEnd(k);
+      const end = chunkEnd - c < n ? chunkEnd : c + n;
+      n -= end - c;
+      if (live[k] !== 0) {
+        this.chunksRead++;
+        for (let s = c; s < end; s++) {
+          if ((this.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && this.expired(s, now)) {
+            this.expire(s);
+            expired++;
+          }
+        }
       }
-      c = c + 1 === total ? 0 : c + 1;
+      c = end === total ? 0 : end;
     }
     this.h32[H32.sweepCursor] = c;
     return expired;

@@ -23,7 +23,8 @@
  * Each slot's control byte: bits 0-1 the state (empty, active, closing), bit 2 half-open, bits 3-4
  * the MPTCP token state, bit 5 IPv6. The key is the source address (4 words; IPv4 uses the
  * first), ports, protocol, family, and an index into the destination table (flow-destinations.ts).
- * Memory: FLOW_BYTES_PER_SLOT (54) bytes per slot, about 57.5 bytes per flow of capacity.
+ * Memory: FLOW_BYTES_PER_SLOT (54) bytes per slot plus 4 bytes of occupancy summary per 128 slots
+ * (flow-layout.ts), about 57.6 bytes per flow of capacity.
  *
  * Entries move between buckets on insert, so a slot number is valid only until the next insert,
  * except for an entry whose backend is below -1 (a caller's placeholder, such as an owner query in
@@ -42,7 +43,7 @@
  */
 import { flowHashFromKey } from '../hash/murmur3.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type ParsedPacket } from '../packet/parsed-packet.js';
-import { R, R_BACKEND, R_LAST, R_TTOUCH, H32, H64, layoutBytes, readGeometry } from './flow-layout.js';
+import { R, R_BACKEND, R_LAST, R_TTOUCH, FLOW_CHUNK_SHIFT, H32, H64, layoutBytes, readGeometry } from './flow-layout.js';
 import { CTL_HALF_OPEN, CTL_V6, FLOW_ACTIVE, FLOW_CLOSING, FLOW_EMPTY, FLOW_KIND_HALF_OPEN, FLOW_KIND_OTHER } from './flow-entry.js';
 import { FLOW_TOKEN_HELD, STATE_MASK, TOKEN_MASK, TOKEN_SHIFT, type FlowEntryInfo, type FlowTableOptions, type FlowTimeouts } from './flow-entry.js';
 import { ATTACH_CLOCK_LIMIT_MS, geometryFor, openFlowBuffer, roundUpPow2 } from './flow-open.js';
@@ -50,7 +51,7 @@ import { FlowSlots } from './flow-slots.js';
 import { findFlow, insertFlow, lookupFlow } from './flow-placement.js';
 import { describeFlow, writeFlowKey } from './flow-describe.js';
 
-export { FLOW_BUCKET_SLOTS, FLOW_BYTES_PER_SLOT, FLOW_LAYOUT_VERSION, FLOW_STASH_SLOTS, FLOW_MAX_DESTINATIONS } from './flow-layout.js';
+export { FLOW_BUCKET_SLOTS, FLOW_BYTES_PER_SLOT, FLOW_CHUNK_SLOTS, FLOW_LAYOUT_VERSION, FLOW_STASH_SLOTS, FLOW_MAX_DESTINATIONS } from './flow-layout.js';
 // Everything a table's user needs is exported from here, as before the table was split.
 export { FLOW_EMPTY, FLOW_ACTIVE, FLOW_CLOSING, FLOW_KIND_HALF_OPEN, FLOW_KIND_ESTABLISHED, FLOW_KIND_CLOSING } from './flow-entry.js';
 export { FLOW_KIND_OTHER, FLOW_KIND_NAMES, FLOW_TOKEN_NONE, FLOW_TOKEN_HELD, FLOW_TOKEN_COLLIDED, FLOW_MAX_CAPACITY } from './flow-entry.js';
@@ -112,6 +113,7 @@ export class FlowTable {
     h[H32.halfOpenLimit] = this.halfOpenLimit;
     if (options.hashSeed !== undefined) this.setHashSeed(options.hashSeed);
     if (options.attach !== undefined) {
+      this.#t.recount();
       const now = options.epochMs ?? Date.now();
       if (Math.abs(now - this.#h64[H64.clockMs]) >= ATTACH_CLOCK_LIMIT_MS) this.clear();
     }
@@ -313,10 +315,18 @@ export class FlowTable {
     this.#t.release(slot);
   }
 
-  /** Forget every flow (counters other than size and half-open are kept). */
+  /** Forget every flow (counters other than size and half-open are kept). Reads only chunks that hold entries. */
   clear(): void {
-    this.#rec.fill(0);
-    this.#t.dest.clear();
+    const t = this.#t;
+    const live = t.chunkLive;
+    for (let k = 0, n = t.chunks; k < n; k++) {
+      if (live[k] === 0) continue;
+      t.chunksRead++;
+      this.#rec.fill(0, (k << FLOW_CHUNK_SHIFT) * R, t.chunkEnd(k) * R);
+      live[k] = 0;
+    }
+    this.#rec.fill(0, this.discardSlot * R, (this.discardSlot + 1) * R);
+    t.dest.clear();
     this.#h64[H64.size] = 0;
     this.#h64[H64.halfOpen] = 0;
     this.#h32[H32.stashUsed] = 0;
@@ -334,27 +344,48 @@ export class FlowTable {
   /**
    * Call cb(slot) for every occupied slot; with nowMs, skip entries whose timeout has passed.
    * cb may remove() or setBackend() the slot it is given, but must not insert. Control side.
+   * Chunks with no entry are skipped unread (the occupancy summary).
    */
   forEachSlot(cb: (slot: number) => void, nowMs?: number): void {
     const t = this.#t;
+    const live = t.chunkLive;
     const now = nowMs === undefined ? 0 : t.rel(nowMs);
-    for (let slot = 0; slot < this.slots; slot++) {
-      if ((t.ctlOf(slot) & STATE_MASK) === FLOW_EMPTY) continue;
-      if (nowMs !== undefined && t.expired(slot, now)) continue;
-      cb(slot);
+    for (let k = 0, chunks = t.chunks; k < chunks; k++) {
+      if (live[k] === 0) continue;
+      t.chunksRead++;
+      for (let slot = k << FLOW_CHUNK_SHIFT, end = t.chunkEnd(k); slot < end; slot++) {
+        if ((t.ctlOf(slot) & STATE_MASK) === FLOW_EMPTY) continue;
+        if (nowMs !== undefined && t.expired(slot, now)) continue;
+        cb(slot);
+      }
     }
   }
 
   /** Decoded listing of up to `limit` live flows, for the admin API (allocates). */
   forEach(nowMs: number, cb: (entry: FlowEntryInfo) => void, limit = Infinity): void {
-    const t = this.#t;
     let n = 0;
-    const now = t.rel(nowMs);
-    for (let slot = 0; slot < this.slots && n < limit; slot++) {
-      if ((t.ctlOf(slot) & STATE_MASK) === FLOW_EMPTY || t.expired(slot, now)) continue;
-      cb(this.describe(slot, nowMs));
-      n++;
+    const now = this.#t.rel(nowMs);
+    const t = this.#t;
+    const live = t.chunkLive;
+    for (let k = 0, chunks = t.chunks; k < chunks && n < limit; k++) {
+      if (live[k] === 0) continue;
+      t.chunksRead++;
+      for (let slot = k << FLOW_CHUNK_SHIFT, end = t.chunkEnd(k); slot < end && n < limit; slot++) {
+        if ((t.ctlOf(slot) & STATE_MASK) === FLOW_EMPTY || t.expired(slot, now)) continue;
+        cb(this.describe(slot, nowMs));
+        n++;
+      }
     }
+  }
+
+  /** Chunks of FLOW_CHUNK_SLOTS slots whose slots scans have read so far (tests and diagnostics). */
+  get chunksRead(): number {
+    return this.#t.chunksRead;
+  }
+
+  /** Live entries the occupancy summary records for chunk k (tests and diagnostics). */
+  chunkLiveOf(k: number): number {
+    return this.#t.chunkLive[k];
   }
 
   /** One slot decoded (allocates). The slot must be occupied. Ages wrap after 49.7 days. */

@@ -32,6 +32,13 @@ import type { Logger } from '../observe/log.js';
 import type { Startable } from './startable.js';
 import { StartupError } from './startup-error.js';
 
+/**
+ * V8 flags of the data-plane process. A young generation capped at 1 MiB per semi-space (V8 grows
+ * it up to 16 MiB by default): the packet path allocates nothing, so the cap only makes the rare
+ * control-side scavenges smaller, and it kept about 8 MB out of an idle data plane's resident memory (README, flow table, "Idle memory").
+ */
+export const DATAPLANE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+
 const WORKER_PATH = fileURLToPath(new URL('../dataplane/worker.js', import.meta.url));
 /** init -> ready: opening the capture handle and applying the first generation. */
 const START_TIMEOUT_MS = 15_000;
@@ -278,7 +285,8 @@ export class DataplaneSupervisor implements Startable {
   }
 
   #spawn(): ChildProcess {
-    const child = spawn(process.execPath, [...process.execArgv, WORKER_PATH, '--listen', this.#socketName, '--loaded-fd', '3'], {
+    // DATAPLANE_V8_FLAGS first: a flag the operator gave node (process.execArgv) comes later and wins.
+    const child = spawn(process.execPath, [...DATAPLANE_V8_FLAGS, ...process.execArgv, WORKER_PATH, '--listen', this.#socketName, '--loaded-fd', '3'], {
       // A session of its own: the control process's death, its terminal or its process group do not end forwarding.
       detached: true,
       // fd 3: the worker says when its code is loaded, then closes it (nothing else ties the two processes).

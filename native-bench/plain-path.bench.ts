@@ -18,6 +18,9 @@
  *   this tree: + the ICMP and fragment branches, VLAN egress, the forwarder split into steps,
  *            ipip splitting, fragment ownership (issue 9)
  *
+ * Timed rounds on a shared machine spread wider than the 5% bar; plain-instructions.bench.ts
+ * counts instructions per frame of the same variants under valgrind, which resolves it.
+ *
  * What it does not cover: the capture engine. The ring engine's own per-frame check is one
  * test of the kernel's status flags (engine-ring.ts); whole-path pps of the engines is what
  * `npm run bench` measures in its namespace lab (sluice, sluiceRing rows).

@@ -33,6 +33,8 @@
 #   BENCH_MEM_RATE=PPS   fill rate of mem1m (default 2/3 of sluiceRing's pps10k saturation, >= 60000)
 #   BENCH_SYN_RATE=PPS   SYN rate of mem1m (default 2/3 of sluiceRing's pps10k saturation pps)
 #   BENCH_BUDGET=S       after S s (default 900) no more re-measuring of disturbed runs or quiet waits
+#   BENCH_CONTROL_CPU=L  CPUs (taskset list) of Sluice's control process once started (default: with
+#                        the data plane on the forwarder's CPU; the data plane stays there either way)
 #   BENCH_WORKERS_CPUS=L CPUs (taskset list) of the 2-worker case (default: the forwarder's one CPU,
 #                        so CPU per packet and the split compare with one worker on one core)
 #   BENCH_OUT=FILE       where to write the JSON (default native-bench/results/latest.json)
@@ -76,6 +78,7 @@ MEM_CAPACITY=${BENCH_MEM_CAPACITY:-1048576}
 MEM_ADDRS=32
 BUDGET=${BENCH_BUDGET:-900}
 WORKERS_CPUS=${BENCH_WORKERS_CPUS:-}
+CONTROL_CPU=${BENCH_CONTROL_CPU:-}
 # Per-phase generator settings (set_phase); the custom phase's are the BENCH_* ones.
 RATE=$CUSTOM_RATE
 FLOWS=$CUSTOM_FLOWS
@@ -658,6 +661,9 @@ start_sluice() { # CONF LOGFILE [CPUS]
     return 1
   fi
   sleep 1 # let start-up allocations settle
+  # The control process (the pid started above; its data plane, spawned at start, keeps the
+  # forwarder's CPUs) may run elsewhere, as an operator gives the data plane a core of its own.
+  if [[ -n "$CONTROL_CPU" ]]; then taskset -a -p -c "$CONTROL_CPU" "$FWD_PGID" > /dev/null; fi
   IDLE_MEM_JSON=$(group_mem_json "$FWD_PGID")
 }
 

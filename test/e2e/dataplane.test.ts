@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6 } from '../../scripts/lab/topology.js';
 import type { HttpReport, UdpReport } from '../../scripts/lib/reports.js';
 import { MALFORMED_FRAMES } from '../fixtures/malformed-frames.js';
-import { REPO, e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, sleep, type RunningSluice } from './sluice-harness.js';
+import { REPO, e2eEnabled, ensureBuilt, expectEachUdpFlowOnOneBackend, metric, scrape, startSluice, stopSluice, sleep, type RunningSluice } from './sluice-harness.js';
 import { CommandError } from '../../scripts/lab/netns.js';
 
 const enabled = e2eEnabled('e2e dataplane (dsr-l2)');
@@ -51,16 +51,7 @@ describe.skipIf(!enabled)('dsr-l2, one-armed Sluice, 3 backends', () => {
     expect(r.flowsComplete).toBe(600);
     expect(r.flowsSplit).toBe(0);
     expectFairShares(r, 3, 25);
-    // The backends' own view: each client flow was seen by exactly one backend, with all its datagrams.
-    const seen = new Map<string, number>();
-    for (const st of Object.values(await lab.allBackendStats())) {
-      for (const [flow, n] of Object.entries(st.udp.flows)) {
-        expect(seen.has(flow), `flow ${flow} reached two backends`).toBe(false);
-        seen.set(flow, n);
-      }
-    }
-    expect(seen.size).toBe(600);
-    for (const n of seen.values()) expect(n).toBe(5);
+    await expectEachUdpFlowOnOneBackend(lab, 600, 5);
   });
 
   it('IPv6 VIP: 600 HTTP connections all succeed and spread within 25% of fair', async () => {

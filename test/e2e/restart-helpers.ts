@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { expect } from 'vitest';
 import { Lab, VIP4, type ConfigService, type LoadRun } from '../../scripts/lab/topology.js';
-import type { LongReport } from '../../scripts/lib/reports.js';
+import type { HttpReport, LongReport } from '../../scripts/lib/reports.js';
 import type { ExplainReport, FlowReportRow, FlowsReport, StatusReport } from '../../src/observe/admin-api.js';
 import { adminRequest } from '../../src/observe/admin-client.js';
 import { REPO, ensureBuilt, sleep } from './sluice-harness.js';
@@ -153,6 +153,25 @@ export class RestartRig {
     const gap = /"event":"dataplane_replaced".*?"gapMs":(\d+)/.exec(readFileSync(next.log, 'utf8'));
     this.figures.push(`  restart to ${nextCli === this.cli1 ? 'the same build' : 'a rebuilt copy'}: control back in ${Date.now() - t0} ms${gap ? `; ${gap[1]} ms without capture during the data-plane replacement` : ''}`);
     return next;
+  }
+
+  /**
+   * SIGKILL the control process while new connections keep coming (bounded: 400 requests,
+   * 40/s), check that data plane `dp` outlives it, start the next control process; resolves
+   * with the stream of new connections still running.
+   */
+  async killControlAndStartNext(dp: number): Promise<Promise<HttpReport>> {
+    const stream = this.lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '400', '--rate', '40', '--concurrency', '4', '--duration', '30']) as Promise<HttpReport>;
+    await sleep(1500);
+    const killed = this.control;
+    if (!killed) throw new Error('no control process to kill');
+    killed.child.kill('SIGKILL');
+    expect(await this.exited(killed, 5000)).toBe(true);
+    this.control = null;
+    await sleep(3000);
+    expect(processAlive(dp), 'the data plane outlives its control process').toBe(true);
+    this.control = await this.startControl(this.cli1, {});
+    return stream;
   }
 
   /** A stall over 2.5 s counts: forwarding stopped (TCP retransmits across anything shorter). */

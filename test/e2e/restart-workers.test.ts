@@ -26,12 +26,11 @@
  * Every wait is bounded; the lab is torn down in afterAll, also on failure.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VIP4 } from '../../scripts/lab/topology.js';
-import type { HttpReport, LongReport } from '../../scripts/lib/reports.js';
+import type { LongReport } from '../../scripts/lib/reports.js';
 import type { FlowReportRow } from '../../src/observe/admin-api.js';
 import { e2eEnabled, metric, scrape, sleep } from './sluice-harness.js';
 import { PATH1, PATH2 } from './mptcp-helpers.js';
-import { MPTCP_PORT, RestartRig, processAlive } from './restart-helpers.js';
+import { MPTCP_PORT, RestartRig } from './restart-helpers.js';
 
 const enabled = e2eEnabled('e2e restart with two packet workers: adoption after SIGKILL, upgrade with the flow tables handed over');
 
@@ -83,16 +82,7 @@ describe.skipIf(!enabled)('restart with 2 packet workers: adoption after SIGKILL
     const dp = st0.dataplane.pid as number;
     expect(before.size).toBe(LONG);
 
-    const stream = rig.lab.runLoad(['--mode', 'http', '--target', `${VIP4}:80`, '--count', '400', '--rate', '40', '--concurrency', '4', '--duration', '30']) as Promise<HttpReport>;
-    await sleep(1500);
-    const killed = rig.control;
-    killed.child.kill('SIGKILL');
-    expect(await rig.exited(killed, 5000)).toBe(true);
-    rig.control = null;
-    await sleep(3000);
-    expect(processAlive(dp), 'the data plane outlives its control process').toBe(true);
-
-    rig.control = await rig.startControl(rig.cli1, {});
+    const stream = await rig.killControlAndStartNext(dp);
     const st = await rig.status();
     const after = await rig.flowsOnPort(7);
     const same = [...before].filter(([k, b]) => after.get(k)?.backend === b.backend && after.get(k)?.worker === b.worker).length;

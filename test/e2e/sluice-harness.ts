@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Lab } from '../../scripts/lab/topology.js';
+import { expect } from 'vitest';
 import { adminRequest } from '../../src/observe/admin-client.js';
 
 export const ROOT = process.getuid?.() === 0;
@@ -95,4 +96,17 @@ export function metric(m: Map<string, number>, name: string, labels: Record<stri
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The backends' own view of a UDP run: each client flow was seen by exactly one backend, with all its datagrams. */
+export async function expectEachUdpFlowOnOneBackend(lab: Lab, flows: number, perFlow: number): Promise<void> {
+  const seen = new Map<string, number>();
+  for (const st of Object.values(await lab.allBackendStats())) {
+    for (const [flow, n] of Object.entries(st.udp.flows)) {
+      expect(seen.has(flow), `flow ${flow} reached two backends`).toBe(false);
+      seen.set(flow, n);
+    }
+  }
+  expect(seen.size).toBe(flows);
+  for (const n of seen.values()) expect(n).toBe(perFlow);
 }

@@ -24,7 +24,7 @@ import { readFileSync, renameSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6, type ConfigService } from '../../scripts/lab/topology.js';
 import type { HttpReport, LongReport, UdpReport } from '../../scripts/lib/reports.js';
-import { admin, e2eEnabled, ensureBuilt, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { admin, e2eEnabled, ensureBuilt, expectEachUdpFlowOnOneBackend, metric, scrape, sleep, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 import { MIB, PATH1, PATH2, PORT, connectionProblems, peerClientArgs, serverRecordsOf, startPeerServers, type ClientReport } from './mptcp-helpers.js';
 
 const enabled = e2eEnabled('e2e two packet workers');
@@ -75,15 +75,7 @@ describe.skipIf(!enabled)('two packet workers in one fanout group (dsr-l2, 3 bac
     const udp = (await lab.runLoad(['--mode', 'udp', '--target', `${VIP4}:53`, '--flows', '600', '--per-flow', '5', '--duration', '90', '--backends', '3'])) as UdpReport;
     expect(udp.flowsComplete).toBe(600);
     expect(udp.flowsSplit).toBe(0);
-    const seen = new Map<string, number>();
-    for (const st of Object.values(await lab.allBackendStats())) {
-      for (const [flow, n] of Object.entries(st.udp.flows)) {
-        expect(seen.has(flow), `flow ${flow} reached two backends`).toBe(false);
-        seen.set(flow, n);
-      }
-    }
-    expect(seen.size).toBe(600);
-    for (const n of seen.values()) expect(n).toBe(5);
+    await expectEachUdpFlowOnOneBackend(lab, 600, 5);
     await sleep(300);
     const m1 = await scrape(lab);
     const rx = workerRx(m1).map((v, i) => v - workerRx(m0)[i]);

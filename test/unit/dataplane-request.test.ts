@@ -3,22 +3,13 @@
  * (src/dataplane/contract/request.ts): every way a request ends — answer, timeout, send refused,
  * process gone — settles it once and leaves no timer behind. Fake timers; no processes.
  */
+import { emptySpec } from '../fixtures/empty-spec.js';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { REQUEST_TIMEOUT_MS, type DataplaneReply, type ToDataplane } from '../../src/dataplane/contract/messages.js';
 import { DataplaneGone, RequestTimeout, RequestTracker } from '../../src/dataplane/contract/request.js';
 import type { DataplaneSpec } from '../../src/dataplane/contract/spec.js';
 
-const SPEC: DataplaneSpec = {
-  generation: 2,
-  hashSeed: 0,
-  services: [],
-  backends: [],
-  egressMac: new Uint8Array(6),
-  egressMtu: 1500,
-  encapSource4: null,
-  encapSource6: null,
-  filter: '',
-};
+const SPEC: DataplaneSpec = emptySpec(2);
 
 /** A pipe that records what was sent; `up` false makes send refuse. */
 function pipe(up = true): { sent: ToDataplane[]; send: (m: ToDataplane) => boolean } {

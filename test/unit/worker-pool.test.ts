@@ -7,6 +7,7 @@
  * group behind it (every worker holding its capture until the group is whole), and a stop that
  * waits for every worker.
  */
+import { emptySpec } from '../fixtures/empty-spec.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,21 +15,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerPool } from '../../src/dataplane/worker-pool.js';
 import { G, workerFigures } from '../../src/dataplane/contract/counters.js';
 import type { FromDataplane } from '../../src/dataplane/contract/messages.js';
-import type { DataplaneInit, DataplaneSpec } from '../../src/dataplane/contract/spec.js';
+import type { DataplaneInit } from '../../src/dataplane/contract/spec.js';
 
 const FAKE = new URL('../fixtures/fake-packet-worker.mjs', import.meta.url);
 
-const spec = (generation: number): DataplaneSpec => ({
-  generation,
-  hashSeed: 0,
-  services: [],
-  backends: [],
-  egressMac: new Uint8Array(6),
-  egressMtu: 1500,
-  encapSource4: null,
-  encapSource6: null,
-  filter: '',
-});
+const spec = emptySpec;
 
 const init = (workers: number): DataplaneInit => ({
   engine: 'ring',

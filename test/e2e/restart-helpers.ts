@@ -144,7 +144,8 @@ export class RestartRig {
   }
 
   /** `sluice restart` as an operator runs it, then the next `sluice run` from `nextCli`; the figure names the gap. */
-  async restartControl(c: Control, nextCli: string): Promise<Control> {
+  async restartControl(c: Control | null, nextCli: string): Promise<Control> {
+    if (!c) throw new Error('no control process to restart');
     const t0 = Date.now();
     await this.lab.exec('lb1', [process.execPath, c.cli, 'restart', '--socket', this.socket], { timeoutMs: 30_000, env: { ...process.env, ...c.env } });
     expect(await this.exited(c, 10_000), 'the old control process exits after `sluice restart`').toBe(true);
@@ -172,6 +173,23 @@ export class RestartRig {
     expect(processAlive(dp), 'the data plane outlives its control process').toBe(true);
     this.control = await this.startControl(this.cli1, {});
     return stream;
+  }
+
+  /**
+   * The start of a restart scenario: 3 backends, a control process (with `env`), `long`
+   * long-lived connections and `mptcp` held MPTCP connections established, then a reload to 6
+   * backends, which moves the table picks of about half the flows away from their backends.
+   */
+  async loadThenReload(o: { env: NodeJS.ProcessEnv; tag: string; long: number; mptcp: number; seed: number }): Promise<{ long: LoadRun; mptcp: HeldMptcp; moved: number; tracked: number }> {
+    this.writeConfig(3);
+    this.control = await this.startControl(this.cli1, o.env);
+    const long = this.startLong(o.long, o.long > 100 ? 150 : 120);
+    const mptcp = this.startHeldMptcp(o.tag, o.mptcp, o.seed, 150);
+    await this.longEstablished(long, o.long);
+    await mptcp.ready();
+    await this.reloadTo(6);
+    const { moved, tracked } = await this.movedFlows();
+    return { long, mptcp, moved, tracked };
   }
 
   /** A stall over 2.5 s counts: forwarding stopped (TCP retransmits across anything shorter). */

@@ -110,16 +110,8 @@ describe.skipIf(!enabled)('restart with 2 packet workers: adoption after SIGKILL
   const scenario = async (handover: boolean): Promise<ScenarioResult> => {
     const env: NodeJS.ProcessEnv = handover ? {} : { SLUICE_HANDOVER: 'off' };
     const tag = handover ? 'w-on' : 'w-off';
-    rig.writeConfig(3);
-    rig.control = await rig.startControl(rig.cli1, env);
-    const long = rig.startLong(LONG, 120);
-    const mptcp = rig.startHeldMptcp(tag, MPTCP, handover ? 3000 : 4000, 150);
-    await rig.longEstablished(long, LONG);
-    await mptcp.ready();
-
     // 3 -> 6 backends: the table picks of about half the flows move away from their backends.
-    await rig.reloadTo(6);
-    const { moved, tracked } = await rig.movedFlows();
+    const { long, mptcp, moved, tracked } = await rig.loadThenReload({ env, tag, long: LONG, mptcp: MPTCP, seed: handover ? 3000 : 4000 });
     const before = await rig.flowsOnPort(7);
     const subflowWorker = new Map([...(await rig.flowsOnPort(MPTCP_PORT))].map(([k, r]) => [k, r.worker]));
     await sleep(1000);

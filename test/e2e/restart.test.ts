@@ -121,16 +121,8 @@ describe.skipIf(!enabled)('restart: adoption after SIGKILL, hitless restart and 
   const scenario = async (handover: boolean): Promise<ScenarioResult> => {
     const env: NodeJS.ProcessEnv = handover ? {} : { SLUICE_HANDOVER: 'off' };
     const tag = handover ? 'on' : 'off';
-    rig.writeConfig(3);
-    rig.control = await rig.startControl(rig.cli1, env);
-    const long = rig.startLong(200, 150);
-    const mptcp = rig.startHeldMptcp(tag, 20, handover ? 1000 : 2000, 150);
-    await rig.longEstablished(long, 200);
-    await mptcp.ready();
-
     // 3 -> 6 backends: the table picks of about half the flows move away from their backends.
-    await rig.reloadTo(6);
-    const { moved, tracked } = await rig.movedFlows();
+    const { long, mptcp, moved, tracked } = await rig.loadThenReload({ env, tag, long: 200, mptcp: 20, seed: handover ? 1000 : 2000 });
     await sleep(1000);
     const afterReload = ((await long.snapshot()) as LongReport).broken;
     rig.figures.push(`  handover ${tag}: ${afterReload} long-lived connections broken by the reload itself (before any restart)`);

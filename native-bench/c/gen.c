@@ -89,9 +89,10 @@ static uint16_t fold(uint32_t acc) {
   return (uint16_t)~acc;
 }
 
-/* A pure TCP ACK with the timestamp option (what most mid-connection packets look like). */
-static void build_tcp_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
-                            uint32_t dip, uint16_t sport, uint16_t dport) {
+/* Ethernet + IPv4 header (DF, TTL 64, checksum) of a FRAME_LEN frame carrying `proto`; the rest
+ * zeroed. Addresses are already in network order. Returns the IPv4 header. */
+static uint8_t *put_eth_ipv4(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
+                             uint32_t dip, uint8_t proto) {
   memset(f, 0, FRAME_LEN);
   memcpy(f, dmac, 6);
   memcpy(f + 6, smac, 6);
@@ -100,15 +101,31 @@ static void build_tcp_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t sma
   const uint16_t ip_len = (uint16_t)(FRAME_LEN - 14);
   ip[0] = 0x45;
   ip[2] = (uint8_t)(ip_len >> 8); ip[3] = (uint8_t)ip_len;
-  ip[6] = 0x40;
-  ip[8] = 64;
-  ip[9] = 6; /* TCP */
+  ip[6] = 0x40; /* DF */
+  ip[8] = 64;   /* TTL */
+  ip[9] = proto;
   memcpy(ip + 12, &sip, 4);
   memcpy(ip + 16, &dip, 4);
   uint16_t ck = fold(sum16(ip, 20, 0));
   ip[10] = (uint8_t)(ck >> 8); ip[11] = (uint8_t)ck;
+  return ip;
+}
+
+/* TCP/UDP checksum of the `len` bytes at `l4` (its checksum field zero) under the pseudo-header of
+ * `ip`, written at `at` (offset in l4). UDP's 0 is sent as 0xffff. */
+static void put_l4_checksum(const uint8_t *ip, uint8_t *l4, uint16_t len, uint8_t proto, size_t at) {
+  uint32_t acc = sum16(ip + 12, 8, 0) + proto + len;
+  uint16_t ck = fold(sum16(l4, len, acc));
+  if (proto == 17 && ck == 0) ck = 0xffff;
+  l4[at] = (uint8_t)(ck >> 8); l4[at + 1] = (uint8_t)ck;
+}
+
+/* A pure TCP ACK with the timestamp option (what most mid-connection packets look like). */
+static void build_tcp_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
+                            uint32_t dip, uint16_t sport, uint16_t dport) {
+  uint8_t *ip = put_eth_ipv4(f, dmac, smac, sip, dip, 6 /* TCP */);
   uint8_t *tcp = ip + 20;
-  const uint16_t tcp_len = ip_len - 20;
+  const uint16_t tcp_len = (uint16_t)(FRAME_LEN - 34);
   tcp[0] = (uint8_t)(sport >> 8); tcp[1] = (uint8_t)sport;
   tcp[2] = (uint8_t)(dport >> 8); tcp[3] = (uint8_t)dport;
   tcp[4] = 0x12; tcp[7] = 0x34;     /* seq */
@@ -119,31 +136,15 @@ static void build_tcp_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t sma
   tcp[20] = 1; tcp[21] = 1;         /* NOP NOP */
   tcp[22] = 8; tcp[23] = 10;        /* timestamps */
   tcp[27] = 1;
-  uint32_t acc = sum16(ip + 12, 8, 0) + 6 + tcp_len;
-  uint16_t tck = fold(sum16(tcp, tcp_len, acc));
-  tcp[16] = (uint8_t)(tck >> 8); tcp[17] = (uint8_t)tck;
+  put_l4_checksum(ip, tcp, tcp_len, 6, 16);
 }
 
 /* A SYN with MSS and SACK-permitted options (a new connection, as a spoofed flood sends). */
 static void build_syn_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
                             uint32_t dip, uint16_t sport, uint16_t dport) {
-  memset(f, 0, FRAME_LEN);
-  memcpy(f, dmac, 6);
-  memcpy(f + 6, smac, 6);
-  f[12] = 0x08; f[13] = 0x00;
-  uint8_t *ip = f + 14;
-  const uint16_t ip_len = (uint16_t)(FRAME_LEN - 14);
-  ip[0] = 0x45;
-  ip[2] = (uint8_t)(ip_len >> 8); ip[3] = (uint8_t)ip_len;
-  ip[6] = 0x40;
-  ip[8] = 64;
-  ip[9] = 6; /* TCP */
-  memcpy(ip + 12, &sip, 4);
-  memcpy(ip + 16, &dip, 4);
-  uint16_t ck = fold(sum16(ip, 20, 0));
-  ip[10] = (uint8_t)(ck >> 8); ip[11] = (uint8_t)ck;
+  uint8_t *ip = put_eth_ipv4(f, dmac, smac, sip, dip, 6 /* TCP */);
   uint8_t *tcp = ip + 20;
-  const uint16_t tcp_len = ip_len - 20;
+  const uint16_t tcp_len = (uint16_t)(FRAME_LEN - 34);
   tcp[0] = (uint8_t)(sport >> 8); tcp[1] = (uint8_t)sport;
   tcp[2] = (uint8_t)(dport >> 8); tcp[3] = (uint8_t)dport;
   tcp[4] = (uint8_t)(sport ^ 0x5a); tcp[5] = (uint8_t)(sip >> 8); tcp[7] = 0x01; /* seq */
@@ -152,9 +153,7 @@ static void build_syn_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t sma
   tcp[14] = 0xfa; tcp[15] = 0xf0;   /* window */
   tcp[20] = 2; tcp[21] = 4; tcp[22] = 0x05; tcp[23] = 0xb4; /* MSS 1460 */
   tcp[24] = 1; tcp[25] = 1; tcp[26] = 4; tcp[27] = 2;       /* NOP NOP SACK permitted */
-  uint32_t acc = sum16(ip + 12, 8, 0) + 6 + tcp_len;
-  uint16_t tck = fold(sum16(tcp, tcp_len, acc));
-  tcp[16] = (uint8_t)(tck >> 8); tcp[17] = (uint8_t)tck;
+  put_l4_checksum(ip, tcp, tcp_len, 6, 16);
 }
 
 /* Writes the latency payload (magic + CLOCK_REALTIME ns) into a UDP frame and redoes its UDP
@@ -167,10 +166,7 @@ static void stamp_frame(uint8_t *f, uint64_t now_ns) {
   memcpy(udp + 8, &magic, 8);
   memcpy(udp + 16, &now_ns, 8);
   udp[6] = 0; udp[7] = 0;
-  uint32_t acc = sum16(ip + 12, 8, 0) + 17 + udp_len;
-  uint16_t uck = fold(sum16(udp, udp_len, acc));
-  if (uck == 0) uck = 0xffff;
-  udp[6] = (uint8_t)(uck >> 8); udp[7] = (uint8_t)uck;
+  put_l4_checksum(ip, udp, udp_len, 17, 6);
 }
 
 static uint64_t realtime_ns(void) {
@@ -181,32 +177,14 @@ static uint64_t realtime_ns(void) {
 
 static void build_frame(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t sip,
                         uint32_t dip, uint16_t sport, uint16_t dport) {
-  memset(f, 0, FRAME_LEN);
-  memcpy(f, dmac, 6);
-  memcpy(f + 6, smac, 6);
-  f[12] = 0x08; f[13] = 0x00;
-  uint8_t *ip = f + 14;
-  const uint16_t ip_len = FRAME_LEN - 14;
-  ip[0] = 0x45;
-  ip[2] = (uint8_t)(ip_len >> 8); ip[3] = (uint8_t)ip_len;
-  ip[6] = 0x40; /* DF */
-  ip[8] = 64;   /* TTL */
-  ip[9] = 17;   /* UDP */
-  memcpy(ip + 12, &sip, 4); /* both already in network order */
-  memcpy(ip + 16, &dip, 4);
-  uint16_t ck = fold(sum16(ip, 20, 0));
-  ip[10] = (uint8_t)(ck >> 8); ip[11] = (uint8_t)ck;
+  uint8_t *ip = put_eth_ipv4(f, dmac, smac, sip, dip, 17 /* UDP */);
   uint8_t *udp = ip + 20;
-  const uint16_t udp_len = ip_len - 20;
+  const uint16_t udp_len = (uint16_t)(FRAME_LEN - 34);
   udp[0] = (uint8_t)(sport >> 8); udp[1] = (uint8_t)sport;
   udp[2] = (uint8_t)(dport >> 8); udp[3] = (uint8_t)dport;
   udp[4] = (uint8_t)(udp_len >> 8); udp[5] = (uint8_t)udp_len;
   memcpy(udp + 8, "sluice-native-bench", udp_len - 8 < 19 ? udp_len - 8 : 19);
-  /* UDP checksum over the pseudo-header, header and payload. */
-  uint32_t acc = sum16(ip + 12, 8, 0) + 17 + udp_len;
-  uint16_t uck = fold(sum16(udp, udp_len, acc));
-  if (uck == 0) uck = 0xffff;
-  udp[6] = (uint8_t)(uck >> 8); udp[7] = (uint8_t)uck;
+  put_l4_checksum(ip, udp, udp_len, 17, 6);
 }
 
 typedef void (*frame_builder)(uint8_t *, const uint8_t *, const uint8_t *, uint32_t, uint32_t, uint16_t,

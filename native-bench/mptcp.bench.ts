@@ -121,6 +121,19 @@ function baseline(set: FrameSet): () => void {
   };
 }
 
+/** Decode each MP_JOIN SYN of the batch and look its token up in `t` (cases d and d'). */
+function joinLookups(t: MptcpTokenTable): () => void {
+  return () => {
+    let acc = 0;
+    for (let i = 0; i < BATCH; i++) {
+      const f = joinSyns.frames[i];
+      const action = mptcpInspect(f, joinSyns.parsed[i], info);
+      acc += t.lookup(mptcpActionToken(f, action, info), now);
+    }
+    sink ^= acc;
+  };
+}
+
 const cases: { name: string; set: FrameSet; fn: () => void }[] = [
   {
     name: '(a) plain TCP ACK + timestamps: option walk',
@@ -173,28 +186,12 @@ const cases: { name: string; set: FrameSet; fn: () => void }[] = [
   {
     name: '(d) MP_JOIN SYN: decode + token lookup',
     set: joinSyns,
-    fn: () => {
-      let acc = 0;
-      for (let i = 0; i < BATCH; i++) {
-        const f = joinSyns.frames[i];
-        const action = mptcpInspect(f, joinSyns.parsed[i], info);
-        acc += table.lookup(mptcpActionToken(f, action, info), now);
-      }
-      sink ^= acc;
-    },
+    fn: joinLookups(table),
   },
   {
     name: "(d') MP_JOIN SYN: decode + token lookup, table in a SharedArrayBuffer (workers)",
     set: joinSyns,
-    fn: () => {
-      let acc = 0;
-      for (let i = 0; i < BATCH; i++) {
-        const f = joinSyns.frames[i];
-        const action = mptcpInspect(f, joinSyns.parsed[i], info);
-        acc += sharedTable.lookup(mptcpActionToken(f, action, info), now);
-      }
-      sink ^= acc;
-    },
+    fn: joinLookups(sharedTable),
   },
 ];
 

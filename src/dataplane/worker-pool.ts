@@ -86,7 +86,6 @@ export class WorkerPool {
   #rebuilding = 0;
   /** Every worker has joined the group once (the start sequence is over). */
   #started = false;
-  #local: PacketWorker | null = null;
 
   constructor(count: number, events: PoolEvents) {
     if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) throw new RangeError(`workers must be 1..${MAX_WORKERS}, got ${count}`);
@@ -117,11 +116,6 @@ export class WorkerPool {
     let n = 0;
     for (const c of this.#counters) n += c[G.flowsActive];
     return n;
-  }
-
-  /** The single worker running in this thread (dataplane.workers 1), for the flows count of hello. */
-  get local(): PacketWorker | null {
-    return this.#local;
   }
 
   /** Start every worker, one after the other (the order they join the fanout group), then answer ready or fatal. */
@@ -200,7 +194,6 @@ export class WorkerPool {
     const w = this.#workerInit(index, attach, this.count > 1);
     if (this.count === 1) {
       const local = new PacketWorker(onMessage);
-      this.#local = local;
       this.#links[index] = { post: (m) => local.handle(m), terminate: () => local.stop() };
       local.handle({ type: 'init', worker: w });
       return;
@@ -257,23 +250,12 @@ export class WorkerPool {
         return;
       }
       const j = after[k];
-      const link = this.#links[j];
-      if (!link) {
+      if (!this.#links[j]) {
         rejoin(k + 1);
         return;
       }
       // The next one joins only once this one is in: the kernel's member order is the join order.
-      let answered = false;
-      const next = (): void => {
-        if (answered) return;
-        answered = true;
-        clearTimeout(timer);
-        this.#rejoinWaits.delete(j);
-        rejoin(k + 1);
-      };
-      const timer = setTimeout(next, GATHER_MS);
-      this.#rejoinWaits.set(j, next);
-      link.post({ type: 'rejoin' });
+      this.#askOne(j, this.#rejoinWaits, { type: 'rejoin' }, () => rejoin(k + 1));
     };
     this.#startWorker(
       index,
@@ -460,22 +442,29 @@ export class WorkerPool {
       done(flows);
     };
     for (let i = 0; i < this.count; i++) {
-      const l = this.#links[i];
-      if (!l) continue;
+      if (!this.#links[i]) continue;
       left++;
-      let answered = false;
-      const once = (): void => {
-        if (answered) return;
-        answered = true;
-        clearTimeout(timer);
-        this.#stopWaits.delete(i);
-        finished();
-      };
-      const timer = setTimeout(once, GATHER_MS);
-      this.#stopWaits.set(i, once);
-      l.post({ type: 'stop' });
+      this.#askOne(i, this.#stopWaits, { type: 'stop' }, finished);
     }
     if (left === 0) done(flows);
+  }
+
+  /**
+   * Post `msg` to worker `index` and call `then` once: when its answer settles the entry in
+   * `waits` (#fromWorker), or after GATHER_MS without one (a worker that died does not answer).
+   */
+  #askOne(index: number, waits: Map<number, () => void>, msg: ToWorker, then: () => void): void {
+    let answered = false;
+    const once = (): void => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      waits.delete(index);
+      then();
+    };
+    const timer = setTimeout(once, GATHER_MS);
+    waits.set(index, once);
+    this.#links[index]?.post(msg);
   }
 
   #stopAll(): void {

@@ -22,6 +22,7 @@ import { SocketChannel } from './contract/socket-channel.js';
 import { COUNTER_PUBLISH_MS } from './contract/limits.js';
 import { peerCredentials } from '../observe/peer-credentials.js';
 import { WorkerPool } from './worker-pool.js';
+import { tuneMalloc } from '../runtime/malloc-tuning.js';
 
 let pool: WorkerPool | null = null;
 let ready = false;
@@ -265,6 +266,7 @@ if (!name) {
   process.stderr.write('sluice data plane: usage: worker.js --listen <abstract socket name>\n');
   process.exit(2);
 } else {
+  tuneMalloc();
   signalLoaded();
   listen(name, Date.now() + LISTEN_RETRY_MS);
   setTimeout(() => {

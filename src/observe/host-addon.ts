@@ -1,6 +1,6 @@
 /**
  * The host functions of Sluice's addon (native/sluice_host.c) that the control process uses:
- * peer credentials of a unix socket, group lookup, file locks. Loaded lazily from the same
+ * peer credentials of a unix socket, group lookup, file locks, malloc settings. Loaded lazily from the same
  * .node file as the capture engine; a missing addon is a clear error at first use.
  */
 import { existsSync } from 'node:fs';
@@ -21,6 +21,8 @@ export interface HostAddon {
   groupId(name: string): number | null;
   /** fd >= 0 holding an exclusive flock, or -errno (-EWOULDBLOCK: someone else holds it). */
   lockFile(path: string): number;
+  /** mallopt(M_MMAP_THRESHOLD) and mallopt(M_ARENA_MAX); true when glibc took both. */
+  tuneMalloc(mmapThreshold: number, arenaMax: number): boolean;
 }
 
 let loaded: HostAddon | null = null;
@@ -30,8 +32,8 @@ export function hostAddon(): HostAddon {
   const path = addonPath();
   if (!existsSync(path)) throw new Error(`the Sluice addon is not built (${path} is missing): run \`${ADDON_BUILD_COMMAND}\``);
   const mod = createRequire(import.meta.url)(path) as Partial<HostAddon>;
-  if (typeof mod.peerCredentials !== 'function' || typeof mod.groupId !== 'function' || typeof mod.lockFile !== 'function') {
-    throw new Error(`the Sluice addon at ${path} is older than this build (no peerCredentials/lockFile): run \`${ADDON_BUILD_COMMAND}\``);
+  if (typeof mod.peerCredentials !== 'function' || typeof mod.groupId !== 'function' || typeof mod.lockFile !== 'function' || typeof mod.tuneMalloc !== 'function') {
+    throw new Error(`the Sluice addon at ${path} is older than this build (no peerCredentials/lockFile/tuneMalloc): run \`${ADDON_BUILD_COMMAND}\``);
   }
   loaded = mod as HostAddon;
   return loaded;

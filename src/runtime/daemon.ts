@@ -28,6 +28,7 @@ import { BackendHealth } from './backend-health.js';
 import { Generations } from './generations.js';
 import { hostSafetyProblems } from './host-safety.js';
 import { InstanceClaim } from './instance-lock.js';
+import { tuneMalloc } from './malloc-tuning.js';
 import { NextHops } from './next-hops.js';
 import { OwnerBridge } from './owner-bridge.js';
 import { Reloader } from './reloader.js';
@@ -65,6 +66,7 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    tuneMalloc();
     const boot = await this.#boot();
     const parts = this.#compose(boot);
     for (const part of parts) {

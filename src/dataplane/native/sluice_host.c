@@ -3,7 +3,9 @@
 //                        API authorizes by who is calling, not by the socket file's mode alone;
 //   groupId(name)        getgrnam_r, so admin.group may name a group;
 //   lockFile(path)       open + flock(LOCK_EX|LOCK_NB): the kernel drops the lock when the holder
-//                        dies, so a stale lock of a dead pid never blocks a restart.
+//                        dies, so a stale lock of a dead pid never blocks a restart;
+//   tuneMalloc(mmapThreshold, arenaMax)
+//                        mallopt: see src/runtime/malloc-tuning.ts for why.
 // None of this is on the packet path.
 
 #include <node_api.h>
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,6 +143,24 @@ static napi_value lock_file(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// tuneMalloc(mmapThreshold, arenaMax) -> true when glibc took both settings.
+static napi_value tune_malloc(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t threshold = 0, arenas = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &threshold) != napi_ok || napi_get_value_int32(env, argv[1], &arenas) != napi_ok ||
+      threshold < 4096 || arenas < 1) {
+    napi_throw_type_error(env, NULL, "tuneMalloc(mmapThreshold >= 4096, arenaMax >= 1)");
+    return NULL;
+  }
+  bool ok = mallopt(M_MMAP_THRESHOLD, threshold) == 1;
+  ok = mallopt(M_ARENA_MAX, arenas) == 1 && ok;
+  napi_value out;
+  napi_get_boolean(env, ok, &out);
+  return out;
+}
+
 void sluice_host_register(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "peerCredentials", NAPI_AUTO_LENGTH, peer_credentials, NULL, &fn);
@@ -148,5 +169,7 @@ void sluice_host_register(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "groupId", fn);
   napi_create_function(env, "lockFile", NAPI_AUTO_LENGTH, lock_file, NULL, &fn);
   napi_set_named_property(env, exports, "lockFile", fn);
+  napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, tune_malloc, NULL, &fn);
+  napi_set_named_property(env, exports, "tuneMalloc", fn);
   sluice_shm_register(env, exports);
 }

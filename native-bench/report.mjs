@@ -320,6 +320,7 @@ function memoryAndNewFlows() {
     evictedShare: fill.flows ? r3(evictions / fill.flows) : null,
     captureDroppedDuringFill: delta(fill.metricsAfter, fill.metricsBefore, 'sluice_capture_dropped_total'),
     idleRssMiB: r2(m.idle.rssKiB / 1024),
+    idleSettledSeconds: m.idle.settledSeconds ?? 0,
     fullRssMiB: r2(m.full.rssKiB / 1024),
     overIdleMiB: r2(overIdleKiB / 1024),
     overIdlePssMiB: r2((m.full.pssKiB - m.idle.pssKiB) / 1024),
@@ -354,7 +355,8 @@ function memoryAndNewFlows() {
 }
 
 function idleMemory() {
-  // Every sluiceRing run records its memory before its first frame; same config in every phase.
+  // Every sluiceRing run records its memory before its first frame, 1 s after start; mem1m also
+  // after idling BENCH_IDLE_SETTLE s (start-up work done). The settled figure is the idle memory.
   const rss = [];
   const pss = [];
   let procs = null;
@@ -369,8 +371,13 @@ function idleMemory() {
       threads = idle.threads;
     }
   }
-  if (!rss.length) return null;
-  return { rssMiB: r2(median(rss) / 1024), pssMiB: r2(median(pss) / 1024), processes: procs, threads, runs: rss.length };
+  const atStart = rss.length ? { rssMiB: r2(median(rss) / 1024), pssMiB: r2(median(pss) / 1024), runs: rss.length } : null;
+  const mem = phases.mem1m?.cases?.sluiceMem?.runs?.find((r) => r.memory?.idle?.settledSeconds != null)?.memory?.idle;
+  if (mem) {
+    return { rssMiB: r2(mem.rssKiB / 1024), pssMiB: r2(mem.pssKiB / 1024), processes: mem.processes, threads: mem.threads, settledSeconds: mem.settledSeconds, atStart };
+  }
+  if (!atStart) return null;
+  return { ...atStart, processes: procs, threads, settledSeconds: 1, atStart };
 }
 
 // The data-plane workers among a run's threads: by name where the data plane names them
@@ -514,7 +521,8 @@ if (figures.memory1M && figures.memory1M.error === undefined) {
 }
 if (figures.idleMemory) {
   const i = figures.idleMemory;
-  goal('idle resident memory, all Sluice processes', `${i.rssMiB} MiB RSS (${i.processes} process(es), PSS ${i.pssMiB} MiB)`, '-', '-', '<= 100 MiB', i.rssMiB <= 100);
+  // PSS: the processes share node's code pages, which a sum of RSS counts once per process.
+  goal(`idle memory, all Sluice processes (PSS, after ${i.settledSeconds} s idle)`, `${i.pssMiB} MiB PSS (${i.processes} process(es), RSS sum ${i.rssMiB} MiB)`, '-', '-', '<= 100 MiB', i.pssMiB <= 100);
 }
 if (figures.newFlows && figures.newFlows.error === undefined) {
   const n = figures.newFlows;

@@ -198,6 +198,8 @@ function aggregate(runs) {
       p99Us: r2(median(lat.map((l) => l.p99Us))),
       p999Us: r2(median(lat.map((l) => l.p999Us))),
       maxUs: r2(Math.max(...lat.map((l) => l.maxUs))),
+      // Each run's own p99, in run order: the spread between runs of one forwarder.
+      runsP99Us: lat.map((l) => r2(l.p99Us)),
     };
   }
   const idle = used.map((r) => r.memory?.idle?.rssKiB).filter((x) => x != null);

@@ -132,6 +132,8 @@ function runFigures(raw) {
   };
   cpu.generatorCore = core('genCoreBusyTicks', 'genCoreTotalTicks');
   cpu.forwarderCore = core('fwdCoreBusyTicks', 'fwdCoreTotalTicks');
+  // Share of the window the hypervisor gave the forwarder's vCPU to someone else (older raw files: null).
+  cpu.forwarderCoreSteal = b.fwdCoreStealTicks != null && a.fwdCoreStealTicks != null ? core('fwdCoreStealTicks', 'fwdCoreTotalTicks') : null;
   const pps = rate('sinkUdp');
   const packets = b.sinkUdp - a.sinkUdp;
   const forwarderIngressPps = rate('fwdInRx');
@@ -200,6 +202,8 @@ function aggregate(runs) {
       maxUs: r2(Math.max(...lat.map((l) => l.maxUs))),
       // Each run's own p99, in run order: the spread between runs of one forwarder.
       runsP99Us: lat.map((l) => r2(l.p99Us)),
+      // The same runs' steal share of the forwarder's vCPU: a tail that follows it is the VM's.
+      runsForwarderSteal: used.filter((r) => r.latency && r.latency.samples > 0).map((r) => r.cpu?.forwarderCoreSteal ?? null),
     };
   }
   const idle = used.map((r) => r.memory?.idle?.rssKiB).filter((x) => x != null);

@@ -392,21 +392,22 @@ done
 
 SNAP_KEYS=(t tEnd sinkUdp sinkRx genTx genTxDrop fwdInRx fwdInRxDrop fwdOutTx fwdOutTxDrop
   genCpuNs genWaitNs fwdCpuNs fwdWaitNs fwdProcesses ksoftirqdGenCpuNs ksoftirqdFwdCpuNs fwdThreads
-  genCoreBusyTicks genCoreTotalTicks fwdCoreBusyTicks fwdCoreTotalTicks)
+  genCoreBusyTicks genCoreTotalTicks fwdCoreBusyTicks fwdCoreTotalTicks genCoreStealTicks fwdCoreStealTicks)
 
-# "busy total" USER_HZ ticks of one CPU from /proc/stat (busy: user nice system irq softirq
-# steal; total adds idle and iowait). Includes softirq work, which task times leave out.
+# "busy total steal" USER_HZ ticks of one CPU from /proc/stat (busy: user nice system irq softirq
+# steal; total adds idle and iowait). Includes softirq work, which task times leave out. Steal:
+# time the hypervisor ran something else while this vCPU had work (the latency tail's suspect).
 core_ticks() { # CPU
   local -a lines f; local line
   mapfile -t lines < /proc/stat
   for line in "${lines[@]}"; do
     if [[ $line == "cpu$1 "* ]]; then
       read -r -a f <<< "$line"
-      echo "$(( f[1] + f[2] + f[3] + f[6] + f[7] + f[8] )) $(( f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[8] ))"
+      echo "$(( f[1] + f[2] + f[3] + f[6] + f[7] + f[8] )) $(( f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[8] )) $(( f[8] ))"
       return 0
     fi
   done
-  echo "0 0"
+  echo "0 0 0"
 }
 
 # Fills the associative array named $1 with every counter, read as close together as it can.
@@ -430,6 +431,7 @@ snapshot() { # ARRAY_NAME
   out[tEnd]=$EPOCHREALTIME
   out[genCoreBusyTicks]=${c0[0]} out[genCoreTotalTicks]=${c0[1]}
   out[fwdCoreBusyTicks]=${c1[0]} out[fwdCoreTotalTicks]=${c1[1]}
+  out[genCoreStealTicks]=${c0[2]} out[fwdCoreStealTicks]=${c1[2]}
   out[sinkRx]=${s[0]} out[genTx]=${g[2]} out[genTxDrop]=${g[3]}
   out[fwdInRx]=${fin[0]} out[fwdInRxDrop]=${fin[1]} out[fwdOutTx]=${fout[2]} out[fwdOutTxDrop]=${fout[3]}
   out[genCpuNs]=${gs[0]} out[genWaitNs]=${gs[1]} out[fwdCpuNs]=${fs[0]} out[fwdWaitNs]=${fs[1]}

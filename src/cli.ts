@@ -111,7 +111,7 @@ function printStatus(s: StatusReport): void {
   // One line per packet worker when there are several (dataplane.workers).
   const workers = s.dataplane.workers ?? [];
   if (workers.length > 1) {
-    for (const w of workers) console.log(`  worker ${w.worker}: ${w.rxFrames} in, ${w.txFrames} out, ${w.drops} dropped, ${w.flows} flows, ${w.captureDropped} capture drops, ${w.cpuSeconds.toFixed(2)} s CPU`);
+    for (const w of workers) console.log(`  worker ${w.worker}: ${w.rxFrames} in, ${w.txFrames} out, ${w.drops} dropped, ${w.flows} flows, ${w.captureDropped} capture drops, ${w.cpuSeconds.toFixed(2)} s CPU${w.restarts > 0 ? `, restarted ${w.restarts} time(s)` : ''}`);
   }
   const drops = Object.entries(s.drops);
   console.log(`drops: ${drops.length === 0 ? 'none' : drops.map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -91,6 +91,13 @@ export class PacketWorker {
   #held = false;
   #timers: NodeJS.Timeout[] = [];
   #stopped = false;
+  /**
+   * Counter values when this capture socket (captureBase) or this thread (cpuBase) started: a
+   * worker restarted on its counters, or a socket reopened to rejoin the group, starts its own
+   * figures at 0, and the exported counters must not go backwards.
+   */
+  readonly #captureBase = new Float64Array(3);
+  readonly #cpuBase = new Float64Array(2);
   /** Where frames released after an owner query are built before they are sent. */
   readonly #replayTx = Buffer.alloc(10240);
   readonly #replaySend: (len: number) => void;
@@ -243,6 +250,8 @@ export class PacketWorker {
     });
     forwarder.apply(init.spec);
     this.#forwarder = forwarder;
+    this.#cpuBase[0] = forwarder.counters[G.workerCpuUserUs];
+    this.#cpuBase[1] = forwarder.counters[G.workerCpuSystemUs];
     // MP_JOINs of connections that crossed a restart find their backend through the index.
     if (opened.origin.attached) opened.origin.tokens = rebuildTokenIndex(forwarder.flows, forwarder.tokens, now);
     // Early fragments released by their first fragment leave at once.
@@ -294,6 +303,10 @@ export class PacketWorker {
       batchSize: init.batchSize,
       fanoutGroup: w.fanoutGroup || undefined,
     };
+    const c = forwarder.counters;
+    this.#captureBase[0] = c[G.captureReceived];
+    this.#captureBase[1] = c[G.captureDropped];
+    this.#captureBase[2] = c[G.captureIfDropped];
     const engine = init.engine === 'cap' ? new CapEngine(opts) : init.engine === 'batch' ? new BatchEngine(opts) : new RingEngine(opts);
     this.#engine = engine;
     engine.start();
@@ -301,6 +314,8 @@ export class PacketWorker {
   }
 
   #closeEngine(): void {
+    // Its last figures stay in the counters: the next socket counts on from them.
+    if (this.#engine) this.#captureStats();
     try {
       this.#engine?.close();
     } catch {
@@ -328,9 +343,9 @@ export class PacketWorker {
     const c = this.#forwarder?.counters;
     if (!c || !this.#engine) return;
     const s = this.#engine.stats();
-    c[G.captureReceived] = s.received;
-    c[G.captureDropped] = s.dropped;
-    c[G.captureIfDropped] = s.ifDropped;
+    c[G.captureReceived] = this.#captureBase[0] + s.received;
+    c[G.captureDropped] = this.#captureBase[1] + s.dropped;
+    c[G.captureIfDropped] = this.#captureBase[2] + s.ifDropped;
   }
 
   /** This thread's CPU time (a worker thread's share of the process), from /proc/thread-self/stat. */
@@ -342,8 +357,8 @@ export class PacketWorker {
       // Fields after the command name (which may hold spaces) start after the last ')'.
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // utime and stime are fields 14 and 15 (1-based), in clock ticks (USER_HZ, 100 on Linux).
-      c[G.workerCpuUserUs] = Number(f[11]) * 10_000;
-      c[G.workerCpuSystemUs] = Number(f[12]) * 10_000;
+      c[G.workerCpuUserUs] = this.#cpuBase[0] + Number(f[11]) * 10_000;
+      c[G.workerCpuSystemUs] = this.#cpuBase[1] + Number(f[12]) * 10_000;
     } catch {
       // not Linux, or /proc not mounted: the figure stays 0
     }

@@ -20,6 +20,7 @@
  * start, a restart) every worker holds its capture: no worker is handed another's flows.
  */
 import { Worker } from 'node:worker_threads';
+import { failpointOn } from './failpoints.js';
 import { COUNTER_LENGTH, DROPS_BASE, G, WORKER_FIGURE, WORKER_FIGURES, usedLength } from './contract/counters.js';
 import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
 import type { DataplaneInit, DataplaneSpec } from './contract/spec.js';
@@ -78,6 +79,8 @@ export class WorkerPool {
   #engine: string | null = null;
   #stopping = false;
   #restarts: number[][];
+  /** Per worker: restarts since the pool started (WORKER_FIGURE.restarts). */
+  readonly #restartCount: number[];
   /** Per worker: what its `stopped` answer settles. */
   readonly #stopWaits = new Map<number, () => void>();
   /** Per worker: what its `rejoined` answer settles. */
@@ -101,6 +104,7 @@ export class WorkerPool {
     }
     this.#figures = new Float64Array(count * WORKER_FIGURES);
     this.#restarts = Array.from({ length: count }, () => []);
+    this.#restartCount = new Array<number>(count).fill(0);
   }
 
   get engine(): string | null {
@@ -160,10 +164,10 @@ export class WorkerPool {
     next(0);
   }
 
-  #workerInit(index: number, attach: boolean, held: boolean): WorkerInit {
+  #workerInit(index: number, attach: boolean, held: boolean, fresh: boolean): WorkerInit {
     const init = this.#init as DataplaneInit;
     // A restarted worker takes the table file it left, with the generation in force now.
-    const i: DataplaneInit = { ...init, spec: this.#spec ?? init.spec, flowTable: init.flowTable ? { path: init.flowTable.path, attach: init.flowTable.attach || attach } : undefined };
+    const i: DataplaneInit = { ...init, spec: this.#spec ?? init.spec, flowTable: init.flowTable ? { path: init.flowTable.path, attach: !fresh && (init.flowTable.attach || attach) } : undefined };
     return {
       init: i,
       index,
@@ -181,7 +185,7 @@ export class WorkerPool {
    * the fanout group held (WorkerInit.held), released once the whole group has joined (at the
    * pool's start, or after a restart).
    */
-  #startWorker(index: number, started: (m: FromWorker) => void, attach = false): void {
+  #startWorker(index: number, started: (m: FromWorker) => void, attach = false, fresh = false): void {
     let starting = true;
     const onMessage = (m: FromWorker): void => {
       if (starting && (m.type === 'ready' || m.type === 'fatal')) {
@@ -191,7 +195,7 @@ export class WorkerPool {
       }
       this.#fromWorker(index, m);
     };
-    const w = this.#workerInit(index, attach, this.count > 1);
+    const w = this.#workerInit(index, attach, this.count > 1, fresh);
     if (this.count === 1) {
       const local = new PacketWorker(onMessage);
       this.#links[index] = { post: (m) => local.handle(m), terminate: () => local.stop() };
@@ -234,6 +238,7 @@ export class WorkerPool {
       return;
     }
     recent.push(now);
+    this.#restartCount[index]++;
     this.#events.note(`worker ${index} exited (code ${code}): restarting it`);
     // A worker that died inside a write leaves the shared tables' lock held and one slot half
     // written: free the lock and empty the slot before anyone waits on it.
@@ -264,7 +269,21 @@ export class WorkerPool {
         rejoin(0);
       },
       true,
+      failpointOn('worker-restart-empty'),
     );
+  }
+
+  /**
+   * The worker-crash failpoint (failpoints.ts): end the last worker thread abruptly, as an
+   * uncaught error in it would; its exit runs #restart. False with one worker (it runs in this
+   * thread) or while that worker is not running.
+   */
+  crashLastWorker(): boolean {
+    const index = this.count - 1;
+    const link = this.#links[index];
+    if (this.count === 1 || !link || this.#stopping) return false;
+    link.terminate();
+    return true;
   }
 
   /** Route a control-process message (not hello/init/shutdown/handover: worker.ts handles those). */
@@ -420,6 +439,7 @@ export class WorkerPool {
       this.#figures[f + WORKER_FIGURE.captureDropped] = c[G.captureDropped];
       this.#figures[f + WORKER_FIGURE.cpuUserUs] = c[G.workerCpuUserUs];
       this.#figures[f + WORKER_FIGURE.cpuSystemUs] = c[G.workerCpuSystemUs];
+      this.#figures[f + WORKER_FIGURE.restarts] = this.#restartCount[w];
     }
     sum[G.generation] = generation === Infinity ? 0 : generation;
     sum[G.mptcpTokensActive] = tokens;

@@ -108,6 +108,7 @@ export class Metrics {
     perWorker('sluice_worker_tx_frames_total', 'Frames each packet worker transmitted.', WORKER_FIGURE.txFrames, 'counter');
     perWorker('sluice_worker_dropped_packets_total', 'Frames each packet worker did not forward, all reasons.', WORKER_FIGURE.drops, 'counter');
     perWorker('sluice_worker_flows_active', 'Flows tracked now in each packet worker\'s own flow table.', WORKER_FIGURE.flows, 'gauge');
+    perWorker('sluice_worker_restarts_total', 'Times each packet worker thread died and was started again on its own flow table (dataplane.workers > 1).', WORKER_FIGURE.restarts, 'counter');
     perWorker('sluice_worker_capture_dropped_total', 'Frames dropped because a packet worker\'s ring was full.', WORKER_FIGURE.captureDropped, 'counter');
     new Counter({
       name: 'sluice_worker_cpu_seconds_total',

@@ -114,8 +114,8 @@ export const GLOBAL_COUNT = 80;
  * Per-worker figures beside the summed counters in a counters message (worker-pool.ts):
  * WORKER_FIGURES numbers per worker, worker 0 first.
  */
-export const WORKER_FIGURE = { rxFrames: 0, txFrames: 1, drops: 2, flows: 3, captureDropped: 4, cpuUserUs: 5, cpuSystemUs: 6 } as const;
-export const WORKER_FIGURES = 7;
+export const WORKER_FIGURE = { rxFrames: 0, txFrames: 1, drops: 2, flows: 3, captureDropped: 4, cpuUserUs: 5, cpuSystemUs: 6, restarts: 7 } as const;
+export const WORKER_FIGURES = 8;
 
 /** One worker's figures as /status reports them. */
 export interface WorkerFigures {
@@ -126,6 +126,8 @@ export interface WorkerFigures {
   flows: number;
   captureDropped: number;
   cpuSeconds: number;
+  /** Times this worker's thread died and was started again on its own flow table. */
+  restarts: number;
 }
 
 /** The per-worker figures of a counters message, one record per worker. */
@@ -141,6 +143,7 @@ export function workerFigures(f: Float64Array): WorkerFigures[] {
       flows: f[b + WORKER_FIGURE.flows],
       captureDropped: f[b + WORKER_FIGURE.captureDropped],
       cpuSeconds: (f[b + WORKER_FIGURE.cpuUserUs] + f[b + WORKER_FIGURE.cpuSystemUs]) / 1e6,
+      restarts: f[b + WORKER_FIGURE.restarts],
     });
   }
   return out;

@@ -17,7 +17,7 @@ import { BUILD_INFO } from '../../version.js';
 import type { DataplaneInit } from './spec.js';
 
 /** Bump when a message of messages.ts other than hello/handover changes shape or meaning. */
-export const CONTRACT_VERSION = 1;
+export const CONTRACT_VERSION = 2;
 
 /** Two builds with one identity run the same code: adopt. Any difference: replace (hand over the table). */
 export function buildIdentity(): string {

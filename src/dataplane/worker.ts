@@ -23,6 +23,7 @@ import { COUNTER_PUBLISH_MS } from './contract/limits.js';
 import { peerCredentials } from '../observe/peer-credentials.js';
 import { WorkerPool } from './worker-pool.js';
 import { tuneMalloc } from '../runtime/malloc-tuning.js';
+import { failpointOn, unknownFailpoints } from './failpoints.js';
 
 let pool: WorkerPool | null = null;
 let ready = false;
@@ -267,6 +268,13 @@ if (!name) {
   process.exit(2);
 } else {
   tuneMalloc();
+  for (const f of unknownFailpoints()) process.stderr.write(`sluice data plane: SLUICE_FAILPOINTS names "${f}", which this build does not know\n`);
+  if (failpointOn('worker-crash')) {
+    process.on('SIGUSR2', () => {
+      const crashed = pool?.crashLastWorker() ?? false;
+      process.stderr.write(`sluice data plane: failpoint worker-crash: ${crashed ? 'ended the last worker thread' : 'no worker thread to end'}\n`);
+    });
+  }
   signalLoaded();
   listen(name, Date.now() + LISTEN_RETRY_MS);
   setTimeout(() => {

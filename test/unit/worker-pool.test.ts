@@ -141,6 +141,30 @@ describe('worker pool with 3 stand-in worker threads', () => {
     expect(l.filter((x) => x.startsWith('0 ')).every((x) => !x.includes('leave') && !x.includes('rejoin'))).toBe(true);
   });
 
+  it('the restart is counted in the crashed worker\'s figures only', async () => {
+    const { log } = await start(true);
+    await until('restart', () => log().find((l) => l.startsWith('1 init') && l.includes('incarnation=2')));
+    const figures = workerFigures((pool as WorkerPool).snapshot().workers ?? new Float64Array(0));
+    expect(figures.map((w) => w.restarts)).toEqual([0, 1, 0]);
+  });
+
+  it.each([
+    { name: 'worker-crash: the last worker ends and is restarted on the table it left', failpoints: 'worker-crash', wantInit: '2 init attach=true incarnation=2 fanout=true held' },
+    { name: 'worker-crash,worker-restart-empty: restarted on a new table', failpoints: 'worker-crash,worker-restart-empty', wantInit: '2 init attach=false incarnation=2 fanout=true held' },
+  ])('failpoint $name', async ({ failpoints, wantInit }) => {
+    const { log, notes } = await start(false);
+    process.env.SLUICE_FAILPOINTS = failpoints;
+    try {
+      expect((pool as WorkerPool).crashLastWorker()).toBe(true);
+      const again = await until('restart', () => log().find((l) => l.startsWith('2 init') && l.includes('incarnation=2')));
+      expect(again).toBe(wantInit);
+      expect(notes.some((n) => n.includes('worker 2 exited') && n.includes('restarting'))).toBe(true);
+      expect(workerFigures((pool as WorkerPool).snapshot().workers ?? new Float64Array(0)).map((w) => w.restarts)).toEqual([0, 0, 1]);
+    } finally {
+      delete process.env.SLUICE_FAILPOINTS;
+    }
+  });
+
   it('stop waits for every worker and reports their flows', async () => {
     const { log } = await start(false);
     const p = pool as WorkerPool;

@@ -357,8 +357,10 @@ export class PacketTx {
   /** txRing: one view per ring frame, the kernel's head and how many frames from it are ours. */
   readonly #ringViews: Buffer[] = [];
   readonly #cursor = new Uint32Array(2);
-  /** txRing: where a slot points while the kernel still holds its frame; flush drops what is written there. */
-  readonly #spill: Buffer;
+  /** txRing: where slot i points while the kernel still holds its ring frame; flush moves what
+   *  is written there into the ring if the frame came back by then, else drops and counts it.
+   *  Not resident until a slot is first spilled. */
+  readonly #spill: Buffer[] = [];
 
   constructor(opts: PacketTxOptions) {
     const slotSize = positiveInt('slotSize', opts.slotSize ?? DEFAULT_SLOT_SIZE, 256 * 1024);
@@ -371,7 +373,8 @@ export class PacketTx {
     this.device = opts.device;
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.lengths = new Uint32Array(batchSize);
-    const own = txRing ? null : Buffer.allocUnsafeSlow(batchSize * slotSize);
+    // sendmmsg: the slots. TX ring: the spill slots (the ring itself is mapped by the addon).
+    const own = Buffer.allocUnsafeSlow(batchSize * slotSize);
     this.#handle = new a.Tx(
       {
         device: opts.device,
@@ -391,11 +394,10 @@ export class PacketTx {
     this.mtu = this.#handle.mtu;
     const ringBuf = this.#handle.frames;
     const offsets = this.#handle.slotOffsets;
-    if (own !== null) {
+    if (!txRing) {
       this.frames = own;
       this.ring = null;
       this.slots = slotViews(own, batchSize, slotSize);
-      this.#spill = own;
     } else {
       if (ringBuf === undefined || offsets === undefined || this.#handle.ring === undefined) {
         this.#handle.close();
@@ -404,7 +406,7 @@ export class PacketTx {
       this.frames = ringBuf;
       this.ring = this.#handle.ring;
       for (let j = 0; j < offsets.length; j++) this.#ringViews.push(ringBuf.subarray(offsets[j], offsets[j] + slotSize));
-      this.#spill = Buffer.allocUnsafeSlow(slotSize);
+      this.#spill = slotViews(own, batchSize, slotSize);
       this.slots = new Array<Buffer>(batchSize);
       this.#aim();
     }
@@ -424,8 +426,8 @@ export class PacketTx {
     return sent;
   }
 
-  /** TX ring: point slot i at ring frame head+i while the kernel does not hold it, else at the
-   *  spill buffer (what JS writes there is dropped and counted by the next flush). */
+  /** TX ring: point slot i at ring frame head+i while the kernel does not hold it, else at
+   *  spill slot i. */
   #aim(): void {
     const views = this.#ringViews;
     const slots = this.slots;
@@ -437,7 +439,7 @@ export class PacketTx {
       if (++f === frames) f = 0;
     }
     const spill = this.#spill;
-    for (let i = window; i < slots.length; i++) slots[i] = spill;
+    for (let i = window; i < slots.length; i++) slots[i] = spill[i];
   }
 
   /** Sends buf[0..len) now; false (and errors+1) if the kernel refused it. */

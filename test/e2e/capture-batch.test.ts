@@ -444,6 +444,32 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
     }
   });
 
+  // A token bucket on a's veth (this test's own link; removed in finally) holds frames in the
+  // qdisc the way a NIC holds them until transmit completion: the kick's wait for completion
+  // times out with frames still the kernel's. The next batch must not write into them (the
+  // receiver would see its bytes in their place): it gets only the frames that came back, the
+  // rest is counted; after a pause every frame is back, and what JS had to write to spill slots
+  // in the meantime moves into the ring and goes.
+  it('PacketTx tx-ring: ring frames the kernel still holds are never overwritten; once back, the ring is whole again', async () => {
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'ether proto 0x88b5', batchSize: 64, keepBytes: true });
+    sh('ip', ['netns', 'exec', NS_A, 'tc', 'qdisc', 'replace', 'dev', IF_A, 'root', 'tbf', 'rate', '200kbit', 'burst', '1600', 'latency', '2s']);
+    try {
+      const g = await A().call<Golden>('txGolden', { device: IF_A, dstMac: macB, lengths: new Array<number>(8).fill(1000), batches: 3, txRing: true, pauses: [0, 1000, 0] });
+      console.log(`tx-ring behind a slow qdisc: flushed ${JSON.stringify(g.flushed)}, errors ${g.errors} (${g.lastError})`);
+      expect(g.flushed[0]).toBe(8);
+      expect(g.flushed[1]).toBeLessThan(8);
+      expect(g.flushed[2]).toBe(8);
+      expect(g.errors).toBe(8 - g.flushed[1]);
+      const total = 16 + g.flushed[1];
+      const rb = await settle(B(), (x) => x.frames >= total, 5000);
+      expect(rb.frames).toBe(total);
+      expect(rb.bytes).toEqual(g.expected);
+    } finally {
+      sh('ip', ['netns', 'exec', NS_A, 'tc', 'qdisc', 'del', 'dev', IF_A, 'root']);
+    }
+  });
+
   it('flags frames longer than the slot as truncated and keeps slotSize bytes', async () => {
     await B().call('closeCapture');
     await B().call('capture', { device: IF_B, filter: 'udp and dst port 9999', batchSize: 16, slotSize: 64 });

@@ -10,7 +10,8 @@
 // with a short SO_SNDTIMEO: a full socket buffer back-pressures the loop for at most that long,
 // after which the rest of the batch is dropped and counted as errors.
 // With txRing the slots are the frames of a mapped PACKET_TX_RING instead (sluice_tx_ring.c):
-// `frames` is an external Buffer over the ring, flush is one send() kick, and sendOne goes
+// `frames` (JS-owned) only holds slots whose ring frame the kernel still held, self.frames is an
+// external Buffer over the ring, flush is one send() kick, and sendOne goes
 // through a second, plain socket (every send on a socket with a TX ring reads the ring, never
 // the message). qdiscBypass sets PACKET_QDISC_BYPASS on the sockets of either path.
 //
@@ -593,20 +594,15 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
   uint32_t* cursor = NULL;
   size_t n = 0;
   void* data = NULL;
+  if (!get_areas(env, argv[1], argv[2], batch, slot, &frames, &lengths)) return NULL;
   if (use_ring) {
-    // The ring is the frames area; JS passes only lengths and the cursor.
-    if (!get_typed_area(env, argv[2], napi_uint32_array, &n, &data) || n < batch) {
-      throw_code(env, "EINVAL", "lengths must be a Uint32Array of at least batchSize entries");
-      return NULL;
-    }
-    lengths = (uint32_t*)data;
+    // The ring is where frames go; `frames` is the spill area (a slot whose ring frame the
+    // kernel still holds is written there), plus the cursor JS aims its slot views with.
     if (argc < 4 || !get_typed_area(env, argv[3], napi_uint32_array, &n, &data) || n < 2) {
       throw_code(env, "EINVAL", "txRing needs a cursor: a Uint32Array of 2 entries");
       return NULL;
     }
     cursor = (uint32_t*)data;
-  } else if (!get_areas(env, argv[1], argv[2], batch, slot, &frames, &lengths)) {
-    return NULL;
   }
   ifinfo_t ii;
   memset(&ii, 0, sizeof ii);
@@ -648,7 +644,7 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
   t->fd = fd;
   t->plain_fd = plain_fd;
   t->use_ring = use_ring;
-  t->frames = use_ring ? t->ring.map : frames;
+  t->frames = frames;
   t->lengths = lengths;
   t->cursor = cursor;
   t->batch = batch;
@@ -658,7 +654,7 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
   t->env = env;
   t->refs = 1;
   snprintf(t->device, sizeof t->device, "%s", device);
-  if (!use_ring) napi_create_reference(env, argv[1], 1, &t->frames_ref);
+  napi_create_reference(env, argv[1], 1, &t->frames_ref);
   napi_create_reference(env, argv[2], 1, &t->lengths_ref);
   if (use_ring) napi_create_reference(env, argv[3], 1, &t->cursor_ref);
   if (napi_wrap(env, self, t, tx_finalize, NULL, NULL) != napi_ok) {
@@ -782,7 +778,7 @@ static napi_value tx_flush(napi_env env, napi_callback_info info) {
   uint32_t sent = 0;
   if (t->use_ring) {
     tx_ring_errors_t err = {t->errors, t->last_errno};
-    sent = tx_ring_flush(&t->ring, t->fd, t->lengths, count, &err);
+    sent = tx_ring_flush(&t->ring, t->fd, t->lengths, count, t->frames, &err);
     t->errors = err.errors;
     t->last_errno = err.last_errno;
     t->sent += sent;

@@ -142,6 +142,7 @@ int tx_ring_open(tx_ring_t* r, int fd, uint32_t batch, uint32_t slot, const char
   r->map = (uint8_t*)m;
   r->head = 0;
   r->window = batch;
+  r->window_given = batch;
   r->clean = true;
   return 0;
 }
@@ -188,34 +189,43 @@ static void close_gap(tx_ring_t* r, uint32_t head, uint32_t at, uint32_t w, uint
   set_status(r, ring_index(r, head, w - 1), TP_STATUS_AVAILABLE);
 }
 
-// After a kick that did not return normally: frames from head JS may write (AVAILABLE ones).
+// After a kick that did not return normally: how many frames from head are AVAILABLE (ours).
 static void measure_window(tx_ring_t* r) {
   uint32_t n = 0;
   while (n < r->batch && status_of(r, ring_index(r, r->head, n)) == TP_STATUS_AVAILABLE) n++;
   r->window = n;
 }
 
-uint32_t tx_ring_flush(tx_ring_t* r, int fd, uint32_t* lengths, uint32_t count, tx_ring_errors_t* err) {
+uint32_t tx_ring_flush(tx_ring_t* r, int fd, uint32_t* lengths, uint32_t count, uint8_t* spill,
+                       tx_ring_errors_t* err) {
   const uint32_t head = r->head;
+  // Frames from head that are ours now: at least the window JS was given (only our kicks hand
+  // frames to the kernel), more if the kernel completed some since.
+  uint32_t avail = r->batch;
+  if (!r->clean) {
+    measure_window(r);
+    avail = r->window;
+  }
   bool mtu_fresh = false;
   uint32_t w = 0;  // frames placed for the kernel: ring positions head..head+w-1
   for (uint32_t i = 0; i < count; i++) {
-    if (i >= r->window) {
-      // JS wrote this one into the spill slot: the kernel still held its ring frame.
-      err->errors += count - i;
-      err->last_errno = ENOBUFS;
-      break;
-    }
     uint32_t len = lengths[i];
-    uint32_t from = ring_index(r, head, i);
-    if (!frame_fits(r, fd, data_at(r, from), len, &mtu_fresh)) {
+    // Slots past the window JS was given were written to their spill slot instead of the ring.
+    uint8_t* src = i < r->window_given ? data_at(r, ring_index(r, head, i)) : spill + (size_t)i * r->slot;
+    if (!frame_fits(r, fd, src, len, &mtu_fresh)) {
       err->errors += 1;
       err->last_errno = EMSGSIZE;
       continue;
     }
-    uint32_t to = ring_index(r, head, w);
-    if (to != from) memmove(data_at(r, to), data_at(r, from), len);
-    hdr_at(r, to)->tp_len = len;
+    if (w >= avail) {
+      // The kernel still holds the ring frame this one would go into.
+      err->errors += 1;
+      err->last_errno = ENOBUFS;
+      continue;
+    }
+    uint8_t* to = data_at(r, ring_index(r, head, w));
+    if (to != src) memmove(to, src, len);
+    hdr_at(r, ring_index(r, head, w))->tp_len = len;
     lengths[w] = len;
     w++;
   }
@@ -268,5 +278,6 @@ uint32_t tx_ring_flush(tx_ring_t* r, int fd, uint32_t* lengths, uint32_t count, 
   } else {
     measure_window(r);
   }
+  r->window_given = r->window;
   return done;
 }

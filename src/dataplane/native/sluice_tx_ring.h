@@ -19,7 +19,8 @@ typedef struct {
   uint32_t slot;       // data bytes a frame holds (the Tx slot size)
   uint32_t batch;      // most frames one flush takes
   uint32_t head;       // the frame the kernel sends next; slot 0 of the next flush
-  uint32_t window;     // frames from head this process may write now (<= batch); the rest are held by the kernel
+  uint32_t window;     // frames from head that are ours (<= batch); the kernel holds the next one
+  uint32_t window_given;  // the window JS's slot views were aimed with: slots past it are spill slots
   bool clean;          // the last kick returned after every frame completed: all frames are ours
   int ifindex;
   uint32_t mtu;        // cached; re-read when a frame looks too long for it
@@ -39,10 +40,12 @@ typedef struct {
   int last_errno;
 } tx_ring_errors_t;
 
-// Sends the frames JS wrote into slots 0..count-1 (slot i is ring frame head+i; lengths[i]
-// bytes each) with one send() kick. Frames that cannot go are counted in *err and left out;
-// lengths[0..sent) are rewritten to the lengths of the frames sent, in order. Returns how many
-// frames the kernel took. Updates head and window for the next batch.
-uint32_t tx_ring_flush(tx_ring_t* r, int fd, uint32_t* lengths, uint32_t count, tx_ring_errors_t* err);
+// Sends the frames JS wrote into slots 0..count-1 (slot i is ring frame head+i below
+// window_given, else spill slot i of `spill`, batch slots of `slot` bytes; lengths[i] bytes each)
+// with one send() kick. Frames that cannot go are counted in *err and left out; lengths[0..sent)
+// are rewritten to the lengths of the frames sent, in order. Returns how many frames the kernel
+// took. Updates head and window for the next batch.
+uint32_t tx_ring_flush(tx_ring_t* r, int fd, uint32_t* lengths, uint32_t count, uint8_t* spill,
+                       tx_ring_errors_t* err);
 
 #endif

@@ -35,7 +35,7 @@ const PHASE_LABEL = {
   mem1m: 'memory for 1M live flows, then spoofed SYNs into the full table',
   custom: 'custom settings',
 };
-const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceRing', 'sluiceRing2', 'sluiceCap', 'sluiceNoMptcp', 'sluiceMem'];
+const CASE_ORDER = ['kernel', 'cref', 'sluice', 'sluiceRing', 'sluiceRing2', 'sluiceCap', 'sluiceNoMptcp', 'sluiceMem', 'sluiceTxRing', 'sluiceBypass', 'sluiceTxRingBypass'];
 const CASE_LABEL = {
   kernel: 'kernel IP forwarding (ip_forward=1)',
   cref: 'C libpcap reference forwarder',
@@ -45,6 +45,9 @@ const CASE_LABEL = {
   sluiceCap: 'Sluice, capture engine "cap"',
   sluiceNoMptcp: 'Sluice, "batch", MPTCP steering off',
   sluiceMem: 'Sluice, "ring", full table (SYNs)',
+  sluiceTxRing: 'Sluice, "ring", TX ring (SLUICE_TX=ring)',
+  sluiceBypass: 'Sluice, "ring", sendmmsg + QDISC_BYPASS',
+  sluiceTxRingBypass: 'Sluice, "ring", TX ring + QDISC_BYPASS',
 };
 // The default engine is what "Sluice" means in the goal table.
 const SLUICE = 'sluiceRing';

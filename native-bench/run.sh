@@ -22,7 +22,10 @@
 #                          custom   BENCH_CASES with BENCH_FLOWS / BENCH_RATE / BENCH_GEN_BATCH
 #                                   (the only phase with BENCH_PROTO=tcp)
 #   BENCH_CASES="..."    only these cases of each phase: kernel cref sluice sluiceRing sluiceRing2
-#                        sluiceCap sluiceMem (and sluiceNoMptcp, custom phase only)
+#                        sluiceCap sluiceMem (and sluiceNoMptcp, custom phase only). Opt-in
+#                        transmit-path cases, run only when named here (pps1 pps10k cpu100k
+#                        lat10k custom): sluiceTxRing (SLUICE_TX=ring: the mapped TX ring),
+#                        sluiceBypass (SLUICE_QDISC_BYPASS=1 on sendmmsg), sluiceTxRingBypass
 #   BENCH_RATE=PPS       custom phase: generator rate limit, 0 = as fast as it can (default 0)
 #   BENCH_FLOWS=N        custom phase: flows the generator cycles over (default 1024)
 #   BENCH_GEN_BATCH=N    frames per sendmmsg call (default 64; lat10k always 1)
@@ -120,7 +123,7 @@ done
 [[ "$LAB_ID" =~ ^[0-9a-z]{1,8}$ ]] || die "BENCH_ID must be 1-8 characters of [0-9a-z]"
 [[ -z "$WORKERS_CPUS" || "$WORKERS_CPUS" =~ ^[0-9,-]+$ ]] || die "BENCH_WORKERS_CPUS must be a CPU list like 1 or 0-3"
 for c in $CASES_FILTER; do
-  case "$c" in kernel|cref|sluice|sluiceRing|sluiceRing2|sluiceCap|sluiceNoMptcp|sluiceMem) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
+  case "$c" in kernel|cref|sluice|sluiceRing|sluiceRing2|sluiceCap|sluiceNoMptcp|sluiceMem|sluiceTxRing|sluiceBypass|sluiceTxRingBypass) ;; *) die "unknown case '$c' in BENCH_CASES" ;; esac
 done
 for ph in $PHASES; do
   case "$ph" in pps1|pps10k|cpu100k|lat10k|mem1m|custom) ;; *) die "unknown phase '$ph' in BENCH_PHASES" ;; esac
@@ -822,6 +825,12 @@ set_phase() { # PHASE
     for c in $PHASE_CASES; do
       if [[ " $CASES_FILTER " == *" $c "* ]]; then keep+="$c "; fi
     done
+    # The transmit-path cases are in no default list: they run where BENCH_CASES names them.
+    if [[ $1 != mem1m ]]; then
+      for c in sluiceTxRing sluiceBypass sluiceTxRingBypass; do
+        if [[ " $CASES_FILTER " == *" $c "* ]]; then keep+="$c "; fi
+      done
+    fi
     PHASE_CASES=${keep% }
   fi
 }
@@ -842,6 +851,10 @@ for ph in $PHASES; do
         sluiceRing) run_sluice sluiceRing "$r" ring ;;
         sluiceRing2) run_sluice sluiceRing2 "$r" ring true 2 ;;
         sluiceCap) run_sluice sluiceCap "$r" cap ;;
+        # The engine reads these switches at start (src/dataplane/tx-path.ts).
+        sluiceTxRing) SLUICE_TX=ring run_sluice sluiceTxRing "$r" ring ;;
+        sluiceBypass) SLUICE_QDISC_BYPASS=1 run_sluice sluiceBypass "$r" ring ;;
+        sluiceTxRingBypass) SLUICE_TX=ring SLUICE_QDISC_BYPASS=1 run_sluice sluiceTxRingBypass "$r" ring ;;
         sluiceNoMptcp) run_sluice sluiceNoMptcp "$r" batch false ;;
         sluiceMem) run_sluice_mem "$r" ;;
       esac

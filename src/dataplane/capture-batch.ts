@@ -5,12 +5,14 @@
 // loop turn, so timers and other I/O keep running under overload. The area is overwritten by
 // the next batch: copy out anything needed later before returning.
 //
-// Transmit: fill `frames`/`lengths` slots 0..count-1, then flush(count) sends them with one
-// sendmmsg on an AF_PACKET socket bound to the device.
+// Transmit: fill `slots[i]`/`lengths[i]` for 0..count-1, then flush(count) sends them with one
+// sendmmsg on an AF_PACKET socket bound to the device, or (txRing) with one send() kick of a
+// mapped TX ring whose frames the slots are (native/sluice_tx_ring.c).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { slotViews } from './slot-views.js';
 
 /** lengths[i] & TRUNCATED: the frame was longer than the slot or the snap length. */
 export const TRUNCATED = 0x8000_0000;
@@ -61,6 +63,22 @@ export interface PacketTxOptions {
   sendTimeoutMs?: number;
   /** SO_SNDBUF(FORCE) (default 4 MiB). */
   sendBufferBytes?: number;
+  /** Write output straight into a mapped PACKET_TX_RING (TPACKET_V2) and send each batch with
+   *  one send() kick, instead of sendmmsg from a process buffer (default false). */
+  txRing?: boolean;
+  /** PACKET_QDISC_BYPASS: frames skip the egress qdisc (default false). */
+  qdiscBypass?: boolean;
+}
+
+/** How a TX ring is laid out in memory (PacketTx.ring). */
+export interface TxRingLayout {
+  frames: number;
+  frameBytes: number;
+  framesPerBlock: number;
+  blockBytes: number;
+  blocks: number;
+  /** Bytes the ring maps (the kernel allocates them when the ring is set up). */
+  mappedBytes: number;
 }
 
 // ---- the addon's shape --------------------------------------------------------------------
@@ -96,9 +114,15 @@ interface NativeTxOptions {
   slotSize: number;
   sendTimeoutMs: number;
   sendBufferBytes: number;
+  txRing: boolean;
+  qdiscBypass: boolean;
 }
 
 interface NativeTx {
+  /** txRing: an external Buffer over the mapped ring, frame j's data at slotOffsets[j]. */
+  readonly frames?: Buffer;
+  readonly slotOffsets?: Uint32Array;
+  readonly ring?: TxRingLayout;
   readonly ifindex: number;
   readonly mtu: number;
   readonly mac: Buffer;
@@ -112,7 +136,7 @@ interface NativeTx {
 
 interface NativeAddon {
   Capture: new (opts: NativeCaptureOptions, frames: Buffer, lengths: Uint32Array) => NativeCapture;
-  Tx: new (opts: NativeTxOptions, frames: Buffer, lengths: Uint32Array) => NativeTx;
+  Tx: new (opts: NativeTxOptions, frames: Buffer | null, lengths: Uint32Array, cursor?: Uint32Array) => NativeTx;
   interfaceInfo(name: string): InterfaceInfo & { hwType: number };
   pcapVersion(): string;
 }
@@ -312,7 +336,12 @@ export class BatchCapture {
 // ---- transmit -----------------------------------------------------------------------------
 
 export class PacketTx {
+  /** The memory the slots are views of: a process buffer, or (txRing) the mapped ring. */
   readonly frames: Buffer;
+  /** Where output frame i of the next flush goes: slots[i] (slotSize bytes), lengths[i]. With a
+   *  TX ring the views move after every flush (they follow the kernel's ring head): index
+   *  this array each time, never keep a view across a flush. */
+  readonly slots: Buffer[];
   readonly lengths: Uint32Array;
   readonly slotSize: number;
   readonly batchSize: number;
@@ -320,19 +349,32 @@ export class PacketTx {
   readonly ifindex: number;
   readonly mac: Buffer;
   readonly mtu: number;
+  /** The TX ring's layout, or null (sendmmsg). */
+  readonly ring: TxRingLayout | null;
+  readonly qdiscBypass: boolean;
   #handle: NativeTx;
   #closed = false;
+  /** txRing: one view per ring frame, the kernel's head and how many frames from it are ours. */
+  readonly #ringViews: Buffer[] = [];
+  readonly #cursor = new Uint32Array(2);
+  /** txRing: where slot i points while the kernel still holds its ring frame; flush moves what
+   *  is written there into the ring if the frame came back by then, else drops and counts it.
+   *  Not resident until a slot is first spilled. */
+  readonly #spill: Buffer[] = [];
 
   constructor(opts: PacketTxOptions) {
     const slotSize = positiveInt('slotSize', opts.slotSize ?? DEFAULT_SLOT_SIZE, 256 * 1024);
     if (slotSize < 64) throw new RangeError(`slotSize must be >= 64, got ${slotSize}`);
     const batchSize = positiveInt('batchSize', opts.batchSize, 65536);
     const a = native();
+    const txRing = opts.txRing ?? false;
     this.slotSize = slotSize;
     this.batchSize = batchSize;
     this.device = opts.device;
-    this.frames = Buffer.allocUnsafeSlow(batchSize * slotSize);
+    this.qdiscBypass = opts.qdiscBypass ?? false;
     this.lengths = new Uint32Array(batchSize);
+    // sendmmsg: the slots. TX ring: the spill slots (the ring itself is mapped by the addon).
+    const own = Buffer.allocUnsafeSlow(batchSize * slotSize);
     this.#handle = new a.Tx(
       {
         device: opts.device,
@@ -340,19 +382,64 @@ export class PacketTx {
         slotSize,
         sendTimeoutMs: opts.sendTimeoutMs ?? 2,
         sendBufferBytes: opts.sendBufferBytes ?? 4 * 1024 * 1024,
+        txRing,
+        qdiscBypass: this.qdiscBypass,
       },
-      this.frames,
+      own,
       this.lengths,
+      this.#cursor,
     );
     this.ifindex = this.#handle.ifindex;
     this.mac = this.#handle.mac;
     this.mtu = this.#handle.mtu;
+    const ringBuf = this.#handle.frames;
+    const offsets = this.#handle.slotOffsets;
+    if (!txRing) {
+      this.frames = own;
+      this.ring = null;
+      this.slots = slotViews(own, batchSize, slotSize);
+    } else {
+      if (ringBuf === undefined || offsets === undefined || this.#handle.ring === undefined) {
+        this.#handle.close();
+        throw new Error(`the transmit addon did not map a TX ring on ${opts.device}`);
+      }
+      this.frames = ringBuf;
+      this.ring = this.#handle.ring;
+      for (let j = 0; j < offsets.length; j++) this.#ringViews.push(ringBuf.subarray(offsets[j], offsets[j] + slotSize));
+      this.#spill = slotViews(own, batchSize, slotSize);
+      this.slots = new Array<Buffer>(batchSize);
+      this.#aim();
+    }
+  }
+
+  /** Which transmit path this is, for logs and status: "sendmmsg", "tx-ring", "+qdisc-bypass". */
+  get path(): string {
+    return (this.ring !== null ? 'tx-ring' : 'sendmmsg') + (this.qdiscBypass ? '+qdisc-bypass' : '');
   }
 
   /** Sends slots 0..count-1 (lengths[i] bytes each, 14..slotSize). Returns how many the kernel
-   *  took; the rest are counted in errors (bad length, MTU, no buffer space, timeout). */
+   *  took; the rest are counted in errors (bad length, MTU, no buffer space, timeout). With a
+   *  TX ring, lengths[0..sent) then hold the lengths of the frames sent, in order. */
   flush(count: number): number {
-    return this.#handle.flush(count);
+    const sent = this.#handle.flush(count);
+    if (this.ring !== null) this.#aim();
+    return sent;
+  }
+
+  /** TX ring: point slot i at ring frame head+i while the kernel does not hold it, else at
+   *  spill slot i. */
+  #aim(): void {
+    const views = this.#ringViews;
+    const slots = this.slots;
+    const frames = views.length;
+    const window = this.#cursor[1];
+    let f = this.#cursor[0];
+    for (let i = 0; i < window; i++) {
+      slots[i] = views[f];
+      if (++f === frames) f = 0;
+    }
+    const spill = this.#spill;
+    for (let i = window; i < slots.length; i++) slots[i] = spill[i];
   }
 
   /** Sends buf[0..len) now; false (and errors+1) if the kernel refused it. */

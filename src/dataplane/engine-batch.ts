@@ -4,6 +4,7 @@ import { G } from './contract/counters.js';
 import { FRAME_SLOT_BYTES } from './contract/limits.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 import { slotViews } from './slot-views.js';
+import { txPathFromEnv } from './tx-path.js';
 
 const TRUNCATED = 0x80000000;
 
@@ -33,14 +34,19 @@ export class BatchEngine implements CaptureEngine {
       direction: 'in',
     });
     try {
-      this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES });
+      this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES, ...txPathFromEnv() });
     } catch (e) {
       this.#rx.close();
       throw e;
     }
     // One view per slot, made once: the hot path never slices.
     this.#rxSlots = slotViews(this.#rx.frames, this.#rx.batchSize, this.#rx.slotSize);
-    this.#txSlots = slotViews(this.#tx.frames, this.#tx.batchSize, this.#tx.slotSize);
+    this.#txSlots = this.#tx.slots; // with a TX ring these move after every flush
+  }
+
+  /** The transmit path: sendmmsg or tx-ring, +qdisc-bypass. */
+  get transmit(): string {
+    return this.#tx.path;
   }
 
   start(): void {

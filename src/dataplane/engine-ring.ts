@@ -21,6 +21,7 @@ import {
 } from './ring-frame.js';
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 import { slotViews } from './slot-views.js';
+import { txPathFromEnv } from './tx-path.js';
 
 const PARTIAL = F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM;
 
@@ -72,13 +73,19 @@ export class RingEngine implements CaptureEngine {
       fanoutGroup: opts.fanoutGroup,
     });
     try {
-      this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES });
+      this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES, ...txPathFromEnv() });
     } catch (e) {
       this.#rx.close();
       throw e;
     }
     this.#rxSlots = slotViews(this.#rx.frames, this.#rx.batchSize, FRAME_SLOT_BYTES);
-    this.#txSlots = slotViews(this.#tx.frames, this.#tx.batchSize, FRAME_SLOT_BYTES);
+    // The transmit slots: with a TX ring they are ring frames and move after every flush.
+    this.#txSlots = this.#tx.slots;
+  }
+
+  /** The transmit path: sendmmsg or tx-ring, +qdisc-bypass. */
+  get transmit(): string {
+    return this.#tx.path;
   }
 
   /** False when the kernel refused PACKET_VNET_HDR (GSO super-frames then cannot be cut). */

@@ -18,6 +18,8 @@ export interface CaptureEngine {
    * pass on unchecked in G.csumUnverifiable.
    */
   readonly seesChecksumStatus: boolean;
+  /** How frames leave (sendmmsg, tx-ring, +qdisc-bypass), for the startup log and status; absent: the engine's own way. */
+  readonly transmit?: string;
   start(): void;
   setFilter(filter: string): void;
   stats(): CaptureStats;

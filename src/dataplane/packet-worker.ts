@@ -284,7 +284,9 @@ export class PacketWorker {
       }, QUERY_EXPIRY_TICK_MS),
     );
     this.#threadCpu();
-    this.#up({ type: 'ready', engine: engine.name, flowTable: opened.origin });
+    // The engine as /status and the startup log show it; a non-default transmit path is named.
+    const tx = engine.transmit;
+    this.#up({ type: 'ready', engine: tx === undefined || tx === 'sendmmsg' ? engine.name : `${engine.name} (${tx})`, flowTable: opened.origin });
   }
 
   /** Open the capture (joining the fanout group) with the filter in force, and start it. */

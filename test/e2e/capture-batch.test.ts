@@ -3,7 +3,8 @@
 // static neighbours both ways. One agent process per namespace (fixtures/capture-agent.mjs,
 // run with `ip netns exec`) drives the compiled wrapper dist/src/dataplane/capture-batch.js:
 // b captures what a sends (dgram bursts and a PacketTx flood), then PacketTx frames go both
-// ways. Everything is torn down in afterAll, also after a failure.
+// ways, golden frames through each transmit path (sendmmsg, the mapped TX ring, each with and
+// without PACKET_QDISC_BYPASS). Everything is torn down in afterAll, also after a failure.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -179,6 +180,7 @@ interface Report {
   ports: Record<string, number>;
   other: number;
   macs: Array<{ dst: string; src: string; type: number; len: number }>;
+  bytes: string[];
   stats: { received: number; dropped: number; ifDropped: number } | null;
   windowMs: number;
   firesInWindow: number;
@@ -200,6 +202,24 @@ async function settle(agent: Agent, done: (r: Report) => boolean, maxMs = 5000):
 }
 
 const hex = (mac: string): string => mac.replace(/:/g, '').toLowerCase();
+
+/** The transmit paths PacketTx offers; every golden-frame case runs through each. */
+const TX_PATHS = [
+  { path: 'sendmmsg', txRing: false, qdiscBypass: false },
+  { path: 'sendmmsg+qdisc-bypass', txRing: false, qdiscBypass: true },
+  { path: 'tx-ring', txRing: true, qdiscBypass: false },
+  { path: 'tx-ring+qdisc-bypass', txRing: true, qdiscBypass: true },
+] as const;
+
+interface Golden {
+  flushed: number[];
+  expected: string[];
+  sent: number;
+  errors: number;
+  lastError: string | null;
+  path: string;
+  ring: { frames: number; frameBytes: number; blockBytes: number; mappedBytes: number } | null;
+}
 
 if (!root && process.env.CI === 'true') {
   describe('capture-batch e2e (needs root)', () => {
@@ -370,12 +390,84 @@ describe.skipIf(!root)('BatchCapture / PacketTx over a veth pair between two nam
     expect(ra.frames).toBe(11);
     for (const m of ra.macs) expect(m).toMatchObject({ dst: hex(macA), src: hex(macB), type: 0x88b5, len: 60 });
 
-    const fromA = await A().call<{ sent: number }>('txFrames', { device: IF_A, dstMac: macB, count: 5 });
-    expect(fromA.sent).toBe(6);
+    // The same from a through the TX ring: sendOne goes through its own plain socket.
+    const fromA = await A().call<{ sent: number; single: boolean; path: string }>('txFrames', { device: IF_A, dstMac: macB, count: 5, txRing: true });
+    expect(fromA).toMatchObject({ sent: 6, single: true, path: 'tx-ring' });
     const rb = await settle(B(), (x) => x.frames >= 6, 3000);
     expect(rb.frames).toBe(6); // 6 from a, none of its own 11
     for (const m of rb.macs) expect(m).toMatchObject({ dst: hex(macB), src: hex(macA) });
     expect((await A().call<Report>('report')).frames).toBe(11); // a did not see its own 6 either
+  });
+
+  // One batch of 8 per flush, 3 flushes: on a TX ring of 9 frames the head wraps. 5 bytes is
+  // shorter than an Ethernet header, 1515 is MTU + 15: both refused and counted, the rest go.
+  it.each(TX_PATHS)('PacketTx $path: golden frames arrive byte-exact and in order; short and over-MTU frames are counted, the rest of the batch goes', async (p) => {
+    await A().call('closeCapture').catch(() => undefined);
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'ether proto 0x88b5', batchSize: 64, keepBytes: true });
+    const g = await A().call<Golden>('txGolden', { device: IF_A, dstMac: macB, lengths: [60, 1514, 5, 300, 1515, 61, 1000, 64], batches: 3, txRing: p.txRing, qdiscBypass: p.qdiscBypass });
+    expect(g.path).toBe(p.path);
+    expect(g.flushed).toEqual([6, 6, 6]);
+    expect(g.sent).toBe(18);
+    expect(g.errors).toBe(6);
+    expect(g.lastError).toMatch(/too long/i);
+    const rb = await settle(B(), (x) => x.frames >= 18, 3000);
+    expect(rb.frames).toBe(18);
+    expect(rb.bytes).toEqual(g.expected);
+    if (p.txRing) {
+      expect(g.ring!.frames).toBeGreaterThanOrEqual(8);
+      console.log(`${p.path}: ${g.ring!.frames} frames of ${g.ring!.frameBytes} bytes in blocks of ${g.ring!.blockBytes}, ${g.ring!.mappedBytes} bytes mapped`);
+    } else {
+      expect(g.ring).toBeNull();
+    }
+  });
+
+  // The MTU drops after the transmitter opened: the kernel itself refuses the 1416-byte frames
+  // (MTU 1400 + 14 < 1416; on the TX ring the frame goes TP_STATUS_WRONG_FORMAT), each is
+  // counted and the frames behind it in the batch still go.
+  it.each([TX_PATHS[0], TX_PATHS[2]])('PacketTx $path: frames the kernel refuses after an MTU change are counted, the rest of the batch goes', async (p) => {
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'ether proto 0x88b5', batchSize: 64, keepBytes: true });
+    try {
+      const pending = A().call<Golden>('txGolden', { device: IF_A, dstMac: macB, lengths: [60, 1416, 100, 1416, 64], batches: 2, txRing: p.txRing, waitForMtu: 1400 });
+      await sleep(200);
+      sh('ip', ['-n', NS_A, 'link', 'set', IF_A, 'mtu', '1400']);
+      const g = await pending;
+      expect(g.flushed).toEqual([3, 3]);
+      expect(g.errors).toBe(4);
+      expect(g.lastError).toMatch(/too long/i);
+      const rb = await settle(B(), (x) => x.frames >= 6, 3000);
+      expect(rb.frames).toBe(6);
+      expect(rb.bytes).toEqual(g.expected);
+    } finally {
+      sh('ip', ['-n', NS_A, 'link', 'set', IF_A, 'mtu', '1500']);
+    }
+  });
+
+  // A token bucket on a's veth (this test's own link; removed in finally) holds frames in the
+  // qdisc the way a NIC holds them until transmit completion: the kick's wait for completion
+  // times out with frames still the kernel's. The next batch must not write into them (the
+  // receiver would see its bytes in their place): it gets only the frames that came back, the
+  // rest is counted; after a pause every frame is back, and what JS had to write to spill slots
+  // in the meantime moves into the ring and goes.
+  it('PacketTx tx-ring: ring frames the kernel still holds are never overwritten; once back, the ring is whole again', async () => {
+    await B().call('closeCapture');
+    await B().call('capture', { device: IF_B, filter: 'ether proto 0x88b5', batchSize: 64, keepBytes: true });
+    sh('ip', ['netns', 'exec', NS_A, 'tc', 'qdisc', 'replace', 'dev', IF_A, 'root', 'tbf', 'rate', '200kbit', 'burst', '1600', 'latency', '2s']);
+    try {
+      const g = await A().call<Golden>('txGolden', { device: IF_A, dstMac: macB, lengths: new Array<number>(8).fill(1000), batches: 3, txRing: true, pauses: [0, 1000, 0] });
+      console.log(`tx-ring behind a slow qdisc: flushed ${JSON.stringify(g.flushed)}, errors ${g.errors} (${g.lastError})`);
+      expect(g.flushed[0]).toBe(8);
+      expect(g.flushed[1]).toBeLessThan(8);
+      expect(g.flushed[2]).toBe(8);
+      expect(g.errors).toBe(8 - g.flushed[1]);
+      const total = 16 + g.flushed[1];
+      const rb = await settle(B(), (x) => x.frames >= total, 5000);
+      expect(rb.frames).toBe(total);
+      expect(rb.bytes).toEqual(g.expected);
+    } finally {
+      sh('ip', ['netns', 'exec', NS_A, 'tc', 'qdisc', 'del', 'dev', IF_A, 'root']);
+    }
   });
 
   it('flags frames longer than the slot as truncated and keeps slotSize bytes', async () => {

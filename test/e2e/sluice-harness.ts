@@ -38,10 +38,11 @@ export interface RunningSluice {
 }
 
 /** Start `sluice run` in balancer K's namespace and wait until its admin API answers. */
-export async function startSluice(lab: Lab, config: string, balancer = 1, timeoutMs = 20_000): Promise<RunningSluice> {
+/** env: variables added to the balancer's environment (e.g. the measurement switch SLUICE_TX). */
+export async function startSluice(lab: Lab, config: string, balancer = 1, timeoutMs = 20_000, env?: Record<string, string>): Promise<RunningSluice> {
   const socket = lab.adminSocket(balancer);
   const logName = `sluice-lb${balancer}-${Date.now()}.log`;
-  const child = lab.spawn(`lb${balancer}`, [process.execPath, join(REPO, 'dist', 'src', 'cli.js'), 'run', '--config', config], { logName });
+  const child = lab.spawn(`lb${balancer}`, [process.execPath, join(REPO, 'dist', 'src', 'cli.js'), 'run', '--config', config], { logName, env });
   const log = join(lab.describe().runDir, logName);
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -9,6 +9,11 @@
 // receives nothing). flush(count) sends slots 0..count-1 with sendmmsg. The socket is blocking
 // with a short SO_SNDTIMEO: a full socket buffer back-pressures the loop for at most that long,
 // after which the rest of the batch is dropped and counted as errors.
+// With txRing the slots are the frames of a mapped PACKET_TX_RING instead (sluice_tx_ring.c):
+// `frames` (JS-owned) only holds slots whose ring frame the kernel still held, self.frames is an
+// external Buffer over the ring, flush is one send() kick, and sendOne goes
+// through a second, plain socket (every send on a socket with a TX ring reads the ring, never
+// the message). qdiscBypass sets PACKET_QDISC_BYPASS on the sockets of either path.
 //
 // Nothing here allocates per packet; nothing calls JS per packet.
 
@@ -34,9 +39,13 @@
 #include <netpacket/packet.h>
 
 #include "sluice_host.h"
+#include "sluice_tx_ring.h"
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
+#endif
+#ifndef PACKET_QDISC_BYPASS
+#define PACKET_QDISC_BYPASS 20
 #endif
 
 #define TRUNCATED_BIT 0x80000000u
@@ -450,6 +459,15 @@ typedef struct {
   napi_ref frames_ref;
   napi_ref lengths_ref;
   napi_env env;
+  // txRing only: the ring, sendOne's plain socket, where head/window are published to JS
+  // (cursor[0] = head frame, cursor[1] = window), and the references that keep this struct
+  // (the JS wrapper, the external Buffer over the ring) so the mapping outlives neither.
+  bool use_ring;
+  tx_ring_t ring;
+  int plain_fd;
+  uint32_t* cursor;
+  napi_ref cursor_ref;
+  int refs;
   char device[IF_NAMESIZE + 1];
 } tx_t;
 
@@ -458,9 +476,19 @@ static void tx_close_native(tx_t* t) {
   t->closed = true;
   if (t->fd >= 0) close(t->fd);
   t->fd = -1;
+  if (t->plain_fd >= 0) close(t->plain_fd);
+  t->plain_fd = -1;
 }
 
 static void tx_cleanup_hook(void* arg) { tx_close_native((tx_t*)arg); }
+
+static void tx_unref(tx_t* t) {
+  if (--t->refs > 0) return;
+  if (t->use_ring) tx_ring_release(&t->ring);
+  free(t->msgs);
+  free(t->iov);
+  free(t);
+}
 
 static void tx_finalize(napi_env env, void* data, void* hint) {
   tx_t* t = (tx_t*)data;
@@ -468,39 +496,17 @@ static void tx_finalize(napi_env env, void* data, void* hint) {
   tx_close_native(t);
   delete_ref(env, &t->frames_ref);
   delete_ref(env, &t->lengths_ref);
-  free(t->msgs);
-  free(t->iov);
-  free(t);
+  delete_ref(env, &t->cursor_ref);
+  tx_unref(t);
 }
 
-static napi_value tx_new(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], self, v;
-  NAPI_OR_RETURN(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL), NULL);
-  if (argc < 3) {
-    throw_code(env, "EINVAL", "Tx(options, frames, lengths) needs 3 arguments");
-    return NULL;
-  }
-  char device[64];
-  NAPI_OR_RETURN(env, napi_get_named_property(env, argv[0], "device", &v), NULL);
-  if (!get_string(env, v, device, sizeof device, "device")) return NULL;
-  uint32_t batch, slot, timeout_ms, sndbuf;
-  if (!get_opt_u32(env, argv[0], "batchSize", 256, &batch) || !get_opt_u32(env, argv[0], "slotSize", 10240, &slot) ||
-      !get_opt_u32(env, argv[0], "sendTimeoutMs", 2, &timeout_ms) ||
-      !get_opt_u32(env, argv[0], "sendBufferBytes", 4u << 20, &sndbuf))
-    return NULL;
-  if (batch == 0 || batch > MAX_BATCH || slot < 64 || slot > MAX_SLOT) {
-    throw_code(env, "EINVAL", "batchSize must be 1..%u and slotSize 64..%u", MAX_BATCH, MAX_SLOT);
-    return NULL;
-  }
-  uint8_t* frames;
-  uint32_t* lengths;
-  if (!get_areas(env, argv[1], argv[2], batch, slot, &frames, &lengths)) return NULL;
-  ifinfo_t ii;
-  memset(&ii, 0, sizeof ii);
-  if (throw_if_error(env, device, query_interface(device, &ii))) return NULL;
+static void tx_ring_buffer_finalize(napi_env env, void* data, void* hint) { tx_unref((tx_t*)hint); }
 
-  // Protocol 0: the socket is never hooked into receive, it only sends.
+// A send-only packet socket on ifindex: protocol 0 (never hooked into receive), blocking with
+// SO_SNDTIMEO, SO_SNDBUF(FORCE), PACKET_QDISC_BYPASS when asked. With ring != NULL the TX ring
+// is set up before bind. Returns the fd, or -1 having thrown.
+static int tx_socket(napi_env env, const char* device, int ifindex, uint32_t timeout_ms, uint32_t sndbuf,
+                     bool bypass, tx_ring_t* ring, uint32_t batch, uint32_t slot, uint32_t mtu) {
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     int e = errno;
@@ -511,18 +517,7 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
     } else {
       throw_code(env, "EIO", "cannot open a packet socket for \"%s\": %s", device, strerror(e));
     }
-    return NULL;
-  }
-  struct sockaddr_ll sll;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = 0;
-  sll.sll_ifindex = ii.index;
-  if (bind(fd, (struct sockaddr*)&sll, sizeof sll) != 0) {
-    int e = errno;
-    close(fd);
-    throw_code(env, "EIO", "cannot bind a packet socket to \"%s\": %s", device, strerror(e));
-    return NULL;
+    return -1;
   }
   struct timeval tv;
   tv.tv_sec = timeout_ms / 1000;
@@ -534,39 +529,142 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &b, sizeof b) != 0)
       setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof b);
   }
+  if (bypass) {
+    // Frames go straight to the driver's queue: no qdisc, so no queueing and no back-pressure
+    // from it (a busy device drops).
+    int one = 1;
+    if (setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) != 0) {
+      int e = errno;
+      close(fd);
+      throw_code(env, "EIO", "PACKET_QDISC_BYPASS on \"%s\" failed: %s", device, strerror(e));
+      return -1;
+    }
+  }
+  if (ring != NULL) {
+    const char* step = "";
+    int e = tx_ring_open(ring, fd, batch, slot, device, mtu, &step);
+    if (e != 0) {
+      tx_ring_release(ring);
+      close(fd);
+      throw_code(env, e == ENOMEM ? "ENOMEM" : "EIO", "%s on \"%s\" failed: %s (a ring of %u frames of %u bytes)",
+                 step, device, strerror(e), batch, slot);
+      return -1;
+    }
+  }
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;
+  sll.sll_ifindex = ifindex;
+  if (bind(fd, (struct sockaddr*)&sll, sizeof sll) != 0) {
+    int e = errno;
+    if (ring != NULL) tx_ring_release(ring);
+    close(fd);
+    throw_code(env, "EIO", "cannot bind a packet socket to \"%s\": %s", device, strerror(e));
+    return -1;
+  }
+  return fd;
+}
+
+static napi_value tx_new(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], self, v;
+  NAPI_OR_RETURN(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL), NULL);
+  if (argc < 3) {
+    throw_code(env, "EINVAL", "Tx(options, frames, lengths[, cursor]) needs 3 arguments");
+    return NULL;
+  }
+  char device[64];
+  NAPI_OR_RETURN(env, napi_get_named_property(env, argv[0], "device", &v), NULL);
+  if (!get_string(env, v, device, sizeof device, "device")) return NULL;
+  uint32_t batch, slot, timeout_ms, sndbuf;
+  bool use_ring, bypass;
+  if (!get_opt_u32(env, argv[0], "batchSize", 256, &batch) || !get_opt_u32(env, argv[0], "slotSize", 10240, &slot) ||
+      !get_opt_u32(env, argv[0], "sendTimeoutMs", 2, &timeout_ms) ||
+      !get_opt_u32(env, argv[0], "sendBufferBytes", 4u << 20, &sndbuf) ||
+      !get_opt_bool(env, argv[0], "txRing", false, &use_ring) ||
+      !get_opt_bool(env, argv[0], "qdiscBypass", false, &bypass))
+    return NULL;
+  if (batch == 0 || batch > MAX_BATCH || slot < 64 || slot > MAX_SLOT) {
+    throw_code(env, "EINVAL", "batchSize must be 1..%u and slotSize 64..%u", MAX_BATCH, MAX_SLOT);
+    return NULL;
+  }
+  uint8_t* frames = NULL;
+  uint32_t* lengths = NULL;
+  uint32_t* cursor = NULL;
+  size_t n = 0;
+  void* data = NULL;
+  if (!get_areas(env, argv[1], argv[2], batch, slot, &frames, &lengths)) return NULL;
+  if (use_ring) {
+    // The ring is where frames go; `frames` is the spill area (a slot whose ring frame the
+    // kernel still holds is written there), plus the cursor JS aims its slot views with.
+    if (argc < 4 || !get_typed_area(env, argv[3], napi_uint32_array, &n, &data) || n < 2) {
+      throw_code(env, "EINVAL", "txRing needs a cursor: a Uint32Array of 2 entries");
+      return NULL;
+    }
+    cursor = (uint32_t*)data;
+  }
+  ifinfo_t ii;
+  memset(&ii, 0, sizeof ii);
+  if (throw_if_error(env, device, query_interface(device, &ii))) return NULL;
 
   tx_t* t = (tx_t*)calloc(1, sizeof *t);
-  struct mmsghdr* msgs = (struct mmsghdr*)calloc(batch, sizeof *msgs);
-  struct iovec* iov = (struct iovec*)calloc(batch, sizeof *iov);
-  if (t == NULL || msgs == NULL || iov == NULL) {
+  struct mmsghdr* msgs = use_ring ? NULL : (struct mmsghdr*)calloc(batch, sizeof *msgs);
+  struct iovec* iov = use_ring ? NULL : (struct iovec*)calloc(batch, sizeof *iov);
+  if (t == NULL || (!use_ring && (msgs == NULL || iov == NULL))) {
     free(t);
     free(msgs);
     free(iov);
-    close(fd);
     throw_code(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  for (uint32_t i = 0; i < batch; i++) {
+  t->plain_fd = -1;
+  int fd = tx_socket(env, device, ii.index, timeout_ms, sndbuf, bypass, use_ring ? &t->ring : NULL, batch, slot,
+                     (uint32_t)ii.mtu);
+  int plain_fd = -1;
+  if (fd >= 0 && use_ring) {
+    plain_fd = tx_socket(env, device, ii.index, timeout_ms, 256u << 10, bypass, NULL, 1, slot, (uint32_t)ii.mtu);
+    if (plain_fd < 0) {
+      tx_ring_release(&t->ring);
+      close(fd);
+      fd = -1;
+    }
+  }
+  if (fd < 0) {
+    free(t);
+    free(msgs);
+    free(iov);
+    return NULL;
+  }
+  for (uint32_t i = 0; !use_ring && i < batch; i++) {
     iov[i].iov_base = frames + (size_t)i * slot;
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
   t->fd = fd;
+  t->plain_fd = plain_fd;
+  t->use_ring = use_ring;
   t->frames = frames;
   t->lengths = lengths;
+  t->cursor = cursor;
   t->batch = batch;
   t->slot = slot;
   t->msgs = msgs;
   t->iov = iov;
   t->env = env;
+  t->refs = 1;
   snprintf(t->device, sizeof t->device, "%s", device);
   napi_create_reference(env, argv[1], 1, &t->frames_ref);
   napi_create_reference(env, argv[2], 1, &t->lengths_ref);
+  if (use_ring) napi_create_reference(env, argv[3], 1, &t->cursor_ref);
   if (napi_wrap(env, self, t, tx_finalize, NULL, NULL) != napi_ok) {
     t->closed = true;
     close(fd);
+    if (plain_fd >= 0) close(plain_fd);
     delete_ref(env, &t->frames_ref);
     delete_ref(env, &t->lengths_ref);
+    delete_ref(env, &t->cursor_ref);
+    if (use_ring) tx_ring_release(&t->ring);
     free(msgs);
     free(iov);
     free(t);
@@ -577,9 +675,34 @@ static napi_value tx_new(napi_env env, napi_callback_info info) {
   set_number(env, self, "ifindex", ii.index);
   set_number(env, self, "mtu", ii.mtu);
   napi_value mac;
-  void* data;
   napi_create_buffer_copy(env, 6, ii.mac, &data, &mac);
   napi_set_named_property(env, self, "mac", mac);
+  if (use_ring) {
+    const tx_ring_t* r = &t->ring;
+    cursor[0] = r->head;
+    cursor[1] = r->window;
+    // The whole mapping as one external Buffer; frame j's data starts at slotOffsets[j].
+    napi_value ringbuf, offs, ab, layout;
+    void* od = NULL;
+    if (napi_create_external_buffer(env, r->map_len, r->map, tx_ring_buffer_finalize, t, &ringbuf) != napi_ok) {
+      throw_code(env, "ENAPI", "cannot create a Buffer over the transmit ring");
+      return NULL;
+    }
+    t->refs++;
+    napi_set_named_property(env, self, "frames", ringbuf);
+    NAPI_OR_RETURN(env, napi_create_arraybuffer(env, (size_t)r->frame_nr * 4, &od, &ab), NULL);
+    memcpy(od, r->data_off, (size_t)r->frame_nr * 4);
+    NAPI_OR_RETURN(env, napi_create_typedarray(env, napi_uint32_array, r->frame_nr, ab, 0, &offs), NULL);
+    napi_set_named_property(env, self, "slotOffsets", offs);
+    napi_create_object(env, &layout);
+    set_number(env, layout, "frames", r->frame_nr);
+    set_number(env, layout, "frameBytes", r->frame_size);
+    set_number(env, layout, "framesPerBlock", r->frames_per_block);
+    set_number(env, layout, "blockBytes", r->block_size);
+    set_number(env, layout, "blocks", r->block_nr);
+    set_number(env, layout, "mappedBytes", (double)r->map_len);
+    napi_set_named_property(env, self, "ring", layout);
+  }
   return self;
 }
 
@@ -652,8 +775,20 @@ static napi_value tx_flush(napi_env env, napi_callback_info info) {
     throw_code(env, "ERANGE", "flush(count) needs 0 <= count <= batchSize (%u)", t->batch);
     return NULL;
   }
+  uint32_t sent = 0;
+  if (t->use_ring) {
+    tx_ring_errors_t err = {t->errors, t->last_errno};
+    sent = tx_ring_flush(&t->ring, t->fd, t->lengths, count, t->frames, &err);
+    t->errors = err.errors;
+    t->last_errno = err.last_errno;
+    t->sent += sent;
+    t->cursor[0] = t->ring.head;
+    t->cursor[1] = t->ring.window;
+  } else if (count > 0) {
+    sent = tx_send_batch(t, count);
+  }
   napi_value out;
-  napi_create_uint32(env, count ? tx_send_batch(t, count) : 0, &out);
+  napi_create_uint32(env, sent, &out);
   return out;
 }
 
@@ -679,7 +814,7 @@ static napi_value tx_send_one(napi_env env, napi_callback_info info) {
   }
   bool ok = false;
   for (int attempt = 0; attempt < 8; attempt++) {
-    ssize_t r = send(t->fd, data, len, 0);
+    ssize_t r = send(t->use_ring ? t->plain_fd : t->fd, data, len, 0);
     if (r >= 0) {
       ok = true;
       break;

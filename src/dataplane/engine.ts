@@ -20,6 +20,8 @@ export interface CaptureEngine {
   readonly seesChecksumStatus: boolean;
   /** How frames leave (sendmmsg, tx-ring, +qdisc-bypass), for the startup log and status; absent: the engine's own way. */
   readonly transmit?: string;
+  /** The capture socket's fd, for the worker pool to hold while a worker restarts (worker-pool.ts); absent: not a fanout member. */
+  readonly captureFd?: number;
   start(): void;
   setFilter(filter: string): void;
   stats(): CaptureStats;

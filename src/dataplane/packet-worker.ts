@@ -69,7 +69,9 @@ export type FromWorker =
   | { type: 'stopped'; flows: number }
   | { type: 'published'; gather: number }
   /** The answer to `rejoin`: this worker's socket is in the group again (the pool rejoins the next one after it). */
-  | { type: 'rejoined' };
+  | { type: 'rejoined' }
+  /** Before `ready` and `rejoined`: the fd of this worker's capture socket (-1: none), which the pool keeps open too. */
+  | { type: 'capture-socket'; fd: number };
 
 /** Each worker's flow table: its share of flowTable.capacity plus 1/8 for the fanout hash's imbalance. */
 export function workerFlowCapacity(capacity: number, count: number): number {
@@ -188,6 +190,7 @@ export class PacketWorker {
           break;
         case 'rejoin':
           if (!this.#engine && !this.#stopped) this.#openEngine();
+          this.#up({ type: 'capture-socket', fd: this.#engine?.captureFd ?? -1 });
           this.#up({ type: 'rejoined' });
           break;
         case 'hold':
@@ -286,6 +289,7 @@ export class PacketWorker {
     this.#threadCpu();
     // The engine as /status and the startup log show it; a non-default transmit path is named.
     const tx = engine.transmit;
+    this.#up({ type: 'capture-socket', fd: engine.captureFd ?? -1 });
     this.#up({ type: 'ready', engine: tx === undefined || tx === 'sendmmsg' ? engine.name : `${engine.name} (${tx})`, flowTable: opened.origin });
   }
 

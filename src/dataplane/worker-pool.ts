@@ -19,7 +19,9 @@
  * which worker each flow hashes to, is the order it had. Whenever the group is incomplete (the
  * start, a restart) every worker holds its capture: no worker is handed another's flows.
  */
+import { closeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { hostAddon } from '../observe/host-addon.js';
 import { failpointOn } from './failpoints.js';
 import { COUNTER_LENGTH, DROPS_BASE, G, WORKER_FIGURE, WORKER_FIGURES, usedLength } from './contract/counters.js';
 import { DROP_REASON_COUNT } from '../packet/drop-reasons.js';
@@ -87,6 +89,18 @@ export class WorkerPool {
   readonly #rejoinWaits = new Map<number, () => void>();
   /** Worker restarts under way: the workers stay held until none is. */
   #rebuilding = 0;
+  /**
+   * Per worker: the pool's own fd on the worker's capture socket (-1: none). A thread that dies
+   * closes its fds, and its socket would leave the fanout group at once: the kernel moves the
+   * last member into its place and re-hashes, so until every worker holds, the survivors are
+   * handed the dead worker's flows and create them anew from the table pick (measured: 20 flows
+   * created and 8 of 100 connections broken after a crash behind a reload). Held here, the
+   * socket keeps its place (its frames wait in its ring, lost when it closes) until the
+   * replacement has joined behind it (#orphans).
+   */
+  readonly #socketHolds: number[];
+  /** Per worker: the held socket of a worker that died, closed once its replacement has joined. */
+  readonly #orphans: number[];
   /** Every worker has joined the group once (the start sequence is over). */
   #started = false;
 
@@ -105,6 +119,8 @@ export class WorkerPool {
     this.#figures = new Float64Array(count * WORKER_FIGURES);
     this.#restarts = Array.from({ length: count }, () => []);
     this.#restartCount = new Array<number>(count).fill(0);
+    this.#socketHolds = new Array<number>(count).fill(-1);
+    this.#orphans = new Array<number>(count).fill(-1);
   }
 
   get engine(): string | null {
@@ -210,6 +226,10 @@ export class WorkerPool {
     thread.on('exit', (code) => {
       if (this.#links[index] !== link) return;
       this.#links[index] = null;
+      this.#closeHeld(this.#orphans, index);
+      this.#orphans[index] = this.#socketHolds[index];
+      this.#socketHolds[index] = -1;
+      if (starting || this.#stopping) this.#closeHeld(this.#orphans, index);
       if (starting) {
         starting = false;
         started({ type: 'fatal', message: `worker ${index} exited (code ${code}) while starting` });
@@ -233,6 +253,8 @@ export class WorkerPool {
     this.#restarts[index] = recent;
     if (recent.length >= MAX_RESTARTS) {
       this.#events.note(`worker ${index} exited (code ${code}) ${recent.length} times within ${RESTART_WINDOW_MS / 1000} s: not restarted`);
+      // Its socket leaves the group: the others share its flows from now on.
+      this.#closeHeld(this.#orphans, index);
       // Forward with the workers left rather than hold them for good.
       if (this.#rebuilding === 0 && this.#started) for (const l of this.#links) l?.post({ type: 'release' });
       return;
@@ -248,7 +270,10 @@ export class WorkerPool {
     for (const l of this.#links) l?.post({ type: 'hold' });
     const after: number[] = [];
     for (let j = index + 1; j < this.count; j++) if (this.#links[j]) after.push(j);
-    for (const j of after) this.#links[j]?.post({ type: 'leave' });
+    for (const j of after) {
+      this.#closeHeld(this.#socketHolds, j);
+      this.#links[j]?.post({ type: 'leave' });
+    }
     const rejoin = (k: number): void => {
       if (k === after.length) {
         if (--this.#rebuilding === 0 && this.#started && !this.#stopping) for (const l of this.#links) l?.post({ type: 'release' });
@@ -266,6 +291,9 @@ export class WorkerPool {
       index,
       (m) => {
         if (m.type === 'fatal') this.#events.note(`worker ${index} could not restart: ${m.message}`);
+        // The replacement has joined behind the dead worker's socket: closing that one moves the
+        // replacement (the last member) into its place.
+        this.#closeHeld(this.#orphans, index);
         rejoin(0);
       },
       true,
@@ -404,6 +432,9 @@ export class WorkerPool {
       case 'rejoined':
         this.#rejoinWaits.get(index)?.();
         break;
+      case 'capture-socket':
+        this.#hold(index, m.fd);
+        break;
       case 'ready':
       case 'fatal':
         break;
@@ -451,6 +482,37 @@ export class WorkerPool {
     return { type: 'counters', counters: sum.slice(0, len), workers: this.#figures.slice() };
   }
 
+  /** Keep our own fd on worker `index`'s capture socket (threads only: one worker has no group). */
+  #hold(index: number, fd: number): void {
+    this.#closeHeld(this.#socketHolds, index);
+    if (this.count < 2 || fd < 0 || this.#stopping) return;
+    try {
+      const held = hostAddon().holdPacketSocket(fd);
+      if (held >= 0) this.#socketHolds[index] = held;
+      else this.#events.note(`worker ${index}: cannot hold its capture socket (fd ${fd}): errno ${-held}`);
+    } catch (e) {
+      this.#events.note(`worker ${index}: cannot hold its capture socket: ${(e as Error).message}`);
+    }
+  }
+
+  #closeHeld(fds: number[], index: number): void {
+    const fd = fds[index];
+    fds[index] = -1;
+    if (fd < 0) return;
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+
+  #closeAllHeld(): void {
+    for (let i = 0; i < this.count; i++) {
+      this.#closeHeld(this.#socketHolds, i);
+      this.#closeHeld(this.#orphans, i);
+    }
+  }
+
   /** Stop every worker (shutdown or handover): no write to any flow table after `done`. */
   stop(done: (flows: number) => void): void {
     this.#stopping = true;
@@ -459,6 +521,7 @@ export class WorkerPool {
     const finished = (): void => {
       if (--left > 0) return;
       for (const l of this.#links) l?.terminate();
+      this.#closeAllHeld();
       done(flows);
     };
     for (let i = 0; i < this.count; i++) {
@@ -466,7 +529,10 @@ export class WorkerPool {
       left++;
       this.#askOne(i, this.#stopWaits, { type: 'stop' }, finished);
     }
-    if (left === 0) done(flows);
+    if (left === 0) {
+      this.#closeAllHeld();
+      done(flows);
+    }
   }
 
   /**
@@ -490,6 +556,7 @@ export class WorkerPool {
   #stopAll(): void {
     this.#stopping = true;
     for (const l of this.#links) l?.terminate();
+    this.#closeAllHeld();
   }
 }
 

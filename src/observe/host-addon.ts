@@ -21,6 +21,8 @@ export interface HostAddon {
   groupId(name: string): number | null;
   /** fd >= 0 holding an exclusive flock, or -errno (-EWOULDBLOCK: someone else holds it). */
   lockFile(path: string): number;
+  /** A new fd on the same AF_PACKET socket as `fd`, or -errno (-EBADF: not a packet socket). */
+  holdPacketSocket(fd: number): number;
   /** mallopt(M_MMAP_THRESHOLD) and mallopt(M_ARENA_MAX); true when glibc took both. */
   tuneMalloc(mmapThreshold: number, arenaMax: number): boolean;
 }
@@ -32,8 +34,8 @@ export function hostAddon(): HostAddon {
   const path = addonPath();
   if (!existsSync(path)) throw new Error(`the Sluice addon is not built (${path} is missing): run \`${ADDON_BUILD_COMMAND}\``);
   const mod = createRequire(import.meta.url)(path) as Partial<HostAddon>;
-  if (typeof mod.peerCredentials !== 'function' || typeof mod.groupId !== 'function' || typeof mod.lockFile !== 'function' || typeof mod.tuneMalloc !== 'function') {
-    throw new Error(`the Sluice addon at ${path} is older than this build (no peerCredentials/lockFile/tuneMalloc): run \`${ADDON_BUILD_COMMAND}\``);
+  if (typeof mod.peerCredentials !== 'function' || typeof mod.groupId !== 'function' || typeof mod.lockFile !== 'function' || typeof mod.tuneMalloc !== 'function' || typeof mod.holdPacketSocket !== 'function') {
+    throw new Error(`the Sluice addon at ${path} is older than this build (no peerCredentials/lockFile/tuneMalloc/holdPacketSocket): run \`${ADDON_BUILD_COMMAND}\``);
   }
   loaded = mod as HostAddon;
   return loaded;

@@ -4,6 +4,9 @@
 //   groupId(name)        getgrnam_r, so admin.group may name a group;
 //   lockFile(path)       open + flock(LOCK_EX|LOCK_NB): the kernel drops the lock when the holder
 //                        dies, so a stale lock of a dead pid never blocks a restart;
+//   holdPacketSocket(fd) dup of an AF_PACKET socket (else -errno): the worker pool keeps each
+//                        worker's capture socket, and with it its place in the fanout group,
+//                        alive while a crashed worker thread is restarted (worker-pool.ts);
 //   tuneMalloc(mmapThreshold, arenaMax)
 //                        mallopt: see src/runtime/malloc-tuning.ts for why.
 // None of this is on the packet path.
@@ -143,6 +146,32 @@ static napi_value lock_file(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// holdPacketSocket(fd) -> a new fd (close-on-exec) on the same socket, or -errno; -EBADF when fd
+// is not an AF_PACKET socket (a worker's fd number reused after it closed its socket).
+static napi_value hold_packet_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "holdPacketSocket(fd): fd must be a non-negative integer");
+    return NULL;
+  }
+  int result;
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    result = -errno;
+  } else if (domain != AF_PACKET) {
+    result = -EBADF;
+  } else {
+    result = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (result < 0) result = -errno;
+  }
+  napi_value out;
+  napi_create_int32(env, result, &out);
+  return out;
+}
+
 // tuneMalloc(mmapThreshold, arenaMax) -> true when glibc took both settings.
 static napi_value tune_malloc(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -169,6 +198,8 @@ void sluice_host_register(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "groupId", fn);
   napi_create_function(env, "lockFile", NAPI_AUTO_LENGTH, lock_file, NULL, &fn);
   napi_set_named_property(env, exports, "lockFile", fn);
+  napi_create_function(env, "holdPacketSocket", NAPI_AUTO_LENGTH, hold_packet_socket, NULL, &fn);
+  napi_set_named_property(env, exports, "holdPacketSocket", fn);
   napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, tune_malloc, NULL, &fn);
   napi_set_named_property(env, exports, "tuneMalloc", fn);
   sluice_shm_register(env, exports);

@@ -600,6 +600,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, vnet, &b);
   napi_set_named_property(env, self, "vnetHeader", b);
   set_number(env, self, "ifindex", ifindex);
+  set_number(env, self, "fd", r->p.fd);  // the worker pool holds the socket while a worker restarts
   return self;
 }
 

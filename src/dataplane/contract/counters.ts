@@ -108,7 +108,8 @@ export const G = {
   workerCpuUserUs: 74,
   workerCpuSystemUs: 75,
   // Ring engine receive (engine-ring.ts): frames the forwarder read in place in the ring (TPACKET_V2,
-  // no copy), and frames the addon copied first (a restored VLAN tag, TP_STATUS_COPY, TPACKET_V3).
+  // no copy, or a V3 super-frame in its block), and frames the addon copied first (a restored VLAN
+  // tag, TP_STATUS_COPY, TPACKET_V3 frames that fit a slot).
   rxInPlace: 76,
   rxCopied: 77,
 } as const;

@@ -43,6 +43,11 @@ export interface RingCaptureOptions {
    * share the interface a flow at a time; 0 or absent: no group (one worker).
    */
   fanoutGroup?: number;
+  /**
+   * TPACKET_V2: read frames in place in the ring (default true). false copies every frame to its
+   * slot as V3 does, and makes no frame views: only to measure what the copy costs.
+   */
+  inPlace?: boolean;
 }
 
 export interface RingStats {
@@ -79,7 +84,7 @@ interface NativeRing extends RingFrameLayout {
 
 interface NativeRingAddon {
   Ring: new (
-    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number; fanoutGroup: number },
+    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number; fanoutGroup: number; inPlace: number },
     frames: Buffer,
     meta: Uint32Array,
   ) => NativeRing;
@@ -165,6 +170,7 @@ export class RingCapture {
         version: this.tpacketVersion,
         frameSize: opts.frameBytes ?? 2048,
         fanoutGroup: opts.fanoutGroup ?? 0,
+        inPlace: opts.inPlace === false ? 0 : 1,
       },
       this.frames,
       this.meta,

@@ -23,6 +23,14 @@ import {
 import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 import { slotViews } from './slot-views.js';
 
+/**
+ * SLUICE_RING_COPY=1 copies every frame out of the TPACKET_V2 ring as before frames were read in
+ * place: to measure what the copy costs, and to show what sluice_capture_frames_in_place_total counts.
+ */
+function ringInPlace(): boolean {
+  return process.env.SLUICE_RING_COPY !== '1';
+}
+
 /** TPACKET_V2 (default, a wake-up per frame) or V3 (per block): SLUICE_RING_TPACKET=3 to measure V3. */
 function ringVersion(): 2 | 3 {
   return process.env.SLUICE_RING_TPACKET === '3' ? 3 : 2;
@@ -70,6 +78,7 @@ export class RingEngine implements CaptureEngine {
       slotSize: FRAME_SLOT_BYTES,
       tpacketVersion: ringVersion(),
       fanoutGroup: opts.fanoutGroup,
+      inPlace: ringInPlace(),
     });
     try {
       this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES });

@@ -143,6 +143,7 @@ typedef struct ring_s {
   uint32_t cur_idx;    // frames of cur_block already read
   uint32_t cur_off;    // offset in cur_block of frame cur_idx
   bool vnet;
+  bool in_place;        // V2: read frames in place (0: copy every frame, to measure the difference)
   int version;          // TPACKET_V2 (one wake-up per frame) or TPACKET_V3 (per retired block)
   uint32_t frame_size;  // V2
   uint32_t frame_nr;    // V2
@@ -207,6 +208,7 @@ typedef struct {
   uint32_t slot;
   bool vnet;
   const uint8_t* base;  // IN_RING offsets are relative to this
+  bool in_place;        // V2: frames at mac_offset() may be read in place (else every frame is copied)
 } walk_t;
 
 // Where tpacket_rcv (net/packet/af_packet.c) puts an Ethernet frame in a TPACKET_V2 frame slot:
@@ -364,7 +366,7 @@ static void ring_read(ring_t* r, int status) {
   uint32_t count = 0;
   uint32_t first_done = r->cur_block;
   uint32_t done = 0;
-  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->map};
+  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->map, false};
   while (count < r->batch) {
     struct tpacket_block_desc* bd = block_at(r, r->cur_block);
     if ((__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
@@ -427,7 +429,7 @@ static bool take_frame_v2(const walk_t* w, uint8_t* base, uint32_t st, uint32_t 
     w->meta[(size_t)i * META_WORDS + M_FLAGS] |= F_COPIED;  // recv() copied it, into `big` or on to its slot
   } else {
     uint8_t* frame = base + h2->tp_mac;
-    bool in_place = (st & TP_STATUS_COPY) == 0 && h2->tp_mac == mac_offset(w->vnet);
+    bool in_place = w->in_place && (st & TP_STATUS_COPY) == 0 && h2->tp_mac == mac_offset(w->vnet);
     fill_frame(w, i, frame, vnet_len ? frame - vnet_len : NULL, h2->tp_snaplen, h2->tp_len, st, h2->tp_vlan_tci,
                h2->tp_vlan_tpid, in_place ? (int64_t)index : -1);
   }
@@ -446,7 +448,7 @@ static void ring_read_v2(ring_t* r, int status) {
   uint32_t first = r->cur_frame;
   uint32_t taken = 0;  // ring frames read (the skipped ones too), all ours until handed back
   bool big_used = false;
-  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big};
+  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big, r->in_place};
   while (count < r->batch && taken < r->frame_nr) {
     uint8_t* base = frame_at(r, r->cur_frame);
     struct tpacket2_hdr* h2 = (struct tpacket2_hdr*)base;
@@ -517,8 +519,8 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   char filter[8192];
   if (!get_named_string(env, opts, "device", device, sizeof device) || !get_named_string(env, opts, "filter", filter, sizeof filter))
     return NULL;
-  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size, fanout;
-  if (!get_opt_u32(env, opts, "fanoutGroup", 0, &fanout)) return NULL;
+  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size, fanout, in_place;
+  if (!get_opt_u32(env, opts, "fanoutGroup", 0, &fanout) || !get_opt_u32(env, opts, "inPlace", 1, &in_place)) return NULL;
   if (fanout > 0xffff) {
     throw_code(env, "EINVAL", "fanoutGroup must be 0 (none) or a group id 1..65535");
     return NULL;
@@ -677,6 +679,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   r->block_size = block_size;
   r->block_count = block_count;
   r->vnet = vnet;
+  r->in_place = in_place != 0;
   r->version = version == 2 ? TPACKET_V2 : TPACKET_V3;
   r->frame_size = frame_size;
   r->frames_per_block = frames_per_block;
@@ -707,9 +710,9 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     napi_set_named_property(env, self, "ring", ringbuf);
   }
   // V2: the mapped ring as one external Buffer too, over which JS makes one view per ring frame
-  // (frames read in place). frameCount 0 (V3): no views, every frame is copied.
+  // (frames read in place). frameCount 0 (V3, or inPlace 0): no views, every frame is copied.
   uint32_t view_frames = 0;
-  if (r->version == TPACKET_V2) {
+  if (r->version == TPACKET_V2 && r->in_place) {
     napi_value mapped;
     if (napi_create_external_buffer(env, map_len, map, map_finalize, r, &mapped) != napi_ok) {
       throw_code(env, "ENAPI", "cannot wrap the mapped ring in a Buffer");
@@ -815,7 +818,7 @@ static napi_value walk_block(napi_env env, napi_callback_info info) {
   uint32_t n = bd->hdr.bh1.num_pkts;
   uint32_t batch = (uint32_t)(flen / slot);
   if (mlen / META_WORDS < batch) batch = (uint32_t)(mlen / META_WORDS);
-  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, (const uint8_t*)bdata};
+  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, (const uint8_t*)bdata, false};
   uint32_t off = bd->hdr.bh1.offset_to_first_pkt, count = 0;
   for (uint32_t k = 0; k < n && count < batch; k++) {
     if (off + sizeof(struct tpacket3_hdr) > blen) break;
@@ -854,7 +857,7 @@ static napi_value walk_frames_v2(napi_env env, napi_callback_info info) {
   }
   uint32_t batch = (uint32_t)(flen / slot);
   if (mlen / META_WORDS < batch) batch = (uint32_t)(mlen / META_WORDS);
-  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, NULL};
+  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, NULL, true};
   uint32_t count = 0;
   for (size_t off = 0; off + fsize <= alen && count < batch; off += fsize) {
     uint8_t* base = (uint8_t*)adata + off;

@@ -1,10 +1,13 @@
 // Sluice's AF_PACKET receive ring (TPACKET_V2 by default, or V3) over its own Node-API addon
 // (native/sluice_ring.c).
 //
-// The addon reads the frames the kernel handed over, copies each frame of at most slotSize bytes
-// into its slot of `frames`, writes RING_META_WORDS status words per frame into `meta` (see
-// ring-frame.ts) and calls onBatch(count) once per batch, at most one batch per event-loop turn.
-// A bigger frame (a GSO super-frame) is read in `ring` (F_IN_RING) until onBatch returns.
+// The addon reads the frames the kernel handed over, writes RING_META_WORDS status words per frame
+// into `meta` (see ring-frame.ts) and calls onBatch(count) once per batch, at most one batch per
+// event-loop turn. TPACKET_V2 (the default): a frame is read in place, in its ring frame through
+// frameViews[meta M_RING_FRAME] (F_IN_PLACE), no copy; the copy path (a restored VLAN tag, a frame
+// at another offset, TP_STATUS_COPY, every V3 frame) puts it in its slot of `frames` (F_COPIED).
+// A bigger frame (a GSO super-frame) is read in `ring` (F_IN_RING). All until onBatch returns.
+// Partial checksums arrive completed (F_CSUM_COMPLETED) or flagged F_CSUM_BAD.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -40,6 +43,11 @@ export interface RingCaptureOptions {
    * share the interface a flow at a time; 0 or absent: no group (one worker).
    */
   fanoutGroup?: number;
+  /**
+   * TPACKET_V2: read frames in place in the ring (default true). false copies every frame to its
+   * slot as V3 does, and makes no frame views: only to measure what the copy costs.
+   */
+  inPlace?: boolean;
 }
 
 export interface RingStats {
@@ -50,8 +58,21 @@ export interface RingStats {
   callbackErrors: number;
 }
 
-interface NativeRing {
+/** Where the kernel puts frames in a TPACKET_V2 ring: what one view per ring frame needs. */
+export interface RingFrameLayout {
+  /** Ring frames that get a view (0: none, TPACKET_V3). */
+  frameCount: number;
+  framesPerBlock: number;
+  frameBytes: number;
+  blockBytes: number;
+  /** tp_mac of an Ethernet frame in its ring frame (af_packet.c tpacket_rcv: 66, or 76 with PACKET_VNET_HDR). */
+  macOffset: number;
+}
+
+interface NativeRing extends RingFrameLayout {
   readonly ring: Buffer;
+  /** TPACKET_V2: the whole mapped ring. */
+  readonly mapped?: Buffer;
   readonly vnetHeader: boolean;
   readonly ifindex: number;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
@@ -63,11 +84,13 @@ interface NativeRing {
 
 interface NativeRingAddon {
   Ring: new (
-    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number; fanoutGroup: number },
+    opts: { device: string; filter: string; batchSize: number; slotSize: number; blockSize: number; blockCount: number; retireMs: number; vnetHeader: number; version: number; frameSize: number; fanoutGroup: number; inPlace: number },
     frames: Buffer,
     meta: Uint32Array,
   ) => NativeRing;
   META_WORDS: number;
+  V2_MAC_OFFSET: number;
+  V2_VNET_MAC_OFFSET: number;
   walkBlock(block: Uint8Array, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number;
   walkFramesV2(area: Uint8Array, frameSize: number, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number;
 }
@@ -108,6 +131,12 @@ export class RingCapture {
   readonly tpacketVersion: 2 | 3;
   /** False when the kernel refused PACKET_VNET_HDR: no checksum offsets, no GSO sizes. */
   readonly vnetHeader: boolean;
+  /**
+   * TPACKET_V2: one view per ring frame over the mapped ring, byte 0 at the frame's first byte,
+   * made once here (bufferBytes / frameBytes views, about 110 bytes of heap each); a frame with
+   * F_IN_PLACE is frameViews[meta M_RING_FRAME]. Empty for V3.
+   */
+  readonly frameViews: Buffer[];
   readonly blockBytes: number;
   readonly blockCount: number;
   #handle: NativeRing;
@@ -141,12 +170,15 @@ export class RingCapture {
         version: this.tpacketVersion,
         frameSize: opts.frameBytes ?? 2048,
         fanoutGroup: opts.fanoutGroup ?? 0,
+        inPlace: opts.inPlace === false ? 0 : 1,
       },
       this.frames,
       this.meta,
     );
     this.ring = this.#handle.ring;
     this.vnetHeader = this.#handle.vnetHeader;
+    const mapped = this.#handle.mapped;
+    this.frameViews = mapped === undefined ? [] : ringFrameViews(mapped, this.#handle);
   }
 
   /** Starts delivering batches. onError gets exceptions thrown by onBatch and a capture failure (code ECAPTURE, after which capture stops). */
@@ -188,12 +220,41 @@ export class RingCapture {
   }
 }
 
+/**
+ * One view per ring frame of a TPACKET_V2 ring (`area`: the mapping, or a golden copy of it):
+ * frame k's view starts at its macOffset and ends with its ring frame. Set-up only: allocates.
+ */
+export function ringFrameViews(area: Buffer, layout: RingFrameLayout): Buffer[] {
+  const { frameCount, framesPerBlock, frameBytes, blockBytes, macOffset } = layout;
+  if (frameCount === 0) return [];
+  if (framesPerBlock < 1 || macOffset >= frameBytes || framesPerBlock * frameBytes > blockBytes) throw new RangeError(`ring frame layout does not fit: ${JSON.stringify(layout)}`);
+  const blocks = Math.ceil(frameCount / framesPerBlock);
+  const last = (blocks - 1) * blockBytes + ((frameCount - 1) % framesPerBlock + 1) * frameBytes;
+  if (last > area.length) throw new RangeError(`ring frame layout needs ${last} bytes; the area has ${area.length}`);
+  const views: Buffer[] = new Array<Buffer>(frameCount);
+  for (let k = 0; k < frameCount; k++) {
+    const start = Math.floor(k / framesPerBlock) * blockBytes + (k % framesPerBlock) * frameBytes;
+    views[k] = area.subarray(start + macOffset, start + frameBytes);
+  }
+  return views;
+}
+
+/** Where the addon expects an Ethernet frame in a TPACKET_V2 ring frame: with and without PACKET_VNET_HDR. */
+export function ringMacOffset(vnet: boolean): number {
+  const a = ringAddon();
+  return vnet ? a.V2_VNET_MAC_OFFSET : a.V2_MAC_OFFSET;
+}
+
 /** Runs the addon's frame walker over one block held in memory (golden-byte tests). */
 export function walkRingBlock(block: Uint8Array, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number {
   return ringAddon().walkBlock(block, vnet, slotSize, frames, meta);
 }
 
-/** Runs the addon's TPACKET_V2 frame reader over frame slots held in memory (golden-byte tests). */
+/**
+ * Runs the addon's TPACKET_V2 frame reader over frame slots held in memory (golden-byte tests):
+ * frames it reads in place stay in `area` (ring frame k at k * frameSize; views from
+ * ringFrameViews with framesPerBlock = area.length / frameSize).
+ */
 export function walkRingFramesV2(area: Uint8Array, frameSize: number, vnet: boolean, slotSize: number, frames: Buffer, meta: Uint32Array): number {
   return ringAddon().walkFramesV2(area, frameSize, vnet, slotSize, frames, meta);
 }

@@ -1,21 +1,22 @@
 import { RingCapture } from './capture-ring.js';
 import { PacketTx } from './capture-batch.js';
 import { Drop } from '../packet/drop-reasons.js';
-import { completePartialChecksum } from '../packet/checksum.js';
 import { GsoSegmenter, VNET_GSO_NONE } from '../packet/gso-segment.js';
 import { G } from './contract/counters.js';
 import { FRAME_SLOT_BYTES } from './contract/limits.js';
 import {
-  F_CSUM_NOT_READY,
+  F_COPIED,
+  F_CSUM_BAD,
+  F_CSUM_COMPLETED,
+  F_IN_PLACE,
   F_IN_RING,
   F_TRUNCATED,
   F_VLAN_VALID,
-  F_VNET,
-  F_VNET_NEEDS_CSUM,
   M_CAPLEN,
   M_CSUM,
   M_FLAGS,
   M_GSO,
+  M_RING_FRAME,
   M_RING_OFF,
   RING_META_WORDS,
 } from './ring-frame.js';
@@ -23,7 +24,13 @@ import type { CaptureEngine, CaptureStats, EngineOptions } from './engine.js';
 import { slotViews } from './slot-views.js';
 import { txPathFromEnv } from './tx-path.js';
 
-const PARTIAL = F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM;
+/**
+ * SLUICE_RING_COPY=1 copies every frame out of the TPACKET_V2 ring as before frames were read in
+ * place: to measure what the copy costs, and to show what sluice_capture_frames_in_place_total counts.
+ */
+function ringInPlace(): boolean {
+  return process.env.SLUICE_RING_COPY !== '1';
+}
 
 /** TPACKET_V2 (default, a wake-up per frame) or V3 (per block): SLUICE_RING_TPACKET=3 to measure V3. */
 function ringVersion(): 2 | 3 {
@@ -34,10 +41,14 @@ function ringVersion(): 2 | 3 {
  * Sluice's own AF_PACKET engine (the default): a TPACKET_V2 receive ring whose per-frame status
  * reaches this layer, one JS call per batch, one sendmmsg per batch of output frames.
  *
+ * Frames are read in place in the ring (TPACKET_V2: frameViews, no copy; rxInPlace) or, where
+ * that cannot be, from the copy the addon made (rxCopied); see capture-ring.ts.
+ *
  * Before a frame reaches the forwarder it is made what a wire would carry, using only what the
  * kernel says about it (never a guess from the checksum field):
  *  - partial checksum (TP_STATUS_CSUMNOTREADY, from local/veth/virtio senders with checksum
- *    offload, the kernel default): completed in place, counted in csumCompleted;
+ *    offload, the kernel default): completed in place by the addon, before the batch reaches
+ *    JS, counted here in csumCompleted (one it could not complete: dropped, bad_partial_checksum);
  *  - GSO super-frame (virtio_net_hdr gso_type, up to 64 KiB, from senders with TSO/GSO): cut
  *    into MSS-sized segments with complete checksums, each forwarded on its own;
  *  - a VLAN tag the kernel stripped (it untags before packet taps): the addon puts it back in
@@ -57,9 +68,6 @@ export class RingEngine implements CaptureEngine {
   readonly #segment = new GsoSegmenter();
   readonly #segBuf = Buffer.alloc(FRAME_SLOT_BYTES);
   #n = 0;
-  /** Without PACKET_VNET_HDR: where a partial checksum starts and sits, found from the headers. */
-  #csumStart = 0;
-  #csumOffset = 0;
 
   constructor(opts: EngineOptions) {
     this.#opts = opts;
@@ -71,6 +79,7 @@ export class RingEngine implements CaptureEngine {
       slotSize: FRAME_SLOT_BYTES,
       tpacketVersion: ringVersion(),
       fanoutGroup: opts.fanoutGroup,
+      inPlace: ringInPlace(),
     });
     try {
       this.#tx = new PacketTx({ device: opts.egressInterface, batchSize: opts.batchSize, slotSize: FRAME_SLOT_BYTES, ...txPathFromEnv() });
@@ -102,6 +111,7 @@ export class RingEngine implements CaptureEngine {
     const c = fwd.counters;
     const meta = this.#rx.meta;
     const rxSlots = this.#rxSlots;
+    const views = this.#rx.frameViews;
     const now = Date.now();
     c[G.batches]++;
     this.#n = 0;
@@ -109,37 +119,33 @@ export class RingEngine implements CaptureEngine {
       const m = i * RING_META_WORDS;
       const flags = meta[m + M_FLAGS];
       const len = meta[m + M_CAPLEN];
-      if ((flags & (F_VLAN_VALID | F_IN_RING)) === F_VLAN_VALID) c[G.vlanRestored]++;
+      if ((flags & F_COPIED) !== 0) c[G.rxCopied]++;
+      else c[G.rxInPlace]++;
+      if ((flags & (F_VLAN_VALID | F_COPIED | F_IN_RING)) === (F_VLAN_VALID | F_COPIED)) c[G.vlanRestored]++;
       if ((flags & F_TRUNCATED) !== 0) {
         c[G.rxFrames]++;
         fwd.countDrop(Drop.capture_truncated);
         continue;
       }
+      const rx = (flags & F_IN_PLACE) !== 0 ? views[meta[m + M_RING_FRAME]] : rxSlots[i];
       const gsoType = meta[m + M_GSO] & 0xffff;
       if (gsoType !== VNET_GSO_NONE || (flags & F_IN_RING) !== 0) {
-        this.#cut(i, flags, len, gsoType, now);
+        this.#cut(rx, i, flags, len, gsoType, now);
         continue;
       }
-      const rx = rxSlots[i];
-      if ((flags & PARTIAL) !== 0) {
-        const ok =
-          (flags & F_VNET) !== 0
-            ? completePartialChecksum(rx, 0, len, meta[m + M_CSUM] & 0xffff, meta[m + M_CSUM] >>> 16)
-            : this.#locatePartial(rx, len) && completePartialChecksum(rx, 0, len, this.#csumStart, this.#csumOffset);
-        if (!ok) {
-          c[G.rxFrames]++;
-          fwd.countDrop(Drop.bad_partial_checksum);
-          continue;
-        }
-        c[G.csumCompleted]++;
+      if ((flags & F_CSUM_BAD) !== 0) {
+        c[G.rxFrames]++;
+        fwd.countDrop(Drop.bad_partial_checksum);
+        continue;
       }
+      if ((flags & F_CSUM_COMPLETED) !== 0) c[G.csumCompleted]++;
       this.#emit(fwd.forward(rx, len, this.#txSlots[this.#n], now));
     }
     if (this.#n > 0) this.#flush();
   }
 
-  /** A GSO super-frame (or a frame too big for a slot): cut it and forward every segment. */
-  #cut(i: number, flags: number, len: number, gsoType: number, now: number): void {
+  /** A GSO super-frame (or a frame too big for a slot): cut it and forward every segment. `rx`: where it is, unless F_IN_RING. */
+  #cut(rx: Buffer, i: number, flags: number, len: number, gsoType: number, now: number): void {
     const fwd = this.#opts.forwarder;
     const c = fwd.counters;
     const meta = this.#rx.meta;
@@ -150,7 +156,7 @@ export class RingEngine implements CaptureEngine {
       return;
     }
     const inRing = (flags & F_IN_RING) !== 0;
-    const src = inRing ? this.#rx.ring : this.#rxSlots[i];
+    const src = inRing ? this.#rx.ring : rx;
     const off = inRing ? meta[m + M_RING_OFF] : 0;
     const seg = this.#segment;
     if (seg.begin(src, off, len, gsoType, meta[m + M_GSO] >>> 16, meta[m + M_CSUM] & 0xffff) === 0) {
@@ -185,33 +191,6 @@ export class RingEngine implements CaptureEngine {
     }
     const lengths = this.#tx.lengths;
     for (let k = 0; k < sent; k++) c[G.txBytes] += lengths[k];
-  }
-
-  /**
-   * Without the kernel's vnet header, where a partial TCP/UDP checksum starts and sits: after
-   * the IPv4 header (its IHL) or the fixed IPv6 header. False for anything else.
-   */
-  #locatePartial(b: Buffer, len: number): boolean {
-    let l3 = 14;
-    let et = len >= 14 ? (b[12] << 8) | b[13] : 0;
-    for (let tags = 0; (et === 0x8100 || et === 0x88a8) && tags < 2 && l3 + 4 <= len; tags++) {
-      et = (b[l3 + 2] << 8) | b[l3 + 3];
-      l3 += 4;
-    }
-    let l4: number;
-    let proto: number;
-    if (et === 0x0800 && l3 + 20 <= len) {
-      l4 = l3 + ((b[l3] & 0x0f) << 2);
-      proto = b[l3 + 9];
-    } else if (et === 0x86dd && l3 + 40 <= len) {
-      l4 = l3 + 40;
-      proto = b[l3 + 6];
-    } else {
-      return false;
-    }
-    this.#csumStart = l4;
-    this.#csumOffset = proto === 6 ? 16 : proto === 17 ? 6 : -1;
-    return this.#csumOffset >= 0;
   }
 
   setFilter(filter: string): void {

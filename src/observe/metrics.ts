@@ -181,6 +181,8 @@ export class Metrics {
     global('sluice_checksums_completed_total', 'Frames whose partial TCP/UDP checksum (marked by the kernel) the ring engine completed.', G.csumCompleted, 'counter');
     global('sluice_gso_frames_total', 'GSO super-frames the ring engine cut into segments.', G.gsoFrames, 'counter');
     global('sluice_gso_segments_total', 'Segments cut from GSO super-frames.', G.gsoSegments, 'counter');
+    global('sluice_capture_frames_in_place_total', 'Frames the ring engine read in place in the kernel\'s ring, without a copy (TPACKET_V2; a TPACKET_V3 super-frame in its block).', G.rxInPlace, 'counter');
+    global('sluice_capture_frames_copied_total', 'Frames the ring engine copied out of the ring first (a restored VLAN tag, a frame too big for its ring frame, TPACKET_V3 frames that fit a slot).', G.rxCopied, 'counter');
     global('sluice_vlan_tags_restored_total', 'Frames whose VLAN tag the kernel stripped before capture and the ring engine put back for the forwarder.', G.vlanRestored, 'counter');
     global('sluice_fragment_datagrams_total', 'Fragmented datagrams whose first fragment was steered and recorded in the fragment table.', G.fragDatagrams, 'counter');
     global('sluice_fragments_matched_total', 'Later fragments that found their datagram and followed its first fragment.', G.fragMatched, 'counter');

@@ -160,7 +160,8 @@ export function verifyTransportChecksum(
 
 /**
  * Completes a partial TCP/UDP checksum in place: what a NIC does for a frame the kernel handed
- * it with CHECKSUM_PARTIAL (checksum offload). The frame is buf[off .. off+len); the checksum
+ * it with CHECKSUM_PARTIAL (checksum offload). The ring engine has this done by its addon, in C
+ * (complete_partial in native/sluice_ring.c); this is the reference its golden tests compare with. The frame is buf[off .. off+len); the checksum
  * covers frame bytes [csumStart, len) and goes at csumStart + csumOffset, where the sender's
  * kernel already stored the (uncomplemented) pseudo-header sum. Only call it for a frame the
  * kernel marked as partial (TP_STATUS_CSUMNOTREADY / VIRTIO_NET_HDR_F_NEEDS_CSUM): the field of

@@ -5,7 +5,8 @@
  * of up to 64 KiB, which its veth passes on uncut to the balancer.
  *
  * - dsr-l2 (stick lab): HTTP over IPv4 and IPv6 and UDP flows all succeed through the ring engine,
- *   which completes the checksums it is told are partial; 1 MiB uploads (GSO) echo back intact.
+ *   which completes the checksums it is told are partial (in its addon, in the ring frame the
+ *   forwarder then reads in place: most frames are never copied); 1 MiB uploads (GSO) echo back intact.
  *   The same run through the libpcap `batch` engine, which cannot see the flag, fails: the test
  *   prints both counts.
  * - ipip: the same uploads and HTTP through IP-in-IP, where a super-frame could not be
@@ -97,6 +98,8 @@ function counters(m: Map<string, number>): Record<string, number> {
     gsoSegments: metric(m, 'sluice_gso_segments_total'),
     unverifiable: metric(m, 'sluice_checksum_unverifiable_total'),
     txErrors: metric(m, 'sluice_tx_errors_total'),
+    inPlace: metric(m, 'sluice_capture_frames_in_place_total'),
+    copied: metric(m, 'sluice_capture_frames_copied_total'),
   };
 }
 
@@ -141,7 +144,7 @@ describe.skipIf(!enabled)('ring engine, dsr-l2, clients with the kernel default 
 
     console.log(
       `ring engine e2e (dsr-l2): ring: http v4 ${h4.ok}/200, http v6 ${h6.ok}/200, udp flows ${u.flowsComplete}/200, 1 MiB uploads ${up.ok}/5 ${JSON.stringify(up.backends)}; ` +
-        `checksums completed ${ring.completed}, GSO frames ${ring.gsoFrames} -> ${ring.gsoSegments} segments, tx errors ${ring.txErrors}; ` +
+        `checksums completed ${ring.completed}, GSO frames ${ring.gsoFrames} -> ${ring.gsoSegments} segments, tx errors ${ring.txErrors}, frames read in place ${ring.inPlace}, copied ${ring.copied}; ` +
         `UDP round trip at ~1k datagrams/s p50 ${slow.latencyMs.p50.toFixed(2)} ms, p99 ${slow.latencyMs.p99.toFixed(2)} ms | ` +
         `batch (libpcap): http v4 ${b4.ok}/20, udp flows ${bu.flowsComplete}/20, frames passed unchecked ${batch.unverifiable}`,
     );
@@ -155,6 +158,11 @@ describe.skipIf(!enabled)('ring engine, dsr-l2, clients with the kernel default 
     expect(ring.gsoFrames).toBeGreaterThan(0);
     expect(ring.gsoSegments).toBeGreaterThan(ring.gsoFrames);
     expect(ring.txErrors).toBe(0);
+    // TPACKET_V2 (the default): frames are read where the kernel wrote them; only GSO super-frames
+    // (too big for a ring frame: TP_STATUS_COPY) are copied. TPACKET_V3 (SLUICE_RING_TPACKET=3)
+    // copies every frame that fits a slot and reads only super-frames in place, in their block.
+    if (process.env.SLUICE_RING_TPACKET === '3') expect([ring.inPlace <= ring.gsoFrames, ring.copied > ring.inPlace]).toEqual([true, true]);
+    else expect(ring.inPlace).toBeGreaterThan(ring.copied);
     // Without the kernel's flag the partial checksums leave as they came and backends drop them.
     expect(b4.ok).toBeLessThan(20);
     expect(bu.flowsComplete).toBeLessThan(20);

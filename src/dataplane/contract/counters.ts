@@ -107,6 +107,11 @@ export const G = {
   // Per worker only: the data plane's total is dataplaneCpuUserUs/SystemUs (the whole process).
   workerCpuUserUs: 74,
   workerCpuSystemUs: 75,
+  // Ring engine receive (engine-ring.ts): frames the forwarder read in place in the ring (TPACKET_V2,
+  // no copy, or a V3 super-frame in its block), and frames the addon copied first (a restored VLAN
+  // tag, TP_STATUS_COPY, TPACKET_V3 frames that fit a slot).
+  rxInPlace: 76,
+  rxCopied: 77,
 } as const;
 export const GLOBAL_COUNT = 80;
 

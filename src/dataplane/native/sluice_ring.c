@@ -17,11 +17,23 @@
 //   (full, or after retireMs, jiffy-granular): fewer wake-ups, but at low rates every frame
 //   waits for the timeout.
 //
-// Frames: a frame of at most slotSize bytes is copied into its slot of `frames` (JS-owned);
-// forward() wants a Buffer whose byte 0 is the frame and a view per ring offset would allocate
-// per packet. A larger frame (a GSO super-frame, up to 64 KiB) is not copied to a slot: its meta
-// says IN_RING and gives its offset in `ring`, an external Buffer (V3: over the mapped ring, the
-// frame read in place; V2: `big`), valid until onBatch returns.
+// Frames, V2 (the default): read in place. Every ring frame slot has a fixed address and the
+// kernel puts an Ethernet frame at one fixed tp_mac in it (mac_offset() below), so JS makes one
+// view per ring frame at set-up (`mapped`, frame views) and the meta says which (F_IN_PLACE,
+// M_RING_FRAME): no copy. Those slots go back to the kernel only after onBatch returns.
+// Copied instead, into the frame's slot of `frames` (JS-owned; F_COPIED): a frame whose stripped
+// VLAN tag goes back in front (it no longer fits where the kernel put it), a frame at another
+// tp_mac, a TP_STATUS_COPY frame (read whole from the socket queue), and every V3 frame (V3
+// frames sit at variable offsets in a block; a JS view per possible offset would be millions of
+// objects and a view made per frame would allocate per packet). A frame bigger than a slot (a
+// GSO super-frame, up to 64 KiB) is not copied to a slot: its meta says IN_RING and gives its
+// offset in `ring`, an external Buffer (V3: over the mapped ring, read in place; V2: `big`),
+// valid until onBatch returns.
+//
+// Partial checksums (TP_STATUS_CSUMNOTREADY, what senders with checksum offload leave) are
+// completed here, in the bytes JS will read (ring frame or slot), before JS sees the batch:
+// F_CSUM_COMPLETED, or F_CSUM_BAD when the offsets do not fit the frame (JS drops it). GSO
+// super-frames are left as the kernel gave them: the segmenter finishes every segment's checksum.
 //
 // Nothing here allocates per packet; nothing calls JS per packet.
 
@@ -54,7 +66,7 @@
 #endif
 
 // Per-frame meta words (keep in step with src/dataplane/ring-frame.ts).
-#define META_WORDS 8
+#define META_WORDS 9
 #define M_CAPLEN 0      // bytes of the frame we have (in its slot, or in the ring)
 #define M_FLAGS 1       // F_* below
 #define M_RING_OFF 2    // IN_RING: offset of the frame's first byte in `ring`
@@ -63,6 +75,7 @@
 #define M_CSUM 5        // vnet csum_start | csum_offset << 16 (VNET_NEEDS_CSUM)
 #define M_GSO 6         // vnet gso_type | gso_size << 16
 #define M_HDR_LEN 7     // vnet hdr_len
+#define M_RING_FRAME 8  // IN_PLACE: index of the ring frame (V2 slot) that holds the frame
 
 #define F_CSUM_NOT_READY 0x1u  // TP_STATUS_CSUMNOTREADY: the L4 checksum is partial
 #define F_CSUM_VALID 0x2u      // TP_STATUS_CSUM_VALID: the device verified it
@@ -73,6 +86,10 @@
 #define F_VNET_NEEDS_CSUM 0x40u
 #define F_VNET_DATA_VALID 0x80u
 #define F_LOSING 0x100u        // TP_STATUS_LOSING: the ring dropped frames around this one
+#define F_IN_PLACE 0x200u      // read it in ring frame M_RING_FRAME, where the kernel wrote it
+#define F_COPIED 0x400u        // its bytes were copied here (to its slot, or recv() into `big`)
+#define F_CSUM_COMPLETED 0x800u  // its partial L4 checksum was completed in place
+#define F_CSUM_BAD 0x1000u     // partial, but csum_start/offset (or the headers) do not fit it
 
 #define MAX_BATCH 65536u
 #define MAX_SLOT (256u * 1024u)
@@ -126,6 +143,7 @@ typedef struct ring_s {
   uint32_t cur_idx;    // frames of cur_block already read
   uint32_t cur_off;    // offset in cur_block of frame cur_idx
   bool vnet;
+  bool in_place;        // V2: read frames in place (0: copy every frame, to measure the difference)
   int version;          // TPACKET_V2 (one wake-up per frame) or TPACKET_V3 (per retired block)
   uint32_t frame_size;  // V2
   uint32_t frame_nr;    // V2
@@ -177,23 +195,88 @@ static inline struct tpacket_block_desc* block_at(ring_t* r, uint32_t i) {
   return (struct tpacket_block_desc*)(r->map + (size_t)i * r->block_size);
 }
 
-// Where one walk puts what it reads. The ring and the test entry point (walkBlock) share it.
+// TPACKET_V2: the slot of ring frame f (frames never straddle blocks).
+static inline uint8_t* frame_at(ring_t* r, uint32_t f) {
+  return r->map + (size_t)(f / r->frames_per_block) * r->block_size + (size_t)(f % r->frames_per_block) * r->frame_size;
+}
+
+// Where one walk puts what it reads. The ring and the test entry points (walkBlock,
+// walkFramesV2) share it.
 typedef struct {
   uint8_t* frames;
   uint32_t* meta;
   uint32_t slot;
   bool vnet;
   const uint8_t* base;  // IN_RING offsets are relative to this
+  bool in_place;        // V2: frames at mac_offset() may be read in place (else every frame is copied)
 } walk_t;
 
-// Fills meta (and the slot) for one frame the kernel gave us: `frame` (snap bytes of a frame
-// of len bytes), its tp_status, its stripped VLAN tag, and the virtio_net_hdr in front of it
-// (vnet_hdr, NULL without PACKET_VNET_HDR).
-static void fill_frame(const walk_t* r, uint32_t i, const uint8_t* frame, const uint8_t* vnet_hdr, uint32_t snap,
-                       uint32_t len, uint32_t st, uint32_t vlan_tci, uint32_t vlan_tpid) {
+// Where tpacket_rcv (net/packet/af_packet.c) puts an Ethernet frame in a TPACKET_V2 frame slot:
+// netoff = TPACKET_ALIGN(tp_hdrlen + max(maclen, 16)) + tp_reserve (+ the vnet header's size),
+// macoff = netoff - maclen, with tp_hdrlen = TPACKET2_HDRLEN (52), maclen = the 14-byte Ethernet
+// header (a stripped tag is not in the frame), tp_reserve 0: 66, or 76 with PACKET_VNET_HDR. A
+// frame elsewhere (another maclen) is copied: the views JS holds start at this offset.
+static uint32_t mac_offset(bool vnet) {
+  uint32_t netoff = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + (vnet ? (uint32_t)sizeof(struct virtio_net_hdr) : 0u);
+  return netoff - ETH_HLEN;
+}
+
+// What a NIC does for a frame handed to it with CHECKSUM_PARTIAL: the one's-complement sum of
+// bytes [start, len) (the sender's kernel left the pseudo-header sum in the field) goes, complemented,
+// at start + off. A computed 0 is written as 0xffff, as the kernel does (a UDP 0 means "none").
+// False, nothing written, when the field does not fit the frame. Same result, byte for byte, as
+// completePartialChecksum in src/packet/checksum.ts.
+static bool complete_partial(uint8_t* f, uint32_t len, uint32_t start, uint32_t off) {
+  if ((uint64_t)start + off + 2 > len) return false;
+  const uint8_t* p = f + start;
+  uint32_t n = len - start;
+  uint64_t sum = 0;
+  for (; n >= 2; p += 2, n -= 2) sum += ((uint32_t)p[0] << 8) | p[1];
+  if (n) sum += (uint32_t)p[0] << 8;
+  while (sum >> 16) sum = (sum & 0xffffu) + (sum >> 16);
+  uint16_t c = (uint16_t)~sum;
+  if (c == 0) c = 0xffff;
+  f[start + off] = (uint8_t)(c >> 8);
+  f[start + off + 1] = (uint8_t)c;
+  return true;
+}
+
+// Without the kernel's virtio_net_hdr: where a partial TCP/UDP checksum starts and sits, found from
+// the headers (up to two VLAN tags, then the IPv4 header by its IHL or the fixed IPv6 header).
+// False for anything else (a partial checksum of another protocol, IPv6 extension headers).
+static bool locate_partial(const uint8_t* b, uint32_t len, uint32_t* start, uint32_t* off) {
+  uint32_t l3 = 14;
+  uint32_t et = len >= 14 ? ((uint32_t)b[12] << 8) | b[13] : 0;
+  for (int tags = 0; (et == ETH_P_8021Q || et == ETH_P_8021AD) && tags < 2 && l3 + 4 <= len; tags++) {
+    et = ((uint32_t)b[l3 + 2] << 8) | b[l3 + 3];
+    l3 += 4;
+  }
+  uint32_t proto;
+  if (et == ETH_P_IP && l3 + 20 <= len) {
+    *start = l3 + ((uint32_t)(b[l3] & 0x0f) << 2);
+    proto = b[l3 + 9];
+  } else if (et == ETH_P_IPV6 && l3 + 40 <= len) {
+    *start = l3 + 40;
+    proto = b[l3 + 6];
+  } else {
+    return false;
+  }
+  if (proto == IPPROTO_TCP) *off = 16;
+  else if (proto == IPPROTO_UDP) *off = 6;
+  else return false;
+  return true;
+}
+
+// Fills meta for one frame the kernel gave us, and puts it where JS reads it: `frame` (snap bytes
+// of a frame of len bytes), its tp_status, its stripped VLAN tag, the virtio_net_hdr in front of
+// it (vnet_hdr, NULL without PACKET_VNET_HDR). ring_frame >= 0: the frame sits at mac_offset() in
+// that V2 ring frame, writable, and may be read there; -1: it may not (copy it or read it in `ring`).
+static void fill_frame(const walk_t* r, uint32_t i, uint8_t* frame, const uint8_t* vnet_hdr, uint32_t snap,
+                       uint32_t len, uint32_t st, uint32_t vlan_tci, uint32_t vlan_tpid, int64_t ring_frame) {
   uint32_t* m = r->meta + (size_t)i * META_WORDS;
   uint32_t flags = 0;
   uint32_t tag = 0;  // 4: the stripped tag goes back in front of the frame (below)
+  uint32_t csum = 0;
   if (st & TP_STATUS_CSUMNOTREADY) flags |= F_CSUM_NOT_READY;
   if (st & TP_STATUS_CSUM_VALID) flags |= F_CSUM_VALID;
   if (st & TP_STATUS_LOSING) flags |= F_LOSING;
@@ -214,21 +297,25 @@ static void fill_frame(const walk_t* r, uint32_t i, const uint8_t* frame, const 
     if (vh.flags & VIRTIO_NET_HDR_F_DATA_VALID) flags |= F_VNET_DATA_VALID;
     uint32_t cs = vh.csum_start;
     if ((vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && tag) cs += tag;  // it counts from the frame's first byte
-    m[M_CSUM] = cs | ((uint32_t)vh.csum_offset << 16);
+    csum = cs | ((uint32_t)vh.csum_offset << 16);
     m[M_GSO] = (uint32_t)vh.gso_type | ((uint32_t)vh.gso_size << 16);
     m[M_HDR_LEN] = vh.hdr_len;
   } else {
-    m[M_CSUM] = 0;
     m[M_GSO] = 0;
     m[M_HDR_LEN] = 0;
   }
+  m[M_CSUM] = csum;
   m[M_CAPLEN] = snap + tag;
   m[M_WIRE_LEN] = len + tag;
+  m[M_RING_OFF] = 0;
+  m[M_RING_FRAME] = 0;
+  uint8_t* d = NULL;  // where JS reads the frame: its slot or its ring frame; NULL: in `ring`
   if (tag) {
     // The kernel untags 802.1Q/802.1ad frames before packet taps and reports the tag apart.
     // Put it back where it was, as libpcap does, so the forwarder's parser sees the frame as
-    // it arrived (its VLAN id and policy) whatever the engine. F_VLAN_VALID stays set.
-    uint8_t* d = r->frames + (size_t)i * r->slot;
+    // it arrived (its VLAN id and policy) whatever the engine. F_VLAN_VALID stays set. No room
+    // for it in front of the frame in the ring: this one is copied.
+    d = r->frames + (size_t)i * r->slot;
     uint32_t tpid = m[M_VLAN] >> 16, tci = m[M_VLAN] & 0xffffu;
     memcpy(d, frame, 12);
     d[12] = (uint8_t)(tpid >> 8);
@@ -236,13 +323,27 @@ static void fill_frame(const walk_t* r, uint32_t i, const uint8_t* frame, const 
     d[14] = (uint8_t)(tci >> 8);
     d[15] = (uint8_t)tci;
     memcpy(d + 16, frame + 12, snap - 12);
-    m[M_RING_OFF] = 0;
+    flags |= F_COPIED;
+  } else if (ring_frame >= 0) {
+    d = frame;
+    flags |= F_IN_PLACE;
+    m[M_RING_FRAME] = (uint32_t)ring_frame;
   } else if (snap <= r->slot) {
-    memcpy(r->frames + (size_t)i * r->slot, frame, snap);
-    m[M_RING_OFF] = 0;
+    d = r->frames + (size_t)i * r->slot;
+    memcpy(d, frame, snap);
+    flags |= F_COPIED;
   } else {
     flags |= F_IN_RING;
-    m[M_RING_OFF] = (uint32_t)(frame - r->base);
+    m[M_RING_OFF] = r->base != NULL ? (uint32_t)(frame - r->base) : 0;
+  }
+  // A partial checksum the forwarder will read as it is (not a GSO super-frame, whose segments the
+  // segmenter finishes; not a cut frame, which is dropped): complete it now, where JS reads it.
+  if (d != NULL && (flags & (F_CSUM_NOT_READY | F_VNET_NEEDS_CSUM)) && !(flags & F_TRUNCATED) &&
+      (m[M_GSO] & 0xffffu) == VIRTIO_NET_HDR_GSO_NONE) {
+    uint32_t start, off;
+    bool found = (flags & F_VNET_NEEDS_CSUM) ? (start = csum & 0xffffu, off = csum >> 16, true)
+                                              : locate_partial(d, m[M_CAPLEN], &start, &off);
+    flags |= found && complete_partial(d, m[M_CAPLEN], start, off) ? F_CSUM_COMPLETED : F_CSUM_BAD;
   }
   m[M_FLAGS] = flags;
 }
@@ -253,9 +354,9 @@ static bool take_frame(const walk_t* r, struct tpacket3_hdr* fh, uint32_t i) {
   const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
   // PACKET_IGNORE_OUTGOING should keep these out; older kernels ignore the option.
   if (sll->sll_pkttype == PACKET_OUTGOING) return false;
-  const uint8_t* frame = base + fh->tp_mac;
+  uint8_t* frame = base + fh->tp_mac;
   fill_frame(r, i, frame, r->vnet ? frame - sizeof(struct virtio_net_hdr) : NULL, fh->tp_snaplen, fh->tp_len,
-             fh->tp_status, fh->hv1.tp_vlan_tci, fh->hv1.tp_vlan_tpid);
+             fh->tp_status, fh->hv1.tp_vlan_tci, fh->hv1.tp_vlan_tpid, -1);
   return true;
 }
 
@@ -265,7 +366,7 @@ static void ring_read(ring_t* r, int status) {
   uint32_t count = 0;
   uint32_t first_done = r->cur_block;
   uint32_t done = 0;
-  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->map};
+  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->map, false};
   while (count < r->batch) {
     struct tpacket_block_desc* bd = block_at(r, r->cur_block);
     if ((__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
@@ -311,9 +412,10 @@ static void ring_read(ring_t* r, int status) {
   }
 }
 
-// One TPACKET_V2 frame slot at `base` (status st); false when it is skipped. copy_len: bytes
-// recv() gave for its whole copy in w->base (TP_STATUS_COPY), or -1.
-static bool take_frame_v2(const walk_t* w, const uint8_t* base, uint32_t st, uint32_t i, ssize_t copy_len,
+// One TPACKET_V2 frame slot at `base` (status st, ring frame `index`); false when it is skipped.
+// copy_len: bytes recv() gave for its whole copy in w->base (TP_STATUS_COPY), or -1. A frame the
+// kernel put at mac_offset() is read in place (unless its VLAN tag goes back in front).
+static bool take_frame_v2(const walk_t* w, uint8_t* base, uint32_t st, uint32_t i, uint32_t index, ssize_t copy_len,
                           size_t copy_cap) {
   const struct tpacket2_hdr* h2 = (const struct tpacket2_hdr*)base;
   const struct sockaddr_ll* sll = (const struct sockaddr_ll*)(base + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
@@ -321,29 +423,34 @@ static bool take_frame_v2(const walk_t* w, const uint8_t* base, uint32_t st, uin
   const size_t vnet_len = w->vnet ? sizeof(struct virtio_net_hdr) : 0;
   if (copy_len >= (ssize_t)(vnet_len + 14)) {
     size_t have = (size_t)copy_len < copy_cap ? (size_t)copy_len : copy_cap;
-    fill_frame(w, i, w->base + vnet_len, vnet_len ? w->base : NULL, (uint32_t)(have - vnet_len),
-               (uint32_t)((size_t)copy_len - vnet_len), st, h2->tp_vlan_tci, h2->tp_vlan_tpid);
+    uint8_t* copy = (uint8_t*)w->base;
+    fill_frame(w, i, copy + vnet_len, vnet_len ? copy : NULL, (uint32_t)(have - vnet_len),
+               (uint32_t)((size_t)copy_len - vnet_len), st, h2->tp_vlan_tci, h2->tp_vlan_tpid, -1);
+    w->meta[(size_t)i * META_WORDS + M_FLAGS] |= F_COPIED;  // recv() copied it, into `big` or on to its slot
   } else {
-    const uint8_t* frame = base + h2->tp_mac;
+    uint8_t* frame = base + h2->tp_mac;
+    bool in_place = w->in_place && (st & TP_STATUS_COPY) == 0 && h2->tp_mac == mac_offset(w->vnet);
     fill_frame(w, i, frame, vnet_len ? frame - vnet_len : NULL, h2->tp_snaplen, h2->tp_len, st, h2->tp_vlan_tci,
-               h2->tp_vlan_tpid);
+               h2->tp_vlan_tpid, in_place ? (int64_t)index : -1);
   }
   return true;
 }
 
-// TPACKET_V2: fixed frame slots, each handed back as soon as it is copied out. The kernel
-// wakes us per frame, so a lone frame waits for no block timeout. A frame bigger than its slot
-// comes with TP_STATUS_COPY: its full copy waits in the socket's receive queue (PACKET_COPY_THRESH)
-// and is read into `big` (at most one per batch: JS reads it there until onBatch returns).
+// TPACKET_V2: fixed frame slots. The kernel wakes us per frame, so a lone frame waits for no
+// block timeout. A frame bigger than its slot comes with TP_STATUS_COPY: its full copy waits in
+// the socket's receive queue (PACKET_COPY_THRESH) and is read into `big` (at most one per batch:
+// JS reads it there until onBatch returns). Every slot read here goes back to the kernel after
+// onBatch returns, in ring order: JS reads and rewrites the frames it reads in place meanwhile.
 static void ring_read_v2(ring_t* r, int status) {
   char failure[256];
   const char* fail = NULL;
   uint32_t count = 0;
+  uint32_t first = r->cur_frame;
+  uint32_t taken = 0;  // ring frames read (the skipped ones too), all ours until handed back
   bool big_used = false;
-  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big};
-  while (count < r->batch) {
-    uint8_t* base = r->map + (size_t)(r->cur_frame / r->frames_per_block) * r->block_size +
-                    (size_t)(r->cur_frame % r->frames_per_block) * r->frame_size;
+  walk_t w = {r->frames, r->meta, r->slot, r->vnet, r->big, r->in_place};
+  while (count < r->batch && taken < r->frame_nr) {
+    uint8_t* base = frame_at(r, r->cur_frame);
     struct tpacket2_hdr* h2 = (struct tpacket2_hdr*)base;
     uint32_t st = __atomic_load_n(&h2->tp_status, __ATOMIC_ACQUIRE);
     if ((st & TP_STATUS_USER) == 0) break;
@@ -353,8 +460,8 @@ static void ring_read_v2(ring_t* r, int status) {
       n = recv(r->p.fd, r->big, r->big_len, MSG_DONTWAIT | MSG_TRUNC);
       big_used = true;
     }
-    if (take_frame_v2(&w, base, st, count, n, r->big_len)) count++;
-    __atomic_store_n(&h2->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    if (take_frame_v2(&w, base, st, count, r->cur_frame, n, r->big_len)) count++;
+    taken++;
     r->cur_frame = (r->cur_frame + 1) % r->frame_nr;
   }
   if (status < 0) {
@@ -370,6 +477,11 @@ static void ring_read_v2(ring_t* r, int status) {
     }
   }
   if (count > 0 || fail != NULL) polled_deliver(&r->p, count, fail);
+  // JS is done with them (the mapping outlives a close() from inside onBatch: `mapped` pins it).
+  for (uint32_t k = 0, f = first; k < taken; k++, f = (f + 1) % r->frame_nr) {
+    struct tpacket2_hdr* h2 = (struct tpacket2_hdr*)frame_at(r, f);
+    __atomic_store_n(&h2->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+  }
 }
 
 static void ring_on_readable(polled_t* p, int status) {
@@ -407,8 +519,8 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   char filter[8192];
   if (!get_named_string(env, opts, "device", device, sizeof device) || !get_named_string(env, opts, "filter", filter, sizeof filter))
     return NULL;
-  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size, fanout;
-  if (!get_opt_u32(env, opts, "fanoutGroup", 0, &fanout)) return NULL;
+  uint32_t batch, slot, block_size, block_count, retire_ms, vnet_req, version, frame_size, fanout, in_place;
+  if (!get_opt_u32(env, opts, "fanoutGroup", 0, &fanout) || !get_opt_u32(env, opts, "inPlace", 1, &in_place)) return NULL;
   if (fanout > 0xffff) {
     throw_code(env, "EINVAL", "fanoutGroup must be 0 (none) or a group id 1..65535");
     return NULL;
@@ -567,6 +679,7 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
   r->block_size = block_size;
   r->block_count = block_count;
   r->vnet = vnet;
+  r->in_place = in_place != 0;
   r->version = version == 2 ? TPACKET_V2 : TPACKET_V3;
   r->frame_size = frame_size;
   r->frames_per_block = frames_per_block;
@@ -596,6 +709,24 @@ static napi_value ring_new(napi_env env, napi_callback_info info) {
     r->p.refs++;
     napi_set_named_property(env, self, "ring", ringbuf);
   }
+  // V2: the mapped ring as one external Buffer too, over which JS makes one view per ring frame
+  // (frames read in place). frameCount 0 (V3, or inPlace 0): no views, every frame is copied.
+  uint32_t view_frames = 0;
+  if (r->version == TPACKET_V2 && r->in_place) {
+    napi_value mapped;
+    if (napi_create_external_buffer(env, map_len, map, map_finalize, r, &mapped) != napi_ok) {
+      throw_code(env, "ENAPI", "cannot wrap the mapped ring in a Buffer");
+      return NULL;
+    }
+    r->p.refs++;
+    napi_set_named_property(env, self, "mapped", mapped);
+    view_frames = r->frame_nr;
+  }
+  set_number(env, self, "frameCount", view_frames);
+  set_number(env, self, "framesPerBlock", frames_per_block);
+  set_number(env, self, "frameBytes", frame_size);
+  set_number(env, self, "blockBytes", block_size);
+  set_number(env, self, "macOffset", mac_offset(vnet));
   napi_value b;
   napi_get_boolean(env, vnet, &b);
   napi_set_named_property(env, self, "vnetHeader", b);
@@ -688,7 +819,7 @@ static napi_value walk_block(napi_env env, napi_callback_info info) {
   uint32_t n = bd->hdr.bh1.num_pkts;
   uint32_t batch = (uint32_t)(flen / slot);
   if (mlen / META_WORDS < batch) batch = (uint32_t)(mlen / META_WORDS);
-  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, (const uint8_t*)bdata};
+  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, (const uint8_t*)bdata, false};
   uint32_t off = bd->hdr.bh1.offset_to_first_pkt, count = 0;
   for (uint32_t k = 0; k < n && count < batch; k++) {
     if (off + sizeof(struct tpacket3_hdr) > blen) break;
@@ -703,8 +834,10 @@ static napi_value walk_block(napi_env env, napi_callback_info info) {
 }
 
 // walkFramesV2(area, frameSize, vnet, slotSize, frames, meta): reads the TPACKET_V2 frame slots
-// of `area` (frameSize bytes each) that the kernel marked TP_STATUS_USER, with the code the ring
-// uses (no socket: a TP_STATUS_COPY frame keeps its cut ring copy). Golden-byte unit tests.
+// of `area` (frameSize bytes each, one block: ring frame k at k * frameSize) that the kernel
+// marked TP_STATUS_USER, with the code the ring uses: frames at macOffset stay in `area` (and get
+// their partial checksum completed there), the others are copied to `frames`. No socket: a
+// TP_STATUS_COPY frame keeps its cut ring copy. Golden-byte unit tests.
 static napi_value walk_frames_v2(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -725,14 +858,14 @@ static napi_value walk_frames_v2(napi_env env, napi_callback_info info) {
   }
   uint32_t batch = (uint32_t)(flen / slot);
   if (mlen / META_WORDS < batch) batch = (uint32_t)(mlen / META_WORDS);
-  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, NULL};
+  walk_t w = {(uint8_t*)fdata, (uint32_t*)mdata, slot, vnet, NULL, true};
   uint32_t count = 0;
   for (size_t off = 0; off + fsize <= alen && count < batch; off += fsize) {
-    const uint8_t* base = (const uint8_t*)adata + off;
+    uint8_t* base = (uint8_t*)adata + off;
     const struct tpacket2_hdr* h2 = (const struct tpacket2_hdr*)base;
     if ((h2->tp_status & TP_STATUS_USER) == 0) continue;
     if (h2->tp_mac + h2->tp_snaplen > fsize || h2->tp_snaplen > slot) continue;  // a golden slot that lies
-    if (take_frame_v2(&w, base, h2->tp_status, count, -1, 0)) count++;
+    if (take_frame_v2(&w, base, h2->tp_status, count, (uint32_t)(off / fsize), -1, 0)) count++;
   }
   napi_value out;
   napi_create_uint32(env, count, &out);
@@ -754,6 +887,10 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "Ring", cls);
   napi_create_uint32(env, META_WORDS, &v);
   napi_set_named_property(env, exports, "META_WORDS", v);
+  napi_create_uint32(env, mac_offset(false), &v);
+  napi_set_named_property(env, exports, "V2_MAC_OFFSET", v);
+  napi_create_uint32(env, mac_offset(true), &v);
+  napi_set_named_property(env, exports, "V2_VNET_MAC_OFFSET", v);
   napi_value fn;
   napi_create_function(env, "walkBlock", NAPI_AUTO_LENGTH, walk_block, NULL, &fn);
   napi_set_named_property(env, exports, "walkBlock", fn);

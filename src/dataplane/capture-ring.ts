@@ -75,6 +75,8 @@ interface NativeRing extends RingFrameLayout {
   readonly mapped?: Buffer;
   readonly vnetHeader: boolean;
   readonly ifindex: number;
+  /** The socket's fd (the worker pool keeps its own on it while a worker restarts). */
+  readonly fd: number;
   start(onBatch: (count: number) => void, onError: (err: unknown) => void): void;
   setFilter(filter: string): void;
   stats(): RingStats;
@@ -130,6 +132,8 @@ export class RingCapture {
   readonly ring: Buffer;
   readonly tpacketVersion: 2 | 3;
   /** False when the kernel refused PACKET_VNET_HDR: no checksum offsets, no GSO sizes. */
+  /** The capture socket's fd, valid until close(). */
+  readonly fd: number;
   readonly vnetHeader: boolean;
   /**
    * TPACKET_V2: one view per ring frame over the mapped ring, byte 0 at the frame's first byte,
@@ -177,6 +181,7 @@ export class RingCapture {
     );
     this.ring = this.#handle.ring;
     this.vnetHeader = this.#handle.vnetHeader;
+    this.fd = this.#handle.fd;
     const mapped = this.#handle.mapped;
     this.frameViews = mapped === undefined ? [] : ringFrameViews(mapped, this.#handle);
   }

@@ -102,6 +102,10 @@ export class RingEngine implements CaptureEngine {
     return this.#rx.vnetHeader;
   }
 
+  get captureFd(): number {
+    return this.#rx.fd;
+  }
+
   start(): void {
     this.#rx.start((count: number) => this.#onBatch(count));
   }

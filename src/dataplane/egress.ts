@@ -9,6 +9,7 @@ import { Drop } from '../packet/drop-reasons.js';
 import type { ParsedPacket } from '../packet/parsed-packet.js';
 import { encapHeaderLen, writeEncap } from '../packet/encap.js';
 import { encapFragmentPayload, writeEncapFragment } from '../packet/encap-fragment.js';
+import { copyBytes } from '../packet/copy-bytes.js';
 import { DROPS_BASE, G } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
 import type { ServiceRecords } from './service-records.js';
@@ -90,7 +91,7 @@ export class Egress {
     const tagged = p.l3Offset > ETH_HEADER;
     const policy = this.#vlanEgress;
     if (policy === VLAN_KEEP || (policy === VLAN_UNTAGGED && !tagged)) {
-      rx.copy(tx, 0, 0, len);
+      copyBytes(rx, 0, tx, 0, len);
       this.#writeMacs(be, tx);
       return len;
     }
@@ -98,7 +99,7 @@ export class Egress {
     const o = this.#writeEgressTag(tx, tagged);
     tx[o] = rx[p.l3Offset - 2];
     tx[o + 1] = rx[p.l3Offset - 1];
-    rx.copy(tx, o + 2, p.l3Offset, len);
+    copyBytes(rx, p.l3Offset, tx, o + 2, len - p.l3Offset);
     this.#writeMacs(be, tx);
     return o + 2 + len - p.l3Offset;
   }
@@ -138,7 +139,7 @@ export class Egress {
     // IPv4: a fresh identification per packet; IPv6: a flow label per flow, so routers keep a flow on one path.
     this.#ipId = (this.#ipId + 1) & 0xffff;
     writeEncap(tx, ethLen, v4 ? this.#src4 : this.#src6, dst, p.ipVersion, innerLen, ENCAP_TTL, v4 ? this.#ipId : hash & 0xfffff);
-    rx.copy(tx, ethLen + outerLen, p.l3Offset, p.l3Offset + innerLen);
+    copyBytes(rx, p.l3Offset, tx, ethLen + outerLen, innerLen);
     return ethLen + outerLen + innerLen;
   }
 
@@ -181,7 +182,7 @@ export class Egress {
       this.#writeEncapEth(p, be, buf, v4, off === 0);
       const hl = writeEncapFragment(buf, ethLen, src, dst, 4, chunk, ENCAP_TTL, id, hash & 0xfffff, off, !last);
       if (hl === 0 || ethLen + hl + chunk > buf.length) return this.#drop(Drop.encap_too_big);
-      rx.copy(buf, ethLen + hl, p.l3Offset + off, p.l3Offset + off + chunk);
+      copyBytes(rx, p.l3Offset + off, buf, ethLen + hl, chunk);
       c[G.encapFragments]++;
       if (last) return ethLen + hl + chunk;
       sinkSend(ethLen + hl + chunk);

@@ -11,17 +11,20 @@
  */
 import type { FlowViews } from './flow-layout.js';
 
+// Words and hashes are signed (int32) between functions: an unsigned value of 2^31 or more is
+// no small integer on x64 Node and would be boxed, a heap allocation per new flow, wherever it
+// crosses a call V8 did not inline. Uint32Array stores take them as they are.
 function readBE32(b: Uint8Array, i: number): number {
-  return ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+  return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3];
 }
 
-/** murmur3's finalizer. */
+/** murmur3's finalizer (signed result, same bits). */
 function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+  return h ^ (h >>> 16);
 }
 
 export class FlowDestinations {
@@ -59,7 +62,7 @@ export class FlowDestinations {
         break;
       }
       const a = i * 4;
-      if (f === fam && addr[a] === w0 && addr[a + 1] === w1 && addr[a + 2] === w2 && addr[a + 3] === w3) {
+      if (f === fam && (addr[a] | 0) === w0 && (addr[a + 1] | 0) === w1 && (addr[a + 2] | 0) === w2 && (addr[a + 3] | 0) === w3) {
         this.#refs[i]++;
         return i;
       }

@@ -21,18 +21,19 @@ export function lookupFlow(t: FlowSlots, frame: Uint8Array, p: ParsedPacket, has
 
 /** The slot holding the packet's key, expired or not, or -1; changes nothing. */
 export function findFlow(t: FlowSlots, frame: Uint8Array, p: ParsedPacket, hash: number): number {
+  // h (unsigned) is compared here only; calls get `hash` as given, signed on the packet path, so it is never boxed.
   const h = hash >>> 0;
   const hashes = t.hash;
-  const b1 = t.bucket1(h);
+  const b1 = t.bucket1(hash);
   let s = b1 * FLOW_BUCKET_SLOTS;
   for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
     if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return s;
   }
-  s = t.bucket2(h, b1) * FLOW_BUCKET_SLOTS;
+  s = t.bucket2(hash, b1) * FLOW_BUCKET_SLOTS;
   for (const end = s + FLOW_BUCKET_SLOTS; s < end; s++) {
     if (hashes[s] === h && (t.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && t.keyMatches(s, frame, p)) return s;
   }
-  return t.h32[H32.stashUsed] > 0 ? t.findInStash(h, frame, p) : -1;
+  return t.h32[H32.stashUsed] > 0 ? t.findInStash(hash, frame, p) : -1;
 }
 
 /**
@@ -58,9 +59,9 @@ export function insertFlow(
   const rec = t.rec;
   const hd = t.h64;
   hd[H64.clockMs] = nowMs;
-  const b1 = t.bucket1(h);
+  const b1 = t.bucket1(hash);
   const base1 = b1 * FLOW_BUCKET_SLOTS;
-  const base2 = t.bucket2(h, b1) * FLOW_BUCKET_SLOTS;
+  const base2 = t.bucket2(hash, b1) * FLOW_BUCKET_SLOTS;
   const v6 = p.addrLen === 16;
   const halfOpen = p.protocol === IPPROTO_TCP && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
 
@@ -111,7 +112,7 @@ export function insertFlow(
       if (free1 < 0) free1 = s;
     } else if (free2 < 0) free2 = s;
   }
-  if (target < 0 && t.h32[H32.stashUsed] > 0) target = t.findInStash(h, frame, p);
+  if (target < 0 && t.h32[H32.stashUsed] > 0) target = t.findInStash(hash, frame, p);
 
   if (target >= 0) {
     // Same flow already recorded: replace its values in place (an expired one counts as expired).

@@ -23,8 +23,14 @@ import {
 const GOLDEN = 0x9e3779b1 | 0;
 const TWO_32 = 4294967296;
 
+/**
+ * Big-endian 32-bit word, signed (int32): an unsigned word of 2^31 or more (an address from
+ * 128.0.0.0 up) is no small integer on x64 Node and would be boxed, a heap allocation per
+ * packet, when returned from a call V8 did not inline. Uint32Array stores take it as is;
+ * comparisons with Uint32Array reads use (x | 0).
+ */
 export function readBE32(b: Uint8Array, i: number): number {
-  return ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+  return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3];
 }
 
 /** The idle timeouts a table applies; halfOpenMs is already the TCP idle timeout without flood protection. */
@@ -87,9 +93,13 @@ export class FlowSlots {
     this.#halfOpenMs = timeouts.halfOpenMs;
   }
 
-  /** Wall-clock ms as the table's relative time. */
+  /**
+   * Wall-clock ms as the table's relative time, signed (int32; every use takes differences
+   * modulo 2^32, and Uint32Array stores keep the same bits): unsigned, it passed 2^31 after
+   * 24.8 days and was then boxed, a heap allocation per packet, wherever rel() was not inlined.
+   */
   rel(nowMs: number): number {
-    return (nowMs - this.epoch) >>> 0;
+    return (nowMs - this.epoch) | 0;
   }
 
   /** A relative time as wall-clock ms, read as the nearest to the table's clock (the last insert or sweep). */
@@ -126,9 +136,9 @@ export class FlowSlots {
     return this.protoOf(s) === IPPROTO_TCP ? FLOW_KIND_ESTABLISHED : FLOW_KIND_OTHER;
   }
 
-  /** Bucket index of the first choice. */
+  /** Bucket index of the first choice. `h` signed or unsigned (same bits): callers pass it signed so it is never boxed. */
   bucket1(h: number): number {
-    return ((h * this.buckets) / TWO_32) >>> 0;
+    return (((h >>> 0) * this.buckets) / TWO_32) >>> 0;
   }
 
   /** Bucket index of the second choice, never equal to the first. */
@@ -157,20 +167,21 @@ export class FlowSlots {
     const db = this.dstOf(s) * 4;
     const so = p.srcAddrOffset;
     const dO = p.dstAddrOffset;
-    if (src[sb] !== readBE32(frame, so) || dst[db] !== readBE32(frame, dO)) return false;
+    if ((src[sb] | 0) !== readBE32(frame, so) || (dst[db] | 0) !== readBE32(frame, dO)) return false;
     if (!v6) return true;
     return (
-      src[sb + 1] === readBE32(frame, so + 4) &&
-      src[sb + 2] === readBE32(frame, so + 8) &&
-      src[sb + 3] === readBE32(frame, so + 12) &&
-      dst[db + 1] === readBE32(frame, dO + 4) &&
-      dst[db + 2] === readBE32(frame, dO + 8) &&
-      dst[db + 3] === readBE32(frame, dO + 12)
+      (src[sb + 1] | 0) === readBE32(frame, so + 4) &&
+      (src[sb + 2] | 0) === readBE32(frame, so + 8) &&
+      (src[sb + 3] | 0) === readBE32(frame, so + 12) &&
+      (dst[db + 1] | 0) === readBE32(frame, dO + 4) &&
+      (dst[db + 2] | 0) === readBE32(frame, dO + 8) &&
+      (dst[db + 3] | 0) === readBE32(frame, dO + 12)
     );
   }
 
-  /** The occupied stash slot holding the packet's flow, or -1. */
-  findInStash(h: number, frame: Uint8Array, p: ParsedPacket): number {
+  /** The occupied stash slot holding the packet's flow (hash `hash`, signed or unsigned), or -1. */
+  findInStash(hash: number, frame: Uint8Array, p: ParsedPacket): number {
+    const h = hash >>> 0;
     for (let s = this.stashBase; s < this.slots; s++) {
       if (this.hash[s] === h && (this.ctlOf(s) & STATE_MASK) !== FLOW_EMPTY && this.keyMatches(s, frame, p)) return s;
     }

@@ -96,7 +96,7 @@ export class FlowSteer {
     if (be < 0) {
       const table = this.#host.services.tableOf(sid);
       if (table === null) return this.#done(Drop.no_backend);
-      be = this.#host.services.hasAffinity(sid) ? this.affinityBackend(rx, p, sid, table, nowMs) : table[hash % table.length];
+      be = this.#host.services.hasAffinity(sid) ? this.affinityBackend(rx, p, sid, table, nowMs) : table[(hash >>> 0) % table.length];
       if (be < 0) return this.#done(Drop.no_backend);
     }
     const slot = this.#host.flows.insert(rx, p, hash, nowMs, be, sid, this.#host.generation());

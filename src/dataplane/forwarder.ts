@@ -14,7 +14,7 @@ import { FRAG_FIRST, FRAG_LATER, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, Pars
 import { parseFrame } from '../packet/parse.js';
 import { MptcpInfo } from '../packet/mptcp-options.js';
 import { tokenKey } from '../packet/token-key.js';
-import { flowHash, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
+import { flowHashBits, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
 import { DEFAULT_AFFINITY_CAPACITY, DEFAULT_HOLD_PACKETS, DEFAULT_TOKEN_CAPACITY, MAX_SERVICES } from './contract/limits.js';
 import { COUNTER_LENGTH, DROPS_BASE, ENTITY, G, backendCounter, newCounters, serviceCounter } from './contract/counters.js';
 import type { DataplaneSpec } from './contract/spec.js';
@@ -262,7 +262,7 @@ export class Forwarder {
    */
   #remap(slot: number, sid: number, hash: number): boolean {
     const table = this.#services.hasAffinity(sid) ? null : this.#services.tableOf(sid);
-    const be = table === null ? -1 : table[hash % table.length];
+    const be = table === null ? -1 : table[(hash >>> 0) % table.length];
     if (be < 0) {
       this.flows.remove(slot);
       return false;
@@ -287,7 +287,8 @@ export class Forwarder {
     const mptcp = p.protocol === IPPROTO_TCP && this.#services.isMptcp(sid) ? mptcpInspect(rx, p, this.#mptcp) : MPTCP_ACTION_NONE;
     if (mptcp === MPTCP_ACTION_MALFORMED) this.counters[G.mptcpMalformed]++;
     // flow
-    const hash = flowHash(rx, p, this.#hashSeed);
+    // Signed (flowHashBits): an unsigned hash of 2^31 or more would be boxed, a heap allocation per frame.
+    const hash = flowHashBits(rx, p, this.#hashSeed);
     let slot = this.flows.lookup(rx, p, hash, nowMs);
     if (slot >= 0) {
       const be = this.flows.backendOf(slot);

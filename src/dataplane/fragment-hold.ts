@@ -10,6 +10,7 @@
  *
  * No allocation per packet: the forwarder walks matches with nextMatch() instead of a callback.
  */
+import { copyBytes } from '../packet/copy-bytes.js';
 import { FRAGMENT_KEY_WORDS, sameDatagram } from './fragment-table.js';
 import { slotViews } from './slot-views.js';
 
@@ -46,7 +47,7 @@ export class FragmentHold {
     for (let i = 0; i < FRAGMENT_HOLD_SLOTS; i++) {
       const s = (this.#cursor + i) % FRAGMENT_HOLD_SLOTS;
       if (this.#used[s] === 1) continue;
-      this.#views[s].set(frame.subarray(0, len), 0);
+      copyBytes(frame, 0, this.#views[s], 0, len);
       this.#keys.set(key, s * FRAGMENT_KEY_WORDS);
       this.#hash[s] = h >>> 0;
       this.#len[s] = len;

@@ -7,7 +7,7 @@
 import { Drop } from '../packet/drop-reasons.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, ParsedPacket } from '../packet/parsed-packet.js';
 import { writeEchoReply, writeTooBig } from '../packet/icmp-build.js';
-import { flowHash } from '../hash/murmur3.js';
+import { flowHashBits } from '../hash/murmur3.js';
 import { DROPS_BASE, ENTITY, G, backendCounter, serviceCounter } from './contract/counters.js';
 import type { FlowTable } from './flow-table.js';
 import type { ServiceTable } from './service-table.js';
@@ -80,7 +80,7 @@ export class IcmpPath {
       if (sid < 0) return this.#drop(Drop.icmp_no_service);
       if (!host.services.forwardsIcmpErrors(sid)) return this.#drop(Drop.icmp_errors_off);
     }
-    const hash = flowHash(rx, v, host.hashSeed());
+    const hash = flowHashBits(rx, v, host.hashSeed());
     if (kind === ICMP_ERROR) {
       const slot = host.flows.lookup(rx, v, hash, nowMs);
       if (slot >= 0) {
@@ -93,7 +93,7 @@ export class IcmpPath {
     if (be < 0) {
       const table = host.services.tableOf(sid);
       if (table === null) return this.#drop(Drop.no_backend);
-      be = kind === ICMP_ERROR && host.services.hasAffinity(sid) ? host.affinityBackend(rx, v, sid, table, nowMs) : table[hash % table.length];
+      be = kind === ICMP_ERROR && host.services.hasAffinity(sid) ? host.affinityBackend(rx, v, sid, table, nowMs) : table[(hash >>> 0) % table.length];
       if (be < 0) return this.#drop(Drop.no_backend);
     }
     const out = host.deliver(rx, len, p, sid, be, tx, hash, nowMs);

@@ -37,6 +37,7 @@
 import { Drop } from '../packet/drop-reasons.js';
 import type { ParsedPacket } from '../packet/parsed-packet.js';
 import { writeTokenKey } from '../packet/token-key.js';
+import { copyBytes } from '../packet/copy-bytes.js';
 import { copyFlowKey, FLOW_KEY_MAX_BYTES } from '../hash/murmur3.js';
 import { DROPS_BASE, G } from './contract/counters.js';
 import { DEFAULT_HOLD_PACKETS } from './contract/limits.js';
@@ -232,7 +233,7 @@ export class OwnerHold {
     for (let i = 0; i < HOLD_SLOTS; i++) {
       const h = (this.#holdCursor + i) % HOLD_SLOTS;
       if (this.#frameQuery[h] < 0) {
-        rx.copy(this.#frameViews[h], 0, 0, len);
+        copyBytes(rx, 0, this.#frameViews[h], 0, len);
         this.#frameQuery[h] = q;
         this.#frameLen[h] = len;
         this.#holdCursor = (h + 1) % HOLD_SLOTS;

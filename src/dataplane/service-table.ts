@@ -3,10 +3,13 @@
  * arrays; a service with port 0 ("all ports") is found when no exact-port service matches.
  */
 const WORDS = 6; // family|protocol, port, 4 address words
+// Words and hashes are kept signed (int32): on x64 Node an unsigned value of 2^31 or more (most
+// VIPs' first word) is no small integer and would be boxed, a heap allocation per packet,
+// wherever it leaves a function V8 did not inline.
 
 export class ServiceTable {
   readonly #mask: number;
-  readonly #keys: Uint32Array;
+  readonly #keys: Int32Array;
   readonly #ids: Int32Array;
   #count = 0;
 
@@ -14,7 +17,7 @@ export class ServiceTable {
     let size = 16;
     while (size < maxServices * 4) size <<= 1;
     this.#mask = size - 1;
-    this.#keys = new Uint32Array(size * WORDS);
+    this.#keys = new Int32Array(size * WORDS);
     this.#ids = new Int32Array(size).fill(-1);
   }
 
@@ -80,10 +83,10 @@ export class ServiceTable {
   #hash(bytes: Uint8Array, off: number, len: number, protocol: number, port: number): number {
     let h = Math.imul(protocol ^ (port << 8), 0x9e3779b1);
     for (let i = 0; i < len; i += 4) h = Math.imul(h ^ readWord(bytes, off + i), 0x85ebca6b) ^ (h >>> 15);
-    return (h ^ (h >>> 13)) >>> 0;
+    return h ^ (h >>> 13);
   }
 }
 
 function readWord(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+  return (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 }

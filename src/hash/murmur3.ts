@@ -79,6 +79,17 @@ export function murmur3_32(bytes: Uint8Array, off: number, len: number, seed: nu
  * Equal to murmur3_32 over the canonical key (see copyFlowKey).
  */
 export function flowHash(frame: Uint8Array, p: ParsedPacket, seed: number): number {
+  return flowHashBits(frame, p, seed) >>> 0;
+}
+
+/**
+ * flowHash's 32 bits as a signed integer: what the packet path carries. On x64 Node an
+ * unsigned value of 2^31 or more is no small integer, so returning it, or passing it to a
+ * function V8 did not inline, boxes it in a new HeapNumber: an allocation per frame for half
+ * of all flows. Where the unsigned value counts (an index modulo a table length), use
+ * (hash >>> 0) on the spot; masks (hash & m) and Uint32Array stores need nothing.
+ */
+export function flowHashBits(frame: Uint8Array, p: ParsedPacket, seed: number): number {
   let h = seed | 0;
   const addrLen = p.addrLen;
   const src = p.srcAddrOffset;
@@ -90,7 +101,7 @@ export function flowHash(frame: Uint8Array, p: ParsedPacket, seed: number): numb
   // Key bytes sp_hi, sp_lo, dp_hi, dp_lo read as one little-endian block.
   h = mixBlock(h, ((sp >>> 8) & 0xff) | ((sp & 0xff) << 8) | (((dp >>> 8) & 0xff) << 16) | ((dp & 0xff) << 24));
   h = mixTail(h, p.protocol & 0xff);
-  return fmix(h, addrLen + addrLen + 5);
+  return fmix(h, addrLen + addrLen + 5) | 0;
 }
 
 /** Length of the canonical key for an address length (13 for 4, 37 for 16). */

@@ -28,7 +28,7 @@ import { BackendHealth } from './backend-health.js';
 import { Generations } from './generations.js';
 import { hostSafetyProblems } from './host-safety.js';
 import { InstanceClaim } from './instance-lock.js';
-import { tuneMalloc } from './malloc-tuning.js';
+import { controlHeapForSize, tuneMalloc } from './malloc-tuning.js';
 import { NextHops } from './next-hops.js';
 import { OwnerBridge } from './owner-bridge.js';
 import { Reloader } from './reloader.js';
@@ -67,6 +67,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     tuneMalloc();
+    controlHeapForSize();
     const boot = await this.#boot();
     const parts = this.#compose(boot);
     for (const part of parts) {

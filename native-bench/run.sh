@@ -106,7 +106,7 @@ RETRIES=${BENCH_RETRIES:-1}
 DISTURBED_PCT=5
 # Capture settings shared by the C reference and Sluice's defaults (src/config/types.ts).
 SNAPLEN=10240
-BUFFER_MIB=16
+BUFFER_MIB=${BENCH_BUFFER_MIB:-32}
 
 [[ "$WARMUP" =~ ^[0-9]+$ && "$WINDOW" =~ ^[1-9][0-9]*$ ]] || die "BENCH_WARMUP/BENCH_WINDOW must be whole seconds, window >= 1"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ && "$LAT_REPEAT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT and BENCH_LAT_REPEAT must be >= 1"

@@ -26,7 +26,7 @@ const MAX_VIEW_START = 1 << 24;
  * Views kept per backing at most (each about 100-200 bytes of heap); beyond, the loops. A batch
  * of 256 rx slots with a few header offsets and size classes needs ~3000; the capture ring read
  * in place (engine-ring.ts) is the source of most copies, one start per ring frame: 8192 frames
- * at the default 16 MiB, times the size classes the traffic has. 32768 views are 3-6 MiB at
+ * at 16 MiB (16384 at the default 32 MiB; past the limit, the loops), times the size classes the traffic has. 32768 views are 3-6 MiB at
  * most, made only as traffic reaches them; past that, 1500-byte frames take the word loop
  * (about 4x a memmove, native-bench/copy-bytes.bench.ts).
  */

@@ -521,7 +521,7 @@ describe('parseConfig accepts', () => {
       flowTable: { capacity: 1048576, tcpIdleTimeoutS: 300, tcpClosingTimeoutS: 10, udpIdleTimeoutS: 30, halfOpenTimeoutS: 10, floodProtection: true },
       fragments: { tableSize: 65536, timeoutMs: 2000, holdMs: 200 },
       vlan: { egress: 'untagged' },
-      capture: { engine: 'ring', bufferMiB: 16, batchSize: 256 },
+      capture: { engine: 'ring', bufferMiB: 32, batchSize: 256 },
       dataplane: { workers: 1 },
       safety: { allowHostForwarding: false, allowLocalVip: false, allowOtherInstances: false },
       metrics: { listen: '127.0.0.1:9180' },

@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6 } from '../../scripts/lab/topology.js';
 import type { HttpReport, UdpReport } from '../../scripts/lib/reports.js';
-import { admin, e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { e2eEnabled, engineOf, ensureBuilt, metric, scrape, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 
 const enabled = e2eEnabled('e2e ring engine');
 
@@ -79,16 +79,6 @@ async function udp(lab: Lab, flows: number): Promise<UdpReport> {
 async function clientOffloads(lab: Lab): Promise<string> {
   const ifname = lab.describe().client.interfaces[0].name;
   return (await lab.exec('client', ['ethtool', '-k', ifname])).stdout;
-}
-
-/** The engine the data plane reported once up (status says '' until then); waits at most 10 s. */
-async function engineOf(s: RunningSluice): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    const e = (await admin<{ dataplane: { engine: string } }>(s, 'GET', '/status')).dataplane.engine;
-    if (e !== '') return e;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return '';
 }
 
 function counters(m: Map<string, number>): Record<string, number> {

@@ -111,3 +111,13 @@ export async function expectEachUdpFlowOnOneBackend(lab: Lab, flows: number, per
   expect(seen.size).toBe(flows);
   for (const n of seen.values()) expect(n).toBe(perFlow);
 }
+
+/** The engine the data plane reported once up (status says '' until then); waits at most 10 s. */
+export async function engineOf(s: RunningSluice): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const e = (await admin<{ dataplane: { engine: string } }>(s, 'GET', '/status')).dataplane.engine;
+    if (e !== '') return e;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return '';
+}

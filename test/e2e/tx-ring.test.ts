@@ -8,19 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab, VIP4, VIP6 } from '../../scripts/lab/topology.js';
 import type { HttpReport, UdpReport } from '../../scripts/lib/reports.js';
-import { admin, e2eEnabled, ensureBuilt, metric, scrape, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
+import { e2eEnabled, engineOf, ensureBuilt, metric, scrape, startSluice, stopSluice, type RunningSluice } from './sluice-harness.js';
 
 const enabled = e2eEnabled('e2e tx ring');
-
-/** The engine the data plane reported once up (status says '' until then); waits at most 10 s. */
-async function engineOf(s: RunningSluice): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    const e = (await admin<{ dataplane: { engine: string } }>(s, 'GET', '/status')).dataplane.engine;
-    if (e !== '') return e;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return '';
-}
 
 describe.skipIf(!enabled)('ring engine transmitting through the TX ring with QDISC_BYPASS, dsr-l2', () => {
   let lab: Lab;

@@ -2,7 +2,7 @@
  * What owner sync (sync.ts) is built from and what it reports: its transport and timer seams,
  * options and their defaults, counters, and the result of one publish().
  */
-import type { MessageTypeName } from './codec.js';
+import type { EntryKind, MessageTypeName } from './codec.js';
 import type { OwnerStore } from './owner-store.js';
 import type { BodyWriter } from './transport.js';
 
@@ -44,6 +44,8 @@ export interface SyncOptions {
   maxPendingPublish?: number;
   handoffSlice?: number;
   timers?: SyncTimers;
+  /** How long a QUERY for each kind waits for an entry on its way (sync.ts AWAIT_PUBLISH_MS; {} waits for none). */
+  awaitPublishMs?: Readonly<Partial<Record<EntryKind, number>>>;
 }
 
 export interface QueryLatency {
@@ -108,6 +110,16 @@ export interface SyncCounters {
   answersFound: number;
   /** FOUND answers stored locally because this instance is an owner that lacked the entry. */
   readRepairs: number;
+  /** Peer QUERYs for an awaited kind (a token) not held here yet: held until its PUBLISH or AWAIT_PUBLISH_MS. */
+  awaited: number;
+  /** ... answered FOUND when the entry arrived. */
+  awaitedFound: number;
+  /** ... answered NOT FOUND when the wait ended. */
+  awaitedExpired: number;
+  /** Peer QUERYs answered NOT FOUND at once because MAX_AWAITING were already held. */
+  awaitOverflow: number;
+  /** This instance's own queries settled by a PUBLISH that reached it before any owner's answer. */
+  awaitedSelfFound: number;
   latency: QueryLatency;
 }
 

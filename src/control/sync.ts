@@ -12,6 +12,14 @@
  * owners in parallel; the first FOUND answer wins; null when every asked owner answered NOT
  * FOUND, on timeout, or at once when maxOutstandingQueries are already waiting (counted).
  *
+ * Queries for an entry that is on its way (the kinds in AWAIT_PUBLISH_MS: MPTCP tokens): a join's token is
+ * published by the instance that saw the connection's third ACK at about the moment the client
+ * sent the join, so the join's QUERY can reach an owner before the PUBLISH does. An owner that
+ * lacks such an entry holds the QUERY (at most AWAIT_PUBLISH_MS, MAX_AWAITING of them) and answers
+ * FOUND the moment the entry is stored, NOT FOUND when the wait ends; a querier that is itself an
+ * owner is settled the same way by a PUBLISH that reaches it first. Asking again on NOT FOUND
+ * could only poll: a publish slower than the polls lost the join's SYN (a 1 s retransmission).
+ *
  * Receiving PUBLISH: entries are stored even when this instance is not one of their owners in
  * its current view (counted as storedNotOwner). During a view change the publisher's view and
  * ours can differ for a heartbeat or two; the querier's view then matches the publisher's more
@@ -37,7 +45,7 @@ import {
   type QueryBody,
   type SyncEntry,
 } from './codec.js';
-import type { OwnerStore } from './owner-store.js';
+import { storeKey, type OwnerStore } from './owner-store.js';
 import { HandoffJobs, type HandoffHost } from './sync-handoff.js';
 import {
   DEFAULT_HANDOFF_SLICE,
@@ -66,6 +74,16 @@ const MAX_TIMED_OUT_REMEMBERED = 4096;
 const SETTLED_MS = 3000;
 /** How long a late FOUND answer is kept in the store (for the data plane's second ask), at most. */
 const LATE_ANSWER_KEEP_MS = 5000;
+/**
+ * Kinds whose entry another instance creates at about the moment it is first asked for, and how
+ * long a query for one waits for its PUBLISH (below the data plane's hold of a join,
+ * owner-hold.ts TOKEN_QUERY_DEADLINE_MS, less the IPC and network hops). Flows are published
+ * when created, long before a moved packet asks; fragments poll within their own hold
+ * (owner-bridge.ts).
+ */
+export const AWAIT_PUBLISH_MS: Readonly<Partial<Record<EntryKind, number>>> = { token: 100 };
+/** Peer QUERYs held for an entry on its way, at most; beyond them NOT FOUND is answered at once (counted). */
+export const MAX_AWAITING = 1024;
 
 /** How one query waits: resendMs (below its timeout) sends the QUERY again to the owners still silent; onTimeout runs if nobody answered in time. */
 export interface QueryOptions {
@@ -82,7 +100,16 @@ interface PendingQuery {
   startedAt: number;
   timer: unknown;
   resend: unknown;
+  /** storeKey of an awaited kind: a PUBLISH of this entry reaching this instance settles the query. */
+  awaitKey: string | undefined;
   resolve: (b: BackendIdentity | null) => void;
+}
+
+/** A peer's QUERY for an entry not here yet, held until it is stored or the wait ends. */
+interface AwaitingQuery {
+  peerId: string;
+  body: QueryBody;
+  timer: unknown;
 }
 
 /** A flow key (hash/murmur3.ts copyFlowKey: addresses, ports, then the protocol byte) of a UDP flow. */
@@ -105,9 +132,15 @@ export class OwnerSync {
   readonly #now: () => number;
   readonly #timers: SyncTimers;
   readonly #maxOutstanding: number;
+  readonly #awaitMs: Readonly<Partial<Record<EntryKind, number>>>;
   readonly #outstanding = new Map<number, PendingQuery>();
   /** Queries that timed out, by id, oldest first (at most MAX_TIMED_OUT_REMEMBERED): their late FOUND answers are counted and kept. */
   readonly #timedOut = new Map<number, { kind: EntryKind; key: Uint8Array }>();
+  /** Peer QUERYs waiting for their entry, by storeKey (at most MAX_AWAITING in all). */
+  readonly #awaitingPeers = new Map<string, AwaitingQuery[]>();
+  #awaitingPeerCount = 0;
+  /** This instance's own queries that a stored entry settles, by storeKey. */
+  readonly #awaitingSelf = new Map<string, PendingQuery[]>();
   /** Monotonic ms of this instance's start or its last live-set change (settledMs). */
   #liveChangedAt: number;
   /** Monotonic ms of the last UDP flow entry stored here (from a peer or this instance), or undefined. */
@@ -130,6 +163,7 @@ export class OwnerSync {
     this.#timers = opts.timers ?? defaultTimers;
     this.#liveChangedAt = this.#now();
     this.#maxOutstanding = opts.maxOutstandingQueries ?? DEFAULT_MAX_OUTSTANDING_QUERIES;
+    this.#awaitMs = opts.awaitPublishMs ?? AWAIT_PUBLISH_MS;
     if (!Number.isInteger(this.replicas) || this.replicas < 1 || this.replicas > 8) throw new RangeError(`replicas ${this.replicas}: must be 1..8`);
     this.#ownerIdx = new Int32Array(this.replicas);
     this.#liveIds = [opts.selfId];
@@ -160,6 +194,11 @@ export class OwnerSync {
       answersServed: 0,
       answersFound: 0,
       readRepairs: 0,
+      awaited: 0,
+      awaitedFound: 0,
+      awaitedExpired: 0,
+      awaitOverflow: 0,
+      awaitedSelfFound: 0,
       latency: { bucketsMs: QUERY_LATENCY_BUCKETS_MS, counts: new Array<number>(QUERY_LATENCY_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 },
     };
     this.#queues = new PublishQueues(this.#transport, this.counters, opts.maxPendingPublish ?? DEFAULT_MAX_PENDING_PUBLISH);
@@ -282,7 +321,9 @@ export class OwnerSync {
         return Promise.resolve(e.backend);
       }
     }
-    if (remote.length === 0 || this.#holdsEverything()) {
+    const awaitMs = this.#awaitMs[kind] ?? 0;
+    const settled = remote.length === 0 || this.#holdsEverything();
+    if (settled && awaitMs === 0) {
       c.misses++;
       if (remote.length > 0) c.settledMisses++;
       return Promise.resolve(null);
@@ -298,17 +339,31 @@ export class OwnerSync {
     const body: QueryBody = { queryId: id, kind, key };
     const write: BodyWriter = (out, off) => writeQueryBody(out, off, body);
     const asked: string[] = [];
-    for (const peer of remote) if (this.#transport.send(peer, 'QUERY', write)) asked.push(peer);
+    if (!settled) for (const peer of remote) if (this.#transport.send(peer, 'QUERY', write)) asked.push(peer);
     c.queriesSent += asked.length;
-    if (asked.length === 0) {
+    if (asked.length === 0 && !settled) {
       c.queryFailed++;
       return Promise.resolve(null);
     }
     return new Promise<BackendIdentity | null>((resolve) => {
-      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resend: undefined, resolve };
+      const awaitKey = awaitMs > 0 ? storeKey(kind, key) : undefined;
+      const q: PendingQuery = { id, kind, key: Uint8Array.from(key), asked, selfOwner, startedAt: this.#now(), timer: undefined, resend: undefined, awaitKey, resolve };
+      if (settled) {
+        // No peer to ask: only a PUBLISH on its way here can still answer.
+        q.timer = this.#timers.setTimeout(() => {
+          if (this.#outstanding.get(id) !== q) return;
+          c.misses++;
+          if (remote.length > 0) c.settledMisses++;
+          this.#finish(q, null);
+        }, Math.min(timeoutMs, awaitMs));
+        this.#outstanding.set(id, q);
+        this.#awaitSelf(q);
+        return;
+      }
       q.timer = this.#timers.setTimeout(() => {
         if (this.#outstanding.get(id) !== q) return;
         this.#outstanding.delete(id);
+        this.#unawaitSelf(q);
         if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
         c.timeouts++;
         this.#rememberTimedOut(q);
@@ -324,6 +379,7 @@ export class OwnerSync {
         }, resendMs);
       }
       this.#outstanding.set(id, q);
+      this.#awaitSelf(q);
     });
   }
 
@@ -353,6 +409,10 @@ export class OwnerSync {
       q.resolve(null);
     }
     this.#outstanding.clear();
+    this.#awaitingSelf.clear();
+    for (const list of this.#awaitingPeers.values()) for (const a of list) this.#timers.clearTimeout(a.timer);
+    this.#awaitingPeers.clear();
+    this.#awaitingPeerCount = 0;
     this.#handoff.stop();
     this.#transport.setBulkSource(undefined);
   }
@@ -388,6 +448,7 @@ export class OwnerSync {
     else {
       if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+      this.#arrived(e);
     }
   }
 
@@ -403,10 +464,88 @@ export class OwnerSync {
       if (!this.isOwner(e.key)) c.storedNotOwner++;
       if (isUdpFlow(e.kind, e.key)) this.#lastUdpFlowEntryAt = this.#now();
       this.#store.put(e.kind, e.key, e.backend, Math.min(e.ttlMs, MAX_TTL_MS), this.#now());
+      this.#arrived(e);
     }
   }
 
+  /** An entry was stored: answer the peer QUERYs and settle this instance's queries waiting for it. */
+  #arrived(e: SyncEntry): void {
+    if (this.#awaitingPeers.size === 0 && this.#awaitingSelf.size === 0) return;
+    if (this.#awaitMs[e.kind] === undefined) return;
+    const k = storeKey(e.kind, e.key);
+    const peers = this.#awaitingPeers.get(k);
+    if (peers !== undefined) {
+      this.#awaitingPeers.delete(k);
+      for (const a of peers) {
+        this.#timers.clearTimeout(a.timer);
+        this.#awaitingPeerCount--;
+        this.counters.awaitedFound++;
+        this.#answer(a.peerId, a.body);
+      }
+    }
+    const own = this.#awaitingSelf.get(k);
+    if (own !== undefined) {
+      this.#awaitingSelf.delete(k);
+      for (const q of own) {
+        if (this.#outstanding.get(q.id) !== q) continue;
+        q.awaitKey = undefined;
+        this.counters.hits++;
+        this.counters.awaitedSelfFound++;
+        this.#finish(q, e.backend);
+      }
+    }
+  }
+
+  #awaitSelf(q: PendingQuery): void {
+    if (q.awaitKey === undefined) return;
+    const list = this.#awaitingSelf.get(q.awaitKey);
+    if (list === undefined) this.#awaitingSelf.set(q.awaitKey, [q]);
+    else list.push(q);
+  }
+
+  #unawaitSelf(q: PendingQuery): void {
+    const k = q.awaitKey;
+    if (k === undefined) return;
+    q.awaitKey = undefined;
+    const list = this.#awaitingSelf.get(k);
+    if (list === undefined) return;
+    const at = list.indexOf(q);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) this.#awaitingSelf.delete(k);
+  }
+
   #onQuery(peerId: string, body: QueryBody): void {
+    const awaitMs = this.#awaitMs[body.kind] ?? 0;
+    if (awaitMs > 0 && this.#store.lookup(body.kind, body.key, this.#now()) === undefined) {
+      const k = storeKey(body.kind, body.key);
+      const list = this.#awaitingPeers.get(k);
+      // A resend of a QUERY already held (same peer, same id) changes nothing.
+      if (list?.some((a) => a.peerId === peerId && a.body.queryId === body.queryId)) return;
+      if (this.#awaitingPeerCount < MAX_AWAITING) {
+        const a: AwaitingQuery = { peerId, body, timer: undefined };
+        a.timer = this.#timers.setTimeout(() => {
+          const now = this.#awaitingPeers.get(k);
+          const at = now === undefined ? -1 : now.indexOf(a);
+          if (now === undefined || at < 0) return;
+          now.splice(at, 1);
+          if (now.length === 0) this.#awaitingPeers.delete(k);
+          this.#awaitingPeerCount--;
+          this.counters.awaitedExpired++;
+          this.#answer(peerId, body);
+        }, awaitMs);
+        if (list === undefined) this.#awaitingPeers.set(k, [a]);
+        else list.push(a);
+        this.#awaitingPeerCount++;
+        this.counters.awaited++;
+        return;
+      }
+      this.counters.awaitOverflow++;
+    }
+    this.#answer(peerId, body);
+  }
+
+  /** ANSWER a peer's QUERY from the store as it is now. */
+  #answer(peerId: string, body: QueryBody): void {
     const now = this.#now();
     const e = this.#store.lookup(body.kind, body.key, now);
     const answer: AnswerBody =
@@ -440,6 +579,7 @@ export class OwnerSync {
       if (q.selfOwner && body.ttlMs > 0) {
         this.#store.put(q.kind, q.key, body.backend, Math.min(body.ttlMs, MAX_TTL_MS), this.#now());
         c.readRepairs++;
+        this.#arrived({ kind: q.kind, key: q.key, backend: body.backend, ttlMs: body.ttlMs });
       }
       return;
     }
@@ -471,6 +611,7 @@ export class OwnerSync {
 
   #finish(q: PendingQuery, result: BackendIdentity | null): void {
     this.#outstanding.delete(q.id);
+    this.#unawaitSelf(q);
     this.#timers.clearTimeout(q.timer);
     if (q.resend !== undefined) this.#timers.clearTimeout(q.resend);
     const ms = this.#now() - q.startedAt;

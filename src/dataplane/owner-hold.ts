@@ -8,7 +8,8 @@
  *   forwarder miss --ask()--> query slot q, flow recorded as PENDING - q --OwnerQueryFn--> control
  *   later frames of the flow --hold()--> hold slots tagged q (bounded per query and overall)
  *   control --answer(qid)--> settle q: flow -> backend, replay held frames -> send()
- *   timer --expire(now)--> settle every query past QUERY_DEADLINE_MS with the table's answer
+ *   timer --expire(now)--> settle every query past its deadline (QUERY_DEADLINE_MS; a token's
+ *                          TOKEN_QUERY_DEADLINE_MS) with the table's answer
  *
  * Who asks: a TCP non-SYN and an MP_JOIN with no local state always (flow-steer.ts); a UDP packet
  * with no local state only while a table change is recent in the cluster (setChangeRecent, told
@@ -53,6 +54,14 @@ export const MAX_PENDING_QUERIES = 256;
 export const HOLD_SLOTS = 1024;
 const HOLD_SLOT_BYTES = 2048;
 export const QUERY_DEADLINE_MS = 50;
+/**
+ * An MP_JOIN SYN waits longer for its token's owner: its token is published by the instance that
+ * saw the connection's third ACK at about the moment the join was sent, and on a loaded host that
+ * publish can take longer than 50 ms to reach the owner (which holds the query until it does,
+ * src/control/sync.ts). A join dropped for an unknown token costs the client a SYN retransmission
+ * (1 s); one held 150 ms costs 150 ms, and no other frame of that subflow exists yet to be delayed.
+ */
+export const TOKEN_QUERY_DEADLINE_MS = 150;
 /**
  * The second ask's deadline (after an unanswered first while a change is recent): longer, since
  * the first showed the answer path slow (a starved CPU). 50 + 120 ms stays below TCP's 200 ms
@@ -215,7 +224,8 @@ export class OwnerHold {
     this.#hash[q] = hash;
     this.#kind[q] = kind;
     this.#token[q] = token >>> 0;
-    this.#deadline[q] = nowMs + QUERY_DEADLINE_MS;
+    const deadlineMs = kind === QUERY_TOKEN ? TOKEN_QUERY_DEADLINE_MS : QUERY_DEADLINE_MS;
+    this.#deadline[q] = nowMs + deadlineMs;
     this.#held[q] = 0;
     host.counters[G.ownerQueries]++;
     const key = this.#keyScratch;
@@ -223,7 +233,7 @@ export class OwnerHold {
     this.#seq[q] = (this.#seq[q] + 1) & QUERY_SEQ_MASK;
     this.#retried[q] = 0;
     // The control process gets a copy: once per flow miss, not per packet.
-    ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen), QUERY_DEADLINE_MS - CONTROL_MARGIN_MS);
+    ask(this.#seq[q] * MAX_PENDING_QUERIES + q, kind, key.slice(0, keyLen), deadlineMs - CONTROL_MARGIN_MS);
     return q;
   }
 

@@ -337,6 +337,21 @@ export class Metrics {
       },
     });
     new Counter({
+      name: 'sluice_cluster_queries_awaited_total',
+      help: 'Owner queries for an MPTCP token not held here yet, held for its PUBLISH, by result: a peer\'s QUERY answered when the PUBLISH arrived (found), when the wait ended (expired), or at once because too many were held (overflow); this instance\'s own query answered by the PUBLISH reaching it (local_found).',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        this.reset();
+        const c = cluster()?.counters;
+        if (!c) return;
+        this.inc({ result: 'found' }, c.awaitedFound);
+        this.inc({ result: 'expired' }, c.awaitedExpired);
+        this.inc({ result: 'overflow' }, c.awaitOverflow);
+        this.inc({ result: 'local_found' }, c.awaitedSelfFound);
+      },
+    });
+    new Counter({
       name: 'sluice_cluster_query_resends_total',
       help: 'QUERY datagrams sent again to owners still silent at cluster.queryTimeoutMs.',
       registers,

@@ -7,6 +7,7 @@
 import type { SluiceConfig } from '../config/types.js';
 import { ControlPlane, backendSetHash, loadClusterKey, type EntryKind, type SyncEntry } from '../control/index.js';
 import { DEFAULT_HOLD_PACKETS } from '../dataplane/contract/limits.js';
+import { failpointOn } from '../dataplane/failpoints.js';
 import { OWNER_KIND, type OwnerEntry } from '../dataplane/contract/messages.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Logger } from '../observe/log.js';
@@ -43,10 +44,17 @@ const OWNER_RECENT_CHECK_MS = 200;
 const OWNER_RECENT_SLACK_MS = 1000;
 /** The data plane's "no owner answered in time" (owner-hold.ts NO_ANSWER). */
 const NO_ANSWER = -2;
-/** A token query that hears NOT FOUND is asked again (the token may be on its way to its owner), within the join's hold. */
-const TOKEN_QUERY_RETRIES = 3;
-const TOKEN_QUERY_RETRY_DELAY_MS = 4;
-const TOKEN_QUERY_RETRY_UNTIL_MS = 40;
+/**
+ * A token query waits the join's whole hold (the data plane's waitMs): its owners hold the QUERY
+ * until the token's PUBLISH arrives (sync.ts AWAIT_PUBLISH_MS). A NOT FOUND that comes sooner (an
+ * owner that could not hold it: MAX_AWAITING were waiting) is asked again after a pause, while
+ * the hold lasts.
+ */
+const TOKEN_QUERY_RETRY_DELAY_MS = 5;
+/** The data plane's token hold less its IPC margin (owner-hold.ts TOKEN_QUERY_DEADLINE_MS). */
+const TOKEN_ANSWER_BUDGET_MS = 144;
+/** Failpoint token-publish-late: how late learned tokens are published (a loaded host's control process). */
+const LATE_TOKEN_PUBLISH_MS = 60;
 /**
  * A fragment query that hears NOT FOUND is asked again too: the datagram's first fragment reached
  * another instance at about the same moment, and its entry may still be on its way to the owner.
@@ -247,23 +255,28 @@ export class OwnerBridge implements Startable {
       // A flow query waits the whole budget, asking the silent owners again at queryTimeoutMs; a
       // timeout (not a NOT FOUND) is reported as such, so the data plane counts it.
       let unanswered = false;
-      let who = kind !== OWNER_KIND.flow
-        ? await cp.query(entryKind(kind), key)
-        : await cp.query('flow', key, Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? OWNER_ANSWER_BUDGET_MS)), {
-            resendMs: this.#opts.config.cluster?.queryTimeoutMs,
-            onTimeout: () => {
-              unanswered = true;
-            },
-          });
+      const resendMs = this.#opts.config.cluster?.queryTimeoutMs;
+      const tokenBudget = Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? TOKEN_ANSWER_BUDGET_MS));
+      let who =
+        kind === OWNER_KIND.flow
+          ? await cp.query('flow', key, Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? OWNER_ANSWER_BUDGET_MS)), {
+              resendMs,
+              onTimeout: () => {
+                unanswered = true;
+              },
+            })
+          : isToken
+            ? await cp.query('token', key, tokenBudget, { resendMs })
+            : await cp.query(entryKind(kind), key);
       // An MP_JOIN follows its connection's third ACK by ~1 ms (docs/PROTOCOLS.md), and the
-      // instance that learned the token from that ACK publishes it at the same moment: the join's
-      // query can reach the owner first and hear NOT FOUND. Ask again a few times while the data
-      // plane still holds the join (its hold ends at QUERY_DEADLINE_MS, 50 ms).
-      for (let retry = 0; who === null && isToken && retry < TOKEN_QUERY_RETRIES; retry++) {
-        const left = TOKEN_QUERY_RETRY_UNTIL_MS - (performance.now() - started) - TOKEN_QUERY_RETRY_DELAY_MS;
+      // instance that learned the token from that ACK publishes it at the same moment: the owners
+      // hold the query until it arrives. An early NOT FOUND (an owner too busy to hold it) is
+      // asked again while the data plane still holds the join.
+      while (who === null && isToken) {
+        const left = tokenBudget - (performance.now() - started) - TOKEN_QUERY_RETRY_DELAY_MS;
         if (left < 2) break;
         await new Promise((r) => setTimeout(r, TOKEN_QUERY_RETRY_DELAY_MS));
-        who = await cp.query('token', key, left);
+        who = await cp.query('token', key, left, { resendMs });
       }
       const fragmentUntil = (this.#opts.config.fragments?.holdMs ?? 200) - FRAGMENT_QUERY_RETRY_MARGIN_MS;
       while (who === null && kind === OWNER_KIND.fragment) {
@@ -291,6 +304,14 @@ export class OwnerBridge implements Startable {
       const kind = entryKind(e.kind);
       out.push({ kind, key: e.key, backend: { service: generations.serviceName(b.serviceId), address: b.address }, ttlMs: kind === 'fragment' ? FRAGMENT_OWNER_TTL_MS : OWNER_TTL_MS });
     }
-    if (out.length > 0) cp.publish(out);
+    if (out.length === 0) return;
+    if (failpointOn('token-publish-late')) {
+      const tokens = out.filter((e) => e.kind === 'token');
+      if (tokens.length > 0) setTimeout(() => cp.publish(tokens), LATE_TOKEN_PUBLISH_MS);
+      const rest = out.filter((e) => e.kind !== 'token');
+      if (rest.length > 0) cp.publish(rest);
+      return;
+    }
+    cp.publish(out);
   }
 }

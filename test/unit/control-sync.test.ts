@@ -18,7 +18,7 @@ import {
   type SyncEntry,
 } from '../../src/control/codec.js';
 import { OwnerStore } from '../../src/control/owner-store.js';
-import { OwnerSync, ownersOf, type SyncTimers, type SyncTransport } from '../../src/control/sync.js';
+import { MAX_AWAITING, OwnerSync, ownersOf, type SyncTimers, type SyncTransport } from '../../src/control/sync.js';
 import type { BodyWriter, BulkSource } from '../../src/control/transport.js';
 import { hashInstanceId } from '../../src/hash/rendezvous.js';
 
@@ -82,7 +82,7 @@ class FakeNet {
   readonly wire: (() => void)[] = [];
   readonly sentTypes: MessageTypeName[] = [];
 
-  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number; replicas?: number } = {}) {
+  constructor(ids: string[], opts: { storeCapacity?: number; maxOutstandingQueries?: number; maxPendingPublish?: number; replicas?: number; awaitPublishMs?: Partial<Record<SyncEntry['kind'], number>> } = {}) {
     for (const id of ids) {
       const node: Node = { id, store: new OwnerStore(opts.storeCapacity ?? 10_000), kicked: new Set(), replay: new ReplayGuard(), seq: 0 } as Node;
       const transport: SyncTransport = {
@@ -99,6 +99,7 @@ class FakeNet {
         maxOutstandingQueries: opts.maxOutstandingQueries,
         maxPendingPublish: opts.maxPendingPublish,
         replicas: opts.replicas,
+        awaitPublishMs: opts.awaitPublishMs,
         handoffSlice: 7,
       });
       this.nodes.set(id, node);
@@ -167,6 +168,14 @@ const flowKey = (i: number): Uint8Array => Uint8Array.from([192, 0, 2, i & 0xff,
 const entries = (n: number, ttlMs = 60_000): SyncEntry[] =>
   Array.from({ length: n }, (_, i) => (i % 5 === 0 ? { kind: 'token', key: tokenKey(0x1000 + i), backend: web(i), ttlMs } : { kind: 'flow', key: flowKey(i), backend: web(i), ttlMs }));
 const owners = (key: Uint8Array, ids = IDS): string[] => ownersOf(key, [...ids].sort(), Uint32Array.from([...ids].sort(), hashInstanceId));
+/** An entry of this kind whose owners are exactly `own` among IDS (flows by default: tokens are awaited, see below). */
+function entryOwnedBy(own: string[], kind: SyncEntry['kind'] = 'flow'): SyncEntry {
+  for (const e of entries(500)) {
+    const o = owners(e.key);
+    if (e.kind === kind && o.length === own.length && own.every((x) => o.includes(x))) return e;
+  }
+  throw new Error('no such entry');
+}
 
 describe('OwnerSync publish', () => {
   it('stores every entry at exactly its owner and replica', () => {
@@ -243,14 +252,6 @@ describe('OwnerSync publish', () => {
 });
 
 describe('OwnerSync query', () => {
-  /** An entry whose owners are exactly `own` among IDS. */
-  function entryOwnedBy(own: string[]): SyncEntry {
-    for (const e of entries(500)) {
-      const o = owners(e.key);
-      if (o.length === own.length && own.every((x) => o.includes(x))) return e;
-    }
-    throw new Error('no such entry');
-  }
 
   it('answers from its own store when it is an owner (no datagram)', async () => {
     const net = new FakeNet(IDS);
@@ -403,13 +404,6 @@ describe('OwnerSync handoff', () => {
 });
 
 describe('OwnerSync: late answers and resends (a slow owner)', () => {
-  function entryOwnedBy(own: string[]): SyncEntry {
-    for (const e of entries(500)) {
-      const o = owners(e.key);
-      if (o.length === own.length && own.every((x) => o.includes(x))) return e;
-    }
-    throw new Error('no such entry');
-  }
 
   const late: { name: string; heldBy: string[]; lateFound: number }[] = [
     { name: 'the owner held an entry: its late FOUND is counted', heldBy: ['lb-a'], lateFound: 1 },
@@ -487,5 +481,153 @@ describe('OwnerSync: every instance a replica (what the daemon asks for)', () =>
     expect(askedEarly).toBe(2);
     expect(askedSettled).toBe(0);
     expect(q.counters.settledMisses).toBe(1);
+  });
+});
+
+describe('OwnerSync: a token on its way (the join asked before the PUBLISH arrived)', () => {
+  const OFF = {};
+  interface Outcome {
+    got: unknown;
+    querier: OwnerSync['counters'];
+    owners: OwnerSync['counters'][];
+  }
+  /**
+   * lb-c asks for a token whose owners are lb-a and lb-b; `publishAfterMs` later (or never), `publisher`
+   * publishes it. Returns what lb-c's query resolved to and everyone's counters.
+   */
+  async function race(o: { awaitPublishMs?: Record<string, number>; publisher: string; querier: string; publishAfterMs: number | null; timeoutMs?: number; replicas?: number; settleView?: boolean }): Promise<Outcome> {
+    const net = new FakeNet(IDS, { awaitPublishMs: o.awaitPublishMs, replicas: o.replicas });
+    if (o.settleView) net.timers.advance(3000);
+    const e = entryOwnedBy(['lb-a', 'lb-b'], 'token');
+    const p = net.node(o.querier).sync.query(e.kind, e.key, o.timeoutMs ?? 144);
+    net.settle(); // the QUERYs reach the owners first
+    if (o.publishAfterMs !== null) {
+      net.timers.advance(o.publishAfterMs);
+      net.node(o.publisher).sync.publish([e]);
+      net.settle();
+    }
+    // The owners' waits end (100 ms), their answers travel, then the querier's own timeout.
+    net.timers.advance(101);
+    net.settle();
+    net.timers.advance(100);
+    net.settle();
+    return { got: await p, querier: net.node(o.querier).sync.counters, owners: ['lb-a', 'lb-b'].map((id) => net.node(id).sync.counters) };
+  }
+
+  const cases: { name: string; run: Parameters<typeof race>[0]; found: boolean; expect: (r: Outcome) => void }[] = [
+    {
+      name: 'an owner holds the QUERY; the PUBLISH 30 ms later answers it FOUND',
+      run: { publisher: 'lb-a', querier: 'lb-c', publishAfterMs: 30 },
+      found: true,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 1, misses: 0, timeouts: 0 });
+        expect(r.owners.reduce((n, c) => n + c.awaitedFound, 0)).toBe(2);
+      },
+    },
+    {
+      name: 'the same race with the wait off: NOT FOUND at once, the join would be lost',
+      run: { awaitPublishMs: OFF, publisher: 'lb-a', querier: 'lb-c', publishAfterMs: 30 },
+      found: false,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 0, misses: 1 });
+        expect(r.owners.reduce((n, c) => n + c.awaited, 0)).toBe(0);
+      },
+    },
+    {
+      name: 'a token nobody publishes: NOT FOUND when the wait ends (100 ms), before the querier gives up',
+      run: { publisher: 'lb-a', querier: 'lb-c', publishAfterMs: null },
+      found: false,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 0, misses: 1, timeouts: 0 });
+        expect(r.owners.map((c) => c.awaitedExpired)).toEqual([1, 1]);
+      },
+    },
+    {
+      name: 'the querier is an owner: the PUBLISH reaching it first settles its query',
+      run: { publisher: 'lb-c', querier: 'lb-a', publishAfterMs: 10 },
+      found: true,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 1, awaitedSelfFound: 1, timeouts: 0 });
+      },
+    },
+    {
+      name: 'every instance a replica, view settled: no peer to ask, the PUBLISH on its way still answers',
+      run: { publisher: 'lb-b', querier: 'lb-c', publishAfterMs: 10, replicas: 3, settleView: true },
+      found: true,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 1, awaitedSelfFound: 1, queriesSent: 0 });
+      },
+    },
+    {
+      name: 'every instance a replica, view settled, nothing published: a miss when the wait ends',
+      run: { publisher: 'lb-b', querier: 'lb-c', publishAfterMs: null, replicas: 3, settleView: true },
+      found: false,
+      expect: (r) => {
+        expect(r.querier).toMatchObject({ hits: 0, misses: 1, settledMisses: 1, queriesSent: 0 });
+      },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const r = await race(c.run);
+      expect(r.got !== null).toBe(c.found);
+      c.expect(r);
+    });
+  }
+
+  it('with the wait off the raced join is lost, with it on it is found (both counts)', async () => {
+    const on = await race({ publisher: 'lb-a', querier: 'lb-c', publishAfterMs: 30 });
+    const off = await race({ awaitPublishMs: OFF, publisher: 'lb-a', querier: 'lb-c', publishAfterMs: 30 });
+    console.log(`token published 30 ms after the join's QUERY: found with the wait ${on.querier.hits}/1, without ${off.querier.hits}/1`);
+    expect([on.querier.hits, off.querier.hits]).toEqual([1, 0]);
+  });
+
+  it('a resent QUERY is held once; flows are never held', async () => {
+    const net = new FakeNet(IDS);
+    const t = entryOwnedBy(['lb-a', 'lb-b'], 'token');
+    const f = entryOwnedBy(['lb-a', 'lb-b'], 'flow');
+    const q = net.node('lb-c').sync;
+    const pt = q.query(t.kind, t.key, 144, { resendMs: 20 });
+    const pf = q.query(f.kind, f.key, 144, { resendMs: 20 });
+    net.settle();
+    expect(await pf).toBeNull(); // both owners said NOT FOUND at once
+    net.timers.advance(20);
+    net.settle(); // the token's QUERY goes again to both silent owners
+    expect(q.counters.queryResends).toBe(2);
+    expect(['lb-a', 'lb-b'].map((id) => net.node(id).sync.counters.awaited)).toEqual([1, 1]);
+    net.timers.advance(100);
+    net.settle();
+    expect(await pt).toBeNull();
+    expect(['lb-a', 'lb-b'].map((id) => net.node(id).sync.counters.answersServed)).toEqual([2, 2]);
+    expect(net.timers.pending).toBe(0);
+  });
+
+  it(`holds at most MAX_AWAITING (${MAX_AWAITING}) QUERYs; beyond them NOT FOUND at once, counted`, async () => {
+    const n = 2 * MAX_AWAITING; // each of lb-a and lb-b owns about 2/3 of the tokens
+    const net = new FakeNet(IDS, { maxOutstandingQueries: n });
+    const q = net.node('lb-c').sync;
+    const asks: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) asks.push(q.query('token', tokenKey(0x5000_0000 + i), 144));
+    net.settle();
+    const held = ['lb-a', 'lb-b'].map((id) => net.node(id).sync.counters);
+    console.log(`${n} token QUERYs from lb-c: held ${held.map((c) => c.awaited).join('/')}, answered at once ${held.map((c) => c.awaitOverflow).join('/')} (lb-a/lb-b)`);
+    for (const c of held) expect([c.awaited, c.awaitOverflow > 0]).toEqual([MAX_AWAITING, true]);
+    expect(held.reduce((k, c) => k + c.awaited + c.awaitOverflow, 0)).toBe(q.counters.queriesSent);
+    net.timers.advance(100);
+    net.settle();
+    expect((await Promise.all(asks)).every((x) => x === null)).toBe(true);
+    expect(net.timers.pending).toBe(0);
+    net.node('lb-a').sync.stop();
+  });
+
+  it('stop() releases every held QUERY timer', () => {
+    const net = new FakeNet(IDS);
+    const t = entryOwnedBy(['lb-a', 'lb-b'], 'token');
+    void net.node('lb-c').sync.query(t.kind, t.key, 144);
+    net.settle();
+    net.node('lb-a').sync.stop();
+    net.node('lb-b').sync.stop();
+    net.node('lb-c').sync.stop();
+    expect(net.timers.pending).toBe(0);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it, beforeEach } from 'vitest';
 import { createHash } from 'node:crypto';
 import { Forwarder, type ForwarderOptions } from '../../src/dataplane/forwarder.js';
 import { MptcpTokenTable } from '../../src/dataplane/mptcp-tokens.js';
-import { RETRY_DEADLINE_MS } from '../../src/dataplane/owner-hold.js';
+import { QUERY_DEADLINE_MS, RETRY_DEADLINE_MS, TOKEN_QUERY_DEADLINE_MS } from '../../src/dataplane/owner-hold.js';
 import { buildFrame } from '../../src/packet/build.js';
 import { parseFrame } from '../../src/packet/parse.js';
 import { ParsedPacket, TCP_ACK, TCP_FIN, TCP_SYN } from '../../src/packet/parsed-packet.js';
@@ -595,6 +595,27 @@ describe('Forwarder: owner queries (several instances)', () => {
     join2.writeUInt16BE(61001, 34);
     expect(formatMac(h.send(join2).out, 0)).toBe(macOf('10.99.0.12'));
     expect(queries).toHaveLength(1);
+  });
+
+  it.each([
+    { name: 'a mid-connection TCP packet: 50 ms', join: false, holdMs: QUERY_DEADLINE_MS },
+    { name: 'an MP_JOIN SYN (its token may be on its way to the owner): 150 ms', join: true, holdMs: TOKEN_QUERY_DEADLINE_MS },
+  ])('how long a frame waits for its owner: $name', ({ join, holdMs }) => {
+    const { h, queries } = setup();
+    const frame = join
+      ? buildFrame({
+          eth: { src: ROUTER_MAC, dst: EGRESS_MAC },
+          ipv4: { src: '10.99.3.2', dst: '198.51.100.10' },
+          tcp: { sport: 61500, dport: 80, flags: TCP_SYN, options: Uint8Array.from([...optMpJoinSyn({ backup: false, addressId: 2, token: [1, 2, 3, 4], nonce: 1 })]) },
+        })
+      : tcp4(60010, TCP_ACK);
+    expect(h.send(frame, 1000).len).toBe(0);
+    const tx = Buffer.alloc(2048);
+    h.fwd.expireQueries(1000 + holdMs - 1, tx, () => undefined);
+    expect(h.fwd.counters[G.ownerQueryTimeouts]).toBe(0);
+    h.fwd.expireQueries(1000 + holdMs, tx, () => undefined);
+    expect(h.fwd.counters[G.ownerQueryTimeouts]).toBe(1);
+    expect(queries[0].kind).toBe(join ? 1 : 0);
   });
 
   it('a late answer for an earlier query of a reused slot is ignored', () => {

@@ -34,7 +34,8 @@
  *                                                           here knows; its frames are held
  *   owner-answer {qid, backendId}   ---- asap ----------->  releases the held frames; the data
  *                                                           plane expires the query itself after
- *                                                           QUERY_DEADLINE_MS (50 ms), so the
+ *                                                           QUERY_DEADLINE_MS (50 ms; a token's
+ *                                                           150 ms), so the
  *                                                           control process keeps no timer
  *                                   <-- owner-entries {entries}   learned tokens and flows to
  *                                                           publish to their owners (no answer)

@@ -115,6 +115,8 @@ async function ownerCounters(lab: Lab, k: number): Promise<Record<string, number
   out['cluster_queries_timeout'] = metric(m, 'sluice_cluster_queries_total', { result: 'timeout' });
   out['entries_owned'] = metric(m, 'sluice_cluster_entries_owned');
   out['query_seconds_count'] = metric(m, 'sluice_owner_query_seconds_count');
+  out['awaited_found'] = metric(m, 'sluice_cluster_queries_awaited_total', { result: 'found' });
+  out['awaited_local_found'] = metric(m, 'sluice_cluster_queries_awaited_total', { result: 'local_found' });
   return out;
 }
 
@@ -290,6 +292,92 @@ function describeRun(tag: string, r: SequenceResult): string {
   ].join('\n');
 }
 
+/**
+ * Router policy sends the client's first path to lb1 and its second path (the joins) to lb2; n
+ * MPTCP connections each open a join. Asserts every join was steered by lb2 to its connection's
+ * backend on its first SYN, through the token's owner. Returns the counters' deltas (instance k).
+ */
+async function joinsElsewhere(c: Cluster, tag: string, seed: number, leftBackend: string | undefined, n = 12): Promise<(k: number, name: string) => number> {
+  const { lab } = c;
+  const dev = routerSegmentIf(lab);
+  // Router policy: the client's first path goes to lb1, its second path (the joins) to lb2.
+  await lab.exec('router', ['ip', '-batch', '-'], {
+    input: [
+      `route replace ${VIP_PREFIX4} via ${lbAddress(1)} dev ${dev} table 201`,
+      `route replace ${VIP_PREFIX4} via ${lbAddress(2)} dev ${dev} table 202`,
+      `rule add from ${PATH1} lookup 201 pref 201`,
+      `rule add from ${PATH2} lookup 202 pref 202`,
+    ].join('\n') + '\n',
+  });
+  try {
+    const before = await Promise.all([1, 2, 3].map((k) => ownerCounters(lab, k)));
+    let joinsHeld = 0;
+    const dir = lab.describe().runDir;
+    const report = join(dir, `join-elsewhere-${seed}.json`);
+    const ready = join(dir, `join-elsewhere-${seed}.ready`);
+    const release = join(dir, `join-elsewhere-${seed}.release`);
+    // Every connection stays open (--hold-until) until the backends hold all n joins from path
+    // 2 (ss), so a join whose first SYN was dropped gets its retransmission (~1 s later) counted.
+    const client = lab.exec(
+      'client',
+      ['python3', PEER, 'client', '--target', `${VIP4}:${MPTCP_PORT}`, '--connections', String(n), '--bytes', String(64 * 1024), '--concurrency', String(n), '--seed', String(seed), '--hold-ms', '5000', '--timeout', '60', '--report', report, '--hold-until', release, '--ready', ready],
+      { timeoutMs: 90_000 },
+    );
+    client.catch(() => undefined);
+    try {
+      await waitFor('the held connections', () => Promise.resolve(existsSync(ready)), (x) => x, 200, 50);
+      const joinsSeen = async (): Promise<number> => {
+        let k = 0;
+        // b3 left the config in the first test: its connections died there without a FIN and
+        // linger in its server; no new connection goes to it.
+        for (const b of lab.backends().filter((x) => x.name !== leftBackend)) {
+          const { stdout } = await lab.exec(b.name, ['ss', '-tnH', 'state', 'established', `( sport = :${MPTCP_PORT} )`]);
+          k += stdout.split('\n').filter((l) => l.includes(PATH2)).length;
+        }
+        return k;
+      };
+      joinsHeld = await waitFor(`${n} joins established on the backends`, joinsSeen, (k) => k >= n, 80, 100).catch(() => -1);
+    } finally {
+      writeFileSync(release, '1\n');
+      await client;
+    }
+    const after = await Promise.all([1, 2, 3].map((k) => ownerCounters(lab, k)));
+    const d = (k: number, name: string): number => (after[k - 1][name] ?? 0) - (before[k - 1][name] ?? 0);
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as JoinReport;
+    const problems: string[] = [];
+    for (const x of rep.perConnection) {
+      const peers = (x.server?.subflowPeers ?? []).map((p) => p.remote?.[0] ?? '?').sort();
+      if (x.error) problems.push(`#${x.index}: ${x.error}`);
+      if (!x.bytesOk) problems.push(`#${x.index}: bytes not verified`);
+      if (x.server?.name !== x.backend) problems.push(`#${x.index}: served by ${x.backend ?? '?'}, INFO from ${x.server?.name ?? '?'}`);
+      if (x.server?.info?.subflows !== 2) problems.push(`#${x.index}: ${x.server?.name ?? '?'} holds ${x.server?.info?.subflows ?? 0} subflow(s)`);
+      if (peers.join(',') !== [PATH1, PATH2].join(',')) problems.push(`#${x.index}: server subflows from ${peers.join(',')}`);
+    }
+    console.log(
+      `cluster e2e, ${tag}: ${rep.twoSubflows}/${n} connections with 2 subflows on one backend (${JSON.stringify(rep.backends)}); lb1 learned ${d(1, 'sluice_mptcp_connections_learned_v1_total')} tokens, steered ${d(1, 'sluice_mptcp_joins_steered_total')} joins; lb2 learned ${d(2, 'sluice_mptcp_connections_learned_v1_total')}, owner queries ${d(2, 'sluice_owner_queries_total')} (hits ${d(2, 'sluice_owner_query_hits_total')}, misses ${d(2, 'sluice_owner_query_misses_total')}), joins steered ${d(2, 'sluice_mptcp_joins_steered_total')}, joins with unknown token ${d(2, 'sluice_mptcp_joins_unknown_token_total')}; token queries awaited for their PUBLISH: answered by it at lb2 ${d(2, 'awaited_local_found')}, at peers ${d(1, 'awaited_found') + d(3, 'awaited_found')}; entries published lb1 ${d(1, 'sluice_owner_entries_published_total')}, lb2 ${d(2, 'sluice_owner_entries_published_total')}`,
+    );
+    expect(joinsHeld, 'join subflows established on the backends').toBe(n);
+    expect(problems).toEqual([]);
+    expect(rep.twoSubflows).toBe(n);
+    // Path 1 (and so every token) went to lb1 only; every join went to lb2, which asked the owner.
+    expect(d(1, 'sluice_mptcp_connections_learned_v1_total')).toBe(n);
+    expect(d(1, 'sluice_mptcp_joins_steered_total')).toBe(0);
+    expect(d(2, 'sluice_mptcp_connections_learned_v1_total')).toBe(0);
+    expect(d(2, 'sluice_mptcp_joins_steered_total')).toBe(n);
+    // ...each on its first SYN: none was dropped for an unknown token and retransmitted.
+    expect(d(2, 'sluice_mptcp_joins_unknown_token_total')).toBe(0);
+    expect(d(2, 'sluice_owner_query_hits_total')).toBeGreaterThanOrEqual(n);
+    // Published as they happened, not at the next refresh: lb1 its tokens, lb2 its join subflows.
+    expect(d(1, 'sluice_owner_entries_published_total')).toBeGreaterThanOrEqual(n);
+    expect(d(2, 'sluice_owner_entries_published_total')).toBeGreaterThanOrEqual(n);
+    return d;
+  } finally {
+    await lab.exec('router', ['ip', '-batch', '-'], {
+      input: [`rule del from ${PATH1} lookup 201 pref 201`, `rule del from ${PATH2} lookup 202 pref 202`, 'route flush table 201', 'route flush table 202'].join('\n') + '\n',
+    }).catch(() => undefined);
+  }
+}
+
 describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with owner sync', () => {
   let c: Cluster | undefined;
   let withSync: SequenceResult | undefined;
@@ -326,84 +414,7 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
 
   it('an MP_JOIN that reaches another instance than the one that learned the token is steered to its connection\'s backend through the token\'s owner', async () => {
     if (!c) throw new Error('no cluster');
-    const { lab } = c;
-    const dev = routerSegmentIf(lab);
-    // Router policy: the client's first path goes to lb1, its second path (the joins) to lb2.
-    await lab.exec('router', ['ip', '-batch', '-'], {
-      input: [
-        `route replace ${VIP_PREFIX4} via ${lbAddress(1)} dev ${dev} table 201`,
-        `route replace ${VIP_PREFIX4} via ${lbAddress(2)} dev ${dev} table 202`,
-        `rule add from ${PATH1} lookup 201 pref 201`,
-        `rule add from ${PATH2} lookup 202 pref 202`,
-      ].join('\n') + '\n',
-    });
-    try {
-      const before = await Promise.all([1, 2].map((k) => ownerCounters(lab, k)));
-      const n = 12;
-      let joinsHeld = 0;
-      const dir = lab.describe().runDir;
-      const report = join(dir, 'join-elsewhere.json');
-      const ready = join(dir, 'join-elsewhere.ready');
-      const release = join(dir, 'join-elsewhere.release');
-      // Every connection stays open (--hold-until) until the backends hold all n joins from path
-      // 2 (ss), so a join whose first SYN was dropped gets its retransmission (~1 s later) counted.
-      const client = lab.exec(
-        'client',
-        ['python3', PEER, 'client', '--target', `${VIP4}:${MPTCP_PORT}`, '--connections', String(n), '--bytes', String(64 * 1024), '--concurrency', String(n), '--seed', '9000', '--hold-ms', '5000', '--timeout', '60', '--report', report, '--hold-until', release, '--ready', ready],
-        { timeoutMs: 90_000 },
-      );
-      client.catch(() => undefined);
-      try {
-        await waitFor('the held connections', () => Promise.resolve(existsSync(ready)), (x) => x, 200, 50);
-        const joinsSeen = async (): Promise<number> => {
-          let k = 0;
-          // b3 left the config in the first test: its connections died there without a FIN and
-          // linger in its server; no new connection goes to it.
-          for (const b of lab.backends().filter((x) => x.name !== withSync?.removed)) {
-            const { stdout } = await lab.exec(b.name, ['ss', '-tnH', 'state', 'established', `( sport = :${MPTCP_PORT} )`]);
-            k += stdout.split('\n').filter((l) => l.includes(PATH2)).length;
-          }
-          return k;
-        };
-        joinsHeld = await waitFor(`${n} joins established on the backends`, joinsSeen, (k) => k >= n, 80, 100).catch(() => -1);
-      } finally {
-        writeFileSync(release, '1\n');
-        await client;
-      }
-      const after = await Promise.all([1, 2].map((k) => ownerCounters(lab, k)));
-      const d = (k: number, name: string): number => (after[k - 1][name] ?? 0) - (before[k - 1][name] ?? 0);
-      const rep = JSON.parse(readFileSync(report, 'utf8')) as JoinReport;
-      const problems: string[] = [];
-      for (const x of rep.perConnection) {
-        const peers = (x.server?.subflowPeers ?? []).map((p) => p.remote?.[0] ?? '?').sort();
-        if (x.error) problems.push(`#${x.index}: ${x.error}`);
-        if (!x.bytesOk) problems.push(`#${x.index}: bytes not verified`);
-        if (x.server?.name !== x.backend) problems.push(`#${x.index}: served by ${x.backend ?? '?'}, INFO from ${x.server?.name ?? '?'}`);
-        if (x.server?.info?.subflows !== 2) problems.push(`#${x.index}: ${x.server?.name ?? '?'} holds ${x.server?.info?.subflows ?? 0} subflow(s)`);
-        if (peers.join(',') !== [PATH1, PATH2].join(',')) problems.push(`#${x.index}: server subflows from ${peers.join(',')}`);
-      }
-      console.log(
-        `cluster e2e, join at another instance: ${rep.twoSubflows}/${n} connections with 2 subflows on one backend (${JSON.stringify(rep.backends)}); lb1 learned ${d(1, 'sluice_mptcp_connections_learned_v1_total')} tokens, steered ${d(1, 'sluice_mptcp_joins_steered_total')} joins; lb2 learned ${d(2, 'sluice_mptcp_connections_learned_v1_total')}, owner queries ${d(2, 'sluice_owner_queries_total')} (hits ${d(2, 'sluice_owner_query_hits_total')}, misses ${d(2, 'sluice_owner_query_misses_total')}), joins steered ${d(2, 'sluice_mptcp_joins_steered_total')}, joins with unknown token ${d(2, 'sluice_mptcp_joins_unknown_token_total')}; entries published lb1 ${d(1, 'sluice_owner_entries_published_total')}, lb2 ${d(2, 'sluice_owner_entries_published_total')}`,
-      );
-      expect(joinsHeld, 'join subflows established on the backends').toBe(n);
-      expect(problems).toEqual([]);
-      expect(rep.twoSubflows).toBe(n);
-      // Path 1 (and so every token) went to lb1 only; every join went to lb2, which asked the owner.
-      expect(d(1, 'sluice_mptcp_connections_learned_v1_total')).toBe(n);
-      expect(d(1, 'sluice_mptcp_joins_steered_total')).toBe(0);
-      expect(d(2, 'sluice_mptcp_connections_learned_v1_total')).toBe(0);
-      expect(d(2, 'sluice_mptcp_joins_steered_total')).toBe(n);
-      // ...each on its first SYN: none was dropped for an unknown token and retransmitted.
-      expect(d(2, 'sluice_mptcp_joins_unknown_token_total')).toBe(0);
-      expect(d(2, 'sluice_owner_query_hits_total')).toBeGreaterThanOrEqual(n);
-      // Published as they happened, not at the next refresh: lb1 its tokens, lb2 its join subflows.
-      expect(d(1, 'sluice_owner_entries_published_total')).toBeGreaterThanOrEqual(n);
-      expect(d(2, 'sluice_owner_entries_published_total')).toBeGreaterThanOrEqual(n);
-    } finally {
-      await lab.exec('router', ['ip', '-batch', '-'], {
-        input: [`rule del from ${PATH1} lookup 201 pref 201`, `rule del from ${PATH2} lookup 202 pref 202`, 'route flush table 201', 'route flush table 202'].join('\n') + '\n',
-      }).catch(() => undefined);
-    }
+    await joinsElsewhere(c, 'join at another instance', 9000, withSync?.removed);
   }, 120_000);
 
   it('forged, replayed, truncated and oversized control datagrams are rejected, counted by reason, and change nothing', async () => {
@@ -596,6 +607,29 @@ describe.skipIf(!enabled)('cluster: 3 Sluice instances behind router ECMP with o
     } finally {
       await lab.exec('lb3', ['nft', 'delete', 'table', 'inet', table]).catch(() => undefined);
       await load.stop().catch(() => undefined);
+    }
+  }, 120_000);
+
+  // The race the join's token runs, made slow: lb1 (which learns every token from path 1) runs
+  // with the failpoint token-publish-late, so each token reaches the owners 60 ms after the
+  // connection's third ACK, as on a loaded host. Before owners awaited a token's PUBLISH, lb2 polled
+  // for 40 ms within a 50 ms hold, and such a join was dropped and came back 1 s later.
+  it('a token published 60 ms late (failpoint token-publish-late on lb1): lb2 holds the join, the PUBLISH answers the query, and every join is steered on its first SYN', async () => {
+    if (!c) throw new Error('no cluster');
+    const { lab } = c;
+    const config1 = join(lab.describe().runDir, 'config.json');
+    await stopSluice(inst(c, 1));
+    try {
+      c.sluice[0] = await startSluice(lab, config1, 1, 20_000, { SLUICE_FAILPOINTS: 'token-publish-late' });
+      await waitConverged(running(c), ALL, 'lb1 back with token-publish-late');
+      // Past SETTLED_MS (3 s): lb2, a replica of every token, answers from its own store and asks no peer.
+      await sleep(3500);
+      const d = await joinsElsewhere(c, 'join at another instance, token published 60 ms late', 9100, withSync?.removed);
+      expect(d(2, 'awaited_local_found') + d(1, 'awaited_found') + d(3, 'awaited_found')).toBeGreaterThanOrEqual(12);
+    } finally {
+      await stopSluice(inst(c, 1)).catch(() => undefined);
+      c.sluice[0] = await startSluice(lab, config1, 1);
+      await waitConverged(running(c), ALL, 'lb1 back without the failpoint');
     }
   }, 120_000);
 });

@@ -11,6 +11,17 @@
  *     packet's tail last). The views are few: one per slot start, header offset and size class.
  *   - where such a view would not fit (the end of a backing or of the target), or too many were
  *     made: 32-bit words (same alignment) or bytes, slower but allocation-free too.
+ *   - the whole source (from its first byte to its last): TypedArray.set of the source itself,
+ *     no view needed (what Buffer.copy does then too);
+ *   - a source backing seen once (not the last one that missed): not kept yet. Copies from many
+ *     backings in turn (frames each in their own ArrayBuffer, as Buffer.alloc makes them) would
+ *     otherwise replace a kept backing, and make its views anew, on every copy: that halved
+ *     forward() in native-bench/plain-path.bench.ts. Such a copy is a set() from a subarray (one
+ *     view, what Buffer.copy costs). The packet path copies from a few backings (rx slots, a
+ *     capture ring, hold slots), each kept on its second copy.
+ * Reading a typed array's .buffer is a runtime call (about 35 ns here, more than a 60-byte
+ * memmove): the target's backing is remembered with the target, which is nearly always the same
+ * tx slot array.
  */
 
 /** At or below this many bytes: a byte loop (no builtin call; not measured apart, it is 16 loads and stores at most). */
@@ -43,6 +54,22 @@ interface KeptBacking {
 const kept: KeptBacking[] = [];
 for (let i = 0; i < KEPT_BACKINGS; i++) kept.push({ backing: null, bytes: new Uint8Array(0), words: new Int32Array(0), views: new Map() });
 let nextVictim = 0;
+/** The last source backing that was not kept: a second copy from it in a row keeps it. */
+let lastMiss: ArrayBufferLike | null = null;
+/** The last target and its backing (see .buffer above). */
+let lastDst: Uint8Array | null = null;
+let lastDstBacking: ArrayBufferLike | null = null;
+
+/** The kept views of `backing` if it is kept, or if it missed last time too (then made, once: the oldest entry gives way); else null. */
+function keptIfWarm(backing: ArrayBufferLike): KeptBacking | null {
+  for (let i = 0; i < KEPT_BACKINGS; i++) if (kept[i].backing === backing) return kept[i];
+  if (lastMiss !== backing) {
+    lastMiss = backing;
+    return null;
+  }
+  lastMiss = null;
+  return keptOf(backing);
+}
 
 /** The kept views of `backing`, made (once) if it is new; the oldest entry gives way. */
 function keptOf(backing: ArrayBufferLike): KeptBacking {
@@ -70,14 +97,26 @@ export function copyBytes(src: Uint8Array, srcStart: number, dst: Uint8Array, ds
     copyByteLoop(src, srcStart, dst, dstStart, n);
     return n;
   }
+  if (srcStart === 0 && n === src.length) {
+    dst.set(src, dstStart);
+    return n;
+  }
   const sb = src.buffer;
   const from = src.byteOffset + srcStart;
-  if (sb === dst.buffer) {
+  if (dst !== lastDst) {
+    lastDst = dst;
+    lastDstBacking = dst.buffer;
+  }
+  if (sb === lastDstBacking) {
     const to = dst.byteOffset + dstStart;
     keptOf(sb).bytes.copyWithin(to, from, from + n);
     return n;
   }
-  const s = keptOf(sb);
+  const s = keptIfWarm(sb);
+  if (s === null) {
+    dst.set(src.subarray(srcStart, srcStart + n), dstStart);
+    return n;
+  }
   const shift = Math.max(MIN_CLASS_SHIFT, 32 - Math.clz32(n - 1));
   const span = 1 << shift;
   if (shift <= MAX_CLASS_SHIFT && from < MAX_VIEW_START && from + span <= sb.byteLength && dstStart + span <= dst.length) {

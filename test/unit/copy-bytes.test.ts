@@ -2,7 +2,8 @@
  * copyBytes copies exactly what Buffer.copy would, on each of its paths: short (byte loop), one
  * backing (copyWithin, overlapping too), two backings (kept view + set, or the word/byte loops
  * where no view fits), and cuts the copy short where either array ends. Bytes past the copy may
- * be overwritten only inside dst, never past its end.
+ * be overwritten only inside dst, never past its end. Each case copies twice: the first copy from
+ * a backing not seen before takes the cold path (set from a subarray), the second the kept one.
  */
 import { describe, expect, it } from 'vitest';
 import { copyBytes, copyByteLoop, copyWordLoop } from '../../src/packet/copy-bytes.js';
@@ -36,6 +37,7 @@ const CASES: CopyCase[] = [
   { name: 'cut short by the end of dst', shared: false, srcOff: 0, srcLen: 10240, dstOff: 0, dstLen: 1000, srcStart: 0, dstStart: 900, n: 1500 },
   { name: 'cut short by the end of src', shared: false, srcOff: 0, srcLen: 200, dstOff: 0, dstLen: 4096, srcStart: 150, dstStart: 0, n: 1500 },
   { name: 'nothing to copy', shared: false, srcOff: 0, srcLen: 100, dstOff: 0, dstLen: 100, srcStart: 100, dstStart: 0, n: 10 },
+  { name: 'the whole source (set of the source itself, no view)', shared: false, srcOff: 64, srcLen: 60, dstOff: 0, dstLen: 2048, srcStart: 0, dstStart: 4, n: 60 },
 ];
 
 describe('copyBytes', () => {
@@ -49,11 +51,27 @@ describe('copyBytes', () => {
     const refB = c.shared ? refA : Buffer.from(backingB);
     const want = refA.subarray(c.srcOff, c.srcOff + c.srcLen).copy(refB.subarray(c.dstOff, c.dstOff + c.dstLen), c.dstStart, c.srcStart, c.srcStart + c.n);
     const afterDst = Buffer.from(backingB.subarray(c.dstOff + c.dstLen));
-    const got = copyBytes(src, c.srcStart, dst, c.dstStart, c.n);
-    expect(got).toBe(want);
-    expect(dst.subarray(0, c.dstStart + got).equals(refB.subarray(c.dstOff, c.dstOff + c.dstStart + got))).toBe(true);
-    // Past dst's end nothing changed.
-    expect(backingB.subarray(c.dstOff + c.dstLen).equals(afterDst)).toBe(true);
+    const initialB = Buffer.from(backingB);
+    for (const pass of ['cold', 'kept']) {
+      backingB.set(initialB);
+      if (c.shared) backingA.set(initialB);
+      const got = copyBytes(src, c.srcStart, dst, c.dstStart, c.n);
+      expect(got, pass).toBe(want);
+      expect(dst.subarray(0, c.dstStart + got).equals(refB.subarray(c.dstOff, c.dstOff + c.dstStart + got)), pass).toBe(true);
+      // Past dst's end nothing changed.
+      expect(backingB.subarray(c.dstOff + c.dstLen).equals(afterDst), pass).toBe(true);
+    }
+  });
+
+  it('copies from many backings in turn (a frame per ArrayBuffer) are right, each one', () => {
+    const frames = Array.from({ length: 64 }, (_, i) => pattern(200, i));
+    const dst = Buffer.alloc(256);
+    for (let round = 0; round < 3; round++) {
+      for (const [i, f] of frames.entries()) {
+        expect(copyBytes(f, 14, dst, 2, 150)).toBe(150);
+        expect(dst.subarray(2, 152).equals(f.subarray(14, 164)), `frame ${i}`).toBe(true);
+      }
+    }
   });
 
   it.each([

@@ -323,6 +323,7 @@ function memoryAndNewFlows() {
     cycles: fill.cycles,
     capacity: fill.metricsAfter?.sluice_flow_table_capacity ?? fill.capacity,
     fillRate: fill.rate,
+    topUps: fill.topUps ?? 0,
     fillGeneratorPps: fill.generator?.pps ?? null,
     liveFlows: live,
     evictions,
@@ -513,7 +514,8 @@ if (figures.memory1M && figures.memory1M.error === undefined) {
   const m = figures.memory1M;
   goal(
     `memory for ${fmtN(m.flows)} live flows (all Sluice processes, RSS over idle)`,
-    `+${m.overIdleMiB} MiB, ${fmtN(m.liveFlows)} live, ${fmtN(m.evictions)} evicted (${((m.evictedShare ?? 0) * 100).toFixed(1)}%), ${m.bytesPerFlow} B/flow, capacity ${fmtN(m.capacity)}`,
+    `+${m.overIdleMiB} MiB, ${fmtN(m.liveFlows)} live, ${fmtN(m.evictions)} evicted (${((m.evictedShare ?? 0) * 100).toFixed(1)}%), ${m.bytesPerFlow} B/flow, capacity ${fmtN(m.capacity)}` +
+      (m.topUps > 0 ? `; the set sent ${m.topUps} more time(s) at ${fmtN(m.fillRate / 2)}/s after ${fmtN(m.captureDroppedDuringFill)} frames were dropped at capture` : ''),
     '-',
     '-',
     '<= 64 MiB, 0 evicted',

@@ -3,7 +3,7 @@
  * reads them at scrape time through collect() hooks, so nothing is copied per packet.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ControlPlane } from '../control/index.js';
+import type { ControlCounters, ControlPlane } from '../control/index.js';
 import { DROP_REASONS } from '../packet/drop-reasons.js';
 import { BUILD_INFO } from '../version.js';
 import { DROPS_BASE, ENTITY, G, WORKER_FIGURE, WORKER_FIGURES, backendCounter, serviceCounter, type EntityCounter } from '../dataplane/contract/counters.js';
@@ -309,24 +309,30 @@ export class Metrics {
         for (const [reason, n] of Object.entries(c.rejected)) this.inc({ reason }, n);
       },
     });
-    new Counter({
-      name: 'sluice_cluster_queries_total',
-      help: 'Owner queries handled by the control plane, by result.',
-      labelNames: ['result'],
-      registers,
-      collect() {
-        this.reset();
-        const c = cluster()?.counters;
-        if (!c) return;
-        this.inc({ result: 'local_hit' }, c.localHits);
-        this.inc({ result: 'hit' }, c.hits);
-        this.inc({ result: 'miss' }, c.misses - c.settledMisses);
-        this.inc({ result: 'settled_miss' }, c.settledMisses);
-        this.inc({ result: 'timeout' }, c.timeouts);
-        this.inc({ result: 'overflow' }, c.queryOverflow);
-        this.inc({ result: 'failed' }, c.queryFailed);
-      },
-    });
+    /** A control-plane counter by result, read from the cluster's counters at scrape time. */
+    const byResult = (name: string, help: string, results: (c: ControlCounters) => [string, number][]): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['result'],
+        registers,
+        collect() {
+          this.reset();
+          const c = cluster()?.counters;
+          if (!c) return;
+          for (const [result, n] of results(c)) this.inc({ result }, n);
+        },
+      });
+    };
+    byResult('sluice_cluster_queries_total', 'Owner queries handled by the control plane, by result.', (c) => [
+      ['local_hit', c.localHits],
+      ['hit', c.hits],
+      ['miss', c.misses - c.settledMisses],
+      ['settled_miss', c.settledMisses],
+      ['timeout', c.timeouts],
+      ['overflow', c.queryOverflow],
+      ['failed', c.queryFailed],
+    ]);
     new Counter({
       name: 'sluice_cluster_query_late_found_total',
       help: 'Owner queries that timed out although an owner held an entry: its FOUND answer arrived after the timeout.',
@@ -336,21 +342,16 @@ export class Metrics {
         this.inc(cluster()?.counters.lateFound ?? 0);
       },
     });
-    new Counter({
-      name: 'sluice_cluster_queries_awaited_total',
-      help: 'Owner queries for an MPTCP token not held here yet, held for its PUBLISH, by result: a peer\'s QUERY answered when the PUBLISH arrived (found), when the wait ended (expired), or at once because too many were held (overflow); this instance\'s own query answered by the PUBLISH reaching it (local_found).',
-      labelNames: ['result'],
-      registers,
-      collect() {
-        this.reset();
-        const c = cluster()?.counters;
-        if (!c) return;
-        this.inc({ result: 'found' }, c.awaitedFound);
-        this.inc({ result: 'expired' }, c.awaitedExpired);
-        this.inc({ result: 'overflow' }, c.awaitOverflow);
-        this.inc({ result: 'local_found' }, c.awaitedSelfFound);
-      },
-    });
+    byResult(
+      'sluice_cluster_queries_awaited_total',
+      'Owner queries for an MPTCP token not held here yet, held for its PUBLISH, by result: a peer\'s QUERY answered when the PUBLISH arrived (found), when the wait ended (expired), or at once because too many were held (overflow); this instance\'s own query answered by the PUBLISH reaching it (local_found).',
+      (c) => [
+        ['found', c.awaitedFound],
+        ['expired', c.awaitedExpired],
+        ['overflow', c.awaitOverflow],
+        ['local_found', c.awaitedSelfFound],
+      ],
+    );
     new Counter({
       name: 'sluice_cluster_query_resends_total',
       help: 'QUERY datagrams sent again to owners still silent at cluster.queryTimeoutMs.',

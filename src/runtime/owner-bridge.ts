@@ -5,7 +5,7 @@
  * tells the cluster each new generation's backend set. Without a cluster config it does nothing.
  */
 import type { SluiceConfig } from '../config/types.js';
-import { ControlPlane, backendSetHash, loadClusterKey, type EntryKind, type SyncEntry } from '../control/index.js';
+import { ControlPlane, backendSetHash, loadClusterKey, type BackendIdentity, type EntryKind, type QueryOptions, type SyncEntry } from '../control/index.js';
 import { DEFAULT_HOLD_PACKETS } from '../dataplane/contract/limits.js';
 import { failpointOn } from '../dataplane/failpoints.js';
 import { OWNER_KIND, type OwnerEntry } from '../dataplane/contract/messages.js';
@@ -64,6 +64,21 @@ const FRAGMENT_QUERY_RETRY_DELAY_MS = 5;
 const FRAGMENT_QUERY_RETRY_MARGIN_MS = 20;
 /** A datagram's entry lives as long as the data plane remembers it (fragment-table.ts DEFAULT_FRAGMENT_TIMEOUT_MS). */
 const FRAGMENT_OWNER_TTL_MS = 2_000;
+
+/**
+ * A NOT FOUND that may mean "not there yet" (a token or a fragment's entry on its way to its
+ * owner): ask again after pauseMs, each ask waiting at most capMs, until untilMs after `started`
+ * leaves less than 2 ms. Null if none found it.
+ */
+async function askAgain(cp: ControlPlane, kind: EntryKind, key: Uint8Array, started: number, untilMs: number, pauseMs: number, capMs: number, o?: QueryOptions): Promise<BackendIdentity | null> {
+  for (;;) {
+    const left = untilMs - (performance.now() - started) - pauseMs;
+    if (left < 2) return null;
+    await new Promise((r) => setTimeout(r, pauseMs));
+    const who = await cp.query(kind, key, Math.min(left, capMs), o);
+    if (who) return who;
+  }
+}
 
 /** The cluster codec's name of a data-plane owner kind. */
 function entryKind(kind: number): EntryKind {
@@ -256,34 +271,26 @@ export class OwnerBridge implements Startable {
       // timeout (not a NOT FOUND) is reported as such, so the data plane counts it.
       let unanswered = false;
       const resendMs = this.#opts.config.cluster?.queryTimeoutMs;
-      const tokenBudget = Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? TOKEN_ANSWER_BUDGET_MS));
+      const budget = Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? (isToken ? TOKEN_ANSWER_BUDGET_MS : OWNER_ANSWER_BUDGET_MS)));
       let who =
         kind === OWNER_KIND.flow
-          ? await cp.query('flow', key, Math.min(MAX_OWNER_WAIT_MS, Math.max(1, waitMs ?? OWNER_ANSWER_BUDGET_MS)), {
+          ? await cp.query('flow', key, budget, {
               resendMs,
               onTimeout: () => {
                 unanswered = true;
               },
             })
           : isToken
-            ? await cp.query('token', key, tokenBudget, { resendMs })
+            ? await cp.query('token', key, budget, { resendMs })
             : await cp.query(entryKind(kind), key);
       // An MP_JOIN follows its connection's third ACK by ~1 ms (docs/PROTOCOLS.md), and the
       // instance that learned the token from that ACK publishes it at the same moment: the owners
       // hold the query until it arrives. An early NOT FOUND (an owner too busy to hold it) is
       // asked again while the data plane still holds the join.
-      while (who === null && isToken) {
-        const left = tokenBudget - (performance.now() - started) - TOKEN_QUERY_RETRY_DELAY_MS;
-        if (left < 2) break;
-        await new Promise((r) => setTimeout(r, TOKEN_QUERY_RETRY_DELAY_MS));
-        who = await cp.query('token', key, left, { resendMs });
-      }
-      const fragmentUntil = (this.#opts.config.fragments?.holdMs ?? 200) - FRAGMENT_QUERY_RETRY_MARGIN_MS;
-      while (who === null && kind === OWNER_KIND.fragment) {
-        const left = fragmentUntil - (performance.now() - started) - FRAGMENT_QUERY_RETRY_DELAY_MS;
-        if (left < 2) break;
-        await new Promise((r) => setTimeout(r, FRAGMENT_QUERY_RETRY_DELAY_MS));
-        who = await cp.query('fragment', key, Math.min(left, 20));
+      if (who === null && isToken) who = await askAgain(cp, 'token', key, started, budget, TOKEN_QUERY_RETRY_DELAY_MS, budget, { resendMs });
+      if (who === null && kind === OWNER_KIND.fragment) {
+        const fragmentUntil = (this.#opts.config.fragments?.holdMs ?? 200) - FRAGMENT_QUERY_RETRY_MARGIN_MS;
+        who = await askAgain(cp, 'fragment', key, started, fragmentUntil, FRAGMENT_QUERY_RETRY_DELAY_MS, 20);
       }
       end();
       if (who) backendId = this.#opts.generations.backendId(who.service, who.address);
